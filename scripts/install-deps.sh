@@ -7,7 +7,7 @@ set -e
 # Build: compiler, meson/ninja, the libraries frostvm links. Test and bench: QEMU
 # (the reference VMM), pv (throttled sinks), gnuplot (plots), python3 (drivers).
 PACKAGES="gcc clang binutils make meson ninja-build pkg-config python3
-libglib2.0-dev libjson-glib-dev liburing-dev libfdt-dev systemtap-sdt-dev
+libglib2.0-dev libjson-glib-dev liburing-dev libfdt-dev libxxhash-dev systemtap-sdt-dev
 qemu-system-x86 pv gnuplot-nox valgrind"
 
 missing=""

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* What an accelerator (KVM, or the host-thread test accelerator) offers the machine. */
+#ifndef ACCEL_ACCEL_H
+#define ACCEL_ACCEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+typedef struct Machine Machine;
+typedef struct RamBlock RamBlock;
+
+typedef struct AccelOps {
+    const char *name;                       /* "kvm", "test" */
+
+    /*
+     * Create the VM: map every RAM range, create vCPUs (not yet running) and the
+     * in-kernel devices, register their device state (vmstate_register()).
+     */
+    bool (*init)(Machine *m, GError **errp);
+
+    /*
+     * Set the boot vCPU to enter a Multiboot kernel: 32-bit flat protected mode,
+     * EIP=@entry, EAX=@eax, EBX=@ebx. APs wait for INIT/SIPI.
+     */
+    bool (*set_boot_entry)(Machine *m, uint32_t entry, uint32_t eax, uint32_t ebx,
+                           GError **errp);
+
+    /* Start the vCPU threads, parked (paused) until resume_vcpus(). */
+    bool (*start_vcpus)(Machine *m, GError **errp);
+
+    /*
+     * Bring every vCPU out of guest mode and park it; returns when all are
+     * parked (bounded time: kicks with a signal and immediate_exit).
+     */
+    void (*pause_vcpus)(Machine *m);
+
+    /* Let parked vCPUs run again. */
+    void (*resume_vcpus)(Machine *m);
+
+    /*
+     * Dirty tracking for precopy. start: begin logging on every RAM range.
+     * sync: OR the pages written since the last sync into @bitmap (one bit per
+     * 4 KiB page of @block, from offset 0) and re-arm tracking for them.
+     */
+    bool (*dirty_log_start)(Machine *m, GError **errp);
+    bool (*dirty_log_sync)(Machine *m, RamBlock *block, unsigned long *bitmap,
+                           GError **errp);
+    void (*dirty_log_stop)(Machine *m);
+
+    /* Stop and join the vCPU threads, free everything init made. */
+    void (*destroy)(Machine *m);
+} AccelOps;
+
+extern const AccelOps kvm_accel_ops;
+extern const AccelOps test_accel_ops;
+
+#endif

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The machine: the one context struct every subsystem receives. */
+#ifndef SYSTEM_MACHINE_H
+#define SYSTEM_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "system/runstate.h"
+
+typedef struct MemoryBackend MemoryBackend;
+typedef struct AccelOps AccelOps;
+typedef struct SerialState SerialState;
+typedef struct Monitor Monitor;
+typedef struct MigrationState MigrationState;
+typedef struct Machine Machine;
+
+#define MACHINE_PAGE_SIZE 4096ULL
+#define MACHINE_MAX_VCPUS 8
+/* RAM above this guest-physical address is relocated above 4 GiB (PCI hole). */
+#define MACHINE_LOW_RAM_END 0xC0000000ULL
+#define MACHINE_HIGH_RAM_START 0x100000000ULL
+
+/*
+ * A contiguous piece of host memory that backs guest RAM. Migration names it in
+ * the stream ("pc.ram"), the snapshot write-protects it, the accelerator maps it.
+ */
+typedef struct RamBlock {
+    char *name;              /* "pc.ram" */
+    MemoryBackend *backend;  /* owns the mapping */
+    uint8_t *host;           /* start of the mapping */
+    uint64_t size;           /* bytes, a multiple of MACHINE_PAGE_SIZE */
+    uint64_t page_size;      /* backing page size (4 KiB or the huge page size) */
+} RamBlock;
+
+/* Where a piece of a RAM block appears in guest-physical address space. */
+typedef struct GuestRamRange {
+    uint64_t gpa;
+    uint64_t size;
+    RamBlock *block;
+    uint64_t offset;         /* into block */
+} GuestRamRange;
+
+typedef enum {
+    ACCEL_KIND_KVM,
+    ACCEL_KIND_TEST,
+} AccelKind;
+
+/* The parsed command line, as the rest of the program needs it. */
+typedef struct MachineConfig {
+    uint64_t ram_size;            /* -m, bytes */
+    unsigned smp;                 /* -smp */
+    AccelKind accel;              /* -accel kvm|test */
+    char *kernel;                 /* -kernel */
+    char *initrd;                 /* -initrd */
+    char *append;                 /* -append */
+    char *name;                   /* -name */
+    char *pidfile;                /* -pidfile */
+    bool daemonize;               /* -daemonize */
+    bool start_paused;            /* -S */
+    char *incoming;               /* -incoming URI|defer, or NULL */
+    GPtrArray *qmp;               /* -qmp specs (char *) */
+    GPtrArray *monitors;          /* -monitor specs (char *) */
+    char *serial;                 /* -serial stdio|file:PATH|null|none */
+    char *memory_backend_id;      /* -machine memory-backend=ID */
+    GPtrArray *objects;           /* MemoryBackendOptions * from -object */
+    bool thp;                     /* -machine thp=on|off (frostvm) */
+    char *test_accel_args;        /* -accel test,args=... (pattern for the writer threads) */
+    unsigned debug;               /* -d */
+} MachineConfig;
+
+struct Machine {
+    MachineConfig *config;
+    GMainContext *main_context;   /* the main loop's context: monitors, events */
+    GMainLoop *main_loop;
+
+    GPtrArray *ram_blocks;        /* RamBlock *; today exactly one, "pc.ram" */
+    GuestRamRange ram_ranges[2];
+    unsigned nr_ram_ranges;
+    uint64_t ram_size;
+    unsigned smp;
+
+    const AccelOps *accel;
+    void *accel_state;            /* owned by the accelerator */
+
+    SerialState *serial;
+    Monitor *monitor;             /* QMP/HMP servers; events go through it */
+    MigrationState *migration;
+    GArray *vmstate_handlers;     /* VMStateHandler, in registration order */
+
+    /* Run state: see system/runstate.h. Changed only through runstate_*(). */
+    GMutex runstate_lock;
+    RunState runstate;
+    bool shutdown_requested;
+    int exit_status;              /* what main returns */
+};
+
+/* Translate a guest-physical range to host memory; NULL if it is not all RAM. */
+void *machine_gpa_to_host(Machine *m, uint64_t gpa, uint64_t len);
+
+/* The RAM block called @name, or NULL. */
+RamBlock *machine_find_ram_block(Machine *m, const char *name);
+
+/*
+ * Build the machine from its config: RAM (from the memory backend), the RAM
+ * layout, the accelerator, the devices. Does not load a kernel or start vCPUs.
+ */
+Machine *machine_new(MachineConfig *config, GError **errp);
+
+/* Load -kernel/-append into guest RAM and set the boot vCPU's entry state. */
+bool machine_load_kernel(Machine *m, GError **errp);
+
+/* Stop vCPUs, free devices, accelerator and RAM. */
+void machine_free(Machine *m);
+
+#endif
