@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "system/machine.h"
+#include "util/error.h"
 
 void vmstate_register(Machine *m, const VMStateHandler *handler)
 {
@@ -68,12 +69,12 @@ uint64_t vmstate_get_u64(VMStateReader *r)
 bool vmstate_reader_finish(VMStateReader *r, const char *what, GError **errp)
 {
     if (r->overrun) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+        error_setg(errp,
                     "device state '%s' is truncated (%zu bytes)", what, r->len);
         return false;
     }
     if (r->pos != r->len) {
-        g_set_error(errp, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+        error_setg(errp,
                     "device state '%s' has %zu unexpected trailing bytes", what,
                     r->len - r->pos);
         return false;
