@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Background snapshot: a consistent live snapshot with the guest running (UFFD-WP). */
+#ifndef MIGRATION_BACKGROUND_SNAPSHOT_H
+#define MIGRATION_BACKGROUND_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+#include <json-glib/json-glib.h>
+
+typedef struct Machine Machine;
+typedef struct MigrationState MigrationState;
+typedef struct StreamFile StreamFile;
+
+/* Figures of the last background snapshot, shown by query-migrate / info migrate. */
+typedef struct BackgroundSnapshotStats {
+    uint64_t write_faults;          /* write-fault events served */
+    uint64_t pages_out_of_order;    /* pages saved by the fault handler */
+    uint64_t fault_us_p50;          /* fault service time, event read to unprotect */
+    uint64_t fault_us_p99;
+    uint64_t fault_us_p999;
+    uint64_t fault_us_max;
+    uint64_t pool_size;             /* bytes */
+    uint64_t pool_high_water;       /* bytes in use at most */
+    uint64_t pool_waits;            /* times a fault had to wait for a free buffer */
+    uint64_t pool_wait_us;          /* total time faults waited for buffers */
+    uint64_t pages_unpopulated;     /* pages skipped as never populated (saved as zero) */
+    uint64_t downtime_us;           /* vCPUs stopped, in microseconds */
+    uint64_t wp_setup_us;           /* time to register and write-protect RAM */
+} BackgroundSnapshotStats;
+
+/*
+ * Can a background snapshot run on this machine? Checks the kernel's
+ * userfaultfd features and every RAM block's backend; the error names the
+ * block and backend and says why not. Called when the capability is set.
+ */
+bool background_snapshot_check_capability(Machine *m, GError **errp);
+
+/*
+ * Run a background snapshot into @f (already open, nothing written yet) on the
+ * migration thread. Stops the vCPUs briefly, then scans and serves write
+ * faults until every page is saved, writes device state and the footer.
+ * Returns false on failure or cancel (migration_is_cancelling()). Whatever
+ * the outcome, write protection is removed and the vCPUs run as before.
+ * Fills the stats of @s as it goes.
+ */
+bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp);
+
+/* Add the snapshot's figures to a query-migrate reply under construction. */
+void background_snapshot_stats_to_json(const BackgroundSnapshotStats *st,
+                                       JsonBuilder *b);
+
+/* Append the figures as `info migrate` lines ("write faults: 94"). */
+void background_snapshot_stats_to_hmp(const BackgroundSnapshotStats *st,
+                                      GString *out);
+
+#endif
