@@ -85,6 +85,7 @@ struct Machine {
     void *accel_state;            /* owned by the accelerator */
 
     SerialState *serial;
+    struct IoportTable *ioports;  /* port I/O dispatch table (hw/ioport.c) */
     Monitor *monitor;             /* QMP/HMP servers; events go through it */
     MigrationState *migration;
     GArray *vmstate_handlers;     /* VMStateHandler, in registration order */
