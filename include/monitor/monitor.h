@@ -11,7 +11,7 @@ typedef struct Machine Machine;
 typedef struct Monitor Monitor;
 
 /*
- * A QMP command. Arguments have been checked against the schema (qapi/*.json)
+ * A QMP command. Arguments have been checked against the schema (the qapi/ JSON files)
  * before the handler runs. The handler returns the "return" value (transfer
  * full; NULL means {}), or sets @errp. Runs on the main thread.
  */

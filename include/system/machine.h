@@ -91,9 +91,12 @@ struct Machine {
     GArray *vmstate_handlers;     /* VMStateHandler, in registration order */
 
     /* Run state: see system/runstate.h. Changed only through runstate_*(). */
-    GMutex runstate_lock;
+    GMutex runstate_lock;         /* guards the fields below; never held across a pause */
+    GMutex transition_lock;       /* serialises stop/start from different threads */
     RunState runstate;
+    bool vcpus_started;           /* accel->start_vcpus() has run */
     bool shutdown_requested;
+    char *shutdown_reason;
     int exit_status;              /* what main returns */
 };
 
