@@ -171,6 +171,7 @@ static bool parse_memory_size(MachineConfig *c, const char *arg, GError **errp)
         return false;
     }
     /* QEMU reads a bare -m number as MiB. */
+    c->ram_size_given = true;
     if (!cmdline_parse_size(size, 1ULL << 20, &c->ram_size, errp)) {
         g_prefix_error(errp, "-m: ");
         return false;

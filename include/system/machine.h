@@ -50,6 +50,7 @@ typedef enum {
 /* The parsed command line, as the rest of the program needs it. */
 typedef struct MachineConfig {
     uint64_t ram_size;            /* -m, bytes */
+    bool ram_size_given;          /* -m was on the command line */
     unsigned smp;                 /* -smp */
     AccelKind accel;              /* -accel kvm|test */
     char *kernel;                 /* -kernel */
