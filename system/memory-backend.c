@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Memory backends: map guest RAM from anonymous memory, a memfd or a file, and say what backs it. */
+/* Memory backends: map guest RAM from anonymous memory, a memfd or a file; say what backs it. */
 #include "system/memory-backend.h"
 
 #include <errno.h>
@@ -448,10 +448,31 @@ void memory_backend_free(MemoryBackend *b)
     g_free(b);
 }
 
+/* Where the memory comes from, for messages: "anonymous memory", "ext4 (PATH)". */
+static char *memory_backend_where(const MemoryBackend *b)
+{
+    GString *s = g_string_new(NULL);
+
+    if (b->backing == MEMORY_BACKING_ANONYMOUS) {
+        g_string_append(s, "anonymous memory");
+    } else {
+        g_string_append(s, b->fs_type);
+    }
+    if (b->backing == MEMORY_BACKING_HUGETLBFS) {
+        g_autofree char *ps = memory_backend_format_size(b->page_size);
+        g_string_append_printf(s, ", %s pages", ps);
+    }
+    if (b->opts.mem_path) {
+        g_string_append_printf(s, " (%s)", b->opts.mem_path);
+    }
+    return g_string_free(s, FALSE);
+}
+
 bool memory_backend_can_write_protect(const MemoryBackend *b, uint64_t uffd_features,
                                       GError **errp)
 {
     g_autofree char *who = memory_backend_name(b);
+    g_autofree char *where = memory_backend_where(b);
     uint64_t needed;
 
     switch (b->backing) {
@@ -463,15 +484,14 @@ bool memory_backend_can_write_protect(const MemoryBackend *b, uint64_t uffd_feat
         needed = UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
         break;
     default:
-        error_setg(errp, "%s on %s%s%s%s cannot be write-protected: the kernel supports "
-                   "userfaultfd write-protect only for anonymous, shmem (memfd, tmpfs) and "
-                   "hugetlbfs memory", who, b->fs_type, b->opts.mem_path ? " (" : "",
-                   b->opts.mem_path ? b->opts.mem_path : "", b->opts.mem_path ? ")" : "");
+        error_setg(errp, "%s on %s cannot be write-protected: the kernel supports userfaultfd "
+                   "write-protect only for anonymous, shmem (memfd, tmpfs) and hugetlbfs memory",
+                   who, where);
         return false;
     }
     if (!(uffd_features & needed)) {
         error_setg(errp, "%s on %s cannot be write-protected: this kernel lacks the "
-                   "userfaultfd feature %s", who, b->fs_type, uffd_feature_name(needed));
+                   "userfaultfd feature %s", who, where, uffd_feature_name(needed));
         return false;
     }
     return true;
@@ -479,22 +499,8 @@ bool memory_backend_can_write_protect(const MemoryBackend *b, uint64_t uffd_feat
 
 char *memory_backend_describe(const MemoryBackend *b)
 {
-    GString *s = g_string_new(memory_backend_kind_name(b->opts.kind));
+    g_autofree char *where = memory_backend_where(b);
 
-    if (b->backing == MEMORY_BACKING_ANONYMOUS) {
-        g_string_append(s, " on anonymous memory");
-        if (b->thp) {
-            g_string_append(s, " (THP)");
-        }
-        return g_string_free(s, FALSE);
-    }
-    g_string_append_printf(s, " on %s", b->fs_type);
-    if (b->backing == MEMORY_BACKING_HUGETLBFS) {
-        g_autofree char *ps = memory_backend_format_size(b->page_size);
-        g_string_append_printf(s, ", %s pages", ps);
-    }
-    if (b->opts.mem_path) {
-        g_string_append_printf(s, " (%s)", b->opts.mem_path);
-    }
-    return g_string_free(s, FALSE);
+    return g_strdup_printf("%s on %s%s", memory_backend_kind_name(b->opts.kind), where,
+                           b->thp ? " (THP)" : "");
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Thin wrappers of the kernel's userfaultfd interface: each returns 0 or -errno and prints nothing. */
+/* Thin wrappers of the kernel's userfaultfd interface: they return 0 or -errno, print nothing. */
 #ifndef UTIL_USERFAULTFD_H
 #define UTIL_USERFAULTFD_H
 
