@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The bounded pool of page buffers between the snapshot's copiers (fault handler, scan) and its writer. */
+#ifndef MIGRATION_PAGE_POOL_H
+#define MIGRATION_PAGE_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#define PAGE_POOL_PAGE_SIZE 4096u
+
+/*
+ * Who takes pages. Faults may take every free page; the scan never takes the
+ * reserve (so a faulting vCPU finds room even while the scan runs ahead of a
+ * slow sink).
+ */
+typedef enum {
+    PAGE_POOL_USER_FAULT,
+    PAGE_POOL_USER_SCAN,
+} PagePoolUser;
+
+typedef struct PagePool PagePool;
+
+typedef struct PagePoolStats {
+    uint64_t capacity_pages;
+    uint64_t reserve_pages;
+    uint64_t in_use_pages;        /* now */
+    uint64_t high_water_pages;    /* most in use at once */
+    uint64_t fault_waits;         /* takes by faults that had to wait */
+    uint64_t fault_wait_ns;       /* total time they waited */
+    uint64_t scan_waits;
+    uint64_t scan_wait_ns;
+} PagePoolStats;
+
+/*
+ * Create a pool of @bytes (rounded down to pages, at least 16 pages), of which
+ * @reserve_bytes only faults may take. The memory is mapped once and reused;
+ * the first @prefault_bytes are populated now, so early faults do not pay for
+ * first touches. NULL with @errp set if the mapping fails.
+ */
+PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefault_bytes,
+                        GError **errp);
+
+/* Unmap the pool. No page may be in use. NULL is fine. */
+void page_pool_free(PagePool *p);
+
+/* The most pages one take by @user can ever get (capacity, less the reserve for the scan). */
+uint32_t page_pool_max_take(PagePool *p, PagePoolUser user);
+
+/* Free pages @user could take right now without waiting. */
+uint32_t page_pool_available(PagePool *p, PagePoolUser user);
+
+/* Free pages as a fraction of capacity, 0.0 - 1.0 (a hint; no lock). */
+double page_pool_free_fraction(PagePool *p);
+
+/*
+ * Take @n pages (n <= page_pool_max_take()), storing their slot numbers in
+ * @slots. With @wait, blocks until enough are free (counting the wait);
+ * otherwise returns false at once when they are not. Also false, taking
+ * nothing, once the pool is closed.
+ */
+bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint32_t *slots);
+
+/* Give pages back; wakes waiters. */
+void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n);
+
+/* The memory of slot @slot (PAGE_POOL_PAGE_SIZE bytes). */
+uint8_t *page_pool_page(PagePool *p, uint32_t slot);
+
+/* Make every current and future take fail (wakes the waiters): used to abort. */
+void page_pool_close(PagePool *p);
+
+/* A consistent copy of the counters. */
+void page_pool_get_stats(PagePool *p, PagePoolStats *stats);
+
+#endif

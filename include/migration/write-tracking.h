@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Write tracking for background snapshots: UFFD-WP over every RAM block and the fault handler thread. */
+#ifndef MIGRATION_WRITE_TRACKING_H
+#define MIGRATION_WRITE_TRACKING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+typedef struct RamBlock RamBlock;
+typedef struct WriteTracking WriteTracking;
+
+/*
+ * Called on the fault thread for every write fault on a protected page:
+ * @block_index into the tracked blocks, @offset (page aligned) in the block,
+ * @read_ns the CLOCK_MONOTONIC time the event was read. The callee must save
+ * the page and remove its protection (write_tracking_unprotect()), or leave
+ * that to whoever already claimed the page; the faulting thread stays blocked
+ * until then.
+ */
+typedef void (*WriteTrackingFaultFunc)(void *opaque, unsigned block_index, uint64_t offset,
+                                       uint64_t read_ns);
+
+/* What write tracking needs from the kernel for @blocks (RamBlock *). */
+typedef struct WriteTrackingFeatures {
+    uint64_t kernel;        /* UFFD_FEATURE_* the kernel offers */
+    uint64_t required;      /* what tracking of these blocks cannot do without */
+    uint64_t wanted;        /* required + optional ones the kernel has */
+} WriteTrackingFeatures;
+
+/*
+ * Can @blocks be write-protected on this kernel? Asks the kernel's features
+ * and every block's backend (a block without a backend is taken as private
+ * anonymous memory). On false, @errp names the block, its backend and why.
+ * @features (may be NULL) receives the features tracking would use.
+ */
+bool write_tracking_check(GPtrArray *blocks, WriteTrackingFeatures *features, GError **errp);
+
+/*
+ * Open a userfaultfd and register every block of @blocks (RamBlock *, kept by
+ * reference) for write-protect. Without UFFD_FEATURE_WP_UNPOPULATED, first
+ * populates every block by reading it (never writing: that would change the
+ * guest's memory and allocate it), because write protection only sticks to
+ * populated pages. Nothing is protected yet. NULL with @errp set on failure
+ * (already registered ranges are released).
+ */
+WriteTracking *write_tracking_new(GPtrArray *blocks, GError **errp);
+
+/*
+ * Start the fault handler thread: it polls the userfaultfd, reads events in
+ * batches and calls @fn for each write fault. With @raise_priority it asks for
+ * SCHED_FIFO, else nice -10, and carries on silently if refused.
+ */
+bool write_tracking_start_fault_thread(WriteTracking *wt, WriteTrackingFaultFunc fn,
+                                       void *opaque, bool raise_priority, GError **errp);
+
+/*
+ * Write-protect all of every block. Meant for the pause: after it returns,
+ * every write to guest RAM faults until the page is unprotected.
+ */
+bool write_tracking_protect_all(WriteTracking *wt, GError **errp);
+
+/*
+ * Remove protection from [@offset, @offset + @len) of block @block_index and
+ * wake the threads that faulted there. Returns 0 or -errno; thread-safe.
+ */
+int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t offset,
+                             uint64_t len);
+
+/* Wake threads that faulted in a range without changing protection (0 or -errno). */
+int write_tracking_wake(WriteTracking *wt, unsigned block_index, uint64_t offset,
+                        uint64_t len);
+
+/*
+ * Stop: join the fault thread, then remove every protection (waking every
+ * blocked thread), unregister every range and close the userfaultfd. Safe to
+ * call at any point after write_tracking_new(), more than once. Whoever may
+ * block the fault callback (a full pool, a page another thread is copying)
+ * must release it first, or the join waits for it.
+ */
+void write_tracking_stop(WriteTracking *wt);
+
+/* Stop (if not yet) and free. NULL is fine. */
+void write_tracking_free(WriteTracking *wt);
+
+/* True once write_tracking_stop() has begun: fault callbacks stop waiting. */
+bool write_tracking_is_stopping(WriteTracking *wt);
+
+/* The features the userfaultfd was opened with. */
+uint64_t write_tracking_features(WriteTracking *wt);
+
+/* True when never-touched memory is protected without populating it. */
+bool write_tracking_has_wp_unpopulated(WriteTracking *wt);
+
+/* Fault events read / write faults delivered to the callback so far. */
+uint64_t write_tracking_events_read(WriteTracking *wt);
+
+/* Nanoseconds write_tracking_new() spent registering (and populating), and
+ * the last write_tracking_protect_all() took. */
+uint64_t write_tracking_register_ns(WriteTracking *wt);
+uint64_t write_tracking_protect_ns(WriteTracking *wt);
+
+/* CLOCK_MONOTONIC now, in nanoseconds (the clock of @read_ns). */
+uint64_t write_tracking_now_ns(void);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(WriteTracking, write_tracking_free)
+
+#endif
