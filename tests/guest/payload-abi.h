@@ -18,20 +18,20 @@
 /* Fixed guest-physical addresses. The payload image lives in [1 MiB, 2 MiB); the
  * control block sits alone in the page at 2 MiB and the expected-value array starts
  * right after it. The swept range must start at or above the array's end. */
-#define PAYLOAD_LOAD_GPA         0x100000ull
-#define PAYLOAD_CTL_GPA          0x200000ull
-#define PAYLOAD_EXPECTED_GPA     0x201000ull
-#define PAYLOAD_PAGE_SIZE        4096ull
+#define PAYLOAD_LOAD_GPA         ((uint64_t)0x100000)
+#define PAYLOAD_CTL_GPA          ((uint64_t)0x200000)
+#define PAYLOAD_EXPECTED_GPA     ((uint64_t)0x201000)
+#define PAYLOAD_PAGE_SIZE        ((uint64_t)4096)
 #define PAYLOAD_PAGE_WORDS       (PAYLOAD_PAGE_SIZE / 8)
 
 /* Defaults for the command-line keys. */
-#define PAYLOAD_DEFAULT_BASE     (16ull << 20)
-#define PAYLOAD_DEFAULT_MEM      (128ull << 20)
+#define PAYLOAD_DEFAULT_BASE     ((uint64_t)16 << 20)
+#define PAYLOAD_DEFAULT_MEM      ((uint64_t)128 << 20)
 #define PAYLOAD_DEFAULT_REPORT_MS 100u
 #define PAYLOAD_DEFAULT_SEED     1ull
 
 /* How much guest-physical space the payload's page tables map (2 MiB pages). */
-#define PAYLOAD_MAPPED_BYTES     (16ull << 30)
+#define PAYLOAD_MAPPED_BYTES     ((uint64_t)16 << 30)
 
 #define PAYLOAD_MAX_CPUS         8u
 
