@@ -97,6 +97,9 @@ uint64_t latency_histogram_percentile_ns(const LatencyHistogram *h, double perce
     }
 
     uint64_t max = latency_histogram_max_ns(h);
+    if (rank == total) {
+        return max;     /* the top sample is known exactly */
+    }
     uint64_t min = __atomic_load_n(&h->min_ns, __ATOMIC_RELAXED);
     uint64_t seen = 0;
     for (unsigned b = 0; b < LATENCY_HISTOGRAM_BUCKETS; b++) {

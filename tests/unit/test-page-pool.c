@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Tests of the snapshot's page pool: bounds, the fault reserve, blocking takes and their accounting, close. */
+#include <string.h>
+#include <glib.h>
+
+#include "migration/page-pool.h"
+
+#define PAGES 64
+#define RESERVE 16
+
+static PagePool *new_pool(void)
+{
+    g_autoptr(GError) err = NULL;
+    PagePool *p = page_pool_new(PAGES * PAGE_POOL_PAGE_SIZE, RESERVE * PAGE_POOL_PAGE_SIZE,
+                                PAGES * PAGE_POOL_PAGE_SIZE, &err);
+    g_assert_no_error(err);
+    return p;
+}
+
+static void test_bounds(void)
+{
+    PagePool *p = new_pool();
+    uint32_t slots[PAGES];
+
+    g_assert_cmpuint(page_pool_max_take(p, PAGE_POOL_USER_FAULT), ==, PAGES);
+    g_assert_cmpuint(page_pool_max_take(p, PAGE_POOL_USER_SCAN), ==, PAGES - RESERVE);
+    g_assert_true(page_pool_take(p, PAGES, PAGE_POOL_USER_FAULT, false, slots));
+    /* Every slot distinct, pages writable and disjoint. */
+    for (unsigned i = 0; i < PAGES; i++) {
+        memset(page_pool_page(p, slots[i]), i, PAGE_POOL_PAGE_SIZE);
+    }
+    for (unsigned i = 0; i < PAGES; i++) {
+        g_assert_cmpuint(page_pool_page(p, slots[i])[PAGE_POOL_PAGE_SIZE - 1], ==, i & 0xff);
+    }
+    g_assert_false(page_pool_take(p, 1, PAGE_POOL_USER_FAULT, false, slots));
+    page_pool_put(p, slots, PAGES);
+    g_assert_cmpuint(page_pool_available(p, PAGE_POOL_USER_FAULT), ==, PAGES);
+    g_assert_cmpfloat(page_pool_free_fraction(p), ==, 1.0);
+
+    PagePoolStats st;
+    page_pool_get_stats(p, &st);
+    g_assert_cmpuint(st.high_water_pages, ==, PAGES);
+    g_assert_cmpuint(st.in_use_pages, ==, 0);
+    g_assert_cmpuint(st.fault_waits, ==, 0);
+    page_pool_free(p);
+}
+
+static void test_reserve(void)
+{
+    PagePool *p = new_pool();
+    uint32_t scan[PAGES], fault[PAGES];
+
+    /* The scan stops at the reserve... */
+    g_assert_true(page_pool_take(p, PAGES - RESERVE, PAGE_POOL_USER_SCAN, false, scan));
+    g_assert_cmpuint(page_pool_available(p, PAGE_POOL_USER_SCAN), ==, 0);
+    g_assert_false(page_pool_take(p, 1, PAGE_POOL_USER_SCAN, false, scan));
+    /* ...which faults can still use. */
+    g_assert_cmpuint(page_pool_available(p, PAGE_POOL_USER_FAULT), ==, RESERVE);
+    g_assert_true(page_pool_take(p, RESERVE, PAGE_POOL_USER_FAULT, false, fault));
+    page_pool_put(p, fault, RESERVE);
+    page_pool_put(p, scan, PAGES - RESERVE);
+    page_pool_free(p);
+}
+
+typedef struct Taker {
+    PagePool *pool;
+    PagePoolUser user;
+    uint32_t n;
+    bool result;
+    uint32_t slots[PAGES];
+} Taker;
+
+static gpointer take_thread(gpointer opaque)
+{
+    Taker *t = opaque;
+    t->result = page_pool_take(t->pool, t->n, t->user, true, t->slots);
+    return NULL;
+}
+
+static void test_blocking_take(void)
+{
+    PagePool *p = new_pool();
+    uint32_t all[PAGES];
+    Taker t = { .pool = p, .user = PAGE_POOL_USER_FAULT, .n = 4 };
+
+    g_assert_true(page_pool_take(p, PAGES, PAGE_POOL_USER_FAULT, false, all));
+    GThread *th = g_thread_new("taker", take_thread, &t);
+    g_usleep(20000);
+    /* Three pages are not enough for a take of four. */
+    page_pool_put(p, all, 3);
+    g_usleep(10000);
+    page_pool_put(p, all + 3, 1);
+    g_thread_join(th);
+    g_assert_true(t.result);
+
+    PagePoolStats st;
+    page_pool_get_stats(p, &st);
+    g_assert_cmpuint(st.fault_waits, ==, 1);
+    g_assert_cmpuint(st.fault_wait_ns, >=, 25 * 1000 * 1000);
+    g_assert_cmpuint(st.scan_waits, ==, 0);
+    g_assert_cmpuint(st.in_use_pages, ==, PAGES);
+
+    page_pool_put(p, t.slots, 4);
+    page_pool_put(p, all + 4, PAGES - 4);
+    page_pool_free(p);
+}
+
+static void test_close_wakes(void)
+{
+    PagePool *p = new_pool();
+    uint32_t all[PAGES];
+    Taker t = { .pool = p, .user = PAGE_POOL_USER_SCAN, .n = 1 };
+
+    g_assert_true(page_pool_take(p, PAGES - RESERVE, PAGE_POOL_USER_SCAN, false, all));
+    GThread *th = g_thread_new("taker", take_thread, &t);
+    g_usleep(10000);
+    page_pool_close(p);
+    g_thread_join(th);
+    g_assert_false(t.result);
+    /* Closed: nothing more is handed out, but pages can come back. */
+    g_assert_false(page_pool_take(p, 1, PAGE_POOL_USER_FAULT, false, t.slots));
+    page_pool_put(p, all, PAGES - RESERVE);
+
+    PagePoolStats st;
+    page_pool_get_stats(p, &st);
+    g_assert_cmpuint(st.scan_waits, ==, 1);
+    page_pool_free(p);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/page-pool/bounds", test_bounds);
+    g_test_add_func("/page-pool/reserve", test_reserve);
+    g_test_add_func("/page-pool/blocking-take", test_blocking_take);
+    g_test_add_func("/page-pool/close-wakes", test_close_wakes);
+    return g_test_run();
+}
