@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The background snapshot thread: pause, save devices and arm write tracking, resume, save RAM, finish the stream. */
+#include "migration/background-snapshot.h"
+
+#include "migration/migration.h"
+#include "migration/savevm.h"
+#include "migration/snapshot-internal.h"
+#include "migration/stream-file.h"
+#include "system/machine.h"
+#include "system/runstate.h"
+#include "util/error.h"
+
+/* Progress figures are refreshed at most this often during the scan. */
+#define STATS_REFRESH_NS (50 * 1000 * 1000ULL)
+
+typedef struct SnapshotRun {
+    MigrationState *s;
+    BackgroundSnapshot *bs;
+    uint64_t last_refresh_ns;
+    uint64_t downtime_us;
+} SnapshotRun;
+
+bool background_snapshot_check_capability(Machine *m, GError **errp)
+{
+    return write_tracking_check(m->ram_blocks, NULL, errp);
+}
+
+/* Copy the engine's figures into the migration state (query-migrate reads them). */
+static void refresh_stats(SnapshotRun *run)
+{
+    BackgroundSnapshotStats st = { 0 };
+    SnapshotWriter *w = &run->bs->writer;
+
+    snapshot_engine_get_stats(run->bs, &st);
+    st.downtime_us = run->downtime_us;
+    migration_update_snapshot_stats(run->s, &st,
+        __atomic_load_n(&w->data_pages, __ATOMIC_RELAXED),
+        __atomic_load_n(&w->zero_pages, __ATOMIC_RELAXED),
+        __atomic_load_n(&w->bytes, __ATOMIC_RELAXED),
+        run->bs->total_pages - __atomic_load_n(&run->bs->fig.saved_pages, __ATOMIC_RELAXED));
+}
+
+/* Between scan chunks: refresh the figures now and then; false once cancelled. */
+static bool scan_tick(void *opaque)
+{
+    SnapshotRun *run = opaque;
+    uint64_t now = write_tracking_now_ns();
+
+    if (now - run->last_refresh_ns >= STATS_REFRESH_NS) {
+        run->last_refresh_ns = now;
+        refresh_stats(run);
+    }
+    return !migration_is_cancelling(run->s);
+}
+
+/*
+ * The only downtime: stop the vCPUs, save device state into memory, protect
+ * all RAM, resume. Resuming only after protection is in place is what makes
+ * the image consistent: any write from then on faults first. Returns the
+ * device state, or NULL (the guest is running again either way).
+ */
+static GByteArray *pause_and_arm(SnapshotRun *run, Machine *m, GError **errp)
+{
+    RunState before = runstate_get(m);
+    bool was_running = before == RUN_STATE_RUNNING;
+    uint64_t start = write_tracking_now_ns();
+    g_autoptr(GError) resume_err = NULL;
+
+    runstate_vm_stop(m, RUN_STATE_SAVE_VM);
+    GByteArray *devices = savevm_save_devices(m, errp);
+    if (devices && !snapshot_engine_arm(run->bs, errp)) {
+        g_byte_array_unref(devices);
+        devices = NULL;
+    }
+    if (was_running) {
+        if (!runstate_vm_start(m, &resume_err)) {
+            g_warning("background-snapshot: resuming the guest failed: %s",
+                      resume_err->message);
+        }
+    } else {
+        runstate_set(m, before);
+    }
+    run->downtime_us = (write_tracking_now_ns() - start) / 1000;
+    return devices;
+}
+
+bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
+{
+    Machine *m = s->machine;
+    SnapshotRun run = { .s = s };
+    g_autoptr(GByteArray) devices = NULL;
+    bool ok = false;
+
+    /* 0 lets the engine size the pool from guest RAM. */
+    uint64_t pool_bytes = __atomic_load_n(&s->parameters.background_snapshot_buffer_size,
+                                          __ATOMIC_RELAXED);
+
+    if (!savevm_write_header(f, m, SAVEVM_STREAM_BACKGROUND_SNAPSHOT, errp)) {
+        return false;
+    }
+    /* From here until snapshot_engine_finish() only the writer thread writes to @f. */
+    run.bs = snapshot_engine_new(m->ram_blocks, pool_bytes, f, errp);
+    if (!run.bs) {
+        goto out;
+    }
+    devices = pause_and_arm(&run, m, errp);
+    if (!devices) {
+        goto out;
+    }
+    refresh_stats(&run);
+    if (!snapshot_engine_save_ram(run.bs, scan_tick, &run, errp)) {
+        goto out;
+    }
+    if (!snapshot_engine_finish(run.bs, errp)) {
+        goto out;
+    }
+    ok = savevm_write_ram_end(f, errp) &&
+         savevm_write_devices(f, devices, errp) &&
+         savevm_write_footer(f, errp) &&
+         stream_file_flush(f) &&
+         stream_file_check(f, errp);
+    if (!ok && errp && !*errp) {
+        error_setg(errp, "background-snapshot: writing the stream failed");
+    }
+
+out:
+    if (run.bs) {
+        /* Abort releases the guest whatever happened above (no-op when finished). */
+        if (!ok) {
+            snapshot_engine_abort(run.bs);
+        }
+        refresh_stats(&run);
+        snapshot_engine_free(run.bs);
+    }
+    return ok;
+}

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The background snapshot engine's lifecycle: set up, arm in the pause, save RAM, and a teardown that always releases the guest. */
+#include "migration/snapshot-internal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "migration/background-snapshot.h"
+#include "system/machine.h"
+#include "util/bitmap.h"
+#include "util/error.h"
+
+#define MIB (1024ULL * 1024)
+/* Auto pool: a quarter of guest RAM (a typical hot set), within these bounds. */
+#define POOL_AUTO_MIN (16 * MIB)
+#define POOL_AUTO_MAX (1024 * MIB)
+/* Early faults should not pay for first touches of pool memory. */
+#define POOL_PREFAULT_MAX (32 * MIB)
+/* Fault blocks: 256 KiB copies cost ~0.2 ms here, 2 MiB over 1 ms (DESIGN.md). */
+#define FAULT_BLOCK_DEFAULT_PAGES 64u
+
+uint64_t snapshot_default_pool_size(uint64_t ram_bytes)
+{
+    uint64_t size = ram_bytes / 4;
+    return MIN(MAX(size, POOL_AUTO_MIN), POOL_AUTO_MAX);
+}
+
+/* Largest power of two <= @v (v >= 1). */
+static uint32_t pow2_floor(uint32_t v)
+{
+    return 1u << (31 - __builtin_clz(v));
+}
+
+BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
+                                        StreamFile *f, GError **errp)
+{
+    uint64_t start = write_tracking_now_ns();
+    BackgroundSnapshot *bs = g_new0(BackgroundSnapshot, 1);
+    uint64_t ram_bytes = 0;
+
+    bs->ram_blocks = g_ptr_array_ref(blocks);
+    bs->nr_blocks = blocks->len;
+    bs->blocks = g_new0(SnapshotBlock, blocks->len);
+    bs->pagemap_fd = -1;
+    latency_histogram_init(&bs->fault_latency);
+    for (unsigned i = 0; i < blocks->len; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+        sb->rb = g_ptr_array_index(blocks, i);
+        sb->pages = sb->rb->size / SNAPSHOT_PAGE_SIZE;
+        sb->claimed = bitmap_new(sb->pages);
+        sb->saved = bitmap_new(sb->pages);
+        bs->total_pages += sb->pages;
+        ram_bytes += sb->rb->size;
+    }
+
+    if (!pool_bytes) {
+        pool_bytes = snapshot_default_pool_size(ram_bytes);
+    }
+    bs->pool = page_pool_new(pool_bytes, pool_bytes / 4, MIN(pool_bytes, POOL_PREFAULT_MAX),
+                             errp);
+    if (!bs->pool) {
+        error_prefix(errp, "background-snapshot: ");
+        goto fail;
+    }
+    /* A fault block must fit in the reserve even when the scan holds the rest. */
+    uint32_t reserve = page_pool_max_take(bs->pool, PAGE_POOL_USER_FAULT) -
+                       page_pool_max_take(bs->pool, PAGE_POOL_USER_SCAN);
+    bs->fault_block_max_pages = pow2_floor(MAX(1u, MIN(FAULT_BLOCK_DEFAULT_PAGES, reserve)));
+
+    /* Unreadable pagemap only costs reading unpopulated memory as zeros. */
+    bs->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+    bs->wt = write_tracking_new(blocks, errp);
+    if (!bs->wt) {
+        goto fail;
+    }
+    if (!snapshot_writer_start(&bs->writer, f, bs->pool, errp)) {
+        goto fail;
+    }
+    if (!write_tracking_start_fault_thread(bs->wt, snapshot_fault_handle, bs, true, errp)) {
+        goto fail;
+    }
+    bs->setup_ns = write_tracking_now_ns() - start;
+    return bs;
+
+fail:
+    snapshot_engine_free(bs);
+    return NULL;
+}
+
+bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
+{
+    return write_tracking_protect_all(bs->wt, errp);
+}
+
+bool snapshot_engine_save_ram(BackgroundSnapshot *bs, bool (*tick)(void *opaque),
+                              void *opaque, GError **errp)
+{
+    if (!snapshot_scan_run(bs, tick, opaque, errp)) {
+        return false;
+    }
+    /*
+     * Every page is claimed now, but a fault may still be copying the pages
+     * it claimed: wait for them (a few microseconds, or a pool wait).
+     */
+    while (__atomic_load_n(&bs->fig.saved_pages, __ATOMIC_ACQUIRE) < bs->total_pages) {
+        if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE) ||
+            snapshot_writer_failed(&bs->writer)) {
+            error_setg(errp, "background-snapshot: stopped while faults were being saved");
+            return false;
+        }
+        if (tick && !tick(opaque)) {
+            error_setg(errp, "background-snapshot: cancelled");
+            return false;
+        }
+        g_usleep(50);
+    }
+    return true;
+}
+
+bool snapshot_engine_finish(BackgroundSnapshot *bs, GError **errp)
+{
+    if (bs->finished) {
+        return true;
+    }
+    bs->finished = true;
+    /*
+     * Order matters: the fault thread may wait for the pool or for a page the
+     * scan claimed; aborted snapshots close the pool first (see abort). Then
+     * tracking stops (every page writable, every vCPU woken) before the
+     * writer is drained, so a slow sink never holds the guest.
+     */
+    if (bs->wt) {
+        write_tracking_stop(bs->wt);
+    }
+    return snapshot_writer_finish(&bs->writer, errp);
+}
+
+void snapshot_engine_abort(BackgroundSnapshot *bs)
+{
+    __atomic_store_n(&bs->aborting, true, __ATOMIC_RELEASE);
+    if (bs->pool) {
+        page_pool_close(bs->pool);
+    }
+    snapshot_engine_finish(bs, NULL);
+}
+
+void snapshot_engine_free(BackgroundSnapshot *bs)
+{
+    if (!bs) {
+        return;
+    }
+    if (!bs->finished) {
+        snapshot_engine_abort(bs);
+    }
+    write_tracking_free(bs->wt);
+    page_pool_free(bs->pool);
+    if (bs->pagemap_fd >= 0) {
+        close(bs->pagemap_fd);
+    }
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        bitmap_free(bs->blocks[i].claimed);
+        bitmap_free(bs->blocks[i].saved);
+    }
+    g_free(bs->blocks);
+    g_ptr_array_unref(bs->ram_blocks);
+    g_free(bs);
+}
+
+void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *st)
+{
+    const LatencyHistogram *h = &bs->fault_latency;
+
+    st->write_faults = __atomic_load_n(&bs->fig.write_faults, __ATOMIC_RELAXED);
+    st->pages_out_of_order = __atomic_load_n(&bs->fig.pages_out_of_order, __ATOMIC_RELAXED);
+    st->fault_us_p50 = latency_histogram_percentile_us(h, 50);
+    st->fault_us_p99 = latency_histogram_percentile_us(h, 99);
+    st->fault_us_p999 = latency_histogram_percentile_us(h, 99.9);
+    st->fault_us_max = (latency_histogram_max_ns(h) + 999) / 1000;
+    if (bs->pool) {
+        PagePoolStats ps;
+        page_pool_get_stats(bs->pool, &ps);
+        st->pool_size = ps.capacity_pages * PAGE_POOL_PAGE_SIZE;
+        st->pool_high_water = ps.high_water_pages * PAGE_POOL_PAGE_SIZE;
+        st->pool_waits = ps.fault_waits;
+        st->pool_wait_us = ps.fault_wait_ns / 1000;
+    }
+    st->pages_unpopulated = __atomic_load_n(&bs->fig.pages_unpopulated, __ATOMIC_RELAXED);
+    st->wp_setup_us = bs->setup_ns / 1000;
+}

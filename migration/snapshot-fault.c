@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The background snapshot's write-fault service: claim, copy into the pool, unprotect, queue. */
+#include "migration/snapshot-internal.h"
+
+#include "migration/snapshot-trace.h"
+#include "system/machine.h"
+#include "util/bitmap.h"
+
+uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
+{
+    /*
+     * Full size while at least half the pool is free, then halve with every
+     * halving of the free share: under back-pressure a fault waits for the
+     * writer to drain, and a small copy both waits less and drains sooner.
+     */
+    double free_share = page_pool_free_fraction(bs->pool);
+    uint32_t pages = bs->fault_block_max_pages;
+    double threshold = 0.5;
+
+    while (pages > 1 && free_share < threshold) {
+        pages /= 2;
+        threshold /= 2;
+    }
+    return pages;
+}
+
+/* The faulting page is ours: save an aligned block around it, then release it. */
+static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
+{
+    SnapshotBlock *sb = &bs->blocks[block_index];
+    unsigned long won[BITMAP_WORDS(SNAPSHOT_FAULT_BLOCK_MAX_PAGES)];
+    uint32_t slots[SNAPSHOT_FAULT_BLOCK_MAX_PAGES];
+    uint32_t block_pages = snapshot_fault_block_pages(bs);
+    uint64_t first = page & ~(uint64_t)(block_pages - 1);
+    uint64_t n = MIN((uint64_t)block_pages, sb->pages - first);
+
+    /* Only neighbours nobody has claimed yet: the scan may own some of them. */
+    bitmap_claim_range_atomic(sb->claimed, first, n, won);
+    bitmap_set_bit(won, page - first);
+    uint32_t nwon = (uint32_t)bitmap_count_set(won, n);
+    trace_snapshot_page_claimed(block_index, first * SNAPSHOT_PAGE_SIZE, nwon, 1);
+
+    /*
+     * The copy must happen before the unprotect: once writable, the guest may
+     * overwrite the page before we read it. If the pool is full this waits
+     * for the writer (the counted back-pressure case).
+     */
+    if (!page_pool_take(bs->pool, nwon, PAGE_POOL_USER_FAULT, true, slots)) {
+        /* Closed: the snapshot is being abandoned; let the guest go. */
+        write_tracking_unprotect(bs->wt, block_index, page * SNAPSHOT_PAGE_SIZE,
+                                 SNAPSHOT_PAGE_SIZE);
+        return;
+    }
+    uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
+    __atomic_fetch_add(&bs->fig.pages_out_of_order, saved, __ATOMIC_RELAXED);
+    snapshot_unprotect_saved(bs, block_index, first, n, true);
+}
+
+/*
+ * Another thread claimed the page and is copying it: wait until it is saved.
+ * The copier is the scan (at most a chunk's copy away), or another fault.
+ */
+static void fault_wait_saved(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t page)
+{
+    unsigned spins = 0;
+
+    while (!bitmap_test_atomic(sb->saved, page)) {
+        if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE) ||
+            write_tracking_is_stopping(bs->wt)) {
+            return;
+        }
+        if (++spins == 1) {
+            __atomic_fetch_add(&bs->fig.fault_waits_on_scan, 1, __ATOMIC_RELAXED);
+        }
+        /*
+         * Sleep rather than spin: this thread may run at real-time priority
+         * on the same core as the copier.
+         */
+        if (spins > 16) {
+            g_usleep(20);
+        } else {
+            __builtin_ia32_pause();
+        }
+    }
+}
+
+void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
+                           uint64_t read_ns)
+{
+    BackgroundSnapshot *bs = opaque;
+    SnapshotBlock *sb = &bs->blocks[block_index];
+    uint64_t page = offset / SNAPSHOT_PAGE_SIZE;
+
+    __atomic_fetch_add(&bs->fig.write_faults, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
+        /* The image is lost anyway; never hold the guest. */
+        write_tracking_unprotect(bs->wt, block_index, offset, SNAPSHOT_PAGE_SIZE);
+        return;
+    }
+    if (!bitmap_test_and_set_atomic(sb->claimed, page)) {
+        fault_save_block(bs, block_index, page);
+    } else {
+        fault_wait_saved(bs, sb, page);
+        if (bitmap_test_atomic(sb->saved, page)) {
+            snapshot_unprotect_saved(bs, block_index, page, 1, true);
+        } else {
+            write_tracking_unprotect(bs->wt, block_index, offset, SNAPSHOT_PAGE_SIZE);
+        }
+    }
+    uint64_t service_ns = write_tracking_now_ns() - read_ns;
+    latency_histogram_record(&bs->fault_latency, service_ns);
+    uint64_t addr = (uint64_t)(uintptr_t)(sb->rb->host + offset);
+    trace_snapshot_fault_served(addr, service_ns);
+}

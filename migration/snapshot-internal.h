@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The background snapshot's shared context: what its scan, fault handler and writer see of each other. */
+#ifndef MIGRATION_SNAPSHOT_INTERNAL_H
+#define MIGRATION_SNAPSHOT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "migration/page-pool.h"
+#include "migration/write-tracking.h"
+#include "util/latency-histogram.h"
+
+typedef struct RamBlock RamBlock;
+typedef struct StreamFile StreamFile;
+
+#define SNAPSHOT_PAGE_SIZE 4096u
+/* Scan step: the THP size, so a chunk's unprotect keeps huge mappings whole. */
+#define SNAPSHOT_SCAN_CHUNK_PAGES 512u
+/* Largest aligned block a fault saves around the faulting page (the THP size). */
+#define SNAPSHOT_FAULT_BLOCK_MAX_PAGES 512u
+
+/*
+ * Per RAM block claim state. A page is "claimed" by whoever sets its bit
+ * first (scan or fault handler) and only that thread saves it. "saved" is set,
+ * with release order, once the page's content is copied or known to be zero:
+ * only then may anyone remove its write protection.
+ */
+typedef struct SnapshotBlock {
+    RamBlock *rb;
+    uint64_t pages;
+    unsigned long *claimed;
+    unsigned long *saved;
+} SnapshotBlock;
+
+/* One RAM record on its way to the writer: contiguous pages of one block. */
+typedef struct SnapshotRecord {
+    unsigned block_index;
+    uint64_t offset;            /* bytes into the block */
+    uint32_t npages;
+    bool zero;                  /* no data: the pages are all zero */
+    uint32_t slots[];           /* npages pool slots holding the data (unless zero) */
+} SnapshotRecord;
+
+/* The writer thread and its queue; it alone writes to the stream while it runs. */
+typedef struct SnapshotWriter {
+    StreamFile *f;
+    PagePool *pool;
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    GQueue queue;               /* SnapshotRecord * */
+    bool finishing;             /* no more records: drain and stop */
+    bool failed;                /* atomic: a write failed; records are dropped */
+    GError *error;              /* the first failure, under lock */
+    /* Figures, updated by the writer thread (atomic reads elsewhere). */
+    uint64_t records;
+    uint64_t data_pages;
+    uint64_t zero_pages;
+    uint64_t bytes;             /* record bytes handed to the stream */
+} SnapshotWriter;
+
+typedef struct SnapshotFigures {
+    uint64_t write_faults;      /* atomic: fault events served */
+    uint64_t pages_out_of_order;
+    uint64_t pages_unpopulated;
+    uint64_t saved_pages;       /* atomic: pages with their "saved" bit set */
+    uint64_t fault_waits_on_scan;
+} SnapshotFigures;
+
+typedef struct BackgroundSnapshot {
+    GPtrArray *ram_blocks;      /* RamBlock *, borrowed from the machine */
+    SnapshotBlock *blocks;
+    unsigned nr_blocks;
+    uint64_t total_pages;
+
+    WriteTracking *wt;
+    PagePool *pool;
+    SnapshotWriter writer;
+    LatencyHistogram fault_latency;
+    SnapshotFigures fig;
+    uint32_t fault_block_max_pages;   /* power of two, 1..SNAPSHOT_FAULT_BLOCK_MAX_PAGES */
+    bool aborting;              /* atomic: give up; fault handler releases without saving */
+    int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
+    bool finished;
+    uint64_t setup_ns;          /* registering, populating, pool, threads */
+} BackgroundSnapshot;
+
+/* snapshot-engine.c: the lifecycle, free of the migration core (unit-testable) */
+
+typedef struct BackgroundSnapshotStats BackgroundSnapshotStats;
+
+/* Pool size for @ram_bytes of guest RAM when the parameter is 0 (auto). */
+uint64_t snapshot_default_pool_size(uint64_t ram_bytes);
+
+/*
+ * Before the pause: register @blocks (RamBlock *) for write-protect, map a
+ * pool of @pool_bytes (0: the default), start the writer on @f and the fault
+ * handler. Nothing is protected yet. NULL with @errp set on failure.
+ */
+BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
+                                        StreamFile *f, GError **errp);
+
+/* Inside the pause: write-protect all RAM. */
+bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp);
+
+/*
+ * After the pause: scan, and wait until every page is saved (faults may
+ * still be copying theirs). @tick as for snapshot_scan_run().
+ */
+bool snapshot_engine_save_ram(BackgroundSnapshot *bs, bool (*tick)(void *opaque),
+                              void *opaque, GError **errp);
+
+/*
+ * Stop write tracking (all protection removed, blocked vCPUs woken) and
+ * drain the writer. On success every RAM record is in the stream and the
+ * stream is free for the caller again. Safe after any failure; idempotent.
+ */
+bool snapshot_engine_finish(BackgroundSnapshot *bs, GError **errp);
+
+/* Give up: release the guest and anything waiting, then finish. */
+void snapshot_engine_abort(BackgroundSnapshot *bs);
+
+/* Abort if still running, and free everything. NULL is fine. */
+void snapshot_engine_free(BackgroundSnapshot *bs);
+
+/* Fill @st with the figures so far (downtime is the caller's). */
+void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *st);
+
+/* snapshot-writer.c */
+
+/* Start the writer thread draining into @f, giving slots back to @pool. */
+bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, PagePool *pool, GError **errp);
+
+/*
+ * Queue a record (ownership passes to the writer). After a write failure the
+ * record is dropped and its slots returned at once.
+ */
+void snapshot_writer_push(SnapshotWriter *w, SnapshotRecord *rec);
+
+/*
+ * Drain the queue and join the thread. False with the first write error (the
+ * stream's own or the writer's). Safe to call when never started.
+ */
+bool snapshot_writer_finish(SnapshotWriter *w, GError **errp);
+
+/* True once a write has failed (checked by the scan to stop early). */
+bool snapshot_writer_failed(SnapshotWriter *w);
+
+/* Build records for pages [first, first + n) of a block, zero or with @slots. */
+SnapshotRecord *snapshot_record_new(unsigned block_index, uint64_t first_page, uint32_t npages,
+                                    bool zero, const uint32_t *slots);
+
+/* snapshot-scan.c */
+
+/*
+ * Save every page not yet claimed, block by block, in chunks; runs on the
+ * calling thread (lowered to SCHED_IDLE while it scans). @tick (may be NULL)
+ * runs between chunks (progress figures); it returns false to cancel. Stops
+ * early, false, when cancelled, when the writer fails, or on abort.
+ */
+bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void *opaque,
+                       GError **errp);
+
+/* snapshot-pages.c: claiming, copying and releasing pages, shared by scan and faults */
+
+/*
+ * Publish pages [@first, @first + @n) of @sb, claimed by the caller, as saved
+ * (content copied or known zero): from now on anyone may unprotect them.
+ */
+void snapshot_mark_saved(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t first,
+                         uint64_t n);
+
+/*
+ * Save the pages won in @claimed (bits relative to @first, @n pages): pages
+ * flagged in @unpopulated (may be NULL) and pages that read as zero become
+ * zero records; the others are copied into @slots (@nslots pool slots taken
+ * by the caller, at least one per non-zero page), in contiguous runs, each
+ * run its own record. Marks them saved, queues the records, and gives unused
+ * slots back to the pool. Returns the number of pages saved.
+ */
+uint64_t snapshot_save_claimed(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
+                               uint64_t n, const unsigned long *claimed, uint32_t *slots,
+                               uint32_t nslots, const unsigned long *unpopulated);
+
+/*
+ * Remove protection from [@first, @first + @n) of block @block_index where
+ * the pages are saved (one call when all are). Pages still being copied by
+ * another thread stay protected.
+ */
+void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
+                              uint64_t n, bool by_fault);
+
+/* snapshot-fault.c */
+
+/* The WriteTrackingFaultFunc of a background snapshot (@opaque is the BackgroundSnapshot). */
+void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
+                           uint64_t read_ns);
+
+/* How many pages a fault saves around the faulting page now (a power of two). */
+uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs);
+
+#endif

@@ -1,0 +1,146 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The background snapshot's linear scan: chunk by chunk, skip unpopulated memory, save, unprotect. */
+#include "migration/snapshot-internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include "migration/snapshot-trace.h"
+#include "system/machine.h"
+#include "util/bitmap.h"
+#include "util/error.h"
+
+/* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
+#define PAGEMAP_PRESENT (1ULL << 63)
+#define PAGEMAP_SWAPPED (1ULL << 62)
+
+/*
+ * Mark in @unpopulated the pages of [@first, @first + @n) that have never
+ * been populated (neither present nor swapped out): their content is zero
+ * and reading them would only populate them. Without pagemap, none are.
+ */
+static void find_unpopulated(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t first,
+                             uint64_t n, unsigned long *unpopulated)
+{
+    uint64_t entries[SNAPSHOT_SCAN_CHUNK_PAGES];
+
+    bitmap_clear_range(unpopulated, 0, n);
+    if (bs->pagemap_fd < 0) {
+        return;
+    }
+    uint64_t vpage = (uint64_t)(uintptr_t)(sb->rb->host + first * SNAPSHOT_PAGE_SIZE) /
+                     SNAPSHOT_PAGE_SIZE;
+    ssize_t len = pread(bs->pagemap_fd, entries, n * sizeof(entries[0]),
+                        (off_t)(vpage * sizeof(entries[0])));
+    if (len != (ssize_t)(n * sizeof(entries[0]))) {
+        return;     /* treat as populated: read everything */
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        /*
+         * A write-protect marker on a never-touched page reads as a swap
+         * entry with no swap behind it on some kernels; a real swapped-out
+         * page still carries its content, so only "neither" is skipped.
+         */
+        if (!(entries[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) {
+            bitmap_set_bit(unpopulated, i);
+        }
+    }
+}
+
+/* Save one chunk of a block: returns false when the pool was closed under us. */
+static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
+                       uint64_t n)
+{
+    SnapshotBlock *sb = &bs->blocks[block_index];
+    unsigned long unpopulated[BITMAP_WORDS(SNAPSHOT_SCAN_CHUNK_PAGES)];
+    unsigned long won[BITMAP_WORDS(SNAPSHOT_SCAN_CHUNK_PAGES)];
+    uint32_t slots[SNAPSHOT_SCAN_CHUNK_PAGES];
+
+    if (bitmap_range_is_set_atomic(sb->claimed, first, n)) {
+        return true;    /* faults saved all of it */
+    }
+    find_unpopulated(bs, sb, first, n, unpopulated);
+
+    /*
+     * Take buffers before claiming: a page we claim blocks a faulting vCPU
+     * until we save it, so we must not then wait for the sink. Claims only
+     * grow, so today's unclaimed count bounds what we will win.
+     */
+    uint32_t need = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!bitmap_test_bit(unpopulated, i) && !bitmap_test_atomic(sb->claimed, first + i)) {
+            need++;
+        }
+    }
+    if (need && !page_pool_take(bs->pool, need, PAGE_POOL_USER_SCAN, true, slots)) {
+        return false;
+    }
+
+    size_t nwon = bitmap_claim_range_atomic(sb->claimed, first, n, won);
+    if (nwon) {
+        trace_snapshot_page_claimed(block_index, first * SNAPSHOT_PAGE_SIZE, nwon, 0);
+        uint64_t unpop = 0;
+        for (uint64_t i = 0; i < n; i++) {
+            if (bitmap_test_bit(won, i) && bitmap_test_bit(unpopulated, i)) {
+                unpop++;
+            }
+        }
+        bs->fig.pages_unpopulated += unpop;
+        snapshot_save_claimed(bs, block_index, first, n, won, slots, need, unpopulated);
+        /* Release as soon as copied, not when written: the guest runs on. */
+        snapshot_unprotect_saved(bs, block_index, first, n, false);
+    } else {
+        page_pool_put(bs->pool, slots, need);
+    }
+    return true;
+}
+
+/* Let vCPUs and the fault handler run first: on two cores the scan's priority decides the tail. */
+static bool scan_lower_priority(struct sched_param *old_param, int *old_policy)
+{
+    struct sched_param idle = { 0 };
+
+    if (pthread_getschedparam(pthread_self(), old_policy, old_param) != 0) {
+        return false;
+    }
+    return pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) == 0;
+}
+
+bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void *opaque, GError **errp)
+{
+    struct sched_param old_param;
+    int old_policy;
+    bool lowered = scan_lower_priority(&old_param, &old_policy);
+    bool ok = true;
+    uint64_t chunk = MIN((uint64_t)SNAPSHOT_SCAN_CHUNK_PAGES,
+                         (uint64_t)page_pool_max_take(bs->pool, PAGE_POOL_USER_SCAN));
+
+    for (unsigned b = 0; ok && b < bs->nr_blocks; b++) {
+        SnapshotBlock *sb = &bs->blocks[b];
+        for (uint64_t first = 0; first < sb->pages; first += chunk) {
+            if (tick && !tick(opaque)) {
+                error_setg(errp, "background-snapshot: cancelled");
+                ok = false;
+                break;
+            }
+            if (snapshot_writer_failed(&bs->writer) ||
+                __atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
+                error_setg(errp, "background-snapshot: stopped while saving RAM block '%s'",
+                           sb->rb->name);
+                ok = false;
+                break;
+            }
+            if (!scan_chunk(bs, b, first, MIN(chunk, sb->pages - first))) {
+                error_setg(errp, "background-snapshot: the buffer pool was closed");
+                ok = false;
+                break;
+            }
+        }
+    }
+    if (lowered) {
+        pthread_setschedparam(pthread_self(), old_policy, &old_param);
+    }
+    return ok;
+}

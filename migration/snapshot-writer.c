@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The background snapshot's writer thread: drains queued RAM records to the stream and frees their buffers. */
+#include "migration/snapshot-internal.h"
+
+#include "migration/savevm.h"
+#include "migration/stream-file.h"
+#include "util/error.h"
+
+/* Write one record; false once the stream has failed. */
+static bool write_record(SnapshotWriter *w, const SnapshotRecord *rec)
+{
+    uint8_t header[SAVEVM_RAM_RECORD_HEADER_SIZE];
+
+    savevm_encode_ram_header(header, rec->block_index, rec->offset, rec->npages,
+                             rec->zero ? SAVEVM_RAM_ZERO : SAVEVM_RAM_DATA);
+    if (!stream_file_write(w->f, header, sizeof(header))) {
+        return false;
+    }
+    /* Slots taken together are often adjacent: write them as one span. */
+    uint32_t i = 0;
+    while (!rec->zero && i < rec->npages) {
+        uint32_t span = 1;
+        uint8_t *start = page_pool_page(w->pool, rec->slots[i]);
+        while (i + span < rec->npages &&
+               rec->slots[i + span] == rec->slots[i] + span) {
+            span++;
+        }
+        if (!stream_file_write(w->f, start, (size_t)span * SNAPSHOT_PAGE_SIZE)) {
+            return false;
+        }
+        i += span;
+    }
+    __atomic_fetch_add(&w->records, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(rec->zero ? &w->zero_pages : &w->data_pages, rec->npages,
+                       __ATOMIC_RELAXED);
+    __atomic_fetch_add(&w->bytes, sizeof(header) +
+                       (rec->zero ? 0 : (uint64_t)rec->npages * SNAPSHOT_PAGE_SIZE),
+                       __ATOMIC_RELAXED);
+    return true;
+}
+
+static void release_record(SnapshotWriter *w, SnapshotRecord *rec)
+{
+    if (!rec->zero) {
+        page_pool_put(w->pool, rec->slots, rec->npages);
+    }
+    g_free(rec);
+}
+
+static gpointer writer_thread_main(gpointer opaque)
+{
+    SnapshotWriter *w = opaque;
+
+    for (;;) {
+        g_mutex_lock(&w->lock);
+        while (g_queue_is_empty(&w->queue) && !w->finishing) {
+            g_cond_wait(&w->cond, &w->lock);
+        }
+        SnapshotRecord *rec = g_queue_pop_head(&w->queue);
+        g_mutex_unlock(&w->lock);
+        if (!rec) {
+            break;      /* finishing and drained */
+        }
+        if (!__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE) && !write_record(w, rec)) {
+            /*
+             * Keep draining (and freeing buffers) after a failure, so a fault
+             * waiting for the pool is released; the snapshot sees the flag.
+             */
+            __atomic_store_n(&w->failed, true, __ATOMIC_RELEASE);
+        }
+        release_record(w, rec);
+    }
+    return NULL;
+}
+
+bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, PagePool *pool, GError **errp)
+{
+    w->f = f;
+    w->pool = pool;
+    g_mutex_init(&w->lock);
+    g_cond_init(&w->cond);
+    g_queue_init(&w->queue);
+    w->thread = g_thread_try_new("snapshot-writer", writer_thread_main, w, errp);
+    if (!w->thread) {
+        error_prefix(errp, "background-snapshot: cannot start the writer: ");
+        return false;
+    }
+    return true;
+}
+
+void snapshot_writer_push(SnapshotWriter *w, SnapshotRecord *rec)
+{
+    g_mutex_lock(&w->lock);
+    if (w->thread && !w->finishing) {
+        bool was_empty = g_queue_is_empty(&w->queue);
+        g_queue_push_tail(&w->queue, rec);
+        if (was_empty) {
+            g_cond_signal(&w->cond);
+        }
+        rec = NULL;
+    }
+    g_mutex_unlock(&w->lock);
+    if (rec) {
+        release_record(w, rec);     /* too late: the stream is closed to records */
+    }
+}
+
+bool snapshot_writer_finish(SnapshotWriter *w, GError **errp)
+{
+    if (!w->thread) {
+        return true;
+    }
+    g_mutex_lock(&w->lock);
+    w->finishing = true;
+    g_cond_signal(&w->cond);
+    g_mutex_unlock(&w->lock);
+    g_thread_join(w->thread);
+    w->thread = NULL;
+    g_mutex_clear(&w->lock);
+    g_cond_clear(&w->cond);
+
+    if (!stream_file_check(w->f, errp)) {
+        error_prefix(errp, "background-snapshot: writing RAM failed: ");
+        return false;
+    }
+    if (w->failed) {
+        error_setg(errp, "background-snapshot: writing RAM failed");
+        return false;
+    }
+    return true;
+}
+
+bool snapshot_writer_failed(SnapshotWriter *w)
+{
+    return __atomic_load_n(&w->failed, __ATOMIC_ACQUIRE);
+}
