@@ -4,10 +4,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/capability.h>
 
 #include <glib.h>
 
@@ -193,6 +196,52 @@ static void test_open_device(void)
     g_assert_cmpint(fcntl(fd, F_GETFL) & O_NONBLOCK, !=, 0);
     g_assert_cmpint(fcntl(fd, F_GETFD) & FD_CLOEXEC, !=, 0);
     close(fd);
+}
+
+/* Drop CAP_SYS_PTRACE from this process's effective and permitted sets. */
+static void drop_cap_sys_ptrace(void)
+{
+    struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3 };
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+    g_assert_cmpint(syscall(SYS_capget, &header, data), ==, 0);
+    data[CAP_TO_INDEX(CAP_SYS_PTRACE)].effective &= ~CAP_TO_MASK(CAP_SYS_PTRACE);
+    data[CAP_TO_INDEX(CAP_SYS_PTRACE)].permitted &= ~CAP_TO_MASK(CAP_SYS_PTRACE);
+    g_assert_cmpint(syscall(SYS_capset, &header, data), ==, 0);
+}
+
+/*
+ * With vm.unprivileged_userfaultfd=0, a process without CAP_SYS_PTRACE is
+ * refused the system call but may still use /dev/userfaultfd.
+ */
+static void test_open_fallback_to_device(void)
+{
+    g_autofree char *sysctl = NULL;
+
+    if (g_test_subprocess()) {
+        drop_cap_sys_ptrace();
+        g_assert_cmpint(syscall(__NR_userfaultfd, O_CLOEXEC), ==, -1);
+        g_assert_cmpint(errno, ==, EPERM);
+        int fd = uffd_open(UFFD_FEATURE_PAGEFAULT_FLAG_WP, O_CLOEXEC | O_NONBLOCK, NULL);
+        g_assert_cmpint(fd, >=, 0);
+        close(fd);
+        return;
+    }
+    if (geteuid() != 0) {
+        g_test_skip("needs root: /dev/userfaultfd is usually root's only");
+        return;
+    }
+    if (!g_file_get_contents("/proc/sys/vm/unprivileged_userfaultfd", &sysctl, NULL, NULL) ||
+        atoi(sysctl) != 0) {
+        g_test_skip("vm.unprivileged_userfaultfd is not 0: the system call is never refused");
+        return;
+    }
+    if (access("/dev/userfaultfd", R_OK | W_OK) != 0) {
+        g_test_skip("/dev/userfaultfd is missing");
+        return;
+    }
+    g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_INHERIT_STDERR);
+    g_test_trap_assert_passed();
 }
 
 static void test_register_unregister(void)
@@ -610,6 +659,7 @@ int main(int argc, char **argv)
     g_test_add_func("/uffd/features/names", test_features_names);
     g_test_add_func("/uffd/open/missing-feature", test_open_missing_feature);
     g_test_add_func("/uffd/open/device", test_open_device);
+    g_test_add_func("/uffd/open/fallback-to-device", test_open_fallback_to_device);
     g_test_add_func("/uffd/register/unregister", test_register_unregister);
     g_test_add_func("/uffd/writeprotect/fault-roundtrip", test_wp_fault_roundtrip);
     g_test_add_func("/uffd/writeprotect/release-all-writers", test_wp_release_all_writers);
