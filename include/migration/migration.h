@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The migration state machine: status, capabilities, parameters, figures, the migration thread. */
+#ifndef MIGRATION_MIGRATION_H
+#define MIGRATION_MIGRATION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "migration/background-snapshot.h"
+#include "monitor/monitor.h"
+#include "system/runstate.h"
+
+typedef struct Machine Machine;
+typedef struct MigrationChannel MigrationChannel;
+
+/* QEMU's MigrationStatus, in QEMU's order (the postcopy and COLO states are never entered). */
+typedef enum {
+    MIGRATION_STATUS_NONE,
+    MIGRATION_STATUS_SETUP,
+    MIGRATION_STATUS_CANCELLING,
+    MIGRATION_STATUS_CANCELLED,
+    MIGRATION_STATUS_ACTIVE,
+    MIGRATION_STATUS_COMPLETED,
+    MIGRATION_STATUS_FAILED,
+    MIGRATION_STATUS_DEVICE,
+    MIGRATION_STATUS__MAX,
+} MigrationStatus;
+
+/* QEMU 7.2's capabilities, in its order (query-migrate-capabilities lists them so). */
+typedef enum {
+    MIGRATION_CAPABILITY_XBZRLE,
+    MIGRATION_CAPABILITY_RDMA_PIN_ALL,
+    MIGRATION_CAPABILITY_AUTO_CONVERGE,
+    MIGRATION_CAPABILITY_ZERO_BLOCKS,
+    MIGRATION_CAPABILITY_COMPRESS,
+    MIGRATION_CAPABILITY_EVENTS,
+    MIGRATION_CAPABILITY_POSTCOPY_RAM,
+    MIGRATION_CAPABILITY_X_COLO,
+    MIGRATION_CAPABILITY_RELEASE_RAM,
+    MIGRATION_CAPABILITY_BLOCK,
+    MIGRATION_CAPABILITY_RETURN_PATH,
+    MIGRATION_CAPABILITY_PAUSE_BEFORE_SWITCHOVER,
+    MIGRATION_CAPABILITY_MULTIFD,
+    MIGRATION_CAPABILITY_DIRTY_BITMAPS,
+    MIGRATION_CAPABILITY_POSTCOPY_BLOCKTIME,
+    MIGRATION_CAPABILITY_LATE_BLOCK_ACTIVATE,
+    MIGRATION_CAPABILITY_X_IGNORE_SHARED,
+    MIGRATION_CAPABILITY_VALIDATE_UUID,
+    MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT,
+    MIGRATION_CAPABILITY_ZERO_COPY_SEND,
+    MIGRATION_CAPABILITY_POSTCOPY_PREEMPT,
+    MIGRATION_CAPABILITY__MAX,
+} MigrationCapability;
+
+/* Defaults (documented in docs/migration.md). */
+#define MIGRATION_DEFAULT_MAX_BANDWIDTH 0ULL       /* 0: no limit (QEMU 7.2: 32 MiB/s) */
+#define MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS 300ULL
+#define MIGRATION_MAX_DOWNTIME_LIMIT_MS 2000000ULL /* QEMU's bound */
+
+typedef struct MigrationParameters {
+    uint64_t max_bandwidth;                    /* bytes per second; 0: unlimited */
+    uint64_t downtime_limit;                   /* milliseconds */
+    uint64_t background_snapshot_buffer_size;  /* bytes; 0: automatic (background-snapshot.c decides) */
+} MigrationParameters;
+
+/*
+ * RAM figures of the current or last migration, as query-migrate reports
+ * them. Producers update them with migration_stat_add()/_set() (relaxed
+ * atomics; query-migrate reads them from the main thread while they move).
+ */
+typedef struct MigrationRamStats {
+    uint64_t transferred;       /* bytes of stream written so far */
+    uint64_t total;             /* guest RAM, bytes */
+    uint64_t remaining;         /* bytes of RAM still to send (dirty, or not yet saved) */
+    uint64_t duplicate;         /* pages sent as zero pages (a flag, no data) */
+    uint64_t normal;            /* pages sent with their data */
+    uint64_t normal_bytes;      /* normal * 4096 */
+    uint64_t dirty_sync_count;  /* dirty-log synchronisations (passes) */
+    uint64_t dirty_pages_rate;  /* pages per second the guest dirtied in the last pass */
+    uint64_t bandwidth;         /* bytes per second measured in the last pass; 0: unknown */
+    uint64_t pages_per_second;  /* pages per second sent in the last pass; 0: unknown */
+    uint64_t precopy_bytes;     /* bytes sent while the guest ran */
+    uint64_t downtime_bytes;    /* bytes sent while it was stopped */
+} MigrationRamStats;
+
+static inline void migration_stat_add(uint64_t *counter, uint64_t n)
+{
+    __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+static inline void migration_stat_set(uint64_t *counter, uint64_t v)
+{
+    __atomic_store_n(counter, v, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t migration_stat_get(const uint64_t *counter)
+{
+    return __atomic_load_n(counter, __ATOMIC_RELAXED);
+}
+
+struct MigrationState {
+    Machine *machine;
+
+    /* Changed only with migration_set_state(); read with migration_get_status(). */
+    int status;
+
+    /* Guards everything below that the monitor and the thread share. */
+    GMutex lock;
+    bool capabilities[MIGRATION_CAPABILITY__MAX];
+    MigrationParameters parameters;   /* writes under lock; read atomically */
+    GThread *thread;                  /* outgoing or incoming thread, joined on the next start */
+    MigrationChannel *channel;        /* while one is open, for migrate_cancel */
+    GError *error;                    /* why the last migration failed */
+    char *uri;
+
+    /* Direction of the current or last migration. */
+    bool incoming;
+    bool incoming_requested;          /* migrate-incoming / -incoming already used */
+
+    /* The guest ran when the outgoing migration started (saved in the stream). */
+    bool vm_was_running;
+
+    /* Times of the current or last migration (milliseconds unless noted). */
+    int64_t start_us;                 /* monotonic, migration_now_us() */
+    uint64_t setup_time;              /* setup -> active */
+    uint64_t total_time;              /* start -> end, once ended */
+    uint64_t downtime;                /* guest stopped */
+    uint64_t expected_downtime;       /* precopy's estimate while active */
+
+    MigrationRamStats ram;
+
+    /* Filled by background_snapshot_run() through migration_update_snapshot_stats(). */
+    BackgroundSnapshotStats snapshot;
+    bool snapshot_ran;
+};
+
+/* Create the migration state of @m (parameters and capabilities at their defaults). */
+MigrationState *migration_new(Machine *m);
+
+/* Cancel a running migration, wait for its thread, free everything (NULL is fine). */
+void migration_free(MigrationState *s);
+
+/* m->migration. */
+MigrationState *migration_get(Machine *m);
+
+/* Microseconds on the monotonic clock, the timebase of every migration figure. */
+uint64_t migration_now_us(void);
+
+/* "setup", "active", ... (QEMU's names). */
+const char *migration_status_name(MigrationStatus status);
+const char *migration_capability_name(MigrationCapability cap);
+/* The capability called @name; false if there is none. */
+bool migration_capability_from_name(const char *name, MigrationCapability *cap);
+
+MigrationStatus migration_get_status(MigrationState *s);
+
+/*
+ * Move from @old_status to @new_status if the status is still @old_status
+ * (compare-and-set; false if it had changed, e.g. to cancelling). On success
+ * a MIGRATION event is sent (when the "events" capability is on, the
+ * default in frostvm). Leaving setup records setup-time. Any thread.
+ */
+bool migration_set_state(MigrationState *s, MigrationStatus old_status,
+                         MigrationStatus new_status);
+
+/* True while migrate_cancel is being processed: runners stop at the next check. */
+bool migration_is_cancelling(MigrationState *s);
+
+/* True while a migration (either direction) is between setup and its end. */
+bool migration_is_active(MigrationState *s);
+
+/* Whether capability @cap is on. */
+bool migration_capability_enabled(MigrationState *s, MigrationCapability cap);
+
+/* Current max-bandwidth (bytes/s, 0 unlimited); may change during a migration. */
+uint64_t migration_max_bandwidth(MigrationState *s);
+/* Current downtime-limit in milliseconds. */
+uint64_t migration_downtime_limit(MigrationState *s);
+
+/*
+ * Publish a background snapshot's figures: @st goes to s->snapshot (and
+ * snapshot_ran is set); RAM figures: normal = @data_pages, duplicate =
+ * @zero_pages, transferred = @bytes, remaining = @remaining_pages * 4096.
+ * Called from the snapshot's threads.
+ */
+void migration_update_snapshot_stats(MigrationState *s, const BackgroundSnapshotStats *st,
+                                     uint64_t data_pages, uint64_t zero_pages,
+                                     uint64_t bytes, uint64_t remaining_pages);
+
+/* The error text of the last failed migration, or NULL. The caller frees it. */
+char *migration_error_desc(MigrationState *s);
+
+/* The QMP-level API: the monitors call these, tests too. */
+
+/* Start an outgoing migration (or background snapshot) to @uri on a new thread. */
+bool migration_start(MigrationState *s, const char *uri, GError **errp);
+
+/* migrate_cancel: no-op unless a migration is in setup, active or device. */
+void migration_cancel(MigrationState *s);
+
+/* Turn capability @cap on or off, with the checks and QEMU's messages. */
+bool migration_set_capability(MigrationState *s, MigrationCapability cap, bool on,
+                              GError **errp);
+
+/*
+ * Set parameters: each pointer that is not NULL is a new value. Checked
+ * first, then all applied (none if one is invalid).
+ */
+bool migration_set_parameters(MigrationState *s, const uint64_t *max_bandwidth,
+                              const uint64_t *downtime_limit,
+                              const uint64_t *background_snapshot_buffer_size,
+                              GError **errp);
+
+/*
+ * Incoming migration (-incoming URI, or migrate-incoming after -incoming
+ * defer): open @uri now (sockets listen before this returns), then accept and
+ * load on a thread. On success the guest runs, unless -S was given or the
+ * source was not running (then "paused"). On failure the MIGRATION event says
+ * failed, the error is printed and the machine shuts down with exit status 1;
+ * the guest never runs.
+ */
+bool migration_incoming_start(Machine *m, const char *uri, GError **errp);
+
+/* Wait for the migration thread (if any) to end; for tests and shutdown. */
+void migration_wait(MigrationState *s);
+
+/* Command tables for main to register (monitor_register_qmp/_hmp). */
+extern const QmpCommand migration_qmp_commands[];
+extern const HmpCommand migration_hmp_commands[];
+
+#endif
