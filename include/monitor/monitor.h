@@ -4,6 +4,7 @@
 #define MONITOR_MONITOR_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <glib.h>
 #include <json-glib/json-glib.h>
 
@@ -38,8 +39,21 @@ typedef struct HmpCommand {
     HmpHandler handler;
 } HmpCommand;
 
-/* Create the monitor context (no servers yet). */
+/*
+ * Create the monitor context (no servers yet) on @m's main context, load the
+ * built-in schema and register the protocol's own commands (qmp_capabilities,
+ * query-version, query-commands, human-monitor-command; HMP help and
+ * info version). Sets m->monitor when it is NULL. @m must not be NULL.
+ */
 Monitor *monitor_new(Machine *m);
+
+/*
+ * The core tables (monitor/qmp-cmds.c, monitor/hmp-cmds.c): quit,
+ * query-status, stop, cont; HMP info status, stop, cont, quit. main registers
+ * them, then migration's.
+ */
+extern const QmpCommand monitor_qmp_commands[];
+extern const HmpCommand monitor_hmp_commands[];
 
 /*
  * Add a table of commands, terminated by an entry with name NULL. Called from
@@ -63,8 +77,45 @@ bool monitor_add_hmp(Monitor *mon, const char *spec, GError **errp);
  */
 void monitor_emit_event(Monitor *mon, const char *name, JsonObject *data);
 
-/* Run one HMP line as human-monitor-command does; returns its output. */
+/*
+ * Run one HMP line as human-monitor-command does; returns its output
+ * (g_free), with "\r\n" line ends as QEMU's. As in QEMU, a failing HMP
+ * command is not an error here: its message ("Error: ...", "unknown
+ * command: 'foo'") is the output. @errp is kept for the interface.
+ */
 char *monitor_hmp_run(Monitor *mon, const char *line, GError **errp);
+
+/*
+ * Call a registered QMP command by name, arguments checked against the
+ * schema (@args: transfer none, NULL means {}). Returns the "return" value
+ * (transfer full) or NULL with @errp set. For HMP handlers that want exactly
+ * what QMP does. Main thread only.
+ */
+JsonNode *monitor_qmp_call(Monitor *mon, const char *command, JsonObject *args,
+                           GError **errp);
+
+/*
+ * Helpers for HMP handlers. The dispatcher has already checked argv against
+ * HmpCommand.params ("[-d] uri"): flags come first, then the words.
+ *
+ * hmp_has_flag: true when the line has "-@flag" among its leading flags.
+ * hmp_arg: the @index-th word after the flags (0-based), or NULL.
+ * Commands without flags in params may take words that start with '-'
+ * ("-1"); they should read argv directly.
+ */
+bool hmp_has_flag(int argc, char **argv, char flag);
+const char *hmp_arg(int argc, char **argv, int index);
+
+/* "on"/"off" as QEMU's HMP; the error says "Expected 'on' or 'off'". */
+bool hmp_parse_on_off(const char *word, bool *value, GError **errp);
+
+/*
+ * A size with an optional binary suffix (B, K, M, G, T, P, E; case-insensitive,
+ * decimal fractions allowed: "1.5G"); a bare number is in @default_unit bytes
+ * (QEMU's migrate_set_parameter max-bandwidth takes MiB). Error: "Invalid size WORD".
+ */
+bool hmp_parse_size(const char *word, uint64_t default_unit, uint64_t *value,
+                    GError **errp);
 
 /* Close every server and client. */
 void monitor_free(Monitor *mon);

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The QMP protocol: greeting, capabilities negotiation, request checking, dispatch, replies. */
+#include "monitor/monitor-internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "config-host.h"
+#include "qapi/validate.h"
+#include "util/error.h"
+
+#define QMP_CAPABILITIES "qmp_capabilities"
+
+JsonNode *qmp_version_info(void)
+{
+    JsonObject *info = json_object_new();
+    JsonObject *triple = json_object_new();
+    int major = 0, minor = 0, micro = 0;
+
+    sscanf(FROSTVM_VERSION, "%d.%d.%d", &major, &minor, &micro);
+    json_object_set_int_member(triple, "micro", micro);
+    json_object_set_int_member(triple, "minor", minor);
+    json_object_set_int_member(triple, "major", major);
+    json_object_set_object_member(info, "qemu", triple);
+    json_object_set_string_member(info, "package", "frostvm " FROSTVM_VERSION);
+    return json_node_init_object(json_node_alloc(), info);
+}
+
+JsonObject *qmp_greeting(void)
+{
+    JsonObject *greeting = json_object_new();
+    JsonObject *qmp = json_object_new();
+
+    json_object_set_member(qmp, "version", qmp_version_info());
+    /* No out-of-band execution: every command runs in order on the main loop. */
+    json_object_set_array_member(qmp, "capabilities", json_array_new());
+    json_object_set_object_member(greeting, "QMP", qmp);
+    return greeting;
+}
+
+static const char *error_class(const GError *err)
+{
+    if (err->domain == FROSTVM_ERROR) {
+        switch (err->code) {
+        case FROSTVM_ERROR_COMMAND_NOT_FOUND:
+            return "CommandNotFound";
+        case FROSTVM_ERROR_DEVICE_NOT_ACTIVE:
+            return "DeviceNotActive";
+        default:
+            break;
+        }
+    }
+    return "GenericError";
+}
+
+JsonObject *qmp_error_reply(const GError *err)
+{
+    JsonObject *reply = json_object_new();
+    JsonObject *error = json_object_new();
+
+    json_object_set_string_member(error, "class", error_class(err));
+    json_object_set_string_member(error, "desc", err->message);
+    json_object_set_object_member(reply, "error", error);
+    return reply;
+}
+
+static JsonNode *qmp_call(Monitor *mon, const QmpCommand *cmd, JsonObject *args,
+                          GError **errp)
+{
+    g_autoptr(JsonObject) empty = NULL;
+    g_autoptr(GError) err = NULL;
+    JsonNode *ret;
+
+    if (!qapi_check_arguments(mon->schema, cmd->name, args, errp)) {
+        return NULL;
+    }
+    if (!args) {
+        /* Handlers may always read members without checking for NULL. */
+        empty = json_object_new();
+        args = empty;
+    }
+    ret = cmd->handler(mon->machine, args, &err);
+    if (err) {
+        if (ret) {
+            json_node_unref(ret);
+        }
+        g_propagate_error(errp, g_steal_pointer(&err));
+        return NULL;
+    }
+    if (!ret) {
+        ret = json_node_init_object(json_node_alloc(), json_object_new());
+    }
+    return ret;
+}
+
+JsonNode *monitor_qmp_call(Monitor *mon, const char *command, JsonObject *args,
+                           GError **errp)
+{
+    const QmpCommand *cmd = g_hash_table_lookup(mon->qmp_commands, command);
+
+    if (!cmd) {
+        g_set_error(errp, FROSTVM_ERROR, FROSTVM_ERROR_COMMAND_NOT_FOUND,
+                    "The command %s has not been found", command);
+        return NULL;
+    }
+    return qmp_call(mon, cmd, args, errp);
+}
+
+/* qmp_capabilities in negotiation mode: the only state change of a session. */
+static bool qmp_negotiate(Monitor *mon, JsonObject *args, bool *negotiated,
+                          GError **errp)
+{
+    JsonNode *enable;
+
+    if (!qapi_check_arguments(mon->schema, QMP_CAPABILITIES, args, errp)) {
+        return false;
+    }
+    enable = args ? json_object_get_member(args, "enable") : NULL;
+    if (enable && json_array_get_length(json_node_get_array(enable)) > 0) {
+        error_setg(errp, "Capability '%s' is not offered by this server",
+                   json_array_get_string_element(json_node_get_array(enable), 0));
+        return false;
+    }
+    *negotiated = true;
+    return true;
+}
+
+/* The checks QEMU makes on a request's shape, with its messages. */
+static bool qmp_request_check(JsonNode *node, const char **command, JsonObject **args,
+                              GError **errp)
+{
+    JsonObject *req;
+    g_autoptr(GList) names = NULL;
+    JsonNode *execute, *arguments;
+
+    if (!JSON_NODE_HOLDS_OBJECT(node)) {
+        error_setg(errp, "QMP input must be a JSON object");
+        return false;
+    }
+    req = json_node_get_object(node);
+    names = json_object_get_members(req);
+    for (GList *l = names; l; l = l->next) {
+        if (strcmp(l->data, "execute") && strcmp(l->data, "arguments") &&
+            strcmp(l->data, "id")) {
+            error_setg(errp, "QMP input member '%s' is unexpected",
+                       (const char *)l->data);
+            return false;
+        }
+    }
+    execute = json_object_get_member(req, "execute");
+    if (!execute) {
+        error_setg(errp, "QMP input lacks member 'execute'");
+        return false;
+    }
+    if (!JSON_NODE_HOLDS_VALUE(execute) ||
+        json_node_get_value_type(execute) != G_TYPE_STRING) {
+        error_setg(errp, "QMP input member 'execute' must be a string");
+        return false;
+    }
+    arguments = json_object_get_member(req, "arguments");
+    if (arguments && !JSON_NODE_HOLDS_OBJECT(arguments)) {
+        error_setg(errp, "QMP input member 'arguments' must be an object");
+        return false;
+    }
+    *command = json_node_get_string(execute);
+    *args = arguments ? json_node_get_object(arguments) : NULL;
+    return true;
+}
+
+JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize len)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonNode) request = qmp_json_parse(text, len, &err);
+    JsonNode *ret = NULL;
+    JsonNode *id = NULL;
+    JsonObject *reply;
+    const char *command = NULL;
+    JsonObject *args = NULL;
+
+    if (request && JSON_NODE_HOLDS_OBJECT(request)) {
+        id = json_object_get_member(json_node_get_object(request), "id");
+    }
+    if (!request || !qmp_request_check(request, &command, &args, &err)) {
+        /* error already set */
+    } else if (!*negotiated) {
+        if (strcmp(command, QMP_CAPABILITIES)) {
+            g_set_error(&err, FROSTVM_ERROR, FROSTVM_ERROR_COMMAND_NOT_FOUND,
+                        "Expecting capabilities negotiation with '%s'",
+                        QMP_CAPABILITIES);
+        } else if (qmp_negotiate(mon, args, negotiated, &err)) {
+            ret = json_node_init_object(json_node_alloc(), json_object_new());
+        }
+    } else {
+        ret = monitor_qmp_call(mon, command, args, &err);
+    }
+    if (ret) {
+        reply = json_object_new();
+        json_object_set_member(reply, "return", ret);
+    } else {
+        if (!err) {
+            g_set_error(&err, FROSTVM_ERROR, FROSTVM_ERROR_GENERIC,
+                        "%s failed without saying why", command);
+        }
+        reply = qmp_error_reply(err);
+    }
+    if (id) {
+        json_object_set_member(reply, "id", json_node_copy(id));
+    }
+    return reply;
+}
+
+static void qmp_session_send(MonitorSession *sess, JsonObject *obj)
+{
+    g_autofree char *text = qmp_json_object_to_string(obj);
+    g_autofree char *line = g_strconcat(text, "\n", NULL);
+
+    monitor_conn_write(sess->conn, line, strlen(line));
+}
+
+void qmp_session_greet(MonitorSession *sess)
+{
+    g_autoptr(JsonObject) greeting = qmp_greeting();
+
+    qmp_session_send(sess, greeting);
+}
+
+static void qmp_session_text(void *opaque, const char *text, gsize len,
+                             const char *error)
+{
+    MonitorSession *sess = opaque;
+    g_autoptr(JsonObject) reply = NULL;
+
+    if (error) {
+        g_autoptr(GError) err = g_error_new_literal(FROSTVM_ERROR,
+                                                    FROSTVM_ERROR_GENERIC, error);
+        reply = qmp_error_reply(err);
+    } else {
+        reply = qmp_dispatch(sess->mon, &sess->negotiated, text, len);
+    }
+    qmp_session_send(sess, reply);
+}
+
+void qmp_session_input(MonitorSession *sess, const char *data, gsize len)
+{
+    qmp_framer_feed(sess->framer, data, len, qmp_session_text, sess);
+}
