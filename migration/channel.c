@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Migration channels: URI parsing, file: channels, cancellable I/O and closing. */
+#include "migration/channel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migration/channel-internal.h"
+#include "util/error.h"
+
+static const struct {
+    const char *prefix;
+    MigrationChannelKind kind;
+} channel_schemes[] = {
+    { "file:", MIGRATION_CHANNEL_FILE },
+    { "exec:", MIGRATION_CHANNEL_EXEC },
+    { "unix:", MIGRATION_CHANNEL_UNIX },
+    { "tcp:", MIGRATION_CHANNEL_TCP },
+    { "fd:", MIGRATION_CHANNEL_FD },
+};
+
+MigrationChannel *channel_new(const char *uri, bool outgoing, GError **errp)
+{
+    MigrationChannel *ch;
+    const char *target = NULL;
+    MigrationChannelKind kind = MIGRATION_CHANNEL_FILE;
+
+    for (size_t i = 0; i < G_N_ELEMENTS(channel_schemes); i++) {
+        if (g_str_has_prefix(uri, channel_schemes[i].prefix)) {
+            kind = channel_schemes[i].kind;
+            target = uri + strlen(channel_schemes[i].prefix);
+            break;
+        }
+    }
+    if (!target) {
+        error_setg(errp, "unknown migration protocol: %s "
+                   "(use file:, exec:, unix:, tcp: or fd:)", uri);
+        return NULL;
+    }
+    if (!*target) {
+        error_setg(errp, "migration URI '%s' names no %s", uri,
+                   kind == MIGRATION_CHANNEL_EXEC ? "command" :
+                   kind == MIGRATION_CHANNEL_TCP ? "address" :
+                   kind == MIGRATION_CHANNEL_FD ? "file descriptor" : "path");
+        return NULL;
+    }
+
+    ch = g_new0(MigrationChannel, 1);
+    ch->kind = kind;
+    ch->outgoing = outgoing;
+    ch->uri = g_strdup(uri);
+    ch->target = g_strdup(target);
+    ch->fd = -1;
+    ch->listen_fd = -1;
+    ch->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ch->cancel_fd < 0) {
+        error_setg_errno(errp, errno, "cannot create the cancel event of %s", uri);
+        channel_close(ch, false, NULL);
+        return NULL;
+    }
+    return ch;
+}
+
+static bool channel_file_open(MigrationChannel *ch, GError **errp)
+{
+    if (!ch->outgoing) {
+        ch->fd = open(ch->target, O_RDONLY | O_CLOEXEC);
+        if (ch->fd < 0) {
+            error_setg_errno(errp, errno, "cannot open migration file '%s'",
+                             ch->target);
+            return false;
+        }
+        posix_fadvise(ch->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        return true;
+    }
+
+    /*
+     * Write beside the final name so the rename stays in one file system and
+     * a reader never sees a half-written image under PATH.
+     */
+    ch->tmp_path = g_strdup_printf("%s.tmp-XXXXXX", ch->target);
+    ch->fd = g_mkstemp_full(ch->tmp_path, O_WRONLY | O_CLOEXEC, 0644);
+    if (ch->fd < 0) {
+        int err = errno;
+        g_autofree char *dir = g_path_get_dirname(ch->target);
+        error_setg_errno(errp, err, "cannot create a file in '%s' for %s", dir,
+                         ch->uri);
+        g_clear_pointer(&ch->tmp_path, g_free);
+        return false;
+    }
+    return true;
+}
+
+static bool channel_fd_open(MigrationChannel *ch, GError **errp)
+{
+    char *end;
+    long n = strtol(ch->target, &end, 10);
+    int flags;
+
+    if (*end || n < 0 || n > INT32_MAX) {
+        error_setg(errp, "fd: needs a file descriptor number, not '%s'", ch->target);
+        return false;
+    }
+    /* Our own copy: closing the channel must not close the caller's number. */
+    ch->fd = fcntl((int)n, F_DUPFD_CLOEXEC, 3);
+    if (ch->fd < 0) {
+        error_setg_errno(errp, errno, "%s is not an open file descriptor", ch->uri);
+        return false;
+    }
+    flags = fcntl(ch->fd, F_GETFL);
+    if (flags >= 0) {
+        fcntl(ch->fd, F_SETFL, flags | O_NONBLOCK);
+    }
+    return true;
+}
+
+bool channel_connect(MigrationChannel *ch, GError **errp)
+{
+    if (channel_is_cancelled(ch)) {
+        error_setg(errp, "%s: cancelled", ch->uri);
+        return false;
+    }
+    switch (ch->kind) {
+    case MIGRATION_CHANNEL_FILE:
+        return channel_file_open(ch, errp);
+    case MIGRATION_CHANNEL_EXEC:
+        return channel_exec_start(ch, errp);
+    case MIGRATION_CHANNEL_UNIX:
+    case MIGRATION_CHANNEL_TCP:
+        return ch->outgoing ? channel_socket_connect(ch, errp)
+                            : channel_socket_listen(ch, errp);
+    case MIGRATION_CHANNEL_FD:
+        return channel_fd_open(ch, errp);
+    }
+    g_assert_not_reached();
+}
+
+static MigrationChannel *channel_open(const char *uri, bool outgoing, GError **errp)
+{
+    MigrationChannel *ch = channel_new(uri, outgoing, errp);
+
+    if (ch && !channel_connect(ch, errp)) {
+        channel_close(ch, false, NULL);
+        return NULL;
+    }
+    return ch;
+}
+
+MigrationChannel *channel_open_outgoing(const char *uri, GError **errp)
+{
+    return channel_open(uri, true, errp);
+}
+
+MigrationChannel *channel_open_incoming(const char *uri, GError **errp)
+{
+    return channel_open(uri, false, errp);
+}
+
+bool channel_accept(MigrationChannel *ch, GError **errp)
+{
+    if (ch->listen_fd < 0) {
+        return true;
+    }
+    return channel_socket_accept(ch, errp);
+}
+
+void channel_cancel(MigrationChannel *ch)
+{
+    uint64_t one = 1;
+
+    if (write(ch->cancel_fd, &one, sizeof(one)) < 0) {
+        /* Only EAGAIN (counter saturated) is possible: already cancelled. */
+    }
+}
+
+bool channel_is_cancelled(MigrationChannel *ch)
+{
+    struct pollfd p = { .fd = ch->cancel_fd, .events = POLLIN };
+
+    return poll(&p, 1, 0) > 0;
+}
+
+bool channel_wait_fd(MigrationChannel *ch, int fd, short events, GError **errp)
+{
+    struct pollfd p[2] = {
+        { .fd = fd, .events = events },
+        { .fd = ch->cancel_fd, .events = POLLIN },
+    };
+
+    for (;;) {
+        int r = poll(p, 2, -1);
+
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            error_setg_errno(errp, errno, "%s: poll failed", ch->uri);
+            return false;
+        }
+        if (p[1].revents) {
+            error_setg(errp, "%s: cancelled", ch->uri);
+            return false;
+        }
+        /* Errors and hang-ups are reported by the read or write that follows. */
+        return true;
+    }
+}
+
+bool channel_sleep(MigrationChannel *ch, uint64_t us)
+{
+    struct pollfd p = { .fd = ch->cancel_fd, .events = POLLIN };
+    struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000 };
+
+    return ppoll(&p, 1, &ts, NULL) == 0;
+}
+
+/* Turn a failed write into a message that says who went away. */
+static void channel_write_error(MigrationChannel *ch, int err, GError **errp)
+{
+    if (err == EPIPE && ch->kind == MIGRATION_CHANNEL_EXEC) {
+        /* The reader closed its end; it usually exits right after. */
+        if (channel_exec_wait(ch, 2000)) {
+            if (WIFSIGNALED(ch->child_status)) {
+                error_setg(errp, "%s exited early (killed by signal %d)", ch->uri,
+                           WTERMSIG(ch->child_status));
+            } else {
+                error_setg(errp, "%s exited early (status %d)", ch->uri,
+                           WEXITSTATUS(ch->child_status));
+            }
+        } else {
+            error_setg(errp, "%s closed its input early", ch->uri);
+        }
+        return;
+    }
+    if (err == EPIPE || err == ECONNRESET) {
+        error_setg_errno(errp, err, "%s: the destination closed the connection",
+                         ch->uri);
+        return;
+    }
+    if (err == ENOSPC || err == EDQUOT) {
+        error_setg_errno(errp, err, "cannot write %s",
+                         ch->tmp_path ? ch->tmp_path : ch->uri);
+        return;
+    }
+    error_setg_errno(errp, err, "write to %s failed", ch->uri);
+}
+
+/*
+ * A write to a pipe whose reader is gone raises SIGPIPE in the writing
+ * thread, which would kill the whole VM. Block it around the write and
+ * consume the pending signal afterwards, so this works whether or not main
+ * ignores SIGPIPE. Sockets use MSG_NOSIGNAL instead.
+ */
+static ssize_t channel_write_nosignal(MigrationChannel *ch, const void *buf, size_t len)
+{
+    sigset_t pipe_set, old;
+    ssize_t r;
+    int err;
+
+    if (ch->kind == MIGRATION_CHANNEL_UNIX || ch->kind == MIGRATION_CHANNEL_TCP) {
+        return send(ch->fd, buf, len, MSG_NOSIGNAL);
+    }
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    r = write(ch->fd, buf, len);
+    err = errno;
+    if (r < 0 && err == EPIPE && !sigismember(&old, SIGPIPE)) {
+        struct timespec zero = { 0, 0 };
+        sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return r;
+}
+
+bool channel_write_all(MigrationChannel *ch, const void *buf, size_t len,
+                       GError **errp)
+{
+    const char *p = buf;
+
+    while (len) {
+        ssize_t r;
+
+        if (ch->kind != MIGRATION_CHANNEL_FILE && channel_is_cancelled(ch)) {
+            error_setg(errp, "%s: cancelled", ch->uri);
+            return false;
+        }
+        r = channel_write_nosignal(ch, p, len);
+        if (r < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN) {
+                if (!channel_wait_fd(ch, ch->fd, POLLOUT, errp)) {
+                    return false;
+                }
+                continue;
+            }
+            channel_write_error(ch, errno, errp);
+            return false;
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    return true;
+}
+
+ssize_t channel_read(MigrationChannel *ch, void *buf, size_t len, GError **errp)
+{
+    for (;;) {
+        ssize_t r = read(ch->fd, buf, len);
+
+        if (r >= 0) {
+            return r;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN) {
+            if (!channel_wait_fd(ch, ch->fd, POLLIN, errp)) {
+                return -1;
+            }
+            continue;
+        }
+        if (errno == ECONNRESET) {
+            error_setg_errno(errp, errno, "%s: the source closed the connection",
+                             ch->uri);
+        } else {
+            error_setg_errno(errp, errno, "read from %s failed", ch->uri);
+        }
+        return -1;
+    }
+}
+
+/* fsync the folder holding @path so the rename itself is durable. */
+static bool channel_sync_dir(const char *path, GError **errp)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "cannot open folder '%s'", dir);
+        return false;
+    }
+    if (fsync(fd) < 0 && errno != EINVAL) {
+        int err = errno;
+        close(fd);
+        error_setg_errno(errp, err, "cannot sync folder '%s'", dir);
+        return false;
+    }
+    close(fd);
+    return true;
+}
+
+static bool channel_file_finish(MigrationChannel *ch, bool success, GError **errp)
+{
+    bool ok = success;
+
+    if (!ch->outgoing || !ch->tmp_path) {
+        return true;
+    }
+    if (ok && fsync(ch->fd) < 0) {
+        error_setg_errno(errp, errno, "cannot sync %s", ch->tmp_path);
+        ok = false;
+    }
+    if (ok && rename(ch->tmp_path, ch->target) < 0) {
+        error_setg_errno(errp, errno, "cannot rename %s to %s", ch->tmp_path,
+                         ch->target);
+        ok = false;
+    }
+    if (ok) {
+        ok = channel_sync_dir(ch->target, errp);
+    } else {
+        unlink(ch->tmp_path);
+    }
+    return ok || !success;
+}
+
+static bool channel_exec_finish(MigrationChannel *ch, bool success, GError **errp)
+{
+    g_autofree char *how = NULL;
+
+    if (ch->fd >= 0) {
+        /* EOF tells the command the stream is over. */
+        close(ch->fd);
+        ch->fd = -1;
+    }
+    if (!ch->pid) {
+        return true;
+    }
+    if (!success) {
+        /* Give it a moment to exit on EOF; a command that hangs is killed. */
+        if (!channel_exec_wait(ch, 500)) {
+            channel_exec_kill(ch);
+        }
+        return true;
+    }
+    if (!channel_exec_wait(ch, -1)) {
+        channel_exec_kill(ch);
+        error_setg(errp, "%s: cancelled while waiting for the command to exit",
+                   ch->uri);
+        return false;
+    }
+    if (WIFEXITED(ch->child_status) && WEXITSTATUS(ch->child_status) == 0) {
+        return true;
+    }
+    how = channel_exec_describe_status(ch->child_status);
+    error_setg(errp, "%s %s", ch->uri, how);
+    return false;
+}
+
+bool channel_close(MigrationChannel *ch, bool success, GError **errp)
+{
+    bool ok = true;
+
+    if (!ch) {
+        return true;
+    }
+    switch (ch->kind) {
+    case MIGRATION_CHANNEL_FILE:
+        ok = channel_file_finish(ch, success, errp);
+        break;
+    case MIGRATION_CHANNEL_EXEC:
+        ok = channel_exec_finish(ch, success, errp);
+        break;
+    default:
+        break;
+    }
+    if (ch->fd >= 0) {
+        close(ch->fd);
+    }
+    if (ch->listen_fd >= 0) {
+        close(ch->listen_fd);
+    }
+    if (ch->unlink_path) {
+        unlink(ch->unlink_path);
+        g_free(ch->unlink_path);
+    }
+    if (ch->pid && !ch->child_exited) {
+        channel_exec_kill(ch);
+    }
+    if (ch->cancel_fd >= 0) {
+        close(ch->cancel_fd);
+    }
+    g_free(ch->tmp_path);
+    g_free(ch->target);
+    g_free(ch->uri);
+    g_free(ch);
+    return ok;
+}
+
+MigrationChannelKind channel_kind(const MigrationChannel *ch)
+{
+    return ch->kind;
+}
+
+const char *channel_uri(const MigrationChannel *ch)
+{
+    return ch->uri;
+}
+
+int channel_fd(const MigrationChannel *ch)
+{
+    return ch->fd;
+}
+
+bool channel_is_regular_file(const MigrationChannel *ch)
+{
+    return ch->kind == MIGRATION_CHANNEL_FILE;
+}
+
+char *channel_listen_uri(const MigrationChannel *ch)
+{
+    if (ch->outgoing ||
+        (ch->kind != MIGRATION_CHANNEL_UNIX && ch->kind != MIGRATION_CHANNEL_TCP)) {
+        return NULL;
+    }
+    return channel_socket_listen_uri(ch);
+}

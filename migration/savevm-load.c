@@ -1,0 +1,253 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Loading a migration stream into a stopped machine: RAM straight into guest memory, devices after the checksum. */
+#include "migration/savevm.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "migration/savevm-internal.h"
+#include "migration/savevm-parse.h"
+#include "migration/stream-file.h"
+#include "migration/vmstate.h"
+#include "system/machine.h"
+#include "util/error.h"
+#include "util/zero-page.h"
+
+typedef struct PendingDevice {
+    char *name;
+    uint32_t instance;
+    uint32_t version;
+    GBytes *data;
+    uint64_t offset;
+} PendingDevice;
+
+typedef struct LoadContext {
+    Machine *m;
+    SavevmLoadInfo *info;
+    GPtrArray *devices;       /* PendingDevice *, in stream order */
+} LoadContext;
+
+static void pending_device_free(gpointer p)
+{
+    PendingDevice *d = p;
+
+    g_free(d->name);
+    g_bytes_unref(d->data);
+    g_free(d);
+}
+
+static bool load_header(void *opaque, uint32_t version, uint32_t flags, GError **errp)
+{
+    LoadContext *c = opaque;
+
+    c->info->version = version;
+    c->info->stream_flags = flags;
+    return true;
+}
+
+static bool load_machine(void *opaque, const void *fdt, size_t len, GError **errp)
+{
+    LoadContext *c = opaque;
+
+    return savevm_machine_check(c->m, fdt, errp);
+}
+
+static bool load_ram_start(void *opaque, uint32_t nblocks, const uint64_t *sizes,
+                           GError **errp)
+{
+    LoadContext *c = opaque;
+
+    if (nblocks != c->m->ram_blocks->len) {
+        error_setg(errp, "the stream's RAM section has %u blocks, this machine %u",
+                   nblocks, c->m->ram_blocks->len);
+        return false;
+    }
+    for (uint32_t i = 0; i < nblocks; i++) {
+        RamBlock *b = g_ptr_array_index(c->m->ram_blocks, i);
+        if (sizes[i] != b->size) {
+            error_setg(errp, "the stream's RAM block %u has %" PRIu64 " bytes, "
+                       "this machine's '%s' %" PRIu64, i, sizes[i], b->name, b->size);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void *load_ram_target(void *opaque, const SavevmRamRecord *rec, GError **errp)
+{
+    LoadContext *c = opaque;
+    RamBlock *b = g_ptr_array_index(c->m->ram_blocks, rec->block);
+
+    /* The parser has checked the record against the block's size. */
+    return b->host + rec->offset;
+}
+
+static bool load_ram_record(void *opaque, const SavevmRamRecord *rec, const void *data,
+                            GError **errp)
+{
+    LoadContext *c = opaque;
+    RamBlock *b = g_ptr_array_index(c->m->ram_blocks, rec->block);
+
+    if (rec->flags & SAVEVM_RAM_DATA) {
+        c->info->data_pages += rec->npages;
+        return true;
+    }
+    /*
+     * Fresh guest RAM is already zero; testing first avoids writing (and so
+     * populating) pages that were never touched. A precopy stream can turn a
+     * page it sent earlier into zero, so a non-zero page is cleared.
+     */
+    for (uint32_t i = 0; i < rec->npages; i++) {
+        uint8_t *page = b->host + rec->offset + (uint64_t)i * SAVEVM_PAGE_SIZE;
+        if (!buffer_is_zero(page, SAVEVM_PAGE_SIZE)) {
+            memset(page, 0, SAVEVM_PAGE_SIZE);
+        }
+    }
+    c->info->zero_pages += rec->npages;
+    return true;
+}
+
+static bool load_device(void *opaque, const char *name, uint32_t instance,
+                        uint32_t version, const uint8_t *data, size_t len,
+                        uint64_t stream_offset, GError **errp)
+{
+    LoadContext *c = opaque;
+    PendingDevice *d = g_new0(PendingDevice, 1);
+
+    for (guint i = 0; i < c->devices->len; i++) {
+        PendingDevice *o = g_ptr_array_index(c->devices, i);
+        if (o->instance == instance && !strcmp(o->name, name)) {
+            g_free(d);
+            error_setg(errp, "corrupt stream at offset %" PRIu64 ": a second record "
+                       "for device '%s' instance %u", stream_offset, name, instance);
+            return false;
+        }
+    }
+    d->name = g_strdup(name);
+    d->instance = instance;
+    d->version = version;
+    d->data = g_bytes_new(data, len);
+    d->offset = stream_offset;
+    g_ptr_array_add(c->devices, d);
+    return true;
+}
+
+static bool load_footer(void *opaque, uint64_t stream_length, uint64_t checksum,
+                        GError **errp)
+{
+    LoadContext *c = opaque;
+
+    c->info->stream_length = stream_length;
+    return true;
+}
+
+static const SavevmParseOps load_ops = {
+    .header = load_header,
+    .machine = load_machine,
+    .ram_start = load_ram_start,
+    .ram_target = load_ram_target,
+    .ram_record = load_ram_record,
+    .device = load_device,
+    .footer = load_footer,
+};
+
+static VMStateHandler *load_find_handler(Machine *m, const char *name, uint32_t instance)
+{
+    for (guint i = 0; m->vmstate_handlers && i < m->vmstate_handlers->len; i++) {
+        VMStateHandler *h = &g_array_index(m->vmstate_handlers, VMStateHandler, i);
+        if (h->instance == instance && !strcmp(h->name, name)) {
+            return h;
+        }
+    }
+    return NULL;
+}
+
+static bool load_runstate_record(LoadContext *c, PendingDevice *d, GError **errp)
+{
+    gsize len;
+    const uint8_t *p = g_bytes_get_data(d->data, &len);
+    VMStateReader r;
+    uint32_t running;
+
+    vmstate_reader_init(&r, p, len);
+    running = vmstate_get_u32(&r);
+    if (!vmstate_reader_finish(&r, SAVEVM_RUNSTATE_RECORD, errp)) {
+        return false;
+    }
+    c->info->source_running = running != 0;
+    return true;
+}
+
+/* Apply the device records (the stream is verified by now), in stream order. */
+static bool load_apply_devices(LoadContext *c, GError **errp)
+{
+    Machine *m = c->m;
+    guint nhandlers = m->vmstate_handlers ? m->vmstate_handlers->len : 0;
+    g_autofree bool *loaded = g_new0(bool, nhandlers + 1);
+
+    for (guint i = 0; i < c->devices->len; i++) {
+        PendingDevice *d = g_ptr_array_index(c->devices, i);
+        VMStateHandler *h;
+        const uint8_t *data;
+        gsize len;
+
+        if (!strcmp(d->name, SAVEVM_RUNSTATE_RECORD)) {
+            if (!load_runstate_record(c, d, errp)) {
+                return false;
+            }
+            continue;
+        }
+        h = load_find_handler(m, d->name, d->instance);
+        if (!h) {
+            error_setg(errp, "the image has state for device '%s' instance %u "
+                       "(offset %" PRIu64 "), which this machine does not have",
+                       d->name, d->instance, d->offset);
+            return false;
+        }
+        if (d->version > h->version || d->version == 0) {
+            error_setg(errp, "device '%s' instance %u: the image has state version %u, "
+                       "this build reads versions 1 to %u", d->name, d->instance,
+                       d->version, h->version);
+            return false;
+        }
+        data = g_bytes_get_data(d->data, &len);
+        if (!h->load(h->opaque, data, len, d->version, errp)) {
+            error_prefix(errp, "loading device '%s' instance %u: ", d->name, d->instance);
+            return false;
+        }
+        loaded[h - &g_array_index(m->vmstate_handlers, VMStateHandler, 0)] = true;
+        c->info->devices++;
+    }
+    for (guint i = 0; i < nhandlers; i++) {
+        if (!loaded[i]) {
+            VMStateHandler *h = &g_array_index(m->vmstate_handlers, VMStateHandler, i);
+            error_setg(errp, "the image has no state for device '%s' instance %u",
+                       h->name, h->instance);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool savevm_load_full(StreamFile *f, Machine *m, SavevmLoadInfo *info, GError **errp)
+{
+    SavevmLoadInfo local = { 0 };
+    LoadContext c = {
+        .m = m,
+        .info = info ? info : &local,
+        .devices = g_ptr_array_new_with_free_func(pending_device_free),
+    };
+    bool ok;
+
+    memset(c.info, 0, sizeof(*c.info));
+    /* An image without the run-state record came from a running guest. */
+    c.info->source_running = true;
+    ok = savevm_parse(f, &load_ops, &c, errp) && load_apply_devices(&c, errp);
+    g_ptr_array_unref(c.devices);
+    return ok;
+}
+
+bool savevm_load(StreamFile *f, Machine *m, GError **errp)
+{
+    return savevm_load_full(f, m, NULL, errp);
+}
