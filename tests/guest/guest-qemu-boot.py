@@ -5,8 +5,9 @@ healthy PROGRESS lines, stops the guest, dumps its memory with HMP pmemsave and
 checks the dump with payload-check: a real image must pass, a copy with one page
 counter changed must fail. Exit status 77 (skip) when KVM or QEMU is missing.
 
-usage: guest-qemu-boot.py PAYLOAD_ELF PAYLOAD_CHECK
+usage: guest-qemu-boot.py [--smp N] [--order seq|random] PAYLOAD_ELF PAYLOAD_CHECK
 """
+import argparse
 import os
 import queue
 import shutil
@@ -138,10 +139,15 @@ def corrupt_copy(src, dst):
 
 
 def main():
-    if len(sys.argv) != 3:
-        print(__doc__)
-        return 2
-    payload, checker = sys.argv[1], sys.argv[2]
+    ap = argparse.ArgumentParser(description='Boot the test payload under QEMU/KVM '
+                                 'and check a memory dump of it.')
+    ap.add_argument('--smp', type=int, default=1, help='vCPUs (the payload uses all)')
+    ap.add_argument('--order', default='seq', choices=['seq', 'random'])
+    ap.add_argument('payload')
+    ap.add_argument('checker')
+    args = ap.parse_args()
+    payload, checker = args.payload, args.checker
+    append = f'{APPEND} order={args.order} cpus={args.smp}'
     qemu = shutil.which('qemu-system-x86_64')
     if not qemu:
         skip('qemu-system-x86_64 is not installed')
@@ -155,11 +161,11 @@ def main():
         mon = os.path.join(tmp, 'hmp.sock')
         dump = os.path.join(tmp, 'ram.raw')
         bad = os.path.join(tmp, 'ram-corrupt.raw')
-        cmd = [qemu, '-enable-kvm', '-machine', 'pc', '-m', str(GUEST_MB), '-smp', '1',
+        cmd = [qemu, '-enable-kvm', '-machine', 'pc', '-m', str(GUEST_MB), '-smp', str(args.smp),
                '-display', 'none', '-nodefaults', '-serial', 'stdio',
                '-monitor', f'unix:{mon},server=on,wait=off',
                '-device', 'isa-debug-exit,iobase=0xf4,iosize=0x04',
-               '-kernel', payload, '-append', APPEND]
+               '-kernel', payload, '-append', append]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
         lines = queue.Queue()
