@@ -86,7 +86,11 @@ static bool kvm_vm_create_devices(KvmState *s, GError **errp)
         s->has_irqchip = true;
     }
     if (s->has_irqchip && kvm_vm_check_extension(s, KVM_CAP_PIT2)) {
-        struct kvm_pit_config pit = { .flags = 0 };
+        /*
+         * "Dummy speaker" makes KVM answer port 0x61 itself, gate and OUT2 of
+         * PIT channel 2 included, which is what guests calibrate the TSC with.
+         */
+        struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
         if (ioctl(s->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
             error_setg_errno(errp, errno, "KVM_CREATE_PIT2");
             return false;

@@ -1,0 +1,604 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Unit tests for the KVM accelerator: port exits, pause, vCPU state, dirty log, real boots. */
+#include "accel/kvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "accel/accel.h"
+#include "hw/debug-exit.h"
+#include "hw/ioport.h"
+#include "hw/loader.h"
+#include "hw/pc.h"
+#include "hw/serial.h"
+#include "migration/vmstate.h"
+#include "system/machine.h"
+
+#define CODE_GPA      0x100000u
+#define COUNTER_GPA   0x200000u
+#define IN_RESULT_GPA 0x201000u
+#define FAR_GPA       0x300000u
+#define AP_TRAMPOLINE 0x8000u
+
+#define PORT_COUNT    0x500   /* guest writes its loop counter */
+#define PORT_MAGIC    0x501   /* guest reads, stores the value at IN_RESULT_GPA */
+#define PORT_SPIN     0x502   /* tight loop of writes: KVM_RUN round trips */
+#define PORT_AP       0x503   /* written by an AP once INIT/SIPI started it */
+#define MAGIC_VALUE   0x12345678u
+
+/*
+ * 32-bit protected-mode guest code, assembled by hand.
+ * Entry 0: loop { ecx++; [COUNTER_GPA] = ecx; out PORT_COUNT, ecx;
+ *                 in eax, PORT_MAGIC; [IN_RESULT_GPA] = eax }
+ */
+static const uint8_t guest_counter_loop[] = {
+    0x31, 0xc9,                               /* xor ecx, ecx */
+    0x41,                                     /* 1: inc ecx */
+    0x89, 0x0d, 0x00, 0x00, 0x20, 0x00,       /* mov [0x200000], ecx */
+    0x66, 0xba, 0x00, 0x05,                   /* mov dx, 0x500 */
+    0x89, 0xc8,                               /* mov eax, ecx */
+    0xef,                                     /* out dx, eax */
+    0x66, 0xba, 0x01, 0x05,                   /* mov dx, 0x501 */
+    0xed,                                     /* in eax, dx */
+    0xa3, 0x00, 0x10, 0x20, 0x00,             /* mov [0x201000], eax */
+    0xeb, 0xe6,                               /* jmp 1b */
+};
+
+/* Entry 0x100: out PORT_SPIN, al forever. */
+static const uint8_t guest_spin_loop[] = {
+    0x66, 0xba, 0x02, 0x05,                   /* mov dx, 0x502 */
+    0xee,                                     /* 1: out dx, al */
+    0xeb, 0xfd,                               /* jmp 1b */
+};
+
+/*
+ * Entry 0x200: enable the xAPIC, send INIT then SIPI (vector 0x08, so the AP
+ * starts in real mode at 0x8000) to APIC ID 1, then halt.
+ */
+static const uint8_t guest_bsp_sipi[] = {
+    0xc7, 0x05, 0xf0, 0x00, 0xe0, 0xfe, 0xff, 0x01, 0x00, 0x00, /* SVR = 0x1ff */
+    0xc7, 0x05, 0x10, 0x03, 0xe0, 0xfe, 0x00, 0x00, 0x00, 0x01, /* ICR hi = ID 1 */
+    0xc7, 0x05, 0x00, 0x03, 0xe0, 0xfe, 0x00, 0x45, 0x00, 0x00, /* ICR lo = INIT */
+    0xc7, 0x05, 0x00, 0x03, 0xe0, 0xfe, 0x08, 0x46, 0x00, 0x00, /* ICR lo = SIPI 8 */
+    0xf4,                                     /* 1: hlt */
+    0xeb, 0xfd,                               /* jmp 1b */
+};
+
+/* 16-bit real-mode AP code at 0x8000: out PORT_AP, 0xa5; then halt. */
+static const uint8_t guest_ap_real_mode[] = {
+    0xba, 0x03, 0x05,                         /* mov dx, 0x503 */
+    0xb0, 0xa5,                               /* mov al, 0xa5 */
+    0xee,                                     /* out dx, al */
+    0xf4,                                     /* 1: hlt */
+    0xeb, 0xfd,                               /* jmp 1b */
+};
+
+/* What the port handlers saw; updated on vCPU threads, read with atomics. */
+typedef struct TestPorts {
+    uint64_t count_writes;
+    uint32_t count_last;
+    uint32_t count_first_after_mark;   /* 0: none since the mark */
+    uint64_t spin_writes;
+    uint64_t ap_writes;
+    uint32_t ap_value;
+} TestPorts;
+
+typedef struct TestVm {
+    Machine *m;
+    RamBlock block;
+    TestPorts ports;
+} TestVm;
+
+static void port_count_write(void *opaque, uint16_t port, unsigned size, uint32_t v)
+{
+    TestPorts *p = opaque;
+    uint32_t zero = 0;
+
+    __atomic_store_n(&p->count_last, v, __ATOMIC_RELAXED);
+    __atomic_compare_exchange_n(&p->count_first_after_mark, &zero, v, false,
+                                __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&p->count_writes, 1, __ATOMIC_RELAXED);
+}
+
+static uint32_t port_magic_read(void *opaque, uint16_t port, unsigned size)
+{
+    return MAGIC_VALUE;
+}
+
+static void port_spin_write(void *opaque, uint16_t port, unsigned size, uint32_t v)
+{
+    TestPorts *p = opaque;
+    __atomic_add_fetch(&p->spin_writes, 1, __ATOMIC_RELAXED);
+}
+
+static void port_ap_write(void *opaque, uint16_t port, unsigned size, uint32_t v)
+{
+    TestPorts *p = opaque;
+    __atomic_store_n(&p->ap_value, v, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&p->ap_writes, 1, __ATOMIC_RELAXED);
+}
+
+static uint64_t atomic_get(uint64_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static bool skip_without_kvm(void)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!kvm_available(&err)) {
+        g_autofree char *why = g_strdup_printf("no usable KVM: %s", err->message);
+        g_test_skip(why);
+        return true;
+    }
+    return false;
+}
+
+static TestVm *test_vm_new(uint64_t ram_size, unsigned smp)
+{
+    g_autoptr(GError) err = NULL;
+    TestVm *vm = g_new0(TestVm, 1);
+    Machine *m = g_new0(Machine, 1);
+
+    vm->m = m;
+    m->config = g_new0(MachineConfig, 1);
+    m->config->ram_size = ram_size;
+    m->config->smp = smp;
+    m->main_context = g_main_context_new();
+    m->ram_size = ram_size;
+    m->smp = smp;
+    vm->block.name = "pc.ram";
+    vm->block.size = ram_size;
+    vm->block.page_size = 4096;
+    vm->block.host = mmap(NULL, ram_size, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    g_assert_true(vm->block.host != MAP_FAILED);
+    m->ram_blocks = g_ptr_array_new();
+    g_ptr_array_add(m->ram_blocks, &vm->block);
+    g_assert_true(pc_ram_layout_init(m, &vm->block, &err));
+
+    ioport_register(m, PORT_COUNT, 1, NULL, port_count_write, &vm->ports);
+    ioport_register(m, PORT_MAGIC, 1, port_magic_read, NULL, &vm->ports);
+    ioport_register(m, PORT_SPIN, 1, NULL, port_spin_write, &vm->ports);
+    ioport_register(m, PORT_AP, 1, NULL, port_ap_write, &vm->ports);
+
+    m->accel = &kvm_accel_ops;
+    g_assert_true(m->accel->init(m, &err));
+    g_assert_no_error(err);
+    return vm;
+}
+
+static void test_vm_free(TestVm *vm)
+{
+    Machine *m = vm->m;
+
+    m->accel->destroy(m);
+    /* Deliver any shutdown request so its callback frees itself. */
+    while (g_main_context_iteration(m->main_context, FALSE)) {
+    }
+    serial_free(m->serial);
+    ioport_table_free(m);
+    if (m->vmstate_handlers) {
+        g_array_unref(m->vmstate_handlers);
+    }
+    g_ptr_array_unref(m->ram_blocks);
+    munmap(vm->block.host, vm->block.size);
+    g_main_context_unref(m->main_context);
+    g_free(m->shutdown_reason);
+    g_free(m->config);
+    g_free(m);
+    g_free(vm);
+}
+
+static void test_vm_load_code(TestVm *vm, uint64_t gpa, const uint8_t *code, size_t len)
+{
+    memcpy(vm->block.host + gpa, code, len);
+}
+
+/* Start the vCPUs at @entry (parked), then let them run. */
+static void test_vm_boot(TestVm *vm, uint32_t entry)
+{
+    g_autoptr(GError) err = NULL;
+    Machine *m = vm->m;
+
+    test_vm_load_code(vm, CODE_GPA, guest_counter_loop, sizeof(guest_counter_loop));
+    test_vm_load_code(vm, CODE_GPA + 0x100, guest_spin_loop, sizeof(guest_spin_loop));
+    test_vm_load_code(vm, CODE_GPA + 0x200, guest_bsp_sipi, sizeof(guest_bsp_sipi));
+    test_vm_load_code(vm, AP_TRAMPOLINE, guest_ap_real_mode, sizeof(guest_ap_real_mode));
+    g_assert_true(m->accel->set_boot_entry(m, entry, 0, 0, &err));
+    g_assert_no_error(err);
+    g_assert_true(m->accel->start_vcpus(m, &err));
+    g_assert_no_error(err);
+    m->accel->resume_vcpus(m);
+}
+
+static uint32_t guest_u32(TestVm *vm, uint64_t gpa)
+{
+    return __atomic_load_n((uint32_t *)(vm->block.host + gpa), __ATOMIC_RELAXED);
+}
+
+/* Wait up to @ms for *@counter to reach @want. */
+static bool wait_for(uint64_t *counter, uint64_t want, unsigned ms)
+{
+    gint64 deadline = g_get_monotonic_time() + ms * 1000;
+
+    while (atomic_get(counter) < want) {
+        if (g_get_monotonic_time() > deadline) {
+            return false;
+        }
+        g_usleep(1000);
+    }
+    return true;
+}
+
+static void test_create(void)
+{
+    TestVm *vm;
+    const char *want[] = { "cpu", "cpu", "pic", "pic", "ioapic", "pit", "kvmclock" };
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(16 << 20, 2);
+    g_assert_cmpuint(vm->m->vmstate_handlers->len, ==, G_N_ELEMENTS(want));
+    for (unsigned i = 0; i < G_N_ELEMENTS(want); i++) {
+        VMStateHandler *h = &g_array_index(vm->m->vmstate_handlers, VMStateHandler, i);
+        g_assert_cmpstr(h->name, ==, want[i]);
+    }
+    test_vm_free(vm);
+}
+
+static void test_port_io(void)
+{
+    TestVm *vm;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(16 << 20, 1);
+    test_vm_boot(vm, CODE_GPA);
+    g_assert_true(wait_for(&vm->ports.count_writes, 1000, 10000));
+    vm->m->accel->pause_vcpus(vm->m);
+    /* OUT carried the counter, IN brought the handler's value back. */
+    g_assert_cmpuint(vm->ports.count_first_after_mark, ==, 1);
+    g_assert_cmpuint(vm->ports.count_last, ==, vm->ports.count_writes);
+    g_assert_cmphex(guest_u32(vm, IN_RESULT_GPA), ==, MAGIC_VALUE);
+    g_assert_cmpuint(guest_u32(vm, COUNTER_GPA), >=, vm->ports.count_last);
+    test_vm_free(vm);
+}
+
+static int cmp_int64(gconstpointer a, gconstpointer b)
+{
+    gint64 x = *(const gint64 *)a, y = *(const gint64 *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void pause_resume(unsigned smp)
+{
+    const unsigned rounds = 200;
+    g_autofree gint64 *lat = g_new(gint64, rounds);
+    TestVm *vm;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(16 << 20, smp);
+    test_vm_boot(vm, CODE_GPA);
+    g_assert_true(wait_for(&vm->ports.count_writes, 100, 10000));
+
+    for (unsigned i = 0; i < rounds; i++) {
+        uint64_t before;
+        gint64 t0;
+
+        before = atomic_get(&vm->ports.count_writes);
+        g_assert_true(wait_for(&vm->ports.count_writes, before + 5, 5000));
+        t0 = g_get_monotonic_time();
+        vm->m->accel->pause_vcpus(vm->m);
+        lat[i] = g_get_monotonic_time() - t0;
+        if (i % 50 == 0) {
+            /* Paused means paused: no exits, no memory writes. */
+            uint64_t writes = atomic_get(&vm->ports.count_writes);
+            uint32_t counter = guest_u32(vm, COUNTER_GPA);
+            g_usleep(20 * 1000);
+            g_assert_cmpuint(atomic_get(&vm->ports.count_writes), ==, writes);
+            g_assert_cmpuint(guest_u32(vm, COUNTER_GPA), ==, counter);
+        }
+        vm->m->accel->resume_vcpus(vm->m);
+    }
+    qsort(lat, rounds, sizeof(lat[0]), cmp_int64);
+    g_test_message("pause latency, %u vCPUs (%u rounds): p50 %" G_GINT64_FORMAT
+                   " us, p99 %" G_GINT64_FORMAT " us, max %" G_GINT64_FORMAT " us",
+                   smp, rounds, lat[rounds / 2], lat[rounds * 99 / 100], lat[rounds - 1]);
+    /* Bounded: a kick takes microseconds; a loaded 2-core host may add a slice. */
+    g_assert_cmpint(lat[rounds / 2], <, 5000);
+    g_assert_cmpint(lat[rounds - 1], <, 100000);
+    test_vm_free(vm);
+}
+
+static void test_pause_one(void)
+{
+    pause_resume(1);
+}
+
+static void test_pause_two(void)
+{
+    pause_resume(2);
+}
+
+static void test_exit_round_trip(void)
+{
+    TestVm *vm;
+    KvmStats stats;
+    uint64_t n0, n1;
+    gint64 t0, t1;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(16 << 20, 1);
+    test_vm_boot(vm, CODE_GPA + 0x100);
+    g_assert_true(wait_for(&vm->ports.spin_writes, 1000, 10000));
+    n0 = atomic_get(&vm->ports.spin_writes);
+    t0 = g_get_monotonic_time();
+    g_usleep(500 * 1000);
+    n1 = atomic_get(&vm->ports.spin_writes);
+    t1 = g_get_monotonic_time();
+    vm->m->accel->pause_vcpus(vm->m);
+    kvm_get_stats(vm->m, &stats);
+    g_test_message("KVM_RUN round trip for a port exit: %.2f us (%" G_GUINT64_FORMAT
+                   " exits in %.0f ms)", (double)(t1 - t0) / (n1 - n0), n1 - n0,
+                   (t1 - t0) / 1000.0);
+    g_assert_cmpuint(stats.exits, >=, n1);
+    test_vm_free(vm);
+}
+
+/* Save every record, run on, load them back: the guest resumes where it was saved. */
+static void test_state_roundtrip(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GPtrArray) records = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)g_byte_array_unref);
+    TestVm *vm;
+    GArray *handlers;
+    uint32_t saved_last;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(16 << 20, 1);
+    handlers = vm->m->vmstate_handlers;
+    test_vm_boot(vm, CODE_GPA);
+    g_assert_true(wait_for(&vm->ports.count_writes, 200, 10000));
+    vm->m->accel->pause_vcpus(vm->m);
+    saved_last = vm->ports.count_last;
+    for (guint i = 0; i < handlers->len; i++) {
+        VMStateHandler *h = &g_array_index(handlers, VMStateHandler, i);
+        GByteArray *buf = g_byte_array_new();
+        g_assert_true(h->save(h->opaque, buf, &err));
+        g_assert_no_error(err);
+        g_test_message("record %s.%u: %u bytes", h->name, h->instance, buf->len);
+        g_ptr_array_add(records, buf);
+    }
+
+    /* Move on, far enough that a resumed guest would be noticed. */
+    vm->m->accel->resume_vcpus(vm->m);
+    g_assert_true(wait_for(&vm->ports.count_writes, saved_last + 500, 10000));
+    vm->m->accel->pause_vcpus(vm->m);
+    g_assert_cmpuint(vm->ports.count_last, >, saved_last + 400);
+
+    for (guint i = 0; i < handlers->len; i++) {
+        VMStateHandler *h = &g_array_index(handlers, VMStateHandler, i);
+        GByteArray *buf = g_ptr_array_index(records, i);
+        g_assert_true(h->load(h->opaque, buf->data, buf->len, h->version, &err));
+        g_assert_no_error(err);
+    }
+    __atomic_store_n(&vm->ports.count_first_after_mark, 0, __ATOMIC_RELAXED);
+    vm->m->accel->resume_vcpus(vm->m);
+    g_assert_true(wait_for(&vm->ports.count_writes, atomic_get(&vm->ports.count_writes) + 10,
+                           10000));
+    vm->m->accel->pause_vcpus(vm->m);
+    /* ECX and RIP came back from the record: the count restarts after it. */
+    g_assert_cmpuint(vm->ports.count_first_after_mark, ==, saved_last + 1);
+
+    /* A damaged record is refused with a reason. */
+    {
+        VMStateHandler *h = &g_array_index(handlers, VMStateHandler, 0);
+        GByteArray *buf = g_ptr_array_index(records, 0);
+        g_assert_cmpstr(h->name, ==, "cpu");
+        g_assert_false(h->load(h->opaque, buf->data, buf->len - 3, h->version, &err));
+        g_assert_nonnull(err);
+        g_test_message("truncated cpu record: %s", err->message);
+    }
+    test_vm_free(vm);
+}
+
+static bool test_bit(const unsigned long *map, uint64_t bit)
+{
+    return map[bit / (8 * sizeof(long))] & (1UL << (bit % (8 * sizeof(long))));
+}
+
+static void test_dirty_log(void)
+{
+    g_autoptr(GError) err = NULL;
+    const uint64_t ram = 16 << 20;
+    g_autofree unsigned long *bitmap = g_new0(unsigned long, ram / 4096 / 64);
+    TestVm *vm;
+    Machine *m;
+    unsigned dirty = 0;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(ram, 1);
+    m = vm->m;
+    test_vm_boot(vm, CODE_GPA);
+    g_assert_true(wait_for(&vm->ports.count_writes, 10, 10000));
+    g_assert_true(m->accel->dirty_log_start(m, &err));
+    g_assert_no_error(err);
+    g_assert_true(m->accel->dirty_log_sync(m, &vm->block, bitmap, &err));
+    memset(bitmap, 0, ram / 4096 / 8);
+
+    g_assert_true(wait_for(&vm->ports.count_writes, atomic_get(&vm->ports.count_writes) + 50,
+                           10000));
+    g_assert_true(m->accel->dirty_log_sync(m, &vm->block, bitmap, &err));
+    g_assert_no_error(err);
+    g_assert_true(test_bit(bitmap, COUNTER_GPA / 4096));
+    g_assert_true(test_bit(bitmap, IN_RESULT_GPA / 4096));
+    g_assert_false(test_bit(bitmap, FAR_GPA / 4096));
+    for (uint64_t i = 0; i < ram / 4096; i++) {
+        dirty += test_bit(bitmap, i);
+    }
+    g_test_message("%u dirty pages after a sync", dirty);
+
+    /* Paused: nothing new is written, the next sync reports nothing. */
+    m->accel->pause_vcpus(m);
+    g_assert_true(m->accel->dirty_log_sync(m, &vm->block, bitmap, &err));
+    memset(bitmap, 0, ram / 4096 / 8);
+    g_assert_true(m->accel->dirty_log_sync(m, &vm->block, bitmap, &err));
+    for (uint64_t i = 0; i < ram / 4096; i++) {
+        g_assert_false(test_bit(bitmap, i));
+    }
+    m->accel->resume_vcpus(m);
+    m->accel->dirty_log_stop(m);
+    g_assert_false(m->accel->dirty_log_sync(m, &vm->block, bitmap, &err));
+    g_assert_nonnull(err);
+    test_vm_free(vm);
+}
+
+/* The BSP starts the AP with INIT and SIPI through the in-kernel LAPIC. */
+static void test_init_sipi(void)
+{
+    TestVm *vm;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(16 << 20, 2);
+    test_vm_boot(vm, CODE_GPA + 0x200);
+    if (!wait_for(&vm->ports.ap_writes, 1, 5000)) {
+        g_test_message("the AP did not start within 5 s of INIT/SIPI");
+        g_test_fail();
+    } else {
+        g_assert_cmphex(vm->ports.ap_value, ==, 0xa5);
+    }
+    vm->m->accel->pause_vcpus(vm->m);
+    test_vm_free(vm);
+}
+
+/* Read serial output from @fd until @needle shows up; returns what was read. */
+static GString *read_until(int fd, const char *needle, unsigned ms)
+{
+    GString *out = g_string_new(NULL);
+    gint64 deadline = g_get_monotonic_time() + ms * 1000;
+
+    while (!strstr(out->str, needle)) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        gint64 left = (deadline - g_get_monotonic_time()) / 1000;
+        char buf[4096];
+        ssize_t n;
+
+        if (left <= 0 || poll(&p, 1, left) <= 0) {
+            break;
+        }
+        n = read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        g_string_append_len(out, buf, n);
+    }
+    return out;
+}
+
+/* Boot the real test payload with the Multiboot loader; it must report PROGRESS. */
+static void payload_boot(const char *payload, unsigned smp, const char *cmdline,
+                         const char *expect, const char *forbid, int exit_status)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GString) out = NULL;
+    TestVm *vm;
+    Machine *m;
+    int pipefd[2];
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    if (!g_file_test(payload, G_FILE_TEST_EXISTS)) {
+        g_autofree char *why = g_strdup_printf("test payload not built (%s)", payload);
+        g_test_skip(why);
+        return;
+    }
+    vm = test_vm_new(256 << 20, smp);
+    m = vm->m;
+    g_assert_no_errno(pipe2(pipefd, O_CLOEXEC));
+    m->serial = serial_new(m, pipefd[1], -1, &err);
+    g_assert_no_error(err);
+    debug_exit_init(m);
+    g_assert_true(loader_load_kernel(m, payload, cmdline, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_true(m->accel->start_vcpus(m, &err));
+    m->accel->resume_vcpus(m);
+
+    out = read_until(pipefd[0], expect, 30000);
+    g_test_message("serial output:\n%s", out->str);
+    g_assert_nonnull(strstr(out->str, expect));
+    g_assert_null(strstr(out->str, "PAYLOAD ERROR"));
+    if (forbid) {
+        g_assert_null(strstr(out->str, forbid));
+    }
+    if (exit_status >= 0) {
+        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+        while (!m->shutdown_requested && g_get_monotonic_time() < deadline) {
+            g_main_context_iteration(m->main_context, FALSE);
+            g_usleep(1000);
+        }
+        g_assert_true(m->shutdown_requested);
+        g_assert_cmpint(m->exit_status, ==, exit_status);
+    }
+    m->accel->pause_vcpus(m);
+    test_vm_free(vm);
+    close(pipefd[0]);
+    close(pipefd[1]);
+}
+
+static void test_payload_progress(gconstpointer data)
+{
+    payload_boot(data, 1, "mem=0x2000000 report_ms=50", "PROGRESS", NULL, -1);
+}
+
+static void test_payload_two_cpus(gconstpointer data)
+{
+    /* The payload starts its AP with INIT-SIPI-SIPI and warns if it stays put. */
+    payload_boot(data, 2, "mem=0x400000 report_ms=50 cpus=2", "PAYLOAD READY",
+                 "ap did not start", -1);
+}
+
+/* sweeps=1: the payload finishes and exits through the debug port. */
+static void test_payload_exit(gconstpointer data)
+{
+    payload_boot(data, 1, "mem=0x400000 sweeps=1", "PAYLOAD DONE", NULL, (0x10 << 1) | 1);
+}
+
+int main(int argc, char **argv)
+{
+    g_autofree char *dir = g_path_get_dirname(argv[0]);
+    g_autofree char *payload = g_build_filename(dir, "..", "guest", "payload.elf", NULL);
+
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/kvm/vm/create", test_create);
+    g_test_add_func("/kvm/io/port-exits", test_port_io);
+    g_test_add_func("/kvm/io/round-trip", test_exit_round_trip);
+    g_test_add_func("/kvm/pause/one-vcpu", test_pause_one);
+    g_test_add_func("/kvm/pause/two-vcpus", test_pause_two);
+    g_test_add_func("/kvm/state/save-load", test_state_roundtrip);
+    g_test_add_func("/kvm/dirty-log/sync", test_dirty_log);
+    g_test_add_func("/kvm/smp/init-sipi", test_init_sipi);
+    g_test_add_data_func("/kvm/payload/progress", payload, test_payload_progress);
+    g_test_add_data_func("/kvm/payload/two-cpus", payload, test_payload_two_cpus);
+    g_test_add_data_func("/kvm/payload/debug-exit", payload, test_payload_exit);
+    return g_test_run();
+}
