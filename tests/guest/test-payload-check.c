@@ -307,7 +307,8 @@ static void test_regions(void)
     image_init(&im, TEST_NPAGES, 1);
     image_sweep(&im);
     uint64_t split = TEST_BASE + 10 * PAYLOAD_PAGE_SIZE;
-    g_autofree uint8_t *high = g_memdup2(im.ram + split, im.size - split);
+    g_autofree uint8_t *high = g_malloc(im.size - split);
+    memcpy(high, im.ram + split, im.size - split);
     PayloadRamRegion regions[] = {
         { .gpa = split, .size = im.size - split, .host = high },
         { .gpa = 0, .size = split, .host = im.ram },
