@@ -68,6 +68,12 @@ static const uint8_t guest_bsp_sipi[] = {
     0xeb, 0xfd,                               /* jmp 1b */
 };
 
+/* Entry 0x300: increment [COUNTER_GPA] forever, never leaving guest mode by itself. */
+static const uint8_t guest_memory_loop[] = {
+    0xff, 0x05, 0x00, 0x00, 0x20, 0x00,       /* 1: inc dword [0x200000] */
+    0xeb, 0xf8,                               /* jmp 1b */
+};
+
 /* 16-bit real-mode AP code at 0x8000: out PORT_AP, 0xa5; then halt. */
 static const uint8_t guest_ap_real_mode[] = {
     0xba, 0x03, 0x05,                         /* mov dx, 0x503 */
@@ -209,6 +215,7 @@ static void test_vm_boot(TestVm *vm, uint32_t entry)
     test_vm_load_code(vm, CODE_GPA, guest_counter_loop, sizeof(guest_counter_loop));
     test_vm_load_code(vm, CODE_GPA + 0x100, guest_spin_loop, sizeof(guest_spin_loop));
     test_vm_load_code(vm, CODE_GPA + 0x200, guest_bsp_sipi, sizeof(guest_bsp_sipi));
+    test_vm_load_code(vm, CODE_GPA + 0x300, guest_memory_loop, sizeof(guest_memory_loop));
     test_vm_load_code(vm, AP_TRAMPOLINE, guest_ap_real_mode, sizeof(guest_ap_real_mode));
     g_assert_true(m->accel->set_boot_entry(m, entry, 0, 0, &err));
     g_assert_no_error(err);
@@ -232,6 +239,20 @@ static bool wait_for(uint64_t *counter, uint64_t want, unsigned ms)
             return false;
         }
         g_usleep(1000);
+    }
+    return true;
+}
+
+/* Wait up to @ms for the guest's counter at COUNTER_GPA to pass @want. */
+static bool wait_for_guest_counter(TestVm *vm, uint32_t want, unsigned ms)
+{
+    gint64 deadline = g_get_monotonic_time() + ms * 1000;
+
+    while ((int32_t)(guest_u32(vm, COUNTER_GPA) - want) < 0) {
+        if (g_get_monotonic_time() > deadline) {
+            return false;
+        }
+        g_usleep(200);
     }
     return true;
 }
@@ -278,7 +299,11 @@ static int cmp_int64(gconstpointer a, gconstpointer b)
     return x < y ? -1 : x > y;
 }
 
-static void pause_resume(unsigned smp)
+/*
+ * Pause and resume @rounds times while the guest runs the loop at @entry; the
+ * guest's memory counter must stand still while paused and move after resume.
+ */
+static void pause_resume(unsigned smp, uint32_t entry, const char *what)
 {
     const unsigned rounds = 200;
     g_autofree gint64 *lat = g_new(gint64, rounds);
@@ -288,20 +313,18 @@ static void pause_resume(unsigned smp)
         return;
     }
     vm = test_vm_new(16 << 20, smp);
-    test_vm_boot(vm, CODE_GPA);
-    g_assert_true(wait_for(&vm->ports.count_writes, 100, 10000));
+    test_vm_boot(vm, entry);
+    g_assert_true(wait_for_guest_counter(vm, 100, 10000));
 
     for (unsigned i = 0; i < rounds; i++) {
-        uint64_t before;
         gint64 t0;
 
-        before = atomic_get(&vm->ports.count_writes);
-        g_assert_true(wait_for(&vm->ports.count_writes, before + 5, 5000));
+        g_assert_true(wait_for_guest_counter(vm, guest_u32(vm, COUNTER_GPA) + 5, 5000));
         t0 = g_get_monotonic_time();
         vm->m->accel->pause_vcpus(vm->m);
         lat[i] = g_get_monotonic_time() - t0;
         if (i % 50 == 0) {
-            /* Paused means paused: no exits, no memory writes. */
+            /* Paused means paused: no memory writes, no exits. */
             uint64_t writes = atomic_get(&vm->ports.count_writes);
             uint32_t counter = guest_u32(vm, COUNTER_GPA);
             g_usleep(20 * 1000);
@@ -311,23 +334,32 @@ static void pause_resume(unsigned smp)
         vm->m->accel->resume_vcpus(vm->m);
     }
     qsort(lat, rounds, sizeof(lat[0]), cmp_int64);
-    g_test_message("pause latency, %u vCPUs (%u rounds): p50 %" G_GINT64_FORMAT
+    g_test_message("pause latency, %u vCPUs, %s (%u rounds): p50 %" G_GINT64_FORMAT
                    " us, p99 %" G_GINT64_FORMAT " us, max %" G_GINT64_FORMAT " us",
-                   smp, rounds, lat[rounds / 2], lat[rounds * 99 / 100], lat[rounds - 1]);
+                   smp, what, rounds, lat[rounds / 2], lat[rounds * 99 / 100],
+                   lat[rounds - 1]);
     /* Bounded: a kick takes microseconds; a loaded 2-core host may add a slice. */
     g_assert_cmpint(lat[rounds / 2], <, 5000);
     g_assert_cmpint(lat[rounds - 1], <, 100000);
+    vm->m->accel->pause_vcpus(vm->m);
     test_vm_free(vm);
 }
 
-static void test_pause_one(void)
+static void test_pause_port_loop(void)
 {
-    pause_resume(1);
+    pause_resume(1, CODE_GPA, "guest in a port I/O loop");
 }
 
+/* No exits of its own: only the kick takes the vCPU out of guest mode. */
+static void test_pause_memory_loop(void)
+{
+    pause_resume(1, CODE_GPA + 0x300, "guest in a memory-only loop");
+}
+
+/* The AP sits in KVM_RUN waiting for SIPI: it must be kicked out too. */
 static void test_pause_two(void)
 {
-    pause_resume(2);
+    pause_resume(2, CODE_GPA + 0x300, "AP waiting for SIPI");
 }
 
 static void test_exit_round_trip(void)
@@ -490,14 +522,51 @@ static void test_init_sipi(void)
     test_vm_free(vm);
 }
 
-/* Read serial output from @fd until @needle shows up; returns what was read. */
-static GString *read_until(int fd, const char *needle, unsigned ms)
+/* A booted test payload and the serial output read from it so far. */
+typedef struct PayloadRun {
+    TestVm *vm;
+    int pipefd[2];
+    GString *out;
+} PayloadRun;
+
+/* Boot the real test payload with the Multiboot loader; NULL when skipped. */
+static PayloadRun *payload_start(const char *payload, unsigned smp, const char *cmdline)
 {
-    GString *out = g_string_new(NULL);
+    g_autoptr(GError) err = NULL;
+    PayloadRun *run;
+    Machine *m;
+
+    if (skip_without_kvm()) {
+        return NULL;
+    }
+    if (!g_file_test(payload, G_FILE_TEST_EXISTS)) {
+        g_autofree char *why = g_strdup_printf("test payload not built (%s)", payload);
+        g_test_skip(why);
+        return NULL;
+    }
+    run = g_new0(PayloadRun, 1);
+    run->out = g_string_new(NULL);
+    run->vm = test_vm_new(256 << 20, smp);
+    m = run->vm->m;
+    g_assert_no_errno(pipe2(run->pipefd, O_CLOEXEC));
+    m->serial = serial_new(m, run->pipefd[1], -1, &err);
+    g_assert_no_error(err);
+    debug_exit_init(m);
+    g_assert_true(loader_load_kernel(m, payload, cmdline, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_true(m->accel->start_vcpus(m, &err));
+    m->accel->resume_vcpus(m);
+    return run;
+}
+
+/* Read serial output until @needle appears after what was already read. */
+static void payload_expect(PayloadRun *run, const char *needle, unsigned ms)
+{
+    size_t from = run->out->len;
     gint64 deadline = g_get_monotonic_time() + ms * 1000;
 
-    while (!strstr(out->str, needle)) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
+    while (!strstr(run->out->str + from, needle)) {
+        struct pollfd p = { .fd = run->pipefd[0], .events = POLLIN };
         gint64 left = (deadline - g_get_monotonic_time()) / 1000;
         char buf[4096];
         ssize_t n;
@@ -505,82 +574,139 @@ static GString *read_until(int fd, const char *needle, unsigned ms)
         if (left <= 0 || poll(&p, 1, left) <= 0) {
             break;
         }
-        n = read(fd, buf, sizeof(buf));
+        n = read(run->pipefd[0], buf, sizeof(buf));
         if (n <= 0) {
             break;
         }
-        g_string_append_len(out, buf, n);
+        g_string_append_len(run->out, buf, n);
     }
-    return out;
+    if (!strstr(run->out->str + from, needle)) {
+        g_test_message("serial output:\n%s", run->out->str);
+        g_error("no '%s' from the payload within %u ms", needle, ms);
+    }
+    g_assert_null(strstr(run->out->str, "PAYLOAD ERROR"));
+    /* Every complete report so far says the guest's checks passed. */
+    {
+        g_auto(GStrv) lines = g_strsplit(run->out->str, "\n", -1);
+        for (unsigned i = 0; lines[i] && lines[i + 1]; i++) {
+            if (g_str_has_prefix(lines[i], "PROGRESS ")) {
+                g_assert_nonnull(strstr(lines[i], " regs=ok"));
+                g_assert_nonnull(strstr(lines[i], " errors=0"));
+            }
+        }
+    }
 }
 
-/* Boot the real test payload with the Multiboot loader; it must report PROGRESS. */
-static void payload_boot(const char *payload, unsigned smp, const char *cmdline,
-                         const char *expect, const char *forbid, int exit_status)
+static void payload_finish(PayloadRun *run)
 {
-    g_autoptr(GError) err = NULL;
-    g_autoptr(GString) out = NULL;
-    TestVm *vm;
-    Machine *m;
-    int pipefd[2];
-
-    if (skip_without_kvm()) {
-        return;
-    }
-    if (!g_file_test(payload, G_FILE_TEST_EXISTS)) {
-        g_autofree char *why = g_strdup_printf("test payload not built (%s)", payload);
-        g_test_skip(why);
-        return;
-    }
-    vm = test_vm_new(256 << 20, smp);
-    m = vm->m;
-    g_assert_no_errno(pipe2(pipefd, O_CLOEXEC));
-    m->serial = serial_new(m, pipefd[1], -1, &err);
-    g_assert_no_error(err);
-    debug_exit_init(m);
-    g_assert_true(loader_load_kernel(m, payload, cmdline, NULL, &err));
-    g_assert_no_error(err);
-    g_assert_true(m->accel->start_vcpus(m, &err));
-    m->accel->resume_vcpus(m);
-
-    out = read_until(pipefd[0], expect, 30000);
-    g_test_message("serial output:\n%s", out->str);
-    g_assert_nonnull(strstr(out->str, expect));
-    g_assert_null(strstr(out->str, "PAYLOAD ERROR"));
-    if (forbid) {
-        g_assert_null(strstr(out->str, forbid));
-    }
-    if (exit_status >= 0) {
-        gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
-        while (!m->shutdown_requested && g_get_monotonic_time() < deadline) {
-            g_main_context_iteration(m->main_context, FALSE);
-            g_usleep(1000);
-        }
-        g_assert_true(m->shutdown_requested);
-        g_assert_cmpint(m->exit_status, ==, exit_status);
-    }
-    m->accel->pause_vcpus(m);
-    test_vm_free(vm);
-    close(pipefd[0]);
-    close(pipefd[1]);
+    g_test_message("serial output:\n%s", run->out->str);
+    run->vm->m->accel->pause_vcpus(run->vm->m);
+    test_vm_free(run->vm);
+    close(run->pipefd[0]);
+    close(run->pipefd[1]);
+    g_string_free(run->out, TRUE);
+    g_free(run);
 }
 
 static void test_payload_progress(gconstpointer data)
 {
-    payload_boot(data, 1, "mem=0x2000000 report_ms=50", "PROGRESS", NULL, -1);
+    PayloadRun *run = payload_start(data, 1, "mem=0x2000000 report_ms=50");
+
+    if (run) {
+        payload_expect(run, "PROGRESS", 30000);
+        g_assert_nonnull(strstr(run->out->str, "tsc_src=pit"));   /* port 0x61 works */
+        payload_finish(run);
+    }
 }
 
+/*
+ * The payload starts its AP with INIT-SIPI-SIPI through the in-kernel LAPIC
+ * and warns if it stays put. With both vCPUs sweeping, measure the pause.
+ */
 static void test_payload_two_cpus(gconstpointer data)
 {
-    /* The payload starts its AP with INIT-SIPI-SIPI and warns if it stays put. */
-    payload_boot(data, 2, "mem=0x400000 report_ms=50 cpus=2", "PAYLOAD READY",
-                 "ap did not start", -1);
+    PayloadRun *run = payload_start(data, 2, "mem=0x400000 report_ms=50 cpus=2");
+    const unsigned rounds = 100;
+    g_autofree gint64 *lat = g_new(gint64, rounds);
+    Machine *m;
+
+    if (!run) {
+        return;
+    }
+    m = run->vm->m;
+    payload_expect(run, "PAYLOAD READY", 30000);
+    g_assert_null(strstr(run->out->str, "ap did not start"));
+    for (unsigned i = 0; i < rounds; i++) {
+        gint64 t0;
+        g_usleep(2000);
+        t0 = g_get_monotonic_time();
+        m->accel->pause_vcpus(m);
+        lat[i] = g_get_monotonic_time() - t0;
+        m->accel->resume_vcpus(m);
+    }
+    qsort(lat, rounds, sizeof(lat[0]), cmp_int64);
+    g_test_message("pause latency, 2 vCPUs sweeping (%u rounds): p50 %" G_GINT64_FORMAT
+                   " us, p99 %" G_GINT64_FORMAT " us, max %" G_GINT64_FORMAT " us",
+                   rounds, lat[rounds / 2], lat[rounds * 99 / 100], lat[rounds - 1]);
+    payload_expect(run, "PROGRESS", 10000);
+    payload_finish(run);
+}
+
+/*
+ * Save every record of a long-mode guest on two vCPUs and load it straight
+ * back: if anything were missing (an MSR, XSAVE, the LAPIC timer...), the
+ * payload's register checksum or its memory check would fail afterwards.
+ */
+static void test_payload_state_reload(gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    PayloadRun *run = payload_start(data, 2, "mem=0x400000 report_ms=50 cpus=2");
+    GArray *handlers;
+    Machine *m;
+
+    if (!run) {
+        return;
+    }
+    m = run->vm->m;
+    handlers = m->vmstate_handlers;
+    payload_expect(run, "PAYLOAD READY", 30000);
+    for (unsigned round = 0; round < 5; round++) {
+        m->accel->pause_vcpus(m);
+        for (guint i = 0; i < handlers->len; i++) {
+            VMStateHandler *h = &g_array_index(handlers, VMStateHandler, i);
+            g_autoptr(GByteArray) buf = g_byte_array_new();
+            g_assert_true(h->save(h->opaque, buf, &err));
+            g_assert_no_error(err);
+            g_assert_true(h->load(h->opaque, buf->data, buf->len, h->version, &err));
+            g_assert_no_error(err);
+        }
+        m->accel->resume_vcpus(m);
+        payload_expect(run, "PROGRESS", 10000);
+    }
+    payload_expect(run, "regs=ok", 10000);
+    payload_finish(run);
 }
 
 /* sweeps=1: the payload finishes and exits through the debug port. */
 static void test_payload_exit(gconstpointer data)
 {
-    payload_boot(data, 1, "mem=0x400000 sweeps=1", "PAYLOAD DONE", NULL, (0x10 << 1) | 1);
+    PayloadRun *run = payload_start(data, 1, "mem=0x400000 sweeps=1");
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    Machine *m;
+
+    if (!run) {
+        return;
+    }
+    m = run->vm->m;
+    payload_expect(run, "PAYLOAD DONE", 30000);
+    while (!m->shutdown_requested && g_get_monotonic_time() < deadline) {
+        g_main_context_iteration(m->main_context, FALSE);
+        g_usleep(1000);
+    }
+    g_assert_true(m->shutdown_requested);
+    g_assert_cmpstr(m->shutdown_reason, ==, "guest-shutdown");
+    g_assert_cmpint(m->exit_status, ==, (0x10 << 1) | 1);
+    payload_finish(run);
 }
 
 int main(int argc, char **argv)
@@ -592,13 +718,15 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm/vm/create", test_create);
     g_test_add_func("/kvm/io/port-exits", test_port_io);
     g_test_add_func("/kvm/io/round-trip", test_exit_round_trip);
-    g_test_add_func("/kvm/pause/one-vcpu", test_pause_one);
+    g_test_add_func("/kvm/pause/port-loop", test_pause_port_loop);
+    g_test_add_func("/kvm/pause/memory-loop", test_pause_memory_loop);
     g_test_add_func("/kvm/pause/two-vcpus", test_pause_two);
     g_test_add_func("/kvm/state/save-load", test_state_roundtrip);
     g_test_add_func("/kvm/dirty-log/sync", test_dirty_log);
     g_test_add_func("/kvm/smp/init-sipi", test_init_sipi);
     g_test_add_data_func("/kvm/payload/progress", payload, test_payload_progress);
     g_test_add_data_func("/kvm/payload/two-cpus", payload, test_payload_two_cpus);
+    g_test_add_data_func("/kvm/payload/state-reload", payload, test_payload_state_reload);
     g_test_add_data_func("/kvm/payload/debug-exit", payload, test_payload_exit);
     return g_test_run();
 }
