@@ -3,6 +3,7 @@
 #include "migration/snapshot-internal.h"
 
 #include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "migration/background-snapshot.h"
@@ -18,6 +19,18 @@
 #define POOL_PREFAULT_MAX (32 * MIB)
 /* Fault blocks: 256 KiB copies cost ~0.2 ms here, 2 MiB over 1 ms (DESIGN.md). */
 #define FAULT_BLOCK_DEFAULT_PAGES 64u
+
+/* True unless /proc/swaps positively lists no swap area (header line only). */
+static bool host_swap_active(void)
+{
+    g_autofree char *text = NULL;
+
+    if (!g_file_get_contents("/proc/swaps", &text, NULL, NULL)) {
+        return true;
+    }
+    g_strchomp(text);
+    return strchr(text, '\n') != NULL;
+}
 
 uint64_t snapshot_default_pool_size(uint64_t ram_bytes)
 {
@@ -69,6 +82,7 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
 
     /* Unreadable pagemap only costs reading unpopulated memory as zeros. */
     bs->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    bs->swap_active = host_swap_active();
 
     bs->wt = write_tracking_new(blocks, errp);
     if (!bs->wt) {
@@ -104,8 +118,11 @@ bool snapshot_engine_save_ram(BackgroundSnapshot *bs, bool (*tick)(void *opaque)
      * it claimed: wait for them (a few microseconds, or a pool wait).
      */
     while (__atomic_load_n(&bs->fig.saved_pages, __ATOMIC_ACQUIRE) < bs->total_pages) {
-        if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE) ||
-            snapshot_writer_failed(&bs->writer)) {
+        if (snapshot_writer_failed(&bs->writer)) {
+            snapshot_writer_get_error(&bs->writer, errp);
+            return false;
+        }
+        if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
             error_setg(errp, "background-snapshot: stopped while faults were being saved");
             return false;
         }

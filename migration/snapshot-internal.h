@@ -82,6 +82,7 @@ typedef struct BackgroundSnapshot {
     uint32_t fault_block_max_pages;   /* power of two, 1..SNAPSHOT_FAULT_BLOCK_MAX_PAGES */
     bool aborting;              /* atomic: give up; fault handler releases without saving */
     int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
+    bool swap_active;           /* the host had swap when the snapshot started */
     bool finished;
     uint64_t setup_ns;          /* registering, populating, pool, threads */
 } BackgroundSnapshot;
@@ -146,6 +147,9 @@ bool snapshot_writer_finish(SnapshotWriter *w, GError **errp);
 
 /* True once a write has failed (checked by the scan to stop early). */
 bool snapshot_writer_failed(SnapshotWriter *w);
+
+/* Set @errp to "writing RAM failed: <the stream's reason>". Any thread. */
+void snapshot_writer_get_error(SnapshotWriter *w, GError **errp);
 
 /* Build records for pages [first, first + n) of a block, zero or with @slots. */
 SnapshotRecord *snapshot_record_new(unsigned block_index, uint64_t first_page, uint32_t npages,

@@ -15,6 +15,31 @@
 /* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
 #define PAGEMAP_PRESENT (1ULL << 63)
 #define PAGEMAP_SWAPPED (1ULL << 62)
+#define PAGEMAP_FRAME_MASK ((1ULL << 55) - 1)
+/* Swap entries show "type | offset << 5"; type 31 is the kernel's PTE marker. */
+#define PAGEMAP_SWAP_TYPE(e) ((e) & 0x1f)
+#define PAGEMAP_SWAP_TYPE_PTE_MARKER 31
+
+/*
+ * Never populated? Write-protecting never-touched memory
+ * (UFFD_FEATURE_WP_UNPOPULATED) leaves a PTE marker, which pagemap shows as
+ * a swap entry of the marker type. Without CAP_SYS_ADMIN the swap type is
+ * hidden (frame 0, impossible for a real swap slot), and then only a machine
+ * without active swap can tell it is a marker.
+ */
+static bool pagemap_unpopulated(uint64_t e, bool swap_active)
+{
+    if (e & PAGEMAP_PRESENT) {
+        return false;
+    }
+    if (!(e & PAGEMAP_SWAPPED)) {
+        return true;
+    }
+    if ((e & PAGEMAP_FRAME_MASK) == 0) {
+        return !swap_active;
+    }
+    return PAGEMAP_SWAP_TYPE(e) == PAGEMAP_SWAP_TYPE_PTE_MARKER;
+}
 
 /*
  * Mark in @unpopulated the pages of [@first, @first + @n) that have never
@@ -38,12 +63,7 @@ static void find_unpopulated(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t
         return;     /* treat as populated: read everything */
     }
     for (uint64_t i = 0; i < n; i++) {
-        /*
-         * A write-protect marker on a never-touched page reads as a swap
-         * entry with no swap behind it on some kernels; a real swapped-out
-         * page still carries its content, so only "neither" is skipped.
-         */
-        if (!(entries[i] & (PAGEMAP_PRESENT | PAGEMAP_SWAPPED))) {
+        if (pagemap_unpopulated(entries[i], bs->swap_active)) {
             bitmap_set_bit(unpopulated, i);
         }
     }
@@ -125,8 +145,12 @@ bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void 
                 ok = false;
                 break;
             }
-            if (snapshot_writer_failed(&bs->writer) ||
-                __atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
+            if (snapshot_writer_failed(&bs->writer)) {
+                snapshot_writer_get_error(&bs->writer, errp);
+                ok = false;
+                break;
+            }
+            if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
                 error_setg(errp, "background-snapshot: stopped while saving RAM block '%s'",
                            sb->rb->name);
                 ok = false;

@@ -65,7 +65,12 @@ static gpointer writer_thread_main(gpointer opaque)
             /*
              * Keep draining (and freeing buffers) after a failure, so a fault
              * waiting for the pool is released; the snapshot sees the flag.
+             * The stream belongs to this thread, so copy its error for others.
              */
+            const GError *err = stream_file_error(w->f);
+            g_mutex_lock(&w->lock);
+            w->error = err ? g_error_copy(err) : NULL;
+            g_mutex_unlock(&w->lock);
             __atomic_store_n(&w->failed, true, __ATOMIC_RELEASE);
         }
         release_record(w, rec);
@@ -119,12 +124,9 @@ bool snapshot_writer_finish(SnapshotWriter *w, GError **errp)
     g_mutex_clear(&w->lock);
     g_cond_clear(&w->cond);
 
-    if (!stream_file_check(w->f, errp)) {
-        error_prefix(errp, "background-snapshot: writing RAM failed: ");
-        return false;
-    }
-    if (w->failed) {
-        error_setg(errp, "background-snapshot: writing RAM failed");
+    if (w->failed || stream_file_error(w->f)) {
+        snapshot_writer_get_error(w, errp);
+        g_clear_error(&w->error);
         return false;
     }
     return true;
@@ -133,4 +135,22 @@ bool snapshot_writer_finish(SnapshotWriter *w, GError **errp)
 bool snapshot_writer_failed(SnapshotWriter *w)
 {
     return __atomic_load_n(&w->failed, __ATOMIC_ACQUIRE);
+}
+
+void snapshot_writer_get_error(SnapshotWriter *w, GError **errp)
+{
+    const char *why = "the stream failed";
+
+    if (w->thread) {
+        g_mutex_lock(&w->lock);
+    }
+    if (w->error) {
+        why = w->error->message;
+    } else if (!w->thread && stream_file_error(w->f)) {
+        why = stream_file_error(w->f)->message;
+    }
+    error_setg(errp, "background-snapshot: writing RAM failed: %s", why);
+    if (w->thread) {
+        g_mutex_unlock(&w->lock);
+    }
 }
