@@ -120,6 +120,9 @@ struct MigrationState {
 
     /* The guest ran when the outgoing migration started (saved in the stream). */
     bool vm_was_running;
+    RunState runstate_before;         /* the run state when it started */
+    /* Precopy stopped the guest to complete (ram.c); migration.c restarts it on failure. */
+    bool vm_stopped;
 
     /* Times of the current or last migration (milliseconds unless noted). */
     int64_t start_us;                 /* monotonic, migration_now_us() */

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Incoming migration: -incoming URI / migrate-incoming, loading on a thread, starting or refusing the guest. */
+#include "migration/migration.h"
+
+#include <string.h>
+
+#include "migration/channel.h"
+#include "migration/migration-internal.h"
+#include "migration/savevm.h"
+#include "migration/stream-file.h"
+#include "system/machine.h"
+#include "util/error.h"
+
+/* Run on the main loop once loading ended: start the guest, or shut down. */
+typedef struct IncomingResult {
+    Machine *m;
+    bool ok;
+    bool source_running;
+} IncomingResult;
+
+static gboolean incoming_finish(gpointer opaque)
+{
+    IncomingResult *r = opaque;
+    Machine *m = r->m;
+    MigrationState *s = m->migration;
+    g_autoptr(GError) err = NULL;
+
+    if (!r->ok) {
+        g_autofree char *desc = migration_error_desc(s);
+
+        /* The one message the user sees before frostvm exits with status 1. */
+        g_printerr("frostvm: load of migration failed: %s\n",
+                   desc ? desc : "unknown error");
+        runstate_request_shutdown(m, "host-error", 1);
+        return G_SOURCE_REMOVE;
+    }
+    /*
+     * As QEMU: the guest runs if it ran on the source, unless -S (or "stop"
+     * while waiting) asked to keep it paused.
+     */
+    if (r->source_running && !(m->config && m->config->start_paused)) {
+        if (!runstate_vm_start(m, &err)) {
+            g_printerr("frostvm: cannot start the guest after the migration: %s\n",
+                       err->message);
+            runstate_request_shutdown(m, "host-error", 1);
+        }
+    } else {
+        runstate_set(m, RUN_STATE_PAUSED);
+    }
+    return G_SOURCE_REMOVE;
+}
+
+static gpointer incoming_thread(gpointer opaque)
+{
+    MigrationState *s = opaque;
+    Machine *m = s->machine;
+    MigrationChannel *ch = s->channel;
+    IncomingResult *r = g_new0(IncomingResult, 1);
+    g_autoptr(GError) err = NULL;
+    SavevmLoadInfo info = { 0 };
+    StreamFile *f = NULL;
+    bool ok;
+
+    ok = channel_accept(ch, &err);
+    if (ok) {
+        migration_set_state(s, MIGRATION_STATUS_SETUP, MIGRATION_STATUS_ACTIVE);
+        f = stream_file_new_input(ch);
+        ok = savevm_load_full(f, m, &info, &err);
+        migration_stat_set(&s->ram.transferred, stream_file_offset(f));
+        migration_stat_set(&s->ram.normal, info.data_pages);
+        migration_stat_set(&s->ram.normal_bytes, info.data_pages * MACHINE_PAGE_SIZE);
+        migration_stat_set(&s->ram.duplicate, info.zero_pages);
+    }
+    g_mutex_lock(&s->lock);
+    s->channel = NULL;
+    g_mutex_unlock(&s->lock);
+    if (!channel_close(ch, ok, ok ? &err : NULL)) {
+        ok = false;
+    }
+    stream_file_free(f);
+    migration_stat_set(&s->total_time, (migration_now_us() - (uint64_t)s->start_us) / 1000);
+
+    if (!ok) {
+        if (!err) {
+            error_setg(&err, "incoming migration from %s failed", s->uri);
+        }
+        migration_record_error(s, err);
+    }
+    migration_set_state(s, migration_get_status(s),
+                        ok ? MIGRATION_STATUS_COMPLETED : MIGRATION_STATUS_FAILED);
+
+    r->m = m;
+    r->ok = ok;
+    r->source_running = info.source_running;
+    if (m->main_context) {
+        g_main_context_invoke_full(m->main_context, G_PRIORITY_DEFAULT, incoming_finish, r,
+                                   g_free);
+    } else {
+        incoming_finish(r);
+        g_free(r);
+    }
+    return NULL;
+}
+
+bool migration_incoming_start(Machine *m, const char *uri, GError **errp)
+{
+    MigrationState *s = m->migration;
+    MigrationChannel *ch;
+
+    if (!strcmp(uri, "defer")) {
+        /* Wait for migrate-incoming. */
+        runstate_set(m, RUN_STATE_INMIGRATE);
+        return true;
+    }
+    if (s->incoming_requested) {
+        error_setg(errp, "The incoming migration has already been started");
+        return false;
+    }
+    if (migration_is_active(s)) {
+        error_setg(errp, "There's a migration process in progress");
+        return false;
+    }
+    ch = channel_open_incoming(uri, errp);
+    if (!ch) {
+        return false;
+    }
+    migration_wait(s);
+    migration_reset(s, uri, true);
+    s->incoming_requested = true;
+    runstate_set(m, RUN_STATE_INMIGRATE);
+    g_mutex_lock(&s->lock);
+    s->channel = ch;
+    g_mutex_unlock(&s->lock);
+    migration_set_state(s, migration_get_status(s), MIGRATION_STATUS_SETUP);
+    g_mutex_lock(&s->lock);
+    s->thread = g_thread_new("migration-incoming", incoming_thread, s);
+    g_mutex_unlock(&s->lock);
+    return true;
+}

@@ -1,0 +1,238 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The migration HMP commands: parse the words, call the QMP-level API, print as QEMU 7.2 does. */
+#include "migration/migration.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "migration/migration-internal.h"
+#include "system/machine.h"
+#include "util/error.h"
+
+static bool hmp_migrate(Machine *m, int argc, char **argv, GString *out, GError **errp)
+{
+    if (hmp_has_flag(argc, argv, 'b') || hmp_has_flag(argc, argv, 'i')) {
+        error_setg(errp, "Block migration (-b/-i) is not supported: frostvm has no "
+                   "block devices");
+        return false;
+    }
+    if (hmp_has_flag(argc, argv, 'r')) {
+        error_setg(errp, "resume (-r) is only for a paused postcopy migration, which "
+                   "frostvm does not have");
+        return false;
+    }
+    /* Without -d QEMU waits and shows progress; here both return at once. */
+    return migration_start(m->migration, hmp_arg(argc, argv, 0), errp);
+}
+
+static bool hmp_migrate_incoming(Machine *m, int argc, char **argv, GString *out,
+                                 GError **errp)
+{
+    g_autoptr(JsonObject) args = json_object_new();
+    g_autoptr(JsonNode) ret = NULL;
+    g_autoptr(GError) err = NULL;
+
+    json_object_set_string_member(args, "uri", hmp_arg(argc, argv, 0));
+    ret = monitor_qmp_call(m->monitor, "migrate-incoming", args, &err);
+    if (err) {
+        g_propagate_error(errp, g_steal_pointer(&err));
+        return false;
+    }
+    return true;
+}
+
+static bool hmp_migrate_cancel(Machine *m, int argc, char **argv, GString *out,
+                               GError **errp)
+{
+    migration_cancel(m->migration);
+    return true;
+}
+
+static bool hmp_migrate_set_capability(Machine *m, int argc, char **argv, GString *out,
+                                       GError **errp)
+{
+    const char *name = hmp_arg(argc, argv, 0);
+    MigrationCapability cap;
+    bool on;
+
+    if (!migration_capability_from_name(name, &cap)) {
+        error_setg(errp, "invalid parameter value: %s", name);
+        return false;
+    }
+    if (!hmp_parse_on_off(hmp_arg(argc, argv, 1), &on, errp)) {
+        return false;
+    }
+    return migration_set_capability(m->migration, cap, on, errp);
+}
+
+/* QEMU 7.2's parameter names that frostvm does not implement. */
+static const char *const unsupported_parameters[] = {
+    "announce-initial", "announce-max", "announce-rounds", "announce-step",
+    "compress-level", "compress-threads", "compress-wait-thread", "decompress-threads",
+    "throttle-trigger-threshold", "cpu-throttle-initial", "cpu-throttle-increment",
+    "cpu-throttle-tailslow", "tls-creds", "tls-hostname", "tls-authz",
+    "x-checkpoint-delay", "block-incremental", "multifd-channels", "xbzrle-cache-size",
+    "max-postcopy-bandwidth", "max-cpu-throttle", "multifd-compression",
+    "multifd-zlib-level", "multifd-zstd-level", "block-bitmap-mapping", NULL,
+};
+
+static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString *out,
+                                      GError **errp)
+{
+    const char *name = hmp_arg(argc, argv, 0);
+    const char *value = hmp_arg(argc, argv, 1);
+    uint64_t v;
+
+    if (!strcmp(name, "max-bandwidth")) {
+        /* As QEMU's HMP: a bare number is in MiB/s. */
+        return hmp_parse_size(value, 1024 * 1024, &v, errp) &&
+               migration_set_parameters(m->migration, &v, NULL, NULL, errp);
+    }
+    if (!strcmp(name, "downtime-limit")) {
+        char *end;
+
+        v = g_ascii_strtoull(value, &end, 10);
+        if (!*value || *end || value[0] == '-') {
+            error_setg(errp, "Parameter 'downtime-limit' expects uint64");
+            return false;
+        }
+        return migration_set_parameters(m->migration, NULL, &v, NULL, errp);
+    }
+    if (!strcmp(name, "background-snapshot-buffer-size")) {
+        return hmp_parse_size(value, 1, &v, errp) &&
+               migration_set_parameters(m->migration, NULL, NULL, &v, errp);
+    }
+    if (g_strv_contains(unsupported_parameters, name)) {
+        error_setg(errp, "Parameter '%s' is not supported", name);
+        return false;
+    }
+    error_setg(errp, "invalid parameter value: %s", name);
+    return false;
+}
+
+static int64_t member_int(JsonObject *o, const char *name)
+{
+    return json_object_get_int_member_with_default(o, name, 0);
+}
+
+static bool hmp_info_migrate(Machine *m, int argc, char **argv, GString *out, GError **errp)
+{
+    MigrationState *s = m->migration;
+    g_autoptr(JsonNode) info = migration_query(s);
+    JsonObject *o = json_node_get_object(info);
+    JsonObject *ram;
+
+    /* QEMU prints its global migration properties first; these are frostvm's. */
+    g_string_append(out, "globals:\n"
+                    "store-global-state: on\n"
+                    "only-migratable: off\n"
+                    "send-configuration: on\n"
+                    "send-section-footer: on\n"
+                    "decompress-error-check: on\n"
+                    "clear-bitmap-shift: 18\n");
+    if (!json_object_has_member(o, "status")) {
+        return true;
+    }
+    g_string_append_printf(out, "Migration status: %s",
+                           json_object_get_string_member(o, "status"));
+    if (json_object_has_member(o, "error-desc")) {
+        g_string_append_printf(out, " (%s)", json_object_get_string_member(o, "error-desc"));
+    }
+    g_string_append_c(out, '\n');
+    g_string_append_printf(out, "total time: %" PRId64 " ms\n", member_int(o, "total-time"));
+    if (json_object_has_member(o, "expected-downtime")) {
+        g_string_append_printf(out, "expected downtime: %" PRId64 " ms\n",
+                               member_int(o, "expected-downtime"));
+    }
+    if (json_object_has_member(o, "downtime")) {
+        g_string_append_printf(out, "downtime: %" PRId64 " ms\n", member_int(o, "downtime"));
+    }
+    if (json_object_has_member(o, "setup-time")) {
+        g_string_append_printf(out, "setup: %" PRId64 " ms\n", member_int(o, "setup-time"));
+    }
+    if (json_object_has_member(o, "ram")) {
+        ram = json_object_get_object_member(o, "ram");
+        g_string_append_printf(out, "transferred ram: %" PRId64 " kbytes\n",
+                               member_int(ram, "transferred") >> 10);
+        g_string_append_printf(out, "throughput: %0.2f mbps\n",
+                               json_object_get_double_member(ram, "mbps"));
+        g_string_append_printf(out, "remaining ram: %" PRId64 " kbytes\n",
+                               member_int(ram, "remaining") >> 10);
+        g_string_append_printf(out, "total ram: %" PRId64 " kbytes\n",
+                               member_int(ram, "total") >> 10);
+        g_string_append_printf(out, "duplicate: %" PRId64 " pages\n",
+                               member_int(ram, "duplicate"));
+        g_string_append_printf(out, "skipped: %" PRId64 " pages\n", member_int(ram, "skipped"));
+        g_string_append_printf(out, "normal: %" PRId64 " pages\n", member_int(ram, "normal"));
+        g_string_append_printf(out, "normal bytes: %" PRId64 " kbytes\n",
+                               member_int(ram, "normal-bytes") >> 10);
+        g_string_append_printf(out, "dirty sync count: %" PRId64 "\n",
+                               member_int(ram, "dirty-sync-count"));
+        g_string_append_printf(out, "page size: %" PRId64 " kbytes\n",
+                               member_int(ram, "page-size") >> 10);
+        g_string_append_printf(out, "multifd bytes: %" PRId64 " kbytes\n",
+                               member_int(ram, "multifd-bytes") >> 10);
+        g_string_append_printf(out, "pages-per-second: %" PRId64 "\n",
+                               member_int(ram, "pages-per-second"));
+        if (member_int(ram, "dirty-pages-rate")) {
+            g_string_append_printf(out, "dirty pages rate: %" PRId64 " pages\n",
+                                   member_int(ram, "dirty-pages-rate"));
+        }
+        if (member_int(ram, "precopy-bytes")) {
+            g_string_append_printf(out, "precopy ram: %" PRId64 " kbytes\n",
+                                   member_int(ram, "precopy-bytes") >> 10);
+        }
+        if (member_int(ram, "downtime-bytes")) {
+            g_string_append_printf(out, "downtime ram: %" PRId64 " kbytes\n",
+                                   member_int(ram, "downtime-bytes") >> 10);
+        }
+    }
+    g_mutex_lock(&s->lock);
+    if (s->snapshot_ran) {
+        BackgroundSnapshotStats st = s->snapshot;
+        g_mutex_unlock(&s->lock);
+        background_snapshot_stats_to_hmp(&st, out);
+    } else {
+        g_mutex_unlock(&s->lock);
+    }
+    return true;
+}
+
+static bool hmp_info_migrate_capabilities(Machine *m, int argc, char **argv, GString *out,
+                                          GError **errp)
+{
+    for (int c = 0; c < MIGRATION_CAPABILITY__MAX; c++) {
+        g_string_append_printf(out, "%s: %s\n", migration_capability_name((MigrationCapability)c),
+                               migration_capability_enabled(m->migration,
+                                                            (MigrationCapability)c)
+                               ? "on" : "off");
+    }
+    return true;
+}
+
+static bool hmp_info_migrate_parameters(Machine *m, int argc, char **argv, GString *out,
+                                        GError **errp)
+{
+    MigrationState *s = m->migration;
+
+    g_string_append_printf(out, "max-bandwidth: %" PRIu64 " bytes/second\n",
+                           migration_max_bandwidth(s));
+    g_string_append_printf(out, "downtime-limit: %" PRIu64 " ms\n",
+                           migration_downtime_limit(s));
+    g_string_append_printf(out, "background-snapshot-buffer-size: %" PRIu64 " bytes\n",
+                           (uint64_t)__atomic_load_n(&s->parameters.background_snapshot_buffer_size,
+                                                     __ATOMIC_RELAXED));
+    return true;
+}
+
+const HmpCommand migration_hmp_commands[] = {
+    { "migrate", "[-d] [-b] [-i] [-r] uri", NULL, hmp_migrate },
+    { "migrate_incoming", "uri", NULL, hmp_migrate_incoming },
+    { "migrate_cancel", "", NULL, hmp_migrate_cancel },
+    { "migrate_set_capability", "capability state", NULL, hmp_migrate_set_capability },
+    { "migrate_set_parameter", "parameter value", NULL, hmp_migrate_set_parameter },
+    { "info migrate", "", NULL, hmp_info_migrate },
+    { "info migrate_capabilities", "", NULL, hmp_info_migrate_capabilities },
+    { "info migrate_parameters", "", NULL, hmp_info_migrate_parameters },
+    { NULL, NULL, NULL, NULL },
+};

@@ -1,0 +1,515 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The migration state machine: status and events, capabilities, parameters, the outgoing thread, cancel. */
+#include "migration/migration.h"
+
+#include <signal.h>
+#include <string.h>
+
+#include "accel/accel.h"
+#include "migration/channel.h"
+#include "migration/migration-internal.h"
+#include "migration/ram.h"
+#include "migration/stream-file.h"
+#include "system/machine.h"
+#include "util/error.h"
+
+static const char *const status_names[MIGRATION_STATUS__MAX] = {
+    [MIGRATION_STATUS_NONE] = "none",
+    [MIGRATION_STATUS_SETUP] = "setup",
+    [MIGRATION_STATUS_CANCELLING] = "cancelling",
+    [MIGRATION_STATUS_CANCELLED] = "cancelled",
+    [MIGRATION_STATUS_ACTIVE] = "active",
+    [MIGRATION_STATUS_COMPLETED] = "completed",
+    [MIGRATION_STATUS_FAILED] = "failed",
+    [MIGRATION_STATUS_DEVICE] = "device",
+};
+
+static const char *const capability_names[MIGRATION_CAPABILITY__MAX] = {
+    [MIGRATION_CAPABILITY_XBZRLE] = "xbzrle",
+    [MIGRATION_CAPABILITY_RDMA_PIN_ALL] = "rdma-pin-all",
+    [MIGRATION_CAPABILITY_AUTO_CONVERGE] = "auto-converge",
+    [MIGRATION_CAPABILITY_ZERO_BLOCKS] = "zero-blocks",
+    [MIGRATION_CAPABILITY_COMPRESS] = "compress",
+    [MIGRATION_CAPABILITY_EVENTS] = "events",
+    [MIGRATION_CAPABILITY_POSTCOPY_RAM] = "postcopy-ram",
+    [MIGRATION_CAPABILITY_X_COLO] = "x-colo",
+    [MIGRATION_CAPABILITY_RELEASE_RAM] = "release-ram",
+    [MIGRATION_CAPABILITY_BLOCK] = "block",
+    [MIGRATION_CAPABILITY_RETURN_PATH] = "return-path",
+    [MIGRATION_CAPABILITY_PAUSE_BEFORE_SWITCHOVER] = "pause-before-switchover",
+    [MIGRATION_CAPABILITY_MULTIFD] = "multifd",
+    [MIGRATION_CAPABILITY_DIRTY_BITMAPS] = "dirty-bitmaps",
+    [MIGRATION_CAPABILITY_POSTCOPY_BLOCKTIME] = "postcopy-blocktime",
+    [MIGRATION_CAPABILITY_LATE_BLOCK_ACTIVATE] = "late-block-activate",
+    [MIGRATION_CAPABILITY_X_IGNORE_SHARED] = "x-ignore-shared",
+    [MIGRATION_CAPABILITY_VALIDATE_UUID] = "validate-uuid",
+    [MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT] = "background-snapshot",
+    [MIGRATION_CAPABILITY_ZERO_COPY_SEND] = "zero-copy-send",
+    [MIGRATION_CAPABILITY_POSTCOPY_PREEMPT] = "postcopy-preempt",
+};
+
+const char *migration_status_name(MigrationStatus status)
+{
+    g_assert(status < MIGRATION_STATUS__MAX);
+    return status_names[status];
+}
+
+const char *migration_capability_name(MigrationCapability cap)
+{
+    g_assert(cap < MIGRATION_CAPABILITY__MAX);
+    return capability_names[cap];
+}
+
+bool migration_capability_from_name(const char *name, MigrationCapability *cap)
+{
+    for (int i = 0; i < MIGRATION_CAPABILITY__MAX; i++) {
+        if (!strcmp(name, capability_names[i])) {
+            *cap = (MigrationCapability)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+uint64_t migration_now_us(void)
+{
+    return (uint64_t)g_get_monotonic_time();
+}
+
+MigrationState *migration_new(Machine *m)
+{
+    MigrationState *s = g_new0(MigrationState, 1);
+
+    s->machine = m;
+    g_mutex_init(&s->lock);
+    s->status = MIGRATION_STATUS_NONE;
+    s->parameters.max_bandwidth = MIGRATION_DEFAULT_MAX_BANDWIDTH;
+    s->parameters.downtime_limit = MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS;
+    s->parameters.background_snapshot_buffer_size = 0;
+    /* QEMU defaults "events" to off; frostvm sends MIGRATION events unless told not to. */
+    s->capabilities[MIGRATION_CAPABILITY_EVENTS] = true;
+    return s;
+}
+
+void migration_free(MigrationState *s)
+{
+    if (!s) {
+        return;
+    }
+    migration_cancel(s);
+    g_mutex_lock(&s->lock);
+    if (s->channel) {
+        /* An incoming migration blocked in accept or read. */
+        channel_cancel(s->channel);
+    }
+    g_mutex_unlock(&s->lock);
+    migration_wait(s);
+    g_clear_error(&s->error);
+    g_free(s->uri);
+    g_mutex_clear(&s->lock);
+    g_free(s);
+}
+
+MigrationState *migration_get(Machine *m)
+{
+    return m->migration;
+}
+
+MigrationStatus migration_get_status(MigrationState *s)
+{
+    return (MigrationStatus)__atomic_load_n(&s->status, __ATOMIC_ACQUIRE);
+}
+
+bool migration_is_cancelling(MigrationState *s)
+{
+    return migration_get_status(s) == MIGRATION_STATUS_CANCELLING;
+}
+
+bool migration_is_active(MigrationState *s)
+{
+    switch (migration_get_status(s)) {
+    case MIGRATION_STATUS_SETUP:
+    case MIGRATION_STATUS_ACTIVE:
+    case MIGRATION_STATUS_DEVICE:
+    case MIGRATION_STATUS_CANCELLING:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool migration_capability_enabled(MigrationState *s, MigrationCapability cap)
+{
+    return __atomic_load_n(&s->capabilities[cap], __ATOMIC_RELAXED);
+}
+
+uint64_t migration_max_bandwidth(MigrationState *s)
+{
+    return __atomic_load_n(&s->parameters.max_bandwidth, __ATOMIC_RELAXED);
+}
+
+uint64_t migration_downtime_limit(MigrationState *s)
+{
+    return __atomic_load_n(&s->parameters.downtime_limit, __ATOMIC_RELAXED);
+}
+
+static void migration_emit_event(MigrationState *s, MigrationStatus status)
+{
+    Machine *m = s->machine;
+    JsonObject *data;
+
+    if (!m || !m->monitor || !migration_capability_enabled(s, MIGRATION_CAPABILITY_EVENTS)) {
+        return;
+    }
+    data = json_object_new();
+    json_object_set_string_member(data, "status", migration_status_name(status));
+    monitor_emit_event(m->monitor, "MIGRATION", data);
+}
+
+bool migration_set_state(MigrationState *s, MigrationStatus old_status,
+                         MigrationStatus new_status)
+{
+    int expected = (int)old_status;
+
+    if (!__atomic_compare_exchange_n(&s->status, &expected, (int)new_status, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        return false;
+    }
+    if (old_status == MIGRATION_STATUS_SETUP && new_status == MIGRATION_STATUS_ACTIVE) {
+        migration_stat_set(&s->setup_time, (migration_now_us() - (uint64_t)s->start_us) / 1000);
+    }
+    g_debug("migration: %s -> %s", migration_status_name(old_status),
+            migration_status_name(new_status));
+    migration_emit_event(s, new_status);
+    return true;
+}
+
+void migration_update_snapshot_stats(MigrationState *s, const BackgroundSnapshotStats *st,
+                                     uint64_t data_pages, uint64_t zero_pages,
+                                     uint64_t bytes, uint64_t remaining_pages)
+{
+    g_mutex_lock(&s->lock);
+    s->snapshot = *st;
+    s->snapshot_ran = true;
+    g_mutex_unlock(&s->lock);
+    migration_stat_set(&s->ram.normal, data_pages);
+    migration_stat_set(&s->ram.normal_bytes, data_pages * MACHINE_PAGE_SIZE);
+    migration_stat_set(&s->ram.duplicate, zero_pages);
+    migration_stat_set(&s->ram.transferred, bytes);
+    migration_stat_set(&s->ram.remaining, remaining_pages * MACHINE_PAGE_SIZE);
+    migration_stat_set(&s->ram.precopy_bytes, bytes);
+    migration_stat_set(&s->downtime, st->downtime_us / 1000);
+}
+
+char *migration_error_desc(MigrationState *s)
+{
+    char *desc;
+
+    g_mutex_lock(&s->lock);
+    desc = s->error ? g_strdup(s->error->message) : NULL;
+    g_mutex_unlock(&s->lock);
+    return desc;
+}
+
+void migration_record_error(MigrationState *s, const GError *err)
+{
+    g_mutex_lock(&s->lock);
+    g_clear_error(&s->error);
+    s->error = g_error_copy(err);
+    g_mutex_unlock(&s->lock);
+}
+
+void migration_wait(MigrationState *s)
+{
+    GThread *t;
+
+    g_mutex_lock(&s->lock);
+    t = g_steal_pointer(&s->thread);
+    g_mutex_unlock(&s->lock);
+    if (t) {
+        g_thread_join(t);
+    }
+}
+
+/* Forget the figures of the last migration; a new one starts at @uri. */
+void migration_reset(MigrationState *s, const char *uri, bool incoming)
+{
+    uint64_t total = 0;
+
+    if (s->machine && s->machine->ram_blocks) {
+        for (guint i = 0; i < s->machine->ram_blocks->len; i++) {
+            RamBlock *b = g_ptr_array_index(s->machine->ram_blocks, i);
+            total += b->size;
+        }
+    }
+    g_mutex_lock(&s->lock);
+    g_clear_error(&s->error);
+    g_free(s->uri);
+    s->uri = g_strdup(uri);
+    s->incoming = incoming;
+    s->snapshot_ran = false;
+    memset(&s->snapshot, 0, sizeof(s->snapshot));
+    memset(&s->ram, 0, sizeof(s->ram));
+    s->ram.total = total;
+    s->start_us = (int64_t)migration_now_us();
+    s->setup_time = 0;
+    s->total_time = 0;
+    s->downtime = 0;
+    s->expected_downtime = 0;
+    s->vm_stopped = false;
+    g_mutex_unlock(&s->lock);
+}
+
+/*
+ * Outgoing end: what happens to the guest. A completed precopy leaves it
+ * stopped in "postmigrate"; a failed or cancelled one resumes it if it was
+ * running, so the source carries on as if nothing happened.
+ */
+static void migration_finish_runstate(MigrationState *s, bool ok)
+{
+    Machine *m = s->machine;
+    g_autoptr(GError) err = NULL;
+
+    if (!s->vm_stopped) {
+        return;
+    }
+    if (ok) {
+        runstate_set(m, RUN_STATE_POSTMIGRATE);
+    } else if (s->vm_was_running) {
+        if (!runstate_vm_start(m, &err)) {
+            g_warning("migration: cannot resume the guest after the failed migration: %s",
+                      err->message);
+        }
+    } else {
+        runstate_set(m, s->runstate_before);
+    }
+    s->vm_stopped = false;
+}
+
+/* Move from whatever running status we are in to @to. */
+static void migration_set_final_state(MigrationState *s, MigrationStatus to)
+{
+    for (;;) {
+        MigrationStatus cur = migration_get_status(s);
+
+        if (cur == MIGRATION_STATUS_CANCELLING && to != MIGRATION_STATUS_COMPLETED) {
+            to = MIGRATION_STATUS_CANCELLED;
+        }
+        if (migration_set_state(s, cur, to)) {
+            return;
+        }
+    }
+}
+
+static gpointer migration_thread(gpointer opaque)
+{
+    MigrationState *s = opaque;
+    MigrationChannel *ch = s->channel;
+    bool snapshot = migration_capability_enabled(s, MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT);
+    g_autoptr(GError) err = NULL;
+    StreamFile *f = NULL;
+    bool ok;
+
+    ok = channel_connect(ch, &err);
+    if (ok) {
+        f = stream_file_new_output(ch);
+        stream_file_set_rate_limit(f, migration_max_bandwidth(s));
+        if (snapshot) {
+            ok = background_snapshot_run(s, f, &err);
+        } else {
+            ok = ram_save_precopy(s, f, &err);
+        }
+        ok = ok && stream_file_flush(f) && stream_file_check(f, &err);
+        if (ok) {
+            migration_stat_set(&s->ram.transferred, stream_file_offset(f));
+        }
+    }
+    if (ok && migration_is_cancelling(s)) {
+        /* Too late to abort the stream, but the user asked: drop the image. */
+        ok = false;
+    }
+    g_mutex_lock(&s->lock);
+    s->channel = NULL;
+    g_mutex_unlock(&s->lock);
+    if (!channel_close(ch, ok, ok ? &err : NULL)) {
+        ok = false;
+    }
+    stream_file_free(f);
+
+    migration_finish_runstate(s, ok);
+    migration_stat_set(&s->total_time, (migration_now_us() - (uint64_t)s->start_us) / 1000);
+    if (ok) {
+        migration_set_final_state(s, MIGRATION_STATUS_COMPLETED);
+    } else {
+        if (!migration_is_cancelling(s)) {
+            if (!err) {
+                error_setg(&err, "migration to %s failed", s->uri);
+            }
+            migration_record_error(s, err);
+            g_info("migration to %s failed: %s", s->uri, err->message);
+        }
+        migration_set_final_state(s, MIGRATION_STATUS_FAILED);
+    }
+    return NULL;
+}
+
+bool migration_start(MigrationState *s, const char *uri, GError **errp)
+{
+    Machine *m = s->machine;
+    MigrationChannel *ch;
+    MigrationStatus cur = migration_get_status(s);
+    RunState rs;
+
+    if (migration_is_active(s)) {
+        error_setg(errp, "There's a migration process in progress");
+        return false;
+    }
+    rs = runstate_get(m);
+    if (rs == RUN_STATE_INMIGRATE) {
+        error_setg(errp, "Guest is waiting for an incoming migration");
+        return false;
+    }
+    if (rs == RUN_STATE_SHUTDOWN) {
+        error_setg(errp, "The guest has shut down; there is nothing to migrate");
+        return false;
+    }
+    ch = channel_new(uri, true, errp);
+    if (!ch) {
+        return false;
+    }
+    migration_wait(s);
+
+    migration_reset(s, uri, false);
+    s->runstate_before = rs;
+    s->vm_was_running = rs == RUN_STATE_RUNNING;
+    g_mutex_lock(&s->lock);
+    s->channel = ch;
+    g_mutex_unlock(&s->lock);
+    if (!migration_set_state(s, cur, MIGRATION_STATUS_SETUP)) {
+        g_mutex_lock(&s->lock);
+        s->channel = NULL;
+        g_mutex_unlock(&s->lock);
+        channel_close(ch, false, NULL);
+        error_setg(errp, "There's a migration process in progress");
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    s->thread = g_thread_new("migration", migration_thread, s);
+    g_mutex_unlock(&s->lock);
+    return true;
+}
+
+void migration_cancel(MigrationState *s)
+{
+    for (;;) {
+        MigrationStatus cur = migration_get_status(s);
+
+        if (s->incoming || (cur != MIGRATION_STATUS_SETUP && cur != MIGRATION_STATUS_ACTIVE &&
+                            cur != MIGRATION_STATUS_DEVICE)) {
+            return;
+        }
+        if (migration_set_state(s, cur, MIGRATION_STATUS_CANCELLING)) {
+            break;
+        }
+    }
+    g_mutex_lock(&s->lock);
+    if (s->channel) {
+        /* Wakes the thread out of connect, write or a throttling sleep. */
+        channel_cancel(s->channel);
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+/* Which capabilities frostvm implements; setting any other one on is refused. */
+static bool capability_implemented(MigrationCapability cap)
+{
+    return cap == MIGRATION_CAPABILITY_EVENTS ||
+           cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT;
+}
+
+/* QEMU refuses these together with background-snapshot. */
+static const MigrationCapability snapshot_incompatible[] = {
+    MIGRATION_CAPABILITY_POSTCOPY_RAM, MIGRATION_CAPABILITY_DIRTY_BITMAPS,
+    MIGRATION_CAPABILITY_POSTCOPY_BLOCKTIME, MIGRATION_CAPABILITY_LATE_BLOCK_ACTIVATE,
+    MIGRATION_CAPABILITY_RETURN_PATH, MIGRATION_CAPABILITY_MULTIFD,
+    MIGRATION_CAPABILITY_PAUSE_BEFORE_SWITCHOVER, MIGRATION_CAPABILITY_AUTO_CONVERGE,
+    MIGRATION_CAPABILITY_RELEASE_RAM, MIGRATION_CAPABILITY_RDMA_PIN_ALL,
+    MIGRATION_CAPABILITY_COMPRESS, MIGRATION_CAPABILITY_XBZRLE, MIGRATION_CAPABILITY_X_COLO,
+    MIGRATION_CAPABILITY_VALIDATE_UUID, MIGRATION_CAPABILITY_ZERO_COPY_SEND,
+};
+
+bool migration_check_capability(MigrationState *s, const bool *caps,
+                                MigrationCapability cap, bool on, GError **errp)
+{
+    if (!on) {
+        return true;
+    }
+    if (!capability_implemented(cap)) {
+        error_setg(errp, "Capability '%s' is not supported", migration_capability_name(cap));
+        return false;
+    }
+    if (cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT) {
+        for (size_t i = 0; i < G_N_ELEMENTS(snapshot_incompatible); i++) {
+            if (caps[snapshot_incompatible[i]]) {
+                error_setg(errp, "Background-snapshot is not compatible with '%s'",
+                           migration_capability_name(snapshot_incompatible[i]));
+                return false;
+            }
+        }
+        return background_snapshot_check_capability(s->machine, errp);
+    }
+    return true;
+}
+
+bool migration_set_capability(MigrationState *s, MigrationCapability cap, bool on,
+                              GError **errp)
+{
+    bool caps[MIGRATION_CAPABILITY__MAX];
+
+    if (migration_is_active(s)) {
+        error_setg(errp, "There's a migration process in progress");
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    memcpy(caps, s->capabilities, sizeof(caps));
+    g_mutex_unlock(&s->lock);
+    caps[cap] = on;
+    if (!migration_check_capability(s, caps, cap, on, errp)) {
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    __atomic_store_n(&s->capabilities[cap], on, __ATOMIC_RELAXED);
+    g_mutex_unlock(&s->lock);
+    return true;
+}
+
+bool migration_set_parameters(MigrationState *s, const uint64_t *max_bandwidth,
+                              const uint64_t *downtime_limit,
+                              const uint64_t *background_snapshot_buffer_size,
+                              GError **errp)
+{
+    if (downtime_limit && *downtime_limit > MIGRATION_MAX_DOWNTIME_LIMIT_MS) {
+        error_setg(errp, "Parameter 'downtime_limit' expects an integer in the range "
+                   "of 0 to %llu milliseconds", MIGRATION_MAX_DOWNTIME_LIMIT_MS);
+        return false;
+    }
+    if (background_snapshot_buffer_size && *background_snapshot_buffer_size &&
+        *background_snapshot_buffer_size < MIGRATION_MIN_SNAPSHOT_BUFFER) {
+        error_setg(errp, "Parameter 'background-snapshot-buffer-size' expects 0 "
+                   "(automatic) or at least %u bytes", MIGRATION_MIN_SNAPSHOT_BUFFER);
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    if (max_bandwidth) {
+        __atomic_store_n(&s->parameters.max_bandwidth, *max_bandwidth, __ATOMIC_RELAXED);
+    }
+    if (downtime_limit) {
+        __atomic_store_n(&s->parameters.downtime_limit, *downtime_limit, __ATOMIC_RELAXED);
+    }
+    if (background_snapshot_buffer_size) {
+        __atomic_store_n(&s->parameters.background_snapshot_buffer_size,
+                         *background_snapshot_buffer_size, __ATOMIC_RELAXED);
+    }
+    g_mutex_unlock(&s->lock);
+    return true;
+}

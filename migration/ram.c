@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Precopy RAM: dirty-log passes, zero-page detection, convergence, the stop-and-copy switch-over. */
+#include "migration/ram.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accel/accel.h"
+#include "migration/migration.h"
+#include "migration/savevm.h"
+#include "migration/stream-file.h"
+#include "system/machine.h"
+#include "system/runstate.h"
+#include "util/bitmap.h"
+#include "util/error.h"
+#include "util/zero-page.h"
+
+typedef struct RamSaveState {
+    MigrationState *s;
+    Machine *m;
+    StreamFile *f;
+    guint nblocks;
+    unsigned long **dirty;    /* per block, one bit per page still to send */
+    uint64_t *npages;         /* per block */
+    uint64_t dirty_pages;     /* set bits over all blocks */
+    uint8_t *staging;         /* a record header and up to RAM_RECORD_MAX_PAGES pages */
+    uint64_t rate_limit;      /* what the stream was last told */
+    bool unthrottled;         /* switch-over: ignore max-bandwidth */
+    uint64_t stop_us;         /* when the guest was stopped */
+    uint64_t stop_offset;     /* stream offset then */
+    bool logging;             /* dirty log started */
+} RamSaveState;
+
+static void ram_update_rate_limit(RamSaveState *rs)
+{
+    uint64_t limit = migration_max_bandwidth(rs->s);
+
+    if (!rs->unthrottled && limit != rs->rate_limit) {
+        rs->rate_limit = limit;
+        stream_file_set_rate_limit(rs->f, limit);
+    }
+}
+
+static void ram_account(RamSaveState *rs, uint32_t npages, bool zero)
+{
+    MigrationRamStats *st = &rs->s->ram;
+
+    if (zero) {
+        migration_stat_add(&st->duplicate, npages);
+    } else {
+        migration_stat_add(&st->normal, npages);
+        migration_stat_add(&st->normal_bytes, (uint64_t)npages * SAVEVM_PAGE_SIZE);
+    }
+    migration_stat_set(&st->transferred, stream_file_offset(rs->f));
+}
+
+/*
+ * Send @n dirty pages of block @bi from page @first. The caller has cleared
+ * their dirty bits already: a guest write from now on shows up in the next
+ * sync, so whatever we read here is either current or sent again. Data is
+ * copied to the staging buffer first: the checksum and the bytes written
+ * must be the same bytes, and the guest may change its page in between.
+ */
+static bool ram_send_run(RamSaveState *rs, guint bi, uint64_t first, uint32_t n)
+{
+    RamBlock *b = g_ptr_array_index(rs->m->ram_blocks, bi);
+    const uint8_t *host = b->host + first * SAVEVM_PAGE_SIZE;
+    uint32_t i = 0;
+
+    while (i < n) {
+        uint32_t start = i;
+        uint64_t offset = (first + start) * SAVEVM_PAGE_SIZE;
+
+        if (buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE)) {
+            uint8_t hdr[SAVEVM_RAM_RECORD_HEADER_SIZE];
+
+            while (i < n && buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE,
+                                           SAVEVM_PAGE_SIZE)) {
+                i++;
+            }
+            savevm_encode_ram_header(hdr, bi, offset, i - start, SAVEVM_RAM_ZERO);
+            stream_file_write(rs->f, hdr, sizeof(hdr));
+            ram_account(rs, i - start, true);
+        } else {
+            uint8_t *data = rs->staging + SAVEVM_RAM_RECORD_HEADER_SIZE;
+
+            do {
+                memcpy(data + (uint64_t)(i - start) * SAVEVM_PAGE_SIZE,
+                       host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE);
+                i++;
+            } while (i < n && !buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE,
+                                              SAVEVM_PAGE_SIZE));
+            savevm_encode_ram_header(rs->staging, bi, offset, i - start, SAVEVM_RAM_DATA);
+            stream_file_write(rs->f, rs->staging, SAVEVM_RAM_RECORD_HEADER_SIZE +
+                              (size_t)(i - start) * SAVEVM_PAGE_SIZE);
+            ram_account(rs, i - start, false);
+        }
+    }
+    return !stream_file_error(rs->f);
+}
+
+static bool ram_cancelled(RamSaveState *rs, GError **errp)
+{
+    if (migration_is_cancelling(rs->s)) {
+        error_setg(errp, "migration cancelled");
+        return true;
+    }
+    return false;
+}
+
+/* Send every page whose dirty bit is set. */
+static bool ram_send_dirty(RamSaveState *rs, GError **errp)
+{
+    MigrationRamStats *st = &rs->s->ram;
+
+    for (guint bi = 0; bi < rs->nblocks; bi++) {
+        unsigned long *map = rs->dirty[bi];
+        uint64_t npages = rs->npages[bi];
+        uint64_t page = bitmap_find_next_set(map, npages, 0);
+
+        while (page < npages) {
+            uint64_t end = bitmap_find_next_zero(map, MIN(npages, page + RAM_RECORD_MAX_PAGES),
+                                                 page);
+            uint32_t n = (uint32_t)(end - page);
+
+            if (ram_cancelled(rs, errp)) {
+                return false;
+            }
+            ram_update_rate_limit(rs);
+            bitmap_clear_range(map, page, n);
+            rs->dirty_pages -= n;
+            if (!ram_send_run(rs, bi, page, n)) {
+                return stream_file_check(rs->f, errp);
+            }
+            migration_stat_set(&st->remaining, rs->dirty_pages * SAVEVM_PAGE_SIZE);
+            page = bitmap_find_next_set(map, npages, end);
+        }
+    }
+    return true;
+}
+
+/* Collect what the guest dirtied since the last sync into the bitmaps. */
+static bool ram_sync(RamSaveState *rs, GError **errp)
+{
+    const AccelOps *ops = rs->m->accel;
+    uint64_t dirty = 0;
+
+    for (guint bi = 0; bi < rs->nblocks; bi++) {
+        RamBlock *b = g_ptr_array_index(rs->m->ram_blocks, bi);
+
+        if (!ops->dirty_log_sync(rs->m, b, rs->dirty[bi], errp)) {
+            error_prefix(errp, "migration: reading the dirty log of '%s': ", b->name);
+            return false;
+        }
+        dirty += bitmap_count_set(rs->dirty[bi], rs->npages[bi]);
+    }
+    rs->dirty_pages = dirty;
+    migration_stat_add(&rs->s->ram.dirty_sync_count, 1);
+    migration_stat_set(&rs->s->ram.remaining, dirty * SAVEVM_PAGE_SIZE);
+    return true;
+}
+
+/*
+ * Live passes until what is left fits the downtime limit at the bandwidth
+ * the last pass achieved (QEMU's switch-over rule). A guest that dirties
+ * faster than the sink drains never converges; migrate_cancel ends it.
+ */
+static bool ram_iterate(RamSaveState *rs, GError **errp)
+{
+    MigrationState *s = rs->s;
+    uint64_t bandwidth = 0;
+
+    for (;;) {
+        uint64_t start = migration_now_us();
+        uint64_t sent_before = stream_file_offset(rs->f);
+        uint64_t elapsed_us, sent, remaining, limit_ms;
+        uint64_t sent_pages_before = migration_stat_get(&s->ram.normal) +
+                                     migration_stat_get(&s->ram.duplicate);
+        uint64_t pages;
+
+        if (!ram_send_dirty(rs, errp) || !ram_sync(rs, errp)) {
+            return false;
+        }
+        elapsed_us = MAX(migration_now_us() - start, 1);
+        sent = stream_file_offset(rs->f) - sent_before;
+        pages = migration_stat_get(&s->ram.normal) + migration_stat_get(&s->ram.duplicate) -
+                sent_pages_before;
+        if (sent >= 64 * 1024) {
+            /* Tiny passes measure latency, not bandwidth: keep the last figure. */
+            bandwidth = sent * 1000000 / elapsed_us;
+        }
+        remaining = rs->dirty_pages * SAVEVM_PAGE_SIZE;
+        limit_ms = migration_downtime_limit(s);
+        migration_stat_set(&s->ram.bandwidth, bandwidth);
+        migration_stat_set(&s->ram.pages_per_second, pages * 1000000 / elapsed_us);
+        migration_stat_set(&s->ram.dirty_pages_rate, rs->dirty_pages * 1000000 / elapsed_us);
+        migration_stat_set(&s->ram.precopy_bytes, stream_file_offset(rs->f));
+        migration_stat_set(&s->expected_downtime,
+                           bandwidth ? remaining * 1000 / bandwidth : 0);
+        g_debug("precopy pass: %" PRIu64 " bytes in %" PRIu64 " us, %" PRIu64
+                " bytes dirty, bandwidth %" PRIu64 " B/s", sent, elapsed_us, remaining,
+                bandwidth);
+        if (remaining == 0 || !bandwidth ||
+            remaining <= bandwidth / 1000 * limit_ms) {
+            return true;
+        }
+    }
+}
+
+static void ram_save_cleanup(RamSaveState *rs)
+{
+    if (rs->logging) {
+        rs->m->accel->dirty_log_stop(rs->m);
+        rs->logging = false;
+    }
+    for (guint bi = 0; bi < rs->nblocks; bi++) {
+        bitmap_free(rs->dirty[bi]);
+    }
+    g_free(rs->dirty);
+    g_free(rs->npages);
+    free(rs->staging);
+}
+
+static void ram_stop_guest(RamSaveState *rs)
+{
+    rs->stop_us = migration_now_us();
+    rs->stop_offset = stream_file_offset(rs->f);
+    rs->s->vm_stopped = true;
+    runstate_vm_stop(rs->m, RUN_STATE_FINISH_MIGRATE);
+}
+
+bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
+{
+    Machine *m = s->machine;
+    const AccelOps *ops = m->accel;
+    RamSaveState rs = { .s = s, .m = m, .f = f };
+    g_autoptr(GByteArray) devices = NULL;
+    bool live;
+    bool ok = false;
+
+    rs.nblocks = m->ram_blocks->len;
+    rs.dirty = g_new0(unsigned long *, rs.nblocks);
+    rs.npages = g_new0(uint64_t, rs.nblocks);
+    for (guint bi = 0; bi < rs.nblocks; bi++) {
+        RamBlock *b = g_ptr_array_index(m->ram_blocks, bi);
+
+        rs.npages[bi] = b->size / SAVEVM_PAGE_SIZE;
+        rs.dirty[bi] = bitmap_new(rs.npages[bi]);
+        /* The first pass sends everything. */
+        bitmap_set_range(rs.dirty[bi], 0, rs.npages[bi]);
+        rs.dirty_pages += rs.npages[bi];
+    }
+    if (posix_memalign((void **)&rs.staging, 4096,
+                       SAVEVM_RAM_RECORD_HEADER_SIZE +
+                       (size_t)RAM_RECORD_MAX_PAGES * SAVEVM_PAGE_SIZE)) {
+        error_setg(errp, "migration: out of memory for the staging buffer");
+        goto out;
+    }
+    migration_stat_set(&s->ram.remaining, rs.dirty_pages * SAVEVM_PAGE_SIZE);
+    ram_update_rate_limit(&rs);
+
+    if (!savevm_write_header(f, m, SAVEVM_STREAM_PRECOPY, errp)) {
+        goto out;
+    }
+    live = runstate_is_running(m) && ops && ops->dirty_log_start && ops->dirty_log_sync &&
+           ops->dirty_log_stop;
+    if (live) {
+        if (!ops->dirty_log_start(m, errp)) {
+            error_prefix(errp, "migration: cannot start dirty logging: ");
+            goto out;
+        }
+        rs.logging = true;
+    } else {
+        /* Nothing can track writes (or nothing writes): stop, then copy once. */
+        ram_stop_guest(&rs);
+    }
+    if (!migration_set_state(s, MIGRATION_STATUS_SETUP, MIGRATION_STATUS_ACTIVE)) {
+        error_setg(errp, "migration cancelled");
+        goto out;
+    }
+    if (live && !ram_iterate(&rs, errp)) {
+        goto out;
+    }
+
+    /* Switch-over: the guest stops; everything from here is downtime. */
+    if (!migration_set_state(s, MIGRATION_STATUS_ACTIVE, MIGRATION_STATUS_DEVICE)) {
+        error_setg(errp, "migration cancelled");
+        goto out;
+    }
+    /* The last pass is not throttled (as in QEMU): the guest is waiting. */
+    rs.unthrottled = true;
+    stream_file_set_rate_limit(f, 0);
+    if (live) {
+        ram_stop_guest(&rs);
+        if (!ram_sync(&rs, errp)) {
+            goto out;
+        }
+    }
+    migration_stat_set(&s->expected_downtime, 0);
+    if (!ram_send_dirty(&rs, errp)) {
+        goto out;
+    }
+    if (rs.logging) {
+        ops->dirty_log_stop(m);
+        rs.logging = false;
+    }
+    devices = savevm_save_devices(m, errp);
+    if (!devices ||
+        !savevm_write_ram_end(f, errp) ||
+        !savevm_write_devices(f, devices, errp) ||
+        !savevm_write_footer(f, errp) ||
+        !stream_file_flush(f) || !stream_file_check(f, errp)) {
+        goto out;
+    }
+    migration_stat_set(&s->downtime, (migration_now_us() - rs.stop_us) / 1000);
+    migration_stat_set(&s->ram.downtime_bytes, stream_file_offset(f) - rs.stop_offset);
+    migration_stat_set(&s->ram.transferred, stream_file_offset(f));
+    migration_stat_set(&s->ram.remaining, 0);
+    ok = true;
+
+out:
+    ram_save_cleanup(&rs);
+    return ok;
+}
