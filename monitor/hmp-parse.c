@@ -119,13 +119,14 @@ bool hmp_check_params(const char *name, const char *params, int argc, char **arg
 
     for (char **t = tokens; *t; t++) {
         const char *tok = *t;
-        bool bracketed = tok[0] == '[' && g_str_has_suffix(tok, "]");
-        g_autofree char *inner = bracketed ? g_strndup(tok + 1, strlen(tok) - 2)
-                                           : g_strdup(tok);
+        /* "[name [subcommand]]" nests: any bracket makes the word optional. */
+        bool bracketed = tok[0] == '[';
+        g_autofree char *inner = g_strdup(tok + strspn(tok, "["));
 
         if (!tok[0]) {
             continue;
         }
+        inner[strcspn(inner, "]")] = '\0';
         if (bracketed && is_flag_word(inner)) {
             g_string_append_c(flags, inner[1]);
         } else if (g_str_has_suffix(inner, "...")) {

@@ -4,10 +4,8 @@
 
 #include <string.h>
 
-#include "qapi-schema-resource.h"
+#include "qapi/schema-builtin.h"
 #include "util/error.h"
-
-#define QAPI_RESOURCE_DIR "/frostvm/qapi/"
 
 struct QapiSchema {
     GPtrArray *commands;        /* QapiCommand *, owned */
@@ -559,35 +557,25 @@ bool qapi_schema_check(QapiSchema *s, GError **errp)
     return true;
 }
 
-static int compare_strings(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 GStrv qapi_schema_builtin_files(void)
 {
-    GResource *resource = qapi_schema_resource_get_resource();
-    GStrv files = g_resource_enumerate_children(resource, QAPI_RESOURCE_DIR,
-                                                G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
+    GPtrArray *names = g_ptr_array_new();
 
-    if (!files) {
-        return g_new0(char *, 1);
+    for (const QapiSchemaFile *f = qapi_schema_builtin; f->name; f++) {
+        g_ptr_array_add(names, g_strdup(f->name));
     }
-    qsort(files, g_strv_length(files), sizeof(char *), compare_strings);
-    return files;
+    g_ptr_array_add(names, NULL);
+    return (GStrv)g_ptr_array_free(names, FALSE);
 }
 
 const char *qapi_schema_builtin_text(const char *file)
 {
-    g_autofree char *path = g_strconcat(QAPI_RESOURCE_DIR, file, NULL);
-    g_autoptr(GBytes) bytes = g_resource_lookup_data(
-        qapi_schema_resource_get_resource(), path, G_RESOURCE_LOOKUP_FLAGS_NONE, NULL);
-
-    /*
-     * Uncompressed resources point into the program's read-only data, and
-     * glib-compile-resources NUL-terminates them, so the text outlives @bytes.
-     */
-    return bytes ? g_bytes_get_data(bytes, NULL) : NULL;
+    for (const QapiSchemaFile *f = qapi_schema_builtin; f->name; f++) {
+        if (!strcmp(f->name, file)) {
+            return f->text;
+        }
+    }
+    return NULL;
 }
 
 QapiSchema *qapi_schema_load_builtin(GError **errp)
