@@ -184,6 +184,10 @@ static void config_check(const PayloadConfig *cfg, const MultibootInfo *mbi)
     uint64_t npages = cfg->mem / PAYLOAD_PAGE_SIZE;
     uint64_t expected_end = PAYLOAD_EXPECTED_GPA + npages * sizeof(uint32_t);
 
+    if (!(mbi->flags & (MB_INFO_MEM | MB_INFO_MMAP))) {
+        config_error("the loader gave no memory information (Multiboot flags bit 0 or 6)",
+                     NULL, 0);
+    }
     if (cfg->mem == 0 || cfg->mem % PAYLOAD_PAGE_SIZE || cfg->base % PAYLOAD_PAGE_SIZE) {
         config_error("base and mem must be non-zero multiples of 4K", NULL, 0);
     }
