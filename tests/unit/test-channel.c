@@ -1,0 +1,371 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Tests of migration channels: file: rename and cleanup, exec: exit status and early exit, unix:/tcp: round trips, cancel. */
+#include "migration/channel.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+
+#include "util/error.h"
+
+static char *make_tmpdir(void)
+{
+    return g_dir_make_tmp("test-channel-XXXXXX", NULL);
+}
+
+/* Files in @dir other than @except (NULL: all). */
+static guint count_files(const char *dir, const char *except)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+    guint n = 0;
+
+    while ((name = g_dir_read_name(d))) {
+        if (!except || strcmp(name, except)) {
+            n++;
+        }
+    }
+    g_dir_close(d);
+    return n;
+}
+
+static void remove_dir(const char *dir)
+{
+    GDir *d = g_dir_open(dir, 0, NULL);
+    const char *name;
+
+    while ((name = g_dir_read_name(d))) {
+        g_autofree char *p = g_build_filename(dir, name, NULL);
+        g_unlink(p);
+    }
+    g_dir_close(d);
+    g_rmdir(dir);
+}
+
+static void test_file_rename_on_success(void)
+{
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *path = g_build_filename(dir, "vm_state", NULL);
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *ch = channel_open_outgoing(uri, &err);
+    g_autofree char *contents = NULL;
+
+    g_assert_no_error(err);
+    g_assert_true(channel_write_all(ch, "hello", 5, &err));
+    /* Until closed, only a temporary name exists. */
+    g_assert_false(g_file_test(path, G_FILE_TEST_EXISTS));
+    g_assert_cmpuint(count_files(dir, NULL), ==, 1);
+    g_assert_true(channel_close(ch, true, &err));
+    g_assert_no_error(err);
+    g_assert_true(g_file_get_contents(path, &contents, NULL, NULL));
+    g_assert_cmpstr(contents, ==, "hello");
+    g_assert_cmpuint(count_files(dir, "vm_state"), ==, 0);
+    remove_dir(dir);
+}
+
+static void test_file_removed_on_failure(void)
+{
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *path = g_build_filename(dir, "vm_state", NULL);
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *ch;
+
+    /* An old image stays untouched by a failed save. */
+    g_assert_true(g_file_set_contents(path, "old", 3, NULL));
+    ch = channel_open_outgoing(uri, &err);
+    g_assert_no_error(err);
+    g_assert_true(channel_write_all(ch, "partial", 7, &err));
+    g_assert_true(channel_close(ch, false, NULL));
+    g_assert_cmpuint(count_files(dir, "vm_state"), ==, 0);
+    {
+        g_autofree char *contents = NULL;
+        g_assert_true(g_file_get_contents(path, &contents, NULL, NULL));
+        g_assert_cmpstr(contents, ==, "old");
+    }
+    remove_dir(dir);
+}
+
+static void test_file_missing_folder(void)
+{
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *ch = channel_open_outgoing("file:/nonexistent-folder-xyz/img", &err);
+
+    g_assert_null(ch);
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(err->message, "/nonexistent-folder-xyz"));
+    g_clear_error(&err);
+    ch = channel_open_incoming("file:/nonexistent-folder-xyz/img", &err);
+    g_assert_null(ch);
+    g_assert_nonnull(strstr(err->message, "cannot open migration file"));
+}
+
+static void test_exec_exit_status(void)
+{
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *ch = channel_open_outgoing("exec:cat > /dev/null; exit 3", &err);
+
+    g_assert_no_error(err);
+    g_assert_true(channel_write_all(ch, "data", 4, &err));
+    g_assert_false(channel_close(ch, true, &err));
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(err->message, "exited with status 3"));
+}
+
+static void test_exec_signal(void)
+{
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *ch = channel_open_outgoing("exec:cat > /dev/null; kill -9 $$", &err);
+
+    g_assert_no_error(err);
+    g_assert_false(channel_close(ch, true, &err));
+    g_assert_nonnull(strstr(err->message, "killed by signal 9"));
+}
+
+static void test_exec_early_exit(void)
+{
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *ch = channel_open_outgoing("exec:exit 2", &err);
+    g_autofree uint8_t *buf = g_malloc0(8 << 20);
+    bool ok = true;
+
+    g_assert_no_error(err);
+    /* More than any pipe holds: the write must meet the closed end. */
+    for (int i = 0; i < 4 && ok; i++) {
+        ok = channel_write_all(ch, buf, 8 << 20, &err);
+    }
+    g_assert_false(ok);
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(err->message, "exec:exit 2 exited early (status 2)"));
+    channel_close(ch, false, NULL);
+}
+
+static void test_exec_incoming(void)
+{
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *ch = channel_open_incoming("exec:printf 'abc'; exit 4", &err);
+    char buf[16];
+    ssize_t n, total = 0;
+
+    g_assert_no_error(err);
+    while ((n = channel_read(ch, buf + total, sizeof(buf) - total, &err)) > 0) {
+        total += n;
+    }
+    g_assert_cmpint(n, ==, 0);
+    g_assert_cmpmem(buf, total, "abc", 3);
+    g_assert_false(channel_close(ch, true, &err));
+    g_assert_nonnull(strstr(err->message, "exited with status 4"));
+}
+
+typedef struct Peer {
+    char *uri;
+    GByteArray *data;
+    GError *err;
+} Peer;
+
+static gpointer peer_send(gpointer opaque)
+{
+    Peer *p = opaque;
+    MigrationChannel *ch = channel_open_outgoing(p->uri, &p->err);
+
+    if (ch) {
+        if (channel_write_all(ch, p->data->data, p->data->len, &p->err)) {
+            channel_close(ch, true, &p->err);
+        } else {
+            channel_close(ch, false, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* Listen on @uri, send 5 MiB from a thread, receive and compare. */
+static void check_socket_roundtrip(const char *uri)
+{
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *in = channel_open_incoming(uri, &err);
+    Peer peer = { 0 };
+    GThread *t;
+    g_autofree uint8_t *got = NULL;
+    size_t total = 0;
+    ssize_t n;
+
+    g_assert_no_error(err);
+    peer.uri = channel_listen_uri(in);
+    g_assert_nonnull(peer.uri);
+    peer.data = g_byte_array_sized_new(5 << 20);
+    g_byte_array_set_size(peer.data, 5 << 20);
+    for (guint i = 0; i < peer.data->len; i++) {
+        peer.data->data[i] = (uint8_t)(i * 7 + (i >> 12));
+    }
+    t = g_thread_new("peer", peer_send, &peer);
+    g_assert_true(channel_accept(in, &err));
+    g_assert_no_error(err);
+    got = g_malloc(peer.data->len + 1);
+    while ((n = channel_read(in, got + total, peer.data->len + 1 - total, &err)) > 0) {
+        total += (size_t)n;
+    }
+    g_assert_no_error(err);
+    g_thread_join(t);
+    g_assert_no_error(peer.err);
+    g_assert_cmpmem(got, total, peer.data->data, peer.data->len);
+    g_assert_true(channel_close(in, true, &err));
+    g_byte_array_unref(peer.data);
+    g_free(peer.uri);
+}
+
+static void test_unix_roundtrip(void)
+{
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *uri = g_strdup_printf("unix:%s/sock", dir);
+
+    check_socket_roundtrip(uri);
+    /* The listener's socket file is gone once the connection was taken. */
+    g_assert_cmpuint(count_files(dir, NULL), ==, 0);
+    remove_dir(dir);
+}
+
+static void test_tcp_ipv4_roundtrip(void)
+{
+    check_socket_roundtrip("tcp:127.0.0.1:0");
+}
+
+static void test_tcp_ipv6_roundtrip(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin6, sizeof(sin6)) < 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        g_test_skip("IPv6 loopback (::1) is not available on this host");
+        return;
+    }
+    close(fd);
+    check_socket_roundtrip("tcp:[::1]:0");
+}
+
+static void test_tcp_refused(void)
+{
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *in = channel_open_incoming("tcp:127.0.0.1:0", &err);
+    g_autofree char *uri = channel_listen_uri(in);
+
+    /* Nobody listens once the listener is closed. */
+    channel_close(in, false, NULL);
+    g_assert_null(channel_open_outgoing(uri, &err));
+    g_assert_nonnull(strstr(err->message, "Connection refused"));
+}
+
+static gpointer cancel_later(gpointer opaque)
+{
+    g_usleep(100 * 1000);
+    channel_cancel(opaque);
+    return NULL;
+}
+
+static void test_cancel_accept(void)
+{
+    g_autoptr(GError) err = NULL;
+    MigrationChannel *in = channel_open_incoming("tcp:127.0.0.1:0", &err);
+    GThread *t = g_thread_new("cancel", cancel_later, in);
+
+    g_assert_false(channel_accept(in, &err));
+    g_assert_nonnull(strstr(err->message, "cancelled"));
+    g_thread_join(t);
+    g_assert_true(channel_is_cancelled(in));
+    channel_close(in, false, NULL);
+}
+
+static void test_cancel_blocked_write(void)
+{
+    g_autoptr(GError) err = NULL;
+    /* A reader that never reads: the pipe fills and the write blocks. */
+    MigrationChannel *ch = channel_open_outgoing("exec:sleep 30", &err);
+    g_autofree uint8_t *buf = g_malloc0(16 << 20);
+    GThread *t;
+    int64_t start = g_get_monotonic_time();
+
+    g_assert_no_error(err);
+    t = g_thread_new("cancel", cancel_later, ch);
+    g_assert_false(channel_write_all(ch, buf, 16 << 20, &err));
+    g_assert_nonnull(strstr(err->message, "cancelled"));
+    g_thread_join(t);
+    /* Closing after a failure kills the command instead of waiting 30 s. */
+    channel_close(ch, false, NULL);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 5 * G_USEC_PER_SEC);
+}
+
+static void test_bad_uris(void)
+{
+    static const struct {
+        const char *uri;
+        const char *message;
+    } cases[] = {
+        { "foo:bar", "unknown migration protocol" },
+        { "exec:", "names no command" },
+        { "tcp:localhost", "expected tcp:HOST:PORT" },
+        { "tcp:[::1:4444", "expected tcp:[IPV6-ADDRESS]:PORT" },
+        { "tcp:localhost:", "no port given" },
+        { "fd:abc", "needs a file descriptor number" },
+        { "fd:987", "not an open file descriptor" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(GError) err = NULL;
+        MigrationChannel *ch = channel_open_outgoing(cases[i].uri, &err);
+
+        g_assert_null(ch);
+        g_assert_nonnull(err);
+        if (!strstr(err->message, cases[i].message)) {
+            g_error("%s: '%s' lacks '%s'", cases[i].uri, err->message, cases[i].message);
+        }
+    }
+}
+
+static void test_fd_channel(void)
+{
+    g_autoptr(GError) err = NULL;
+    int fds[2];
+    g_autofree char *uri = NULL;
+    MigrationChannel *ch;
+    char buf[8] = { 0 };
+
+    g_assert_cmpint(pipe(fds), ==, 0);
+    uri = g_strdup_printf("fd:%d", fds[1]);
+    ch = channel_open_outgoing(uri, &err);
+    g_assert_no_error(err);
+    g_assert_true(channel_write_all(ch, "fdok", 4, &err));
+    g_assert_true(channel_close(ch, true, &err));
+    /* The caller's descriptor is still open: the channel had its own copy. */
+    g_assert_cmpint(write(fds[1], "!", 1), ==, 1);
+    close(fds[1]);
+    g_assert_cmpint(read(fds[0], buf, sizeof(buf)), ==, 5);
+    g_assert_cmpstr(buf, ==, "fdok!");
+    close(fds[0]);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/channel/file/rename-on-success", test_file_rename_on_success);
+    g_test_add_func("/channel/file/removed-on-failure", test_file_removed_on_failure);
+    g_test_add_func("/channel/file/missing-folder", test_file_missing_folder);
+    g_test_add_func("/channel/exec/exit-status", test_exec_exit_status);
+    g_test_add_func("/channel/exec/killed-by-signal", test_exec_signal);
+    g_test_add_func("/channel/exec/early-exit-epipe", test_exec_early_exit);
+    g_test_add_func("/channel/exec/incoming", test_exec_incoming);
+    g_test_add_func("/channel/unix/roundtrip", test_unix_roundtrip);
+    g_test_add_func("/channel/tcp/ipv4-roundtrip", test_tcp_ipv4_roundtrip);
+    g_test_add_func("/channel/tcp/ipv6-roundtrip", test_tcp_ipv6_roundtrip);
+    g_test_add_func("/channel/tcp/refused", test_tcp_refused);
+    g_test_add_func("/channel/cancel/accept", test_cancel_accept);
+    g_test_add_func("/channel/cancel/blocked-write", test_cancel_blocked_write);
+    g_test_add_func("/channel/uri/errors", test_bad_uris);
+    g_test_add_func("/channel/fd/roundtrip", test_fd_channel);
+    return g_test_run();
+}
