@@ -249,12 +249,19 @@ void kvm_vcpu_handle_exit(KvmVcpu *v)
         kvm_vcpu_fail(v, run->system_event.type == KVM_SYSTEM_EVENT_RESET ?
                       "guest-reset" : "guest-shutdown", 0);
         break;
-    case KVM_EXIT_INTERNAL_ERROR:
-        g_warning("vCPU %u: KVM internal error, suberror %u (ndata %u, data[0] "
-                  "0x%llx)", v->index, run->internal.suberror, run->internal.ndata,
-                  run->internal.ndata ? (unsigned long long)run->internal.data[0] : 0);
+    case KVM_EXIT_INTERNAL_ERROR: {
+        g_autoptr(GString) data = g_string_new(NULL);
+        for (unsigned i = 0; i < MIN(run->internal.ndata, 16u); i++) {
+            g_string_append_printf(data, " 0x%llx",
+                                   (unsigned long long)run->internal.data[i]);
+        }
+        g_warning("vCPU %u: KVM internal error, suberror %u (%s), data:%s", v->index,
+                  run->internal.suberror,
+                  run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION ?
+                  "instruction emulation failed" : "see linux/kvm.h", data->str);
         kvm_vcpu_fail(v, "host-error", 1);
         break;
+    }
     case KVM_EXIT_FAIL_ENTRY:
         g_warning("vCPU %u: guest entry failed, hardware reason 0x%llx", v->index,
                   (unsigned long long)run->fail_entry.hardware_entry_failure_reason);

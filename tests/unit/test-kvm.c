@@ -28,6 +28,8 @@
 #define PORT_MAGIC    0x501   /* guest reads, stores the value at IN_RESULT_GPA */
 #define PORT_SPIN     0x502   /* tight loop of writes: KVM_RUN round trips */
 #define PORT_AP       0x503   /* written by an AP once INIT/SIPI started it */
+#define PORT_IIR      0x504   /* the IRQ 4 handler reports the UART's IIR */
+#define PORT_BYTE     0x505   /* ... and the byte it received */
 #define MAGIC_VALUE   0x12345678u
 
 /*
@@ -74,6 +76,77 @@ static const uint8_t guest_memory_loop[] = {
     0xeb, 0xf8,                               /* jmp 1b */
 };
 
+/*
+ * Entry 0x400: set a stack, load the GDT and IDT the test put at 0x6000/0x7000,
+ * switch to long mode (PAE, the page tables at 0x5000, EFER.LME, paging) and
+ * jump to 0x480. kvm_pvm runs long-mode guests: IRET in 32-bit protected
+ * mode fails there with an emulation error, so the interrupt test runs in
+ * 64-bit mode like the real payload.
+ */
+static const uint8_t guest_long_mode_switch[] = {
+    0xbc, 0x00, 0x00, 0x09, 0x00,             /* mov esp, 0x90000 */
+    0x0f, 0x01, 0x15, 0x00, 0x61, 0x00, 0x00, /* lgdt [0x6100] */
+    0x0f, 0x01, 0x1d, 0x08, 0x61, 0x00, 0x00, /* lidt [0x6108] */
+    0x0f, 0x20, 0xe0,                         /* mov eax, cr4 */
+    0x83, 0xc8, 0x20,                         /* or eax, PAE */
+    0x0f, 0x22, 0xe0,                         /* mov cr4, eax */
+    0xb8, 0x00, 0x50, 0x00, 0x00,             /* mov eax, 0x5000 */
+    0x0f, 0x22, 0xd8,                         /* mov cr3, eax */
+    0xb9, 0x80, 0x00, 0x00, 0xc0,             /* mov ecx, EFER */
+    0x0f, 0x32,                               /* rdmsr */
+    0x0d, 0x00, 0x01, 0x00, 0x00,             /* or eax, LME */
+    0x0f, 0x30,                               /* wrmsr */
+    0x0f, 0x20, 0xc0,                         /* mov eax, cr0 */
+    0x0d, 0x00, 0x00, 0x00, 0x80,             /* or eax, PG */
+    0x0f, 0x22, 0xc0,                         /* mov cr0, eax */
+    0xea, 0x80, 0x04, 0x10, 0x00, 0x20, 0x00, /* ljmp 0x20:0x100480 */
+};
+
+/*
+ * Entry 0x480 (64-bit): program the master PIC (vector base 0x20, only IRQ 4
+ * unmasked), enable the UART's received-data and THR-empty interrupts, then
+ * sti; hlt forever.
+ */
+static const uint8_t guest_serial_irq_main[] = {
+    0xb0, 0x11, 0xe6, 0x20,                   /* ICW1: edge, cascade, ICW4 */
+    0xb0, 0x20, 0xe6, 0x21,                   /* ICW2: vectors 0x20-0x27 */
+    0xb0, 0x04, 0xe6, 0x21,                   /* ICW3: slave on IRQ 2 */
+    0xb0, 0x01, 0xe6, 0x21,                   /* ICW4: 8086 mode */
+    0xb0, 0xef, 0xe6, 0x21,                   /* mask all but IRQ 4 */
+    0xb0, 0xff, 0xe6, 0xa1,                   /* mask the slave */
+    0x66, 0xba, 0xf9, 0x03,                   /* mov dx, 0x3f9 (IER) */
+    0xb0, 0x03, 0xee,                         /* IER = RDI | THRI */
+    0xfb,                                     /* sti */
+    0xf4,                                     /* 1: hlt */
+    0xeb, 0xfd,                               /* jmp 1b */
+};
+
+/*
+ * Entry 0x500, the IRQ 4 handler (vector 0x24, 64-bit): report IIR on
+ * PORT_IIR; if a byte was received, read it and report it on PORT_BYTE; EOI.
+ */
+static const uint8_t guest_serial_irq_handler[] = {
+    0x50, 0x52,                               /* push rax; push rdx */
+    0x66, 0xba, 0xfa, 0x03, 0xec,             /* in al, 0x3fa (IIR) */
+    0x66, 0xba, 0x04, 0x05, 0xee,             /* out 0x504, al */
+    0x66, 0xba, 0xfd, 0x03, 0xec,             /* in al, 0x3fd (LSR) */
+    0xa8, 0x01,                               /* test al, 1 (data ready) */
+    0x74, 0x0a,                               /* jz 1f */
+    0x66, 0xba, 0xf8, 0x03, 0xec,             /* in al, 0x3f8 (RBR) */
+    0x66, 0xba, 0x05, 0x05, 0xee,             /* out 0x505, al */
+    0xb0, 0x20, 0xe6, 0x20,                   /* 1: EOI to the master PIC */
+    0x5a, 0x58,                               /* pop rdx; pop rax */
+    0x48, 0xcf,                               /* iretq */
+};
+
+#define GUEST_GDT   0x6000u
+#define GUEST_GDTR  0x6100u
+#define GUEST_IDTR  0x6108u
+#define GUEST_IDT   0x7000u
+#define GUEST_PML4  0x5000u
+#define GUEST_PDPT  0x4000u
+#define GUEST_PD    0x3000u
+
 /* 16-bit real-mode AP code at 0x8000: out PORT_AP, 0xa5; then halt. */
 static const uint8_t guest_ap_real_mode[] = {
     0xba, 0x03, 0x05,                         /* mov dx, 0x503 */
@@ -91,6 +164,10 @@ typedef struct TestPorts {
     uint64_t spin_writes;
     uint64_t ap_writes;
     uint32_t ap_value;
+    uint64_t iir_writes;
+    uint32_t iir_value;
+    uint64_t byte_writes;
+    uint32_t byte_value;
 } TestPorts;
 
 typedef struct TestVm {
@@ -126,6 +203,20 @@ static void port_ap_write(void *opaque, uint16_t port, unsigned size, uint32_t v
     TestPorts *p = opaque;
     __atomic_store_n(&p->ap_value, v, __ATOMIC_RELAXED);
     __atomic_add_fetch(&p->ap_writes, 1, __ATOMIC_RELAXED);
+}
+
+static void port_iir_write(void *opaque, uint16_t port, unsigned size, uint32_t v)
+{
+    TestPorts *p = opaque;
+    __atomic_store_n(&p->iir_value, v, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&p->iir_writes, 1, __ATOMIC_RELAXED);
+}
+
+static void port_byte_write(void *opaque, uint16_t port, unsigned size, uint32_t v)
+{
+    TestPorts *p = opaque;
+    __atomic_store_n(&p->byte_value, v, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&p->byte_writes, 1, __ATOMIC_RELAXED);
 }
 
 static uint64_t atomic_get(uint64_t *p)
@@ -172,6 +263,8 @@ static TestVm *test_vm_new(uint64_t ram_size, unsigned smp)
     ioport_register(m, PORT_MAGIC, 1, port_magic_read, NULL, &vm->ports);
     ioport_register(m, PORT_SPIN, 1, NULL, port_spin_write, &vm->ports);
     ioport_register(m, PORT_AP, 1, NULL, port_ap_write, &vm->ports);
+    ioport_register(m, PORT_IIR, 1, NULL, port_iir_write, &vm->ports);
+    ioport_register(m, PORT_BYTE, 1, NULL, port_byte_write, &vm->ports);
 
     m->accel = &kvm_accel_ops;
     g_assert_true(m->accel->init(m, &err));
@@ -216,6 +309,12 @@ static void test_vm_boot(TestVm *vm, uint32_t entry)
     test_vm_load_code(vm, CODE_GPA + 0x100, guest_spin_loop, sizeof(guest_spin_loop));
     test_vm_load_code(vm, CODE_GPA + 0x200, guest_bsp_sipi, sizeof(guest_bsp_sipi));
     test_vm_load_code(vm, CODE_GPA + 0x300, guest_memory_loop, sizeof(guest_memory_loop));
+    test_vm_load_code(vm, CODE_GPA + 0x400, guest_long_mode_switch,
+                      sizeof(guest_long_mode_switch));
+    test_vm_load_code(vm, CODE_GPA + 0x480, guest_serial_irq_main,
+                      sizeof(guest_serial_irq_main));
+    test_vm_load_code(vm, CODE_GPA + 0x500, guest_serial_irq_handler,
+                      sizeof(guest_serial_irq_handler));
     test_vm_load_code(vm, AP_TRAMPOLINE, guest_ap_real_mode, sizeof(guest_ap_real_mode));
     g_assert_true(m->accel->set_boot_entry(m, entry, 0, 0, &err));
     g_assert_no_error(err);
@@ -271,6 +370,9 @@ static void test_create(void)
         VMStateHandler *h = &g_array_index(vm->m->vmstate_handlers, VMStateHandler, i);
         g_assert_cmpstr(h->name, ==, want[i]);
     }
+    /* The serial's interrupt line reaches the in-kernel PIC and IOAPIC. */
+    g_assert_true(kvm_set_irq(vm->m, SERIAL_COM1_IRQ, true));
+    g_assert_true(kvm_set_irq(vm->m, SERIAL_COM1_IRQ, false));
     test_vm_free(vm);
 }
 
@@ -522,6 +624,75 @@ static void test_init_sipi(void)
     test_vm_free(vm);
 }
 
+/*
+ * GDT: flat 32-bit code 0x10, data 0x18, 64-bit code 0x20. IDT: one 64-bit
+ * interrupt gate, vector 0x24. Page tables: the first 4 MiB identity-mapped
+ * with 2 MiB pages.
+ */
+static void test_vm_write_tables(TestVm *vm)
+{
+    const uint64_t gdt[5] = { 0, 0, 0x00cf9a000000ffffull, 0x00cf92000000ffffull,
+                              0x00af9a000000ffffull };
+    const uint64_t handler = CODE_GPA + 0x500;
+    const uint64_t gate[2] = {
+        (handler & 0xffff) | (0x20ull << 16) | (0x8eull << 40) |
+        ((handler >> 16 & 0xffff) << 48),
+        handler >> 32,
+    };
+    const uint8_t gdtr[6] = { sizeof(gdt) - 1, 0, GUEST_GDT & 0xff, GUEST_GDT >> 8, 0, 0 };
+    const uint8_t idtr[6] = { 0xff, 0x0f, GUEST_IDT & 0xff, GUEST_IDT >> 8, 0, 0 };
+    const uint64_t pml4e = GUEST_PDPT | 3, pdpte = GUEST_PD | 3;
+    const uint64_t pde[2] = { 0x000000 | 0x83, 0x200000 | 0x83 };
+
+    memcpy(vm->block.host + GUEST_GDT, gdt, sizeof(gdt));
+    memcpy(vm->block.host + GUEST_GDTR, gdtr, sizeof(gdtr));
+    memcpy(vm->block.host + GUEST_IDTR, idtr, sizeof(idtr));
+    memset(vm->block.host + GUEST_IDT, 0, 0x1000);
+    memcpy(vm->block.host + GUEST_IDT + 0x24 * 16, gate, sizeof(gate));
+    memcpy(vm->block.host + GUEST_PML4, &pml4e, sizeof(pml4e));
+    memcpy(vm->block.host + GUEST_PDPT, &pdpte, sizeof(pdpte));
+    memcpy(vm->block.host + GUEST_PD, pde, sizeof(pde));
+}
+
+/*
+ * The UART's interrupt reaches a guest through KVM_IRQ_LINE and the in-kernel
+ * PIC: first THR empty, then a byte fed by the main loop from the input fd.
+ */
+static void test_serial_irq(void)
+{
+    g_autoptr(GError) err = NULL;
+    TestVm *vm;
+    int in[2];
+    gint64 deadline;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(16 << 20, 1);
+    g_assert_no_errno(pipe2(in, O_CLOEXEC | O_NONBLOCK));
+    vm->m->serial = serial_new(vm->m, -1, in[0], &err);
+    g_assert_no_error(err);
+    test_vm_write_tables(vm);
+    test_vm_boot(vm, CODE_GPA + 0x400);
+
+    g_assert_true(wait_for(&vm->ports.iir_writes, 1, 5000));
+    g_assert_cmphex(vm->ports.iir_value & 0x0f, ==, 0x02);     /* THR empty */
+
+    g_assert_cmpint(write(in[1], "Z", 1), ==, 1);
+    deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    while (!atomic_get(&vm->ports.byte_writes) && g_get_monotonic_time() < deadline) {
+        g_main_context_iteration(vm->m->main_context, FALSE);
+        g_usleep(1000);
+    }
+    g_assert_cmpuint(atomic_get(&vm->ports.byte_writes), ==, 1);
+    g_assert_cmphex(vm->ports.byte_value, ==, 'Z');
+    g_assert_cmphex(vm->ports.iir_value & 0x0f, ==, 0x04);     /* received data */
+    vm->m->accel->pause_vcpus(vm->m);
+    test_vm_free(vm);
+    close(in[0]);
+    close(in[1]);
+}
+
 /* A booted test payload and the serial output read from it so far. */
 typedef struct PayloadRun {
     TestVm *vm;
@@ -724,6 +895,7 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm/state/save-load", test_state_roundtrip);
     g_test_add_func("/kvm/dirty-log/sync", test_dirty_log);
     g_test_add_func("/kvm/smp/init-sipi", test_init_sipi);
+    g_test_add_func("/kvm/serial/irq", test_serial_irq);
     g_test_add_data_func("/kvm/payload/progress", payload, test_payload_progress);
     g_test_add_data_func("/kvm/payload/two-cpus", payload, test_payload_two_cpus);
     g_test_add_data_func("/kvm/payload/state-reload", payload, test_payload_state_reload);
