@@ -282,6 +282,30 @@ static bool stdio_in_use(Monitor *mon)
     return false;
 }
 
+/*
+ * A closed stdin leaves an output-only monitor. If the process was started
+ * with fd 0 closed, fd 0 may since have been reused by GLib's own eventfd:
+ * reading that would spin on counter values, so such a descriptor counts as
+ * closed too.
+ */
+static bool stdin_usable(void)
+{
+    char target[64];
+    ssize_t n;
+
+    if (fcntl(STDIN_FILENO, F_GETFD) < 0) {
+        return false;
+    }
+    n = readlink("/proc/self/fd/0", target, sizeof(target) - 1);
+    if (n > 0) {
+        target[n] = '\0';
+        if (g_str_has_prefix(target, "anon_inode:")) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool monitor_server_add(Monitor *mon, MonitorKind kind, const char *text,
                         GError **errp)
 {
@@ -298,9 +322,7 @@ bool monitor_server_add(Monitor *mon, MonitorKind kind, const char *text,
                        "monitor");
             return false;
         }
-        /* A closed stdin (fd 0 not open) leaves an output-only monitor. */
-        monitor_session_start(mon, kind,
-                              fcntl(STDIN_FILENO, F_GETFD) < 0 ? -1 : STDIN_FILENO,
+        monitor_session_start(mon, kind, stdin_usable() ? STDIN_FILENO : -1,
                               STDOUT_FILENO, false);
         return true;
     }
