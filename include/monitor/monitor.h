@@ -65,7 +65,11 @@ void monitor_register_hmp(Monitor *mon, const HmpCommand *table);
 /*
  * Start a QMP server for a QEMU-style spec ("unix:PATH,server=on,wait=off",
  * "tcp:127.0.0.1:4444,server=on,wait=off") or an HMP monitor ("stdio",
- * "unix:PATH,server=on,wait=off").
+ * "unix:PATH,server=on,wait=off"). Both kinds take all three forms, and the
+ * old ",server,nowait". As in QEMU, wait defaults to on: the call blocks
+ * until the first client connects. On stdio, end of input only stops
+ * reading; the process should ignore SIGPIPE so that a closed stdout ends
+ * only the monitor (sockets never raise it).
  */
 bool monitor_add_qmp(Monitor *mon, const char *spec, GError **errp);
 bool monitor_add_hmp(Monitor *mon, const char *spec, GError **errp);
@@ -117,7 +121,11 @@ bool hmp_parse_on_off(const char *word, bool *value, GError **errp);
 bool hmp_parse_size(const char *word, uint64_t default_unit, uint64_t *value,
                     GError **errp);
 
-/* Close every server and client. */
+/*
+ * Deliver queued events, give clients up to half a second to read what is
+ * pending (the quit reply, SHUTDOWN), then close every server and client and
+ * clear m->monitor. Call after the threads that emit events have stopped.
+ */
 void monitor_free(Monitor *mon);
 
 #endif
