@@ -22,8 +22,19 @@ struct PagePool {
 
     GMutex lock;
     GCond freed;
-    uint32_t *free_slots;     /* a stack: the most recently freed is reused first */
-    uint32_t nr_free;
+    /*
+     * Free slots in two stacks. Warm ones have been touched (populated); a
+     * cold one costs a page fault (a 2 MiB clear with THP, milliseconds here)
+     * on first use. Faults take warm slots first; the scan takes cold ones
+     * while only keep_warm warm ones are left, and warms them outside any
+     * claim, so a faulting vCPU never pays for populating pool memory.
+     */
+    uint32_t *warm_slots;
+    uint32_t *cold_slots;
+    uint32_t nr_warm;
+    uint32_t nr_cold;
+    uint32_t nr_free;         /* nr_warm + nr_cold; read without the lock as a hint */
+    uint32_t keep_warm;
     bool closed;
     PagePoolStats stats;
 };
@@ -56,16 +67,22 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     p->reserve = (uint32_t)MIN(reserve_bytes / PAGE_POOL_PAGE_SIZE, pages - 1);
     g_mutex_init(&p->lock);
     g_cond_init(&p->freed);
-    p->free_slots = g_new(uint32_t, pages);
-    /* Slot 0 on top: the pool's touched (resident) part grows only as needed. */
-    for (uint32_t i = 0; i < p->capacity; i++) {
-        p->free_slots[i] = p->capacity - 1 - i;
-    }
-    p->nr_free = p->capacity;
+    p->warm_slots = g_new(uint32_t, pages);
+    p->cold_slots = g_new(uint32_t, pages);
     p->stats.capacity_pages = p->capacity;
     p->stats.reserve_pages = p->reserve;
 
     uint64_t prefault = MIN(prefault_bytes, len);
+    uint32_t nr_prefault = prefault / PAGE_POOL_PAGE_SIZE;
+    /* Lowest slots on top of each stack: the resident part grows only as needed. */
+    for (uint32_t i = 0; i < nr_prefault; i++) {
+        p->warm_slots[p->nr_warm++] = nr_prefault - 1 - i;
+    }
+    for (uint32_t i = p->capacity; i > nr_prefault; i--) {
+        p->cold_slots[p->nr_cold++] = i - 1;
+    }
+    p->nr_free = p->capacity;
+    p->keep_warm = nr_prefault;
     if (prefault) {
         if (madvise(mem, prefault, MADV_POPULATE_WRITE) != 0) {
             /* Older kernels: touch one byte per page instead. */
@@ -84,7 +101,8 @@ void page_pool_free(PagePool *p)
     }
     g_assert(p->nr_free == p->capacity);
     munmap(p->memory, p->map_len);
-    g_free(p->free_slots);
+    g_free(p->warm_slots);
+    g_free(p->cold_slots);
     g_mutex_clear(&p->lock);
     g_cond_clear(&p->freed);
     g_free(p);
@@ -144,13 +162,32 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
         g_mutex_unlock(&p->lock);
         return false;
     }
-    p->nr_free -= n;
-    memcpy(slots, &p->free_slots[p->nr_free], n * sizeof(*slots));
+    uint32_t from_warm;
+    if (user == PAGE_POOL_USER_FAULT) {
+        from_warm = MIN(n, p->nr_warm);
+    } else {
+        uint32_t spare = p->nr_warm > p->keep_warm ? p->nr_warm - p->keep_warm : 0;
+        from_warm = MIN(n, spare);
+        if (n - from_warm > p->nr_cold) {
+            from_warm = n - p->nr_cold;
+        }
+    }
+    uint32_t from_cold = n - from_warm;
+    p->nr_warm -= from_warm;
+    memcpy(slots, &p->warm_slots[p->nr_warm], from_warm * sizeof(*slots));
+    p->nr_cold -= from_cold;
+    memcpy(slots + from_warm, &p->cold_slots[p->nr_cold], from_cold * sizeof(*slots));
+    __atomic_store_n(&p->nr_free, p->nr_free - n, __ATOMIC_RELAXED);
     uint64_t in_use = p->capacity - p->nr_free;
     if (in_use > p->stats.high_water_pages) {
         p->stats.high_water_pages = in_use;
     }
     g_mutex_unlock(&p->lock);
+
+    /* Populate cold slots now, while the taker holds no claim a vCPU could wait on. */
+    for (uint32_t i = from_warm; i < n; i++) {
+        *(volatile uint8_t *)page_pool_page(p, slots[i]) = 0;
+    }
     return true;
 }
 
@@ -161,8 +198,9 @@ void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n)
     }
     g_mutex_lock(&p->lock);
     g_assert(p->nr_free + n <= p->capacity);
-    memcpy(&p->free_slots[p->nr_free], slots, n * sizeof(*slots));
-    p->nr_free += n;
+    memcpy(&p->warm_slots[p->nr_warm], slots, n * sizeof(*slots));
+    p->nr_warm += n;
+    __atomic_store_n(&p->nr_free, p->nr_free + n, __ATOMIC_RELAXED);
     g_cond_broadcast(&p->freed);
     g_mutex_unlock(&p->lock);
 }

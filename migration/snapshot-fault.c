@@ -72,6 +72,9 @@ static void fault_wait_saved(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t
         if (++spins == 1) {
             __atomic_fetch_add(&bs->fig.fault_waits_on_scan, 1, __ATOMIC_RELAXED);
         }
+        if (spins == 8) {
+            snapshot_scan_boost(bs);
+        }
         /*
          * Sleep rather than spin: this thread may run at real-time priority
          * on the same core as the copier.

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <glib.h>
 
 #include "migration/page-pool.h"
@@ -66,6 +67,7 @@ typedef struct SnapshotFigures {
     uint64_t pages_unpopulated;
     uint64_t saved_pages;       /* atomic: pages with their "saved" bit set */
     uint64_t fault_waits_on_scan;
+    uint64_t scan_boosts;       /* under scan_prio_lock */
 } SnapshotFigures;
 
 typedef struct BackgroundSnapshot {
@@ -84,7 +86,13 @@ typedef struct BackgroundSnapshot {
     int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
     bool swap_active;           /* the host had swap when the snapshot started */
     bool finished;
-    uint64_t setup_ns;          /* registering, populating, pool, threads */
+    uint64_t setup_ns;
+
+    /* The scan runs at SCHED_IDLE; a fault waiting on its claims boosts it. */
+    GMutex scan_prio_lock;
+    pid_t scan_tid;             /* 0 while no scan runs */
+    bool scan_lowered;          /* the scan thread is at SCHED_IDLE */
+    bool scan_boosted;          /* atomic */          /* registering, populating, pool, threads */
 } BackgroundSnapshot;
 
 /* snapshot-engine.c: the lifecycle, free of the migration core (unit-testable) */
@@ -165,6 +173,13 @@ SnapshotRecord *snapshot_record_new(unsigned block_index, uint64_t first_page, u
  */
 bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void *opaque,
                        GError **errp);
+
+/*
+ * Called by the fault thread when it waits for a page the scan claimed:
+ * raise the scan (SCHED_FIFO if allowed) until it finishes its current
+ * claims, so an idle-priority scan never holds a vCPU (priority inversion).
+ */
+void snapshot_scan_boost(BackgroundSnapshot *bs);
 
 /* snapshot-pages.c: claiming, copying and releasing pages, shared by scan and faults */
 

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
+#include <sys/syscall.h>
 
 #include "migration/snapshot-trace.h"
 #include "system/machine.h"
@@ -69,13 +70,53 @@ static void find_unpopulated(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t
     }
 }
 
+/*
+ * Pages the scan claims at a time: a faulting vCPU that hits a page the scan
+ * claimed waits until the scan has copied it, so claims are one word of the
+ * bitmap (256 KiB, some tens of microseconds of copying), not a whole chunk.
+ */
+#define SCAN_CLAIM_PAGES BITMAP_BITS_PER_WORD
+
+/* Back to SCHED_IDLE if a fault boosted us while we held claims. */
+static void scan_unboost(BackgroundSnapshot *bs)
+{
+    if (!__atomic_load_n(&bs->scan_boosted, __ATOMIC_ACQUIRE)) {
+        return;
+    }
+    struct sched_param idle = { 0 };
+    g_mutex_lock(&bs->scan_prio_lock);
+    if (bs->scan_lowered) {
+        pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+    }
+    __atomic_store_n(&bs->scan_boosted, false, __ATOMIC_RELEASE);
+    g_mutex_unlock(&bs->scan_prio_lock);
+}
+
+void snapshot_scan_boost(BackgroundSnapshot *bs)
+{
+    if (__atomic_load_n(&bs->scan_boosted, __ATOMIC_ACQUIRE)) {
+        return;
+    }
+    g_mutex_lock(&bs->scan_prio_lock);
+    if (bs->scan_tid && bs->scan_lowered && !bs->scan_boosted) {
+        struct sched_param fifo = { .sched_priority = 1 };
+        struct sched_param normal = { 0 };
+        /* Like the fault thread itself: real-time if allowed, else just not idle. */
+        if (sched_setscheduler(bs->scan_tid, SCHED_FIFO, &fifo) != 0) {
+            sched_setscheduler(bs->scan_tid, SCHED_OTHER, &normal);
+        }
+        __atomic_store_n(&bs->scan_boosted, true, __ATOMIC_RELEASE);
+        bs->fig.scan_boosts++;
+    }
+    g_mutex_unlock(&bs->scan_prio_lock);
+}
+
 /* Save one chunk of a block: returns false when the pool was closed under us. */
 static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                        uint64_t n)
 {
     SnapshotBlock *sb = &bs->blocks[block_index];
     unsigned long unpopulated[BITMAP_WORDS(SNAPSHOT_SCAN_CHUNK_PAGES)];
-    unsigned long won[BITMAP_WORDS(SNAPSHOT_SCAN_CHUNK_PAGES)];
     uint32_t slots[SNAPSHOT_SCAN_CHUNK_PAGES];
 
     if (bitmap_range_is_set_atomic(sb->claimed, first, n)) {
@@ -98,44 +139,70 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
         return false;
     }
 
-    size_t nwon = bitmap_claim_range_atomic(sb->claimed, first, n, won);
-    if (nwon) {
-        trace_snapshot_page_claimed(block_index, first * SNAPSHOT_PAGE_SIZE, nwon, 0);
-        uint64_t unpop = 0;
-        for (uint64_t i = 0; i < n; i++) {
-            if (bitmap_test_bit(won, i) && bitmap_test_bit(unpopulated, i)) {
-                unpop++;
-            }
+    uint32_t used = 0;
+    bool any = false;
+    for (uint64_t sub = 0; sub < n; sub += SCAN_CLAIM_PAGES) {
+        uint64_t m = MIN((uint64_t)SCAN_CLAIM_PAGES, n - sub);
+        unsigned long won;
+        unsigned long unpop = unpopulated[sub / BITMAP_BITS_PER_WORD];
+
+        if (!bitmap_claim_range_atomic(sb->claimed, first + sub, m, &won)) {
+            continue;
         }
-        bs->fig.pages_unpopulated += unpop;
-        snapshot_save_claimed(bs, block_index, first, n, won, slots, need, unpopulated);
+        any = true;
+        trace_snapshot_page_claimed(block_index, (first + sub) * SNAPSHOT_PAGE_SIZE,
+                                    __builtin_popcountl(won), 0);
+        uint32_t k = __builtin_popcountl(won & ~unpop);
+        bs->fig.pages_unpopulated += __builtin_popcountl(won & unpop);
+        g_assert(used + k <= need);
+        snapshot_save_claimed(bs, block_index, first + sub, m, &won, slots + used, k, &unpop);
+        used += k;
+        scan_unboost(bs);
+    }
+    page_pool_put(bs->pool, slots + used, need - used);
+    if (any) {
         /* Release as soon as copied, not when written: the guest runs on. */
         snapshot_unprotect_saved(bs, block_index, first, n, false);
-    } else {
-        page_pool_put(bs->pool, slots, need);
     }
     return true;
 }
 
 /* Let vCPUs and the fault handler run first: on two cores the scan's priority decides the tail. */
-static bool scan_lower_priority(struct sched_param *old_param, int *old_policy)
+static void scan_lower_priority(BackgroundSnapshot *bs, struct sched_param *old_param,
+                                int *old_policy)
 {
     struct sched_param idle = { 0 };
 
-    if (pthread_getschedparam(pthread_self(), old_policy, old_param) != 0) {
-        return false;
+    g_mutex_lock(&bs->scan_prio_lock);
+    bs->scan_tid = (pid_t)syscall(SYS_gettid);
+    bs->scan_lowered = pthread_getschedparam(pthread_self(), old_policy, old_param) == 0 &&
+                       pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) == 0;
+    g_mutex_unlock(&bs->scan_prio_lock);
+}
+
+/* Restore the caller's scheduling, under the lock so no boost lands afterwards. */
+static void scan_restore_priority(BackgroundSnapshot *bs, const struct sched_param *old_param,
+                                  int old_policy)
+{
+    g_mutex_lock(&bs->scan_prio_lock);
+    if (bs->scan_lowered) {
+        pthread_setschedparam(pthread_self(), old_policy, old_param);
     }
-    return pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) == 0;
+    bs->scan_tid = 0;
+    bs->scan_lowered = false;
+    bs->scan_boosted = false;
+    g_mutex_unlock(&bs->scan_prio_lock);
 }
 
 bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void *opaque, GError **errp)
 {
     struct sched_param old_param;
     int old_policy;
-    bool lowered = scan_lower_priority(&old_param, &old_policy);
     bool ok = true;
     uint64_t chunk = MIN((uint64_t)SNAPSHOT_SCAN_CHUNK_PAGES,
                          (uint64_t)page_pool_max_take(bs->pool, PAGE_POOL_USER_SCAN));
+
+    scan_lower_priority(bs, &old_param, &old_policy);
 
     for (unsigned b = 0; ok && b < bs->nr_blocks; b++) {
         SnapshotBlock *sb = &bs->blocks[b];
@@ -163,8 +230,6 @@ bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void 
             }
         }
     }
-    if (lowered) {
-        pthread_setschedparam(pthread_self(), old_policy, &old_param);
-    }
+    scan_restore_priority(bs, &old_param, old_policy);
     return ok;
 }

@@ -34,9 +34,11 @@ typedef struct PagePoolStats {
 
 /*
  * Create a pool of @bytes (rounded down to pages, at least 16 pages), of which
- * @reserve_bytes only faults may take. The memory is mapped once and reused;
- * the first @prefault_bytes are populated now, so early faults do not pay for
- * first touches. NULL with @errp set if the mapping fails.
+ * @reserve_bytes only faults may take. The memory is mapped once and reused.
+ * @prefault_bytes are populated now, and the scan leaves that many populated
+ * buffers to faults (it populates further ones itself, before it claims
+ * pages), so a faulting vCPU does not pay for first touches of the pool.
+ * NULL with @errp set if the mapping fails.
  */
 PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefault_bytes,
                         GError **errp);

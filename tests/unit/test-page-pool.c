@@ -127,6 +127,36 @@ static void test_close_wakes(void)
     page_pool_free(p);
 }
 
+/* Faults get populated buffers first; the scan leaves them to faults. */
+static void test_warm_for_faults(void)
+{
+    g_autoptr(GError) err = NULL;
+    PagePool *p = page_pool_new(PAGES * PAGE_POOL_PAGE_SIZE, RESERVE * PAGE_POOL_PAGE_SIZE,
+                                8 * PAGE_POOL_PAGE_SIZE, &err);
+    uint32_t fault[4], again[4], scan[8];
+
+    g_assert_no_error(err);
+    g_assert_true(page_pool_take(p, 4, PAGE_POOL_USER_FAULT, false, fault));
+    for (int i = 0; i < 4; i++) {
+        g_assert_cmpuint(fault[i], <, 8);       /* prefaulted */
+    }
+    g_assert_true(page_pool_take(p, 8, PAGE_POOL_USER_SCAN, false, scan));
+    for (int i = 0; i < 8; i++) {
+        g_assert_cmpuint(scan[i], >=, 8);       /* populated by the scan itself */
+    }
+    /* Returned buffers are populated: a fault reuses them. */
+    page_pool_put(p, scan, 8);
+    g_assert_true(page_pool_take(p, 4, PAGE_POOL_USER_FAULT, false, again));
+    g_assert_cmpuint(again[0], >=, 8);
+    page_pool_put(p, again, 4);
+    page_pool_put(p, fault, 4);
+    /* Nothing lost: every page can be taken at once. */
+    uint32_t all[PAGES];
+    g_assert_true(page_pool_take(p, PAGES, PAGE_POOL_USER_FAULT, false, all));
+    page_pool_put(p, all, PAGES);
+    page_pool_free(p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -134,5 +164,6 @@ int main(int argc, char **argv)
     g_test_add_func("/page-pool/reserve", test_reserve);
     g_test_add_func("/page-pool/blocking-take", test_blocking_take);
     g_test_add_func("/page-pool/close-wakes", test_close_wakes);
+    g_test_add_func("/page-pool/warm-for-faults", test_warm_for_faults);
     return g_test_run();
 }
