@@ -1,9 +1,213 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* frostvm entry point (placeholder until the machine lands). */
+/* frostvm's entry point: parse, build the machine, start monitors, run the main loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-int main(void)
+#include <glib-unix.h>
+
+#include "accel/accel.h"
+#include "migration/migration.h"
+#include "monitor/monitor.h"
+#include "system/cmdline.h"
+#include "system/machine.h"
+#include "system/runstate.h"
+#include "util/error.h"
+
+static gboolean main_on_signal(gpointer opaque)
 {
-    fprintf(stderr, "frostvm: machine not built yet\n");
-    return 1;
+    Machine *m = opaque;
+
+    runstate_request_shutdown(m, "host-signal", 0);
+    return G_SOURCE_CONTINUE;
+}
+
+/*
+ * -daemonize: the parent waits until the child reports that the machine is up
+ * (one byte on a pipe) so that its exit status says whether start-up worked,
+ * as QEMU's does. Must run before any thread exists.
+ */
+static int main_daemonize(void)
+{
+    int fds[2];
+    pid_t pid;
+
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        perror("frostvm: -daemonize: pipe");
+        exit(1);
+    }
+    pid = fork();
+    if (pid < 0) {
+        perror("frostvm: -daemonize: fork");
+        exit(1);
+    }
+    if (pid > 0) {
+        char c;
+        ssize_t n;
+
+        close(fds[1]);
+        do {
+            n = read(fds[0], &c, 1);
+        } while (n < 0 && errno == EINTR);
+        _exit(n == 1 ? 0 : 1);
+    }
+    close(fds[0]);
+    setsid();
+    return fds[1];
+}
+
+static void main_daemon_ready(int ready_fd)
+{
+    int null = open("/dev/null", O_RDWR);
+
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        close(null);
+    }
+    if (write(ready_fd, "", 1) != 1) {
+        /* The parent is gone; nothing to tell. */
+    }
+    close(ready_fd);
+}
+
+static bool main_write_pidfile(const char *path, GError **errp)
+{
+    g_autofree char *text = g_strdup_printf("%d\n", (int)getpid());
+    GError *err = NULL;
+
+    if (!g_file_set_contents(path, text, -1, &err)) {
+        error_setg(errp, "-pidfile %s: %s", path, err->message);
+        g_error_free(err);
+        return false;
+    }
+    return true;
+}
+
+static bool main_start_monitors(Machine *m, GError **errp)
+{
+    MachineConfig *c = m->config;
+
+    m->monitor = monitor_new(m);
+    /* Explicit order: core commands, then each subsystem's table. */
+    monitor_register_qmp(m->monitor, monitor_qmp_commands);
+    monitor_register_qmp(m->monitor, migration_qmp_commands);
+    monitor_register_hmp(m->monitor, monitor_hmp_commands);
+    monitor_register_hmp(m->monitor, migration_hmp_commands);
+
+    for (unsigned i = 0; i < c->qmp->len; i++) {
+        if (!monitor_add_qmp(m->monitor, g_ptr_array_index(c->qmp, i), errp)) {
+            return false;
+        }
+    }
+    for (unsigned i = 0; i < c->monitors->len; i++) {
+        if (!monitor_add_hmp(m->monitor, g_ptr_array_index(c->monitors, i), errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Load the kernel (or wait for an incoming stream) and start the vCPUs unless -S. */
+static bool main_start_guest(Machine *m, GError **errp)
+{
+    MachineConfig *c = m->config;
+
+    if (c->incoming) {
+        runstate_set(m, RUN_STATE_INMIGRATE);
+        if (!strcmp(c->incoming, "defer")) {
+            return true;
+        }
+        return migration_incoming_start(m, c->incoming, errp);
+    }
+    if (c->accel == ACCEL_KIND_KVM || c->kernel) {
+        if (!machine_load_kernel(m, errp)) {
+            return false;
+        }
+    }
+    if (c->start_paused) {
+        return true;
+    }
+    return runstate_vm_start(m, errp);
+}
+
+int main(int argc, char **argv)
+{
+    g_autoptr(GError) err = NULL;
+    MachineConfig *config;
+    Machine *m;
+    bool exit_now;
+    int ready_fd = -1;
+    int status;
+
+    /* A sink or client that goes away must give EPIPE, never kill the VM. */
+    signal(SIGPIPE, SIG_IGN);
+
+    config = cmdline_parse(argc - 1, argv + 1, &exit_now, &err);
+    if (!config) {
+        fprintf(stderr, "frostvm: %s\n", err->message);
+        return 1;
+    }
+    if (exit_now) {
+        machine_config_free(config);
+        return 0;
+    }
+    if (config->debug) {
+        g_setenv("G_MESSAGES_DEBUG", "all", TRUE);
+    }
+    if (config->daemonize) {
+        ready_fd = main_daemonize();
+    }
+
+    m = machine_new(config, &err);
+    if (!m) {
+        fprintf(stderr, "frostvm: %s\n", err->message);
+        machine_config_free(config);
+        return 1;
+    }
+    m->main_loop = g_main_loop_new(m->main_context, FALSE);
+    m->migration = migration_new(m);
+
+    if (!main_start_monitors(m, &err) ||
+        (config->pidfile && !main_write_pidfile(config->pidfile, &err)) ||
+        !main_start_guest(m, &err)) {
+        fprintf(stderr, "frostvm: %s\n", err->message);
+        status = 1;
+        goto out;
+    }
+    g_unix_signal_add(SIGINT, main_on_signal, m);
+    g_unix_signal_add(SIGTERM, main_on_signal, m);
+    g_unix_signal_add(SIGHUP, main_on_signal, m);
+    if (ready_fd >= 0) {
+        main_daemon_ready(ready_fd);
+    }
+
+    g_main_loop_run(m->main_loop);
+
+    status = m->exit_status;
+    if (status && m->shutdown_reason && !g_str_has_prefix(m->shutdown_reason, "guest-") &&
+        !g_str_has_prefix(m->shutdown_reason, "host-")) {
+        fprintf(stderr, "frostvm: %s\n", m->shutdown_reason);
+    }
+
+out:
+    runstate_vm_stop(m, RUN_STATE_SHUTDOWN);
+    migration_free(m->migration);
+    m->migration = NULL;
+    if (m->monitor) {
+        monitor_free(m->monitor);
+        m->monitor = NULL;
+    }
+    g_main_loop_unref(m->main_loop);
+    if (config->pidfile) {
+        unlink(config->pidfile);
+    }
+    machine_free(m);
+    machine_config_free(config);
+    return status;
 }

@@ -86,6 +86,8 @@ struct Machine {
     void *accel_state;            /* owned by the accelerator */
 
     SerialState *serial;
+    int serial_out_fd;            /* COM1's output and input, or -1 */
+    int serial_in_fd;
     struct IoportTable *ioports;  /* port I/O dispatch table (hw/ioport.c) */
     Monitor *monitor;             /* QMP/HMP servers; events go through it */
     MigrationState *migration;

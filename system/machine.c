@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Building and tearing down the machine: RAM, layout, accelerator, devices. */
+#include "system/machine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "accel/accel.h"
+#include "hw/debug-exit.h"
+#include "hw/ioport.h"
+#include "hw/loader.h"
+#include "hw/pc.h"
+#include "hw/serial.h"
+#include "system/memory-backend.h"
+#include "util/error.h"
+
+void *machine_gpa_to_host(Machine *m, uint64_t gpa, uint64_t len)
+{
+    for (unsigned i = 0; i < m->nr_ram_ranges; i++) {
+        GuestRamRange *r = &m->ram_ranges[i];
+
+        if (gpa >= r->gpa && len <= r->size && gpa - r->gpa <= r->size - len) {
+            return r->block->host + r->offset + (gpa - r->gpa);
+        }
+    }
+    return NULL;
+}
+
+RamBlock *machine_find_ram_block(Machine *m, const char *name)
+{
+    for (unsigned i = 0; m->ram_blocks && i < m->ram_blocks->len; i++) {
+        RamBlock *b = g_ptr_array_index(m->ram_blocks, i);
+
+        if (!strcmp(b->name, name)) {
+            return b;
+        }
+    }
+    return NULL;
+}
+
+static void ram_block_free(gpointer p)
+{
+    RamBlock *b = p;
+
+    memory_backend_free(b->backend);
+    g_free(b->name);
+    g_free(b);
+}
+
+/* The backend -machine memory-backend=ID names, or an anonymous one of -m's size. */
+static MemoryBackend *machine_create_ram_backend(MachineConfig *c, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+    MemoryBackendOptions *opts = NULL;
+    MemoryBackend *b;
+
+    if (c->memory_backend_id) {
+        for (unsigned i = 0; i < c->objects->len; i++) {
+            MemoryBackendOptions *o = g_ptr_array_index(c->objects, i);
+
+            if (!g_strcmp0(o->id, c->memory_backend_id)) {
+                opts = o;
+            }
+        }
+        if (!opts) {
+            error_setg(errp, "-machine memory-backend=%s: no -object with id '%s'",
+                       c->memory_backend_id, c->memory_backend_id);
+            return NULL;
+        }
+        if (c->ram_size_given && opts->size != c->ram_size) {
+            error_setg(errp, "-m: RAM size %" G_GUINT64_FORMAT " MiB does not match the "
+                       "size of memory backend '%s' (%" G_GUINT64_FORMAT " MiB)",
+                       c->ram_size >> 20, opts->id, opts->size >> 20);
+            return NULL;
+        }
+        c->ram_size = opts->size;
+        return memory_backend_new(opts, errp);
+    }
+
+    opts = memory_backend_options_new(MEMORY_BACKEND_RAM);
+    opts->id = g_strdup("pc.ram");
+    opts->size = c->ram_size;
+    opts->thp = c->thp;
+    b = memory_backend_new(opts, &err);
+    memory_backend_options_free(opts);
+    if (!b) {
+        g_propagate_error(errp, g_steal_pointer(&err));
+    }
+    return b;
+}
+
+/* Where the guest's COM1 output goes and where its input comes from. */
+static bool machine_open_serial(Machine *m, int *out_fd, int *in_fd, GError **errp)
+{
+    const char *spec = m->config->serial;
+
+    *out_fd = -1;
+    *in_fd = -1;
+    if (!spec || !strcmp(spec, "null") || !strcmp(spec, "none")) {
+        return true;
+    }
+    if (!strcmp(spec, "stdio")) {
+        *out_fd = dup(STDOUT_FILENO);
+        /* HMP on stdio owns stdin; then the serial port is output only. */
+        for (unsigned i = 0; i < m->config->monitors->len; i++) {
+            if (!strcmp(g_ptr_array_index(m->config->monitors, i), "stdio")) {
+                return true;
+            }
+        }
+        *in_fd = isatty(STDIN_FILENO) || !m->config->daemonize ? dup(STDIN_FILENO) : -1;
+        return true;
+    }
+    if (g_str_has_prefix(spec, "file:")) {
+        *out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (*out_fd < 0) {
+            error_setg_errno(errp, errno, "-serial %s: cannot open '%s'", spec, spec + 5);
+            return false;
+        }
+        return true;
+    }
+    error_setg(errp, "-serial: '%s' is not supported", spec);
+    return false;
+}
+
+Machine *machine_new(MachineConfig *config, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+    Machine *m = g_new0(Machine, 1);
+    RamBlock *block;
+    MemoryBackend *backend;
+    m->config = config;
+    m->smp = config->smp;
+    m->main_context = g_main_context_ref_thread_default();
+    g_mutex_init(&m->runstate_lock);
+    g_mutex_init(&m->transition_lock);
+    m->runstate = RUN_STATE_PRELAUNCH;
+    m->serial_out_fd = -1;
+    m->serial_in_fd = -1;
+    m->ram_blocks = g_ptr_array_new_with_free_func(ram_block_free);
+
+    backend = machine_create_ram_backend(config, &err);
+    if (!backend) {
+        goto fail;
+    }
+    block = g_new0(RamBlock, 1);
+    block->name = g_strdup("pc.ram");
+    block->backend = backend;
+    block->host = backend->host;
+    block->size = backend->size;
+    block->page_size = backend->page_size;
+    g_ptr_array_add(m->ram_blocks, block);
+    m->ram_size = block->size;
+    if (!pc_ram_layout_init(m, block, &err)) {
+        goto fail;
+    }
+
+    m->accel = config->accel == ACCEL_KIND_TEST ? &test_accel_ops : &kvm_accel_ops;
+    if (!m->accel->init(m, &err)) {
+        m->accel = NULL;
+        goto fail;
+    }
+    if (!machine_open_serial(m, &m->serial_out_fd, &m->serial_in_fd, &err)) {
+        goto fail;
+    }
+    m->serial = serial_new(m, m->serial_out_fd, m->serial_in_fd, &err);
+    if (!m->serial) {
+        goto fail;
+    }
+    debug_exit_init(m);
+    return m;
+
+fail:
+    g_propagate_error(errp, g_steal_pointer(&err));
+    machine_free(m);
+    return NULL;
+}
+
+bool machine_load_kernel(Machine *m, GError **errp)
+{
+    if (!m->config->kernel) {
+        error_setg(errp, "no kernel given: use -kernel FILE (a Multiboot image such as "
+                   "the test payload), or -incoming to load a snapshot");
+        return false;
+    }
+    return loader_load_kernel(m, m->config->kernel, m->config->append,
+                              m->config->initrd, errp);
+}
+
+void machine_free(Machine *m)
+{
+    if (!m) {
+        return;
+    }
+    if (m->accel) {
+        m->accel->destroy(m);
+    }
+    if (m->serial) {
+        serial_free(m->serial);
+    }
+    if (m->serial_out_fd >= 0) {
+        close(m->serial_out_fd);
+    }
+    if (m->serial_in_fd >= 0) {
+        close(m->serial_in_fd);
+    }
+    ioport_table_free(m);
+    if (m->vmstate_handlers) {
+        g_array_unref(m->vmstate_handlers);
+    }
+    g_ptr_array_unref(m->ram_blocks);
+    if (m->main_context) {
+        g_main_context_unref(m->main_context);
+    }
+    g_mutex_clear(&m->runstate_lock);
+    g_mutex_clear(&m->transition_lock);
+    g_free(m->shutdown_reason);
+    g_free(m);
+}
