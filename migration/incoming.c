@@ -38,15 +38,20 @@ static gboolean incoming_finish(gpointer opaque)
      * As QEMU: the guest runs if it ran on the source, unless -S (or "stop"
      * while waiting) asked to keep it paused.
      */
+    /* Leave "inmigrate" first: starting from it only means "run once loaded". */
+    runstate_set(m, RUN_STATE_PAUSED);
     if (r->source_running && !(m->config && m->config->start_paused)) {
         if (!runstate_vm_start(m, &err)) {
+            migration_record_error(s, err);
+            migration_set_state(s, MIGRATION_STATUS_ACTIVE, MIGRATION_STATUS_FAILED);
             g_printerr("frostvm: cannot start the guest after the migration: %s\n",
                        err->message);
             runstate_request_shutdown(m, "host-error", 1);
+            return G_SOURCE_REMOVE;
         }
-    } else {
-        runstate_set(m, RUN_STATE_PAUSED);
     }
+    /* As QEMU: "completed" once the guest is in its final state, not before. */
+    migration_set_state(s, MIGRATION_STATUS_ACTIVE, MIGRATION_STATUS_COMPLETED);
     return G_SOURCE_REMOVE;
 }
 
@@ -86,8 +91,9 @@ static gpointer incoming_thread(gpointer opaque)
         }
         migration_record_error(s, err);
     }
-    migration_set_state(s, migration_get_status(s),
-                        ok ? MIGRATION_STATUS_COMPLETED : MIGRATION_STATUS_FAILED);
+    if (!ok) {
+        migration_set_state(s, migration_get_status(s), MIGRATION_STATUS_FAILED);
+    }
 
     r->m = m;
     r->ok = ok;
