@@ -82,8 +82,12 @@ bool write_tracking_check(GPtrArray *blocks, WriteTrackingFeatures *features, GE
         g_autoptr(GError) why = NULL;
         if (!memory_backend_can_write_protect(rb->backend, kernel, &why)) {
             g_autofree char *desc = memory_backend_describe(rb->backend);
+            /* The backend's message names the backend too: keep only its reason. */
+            const char *tail = "cannot be write-protected: ";
+            const char *reason = strstr(why->message, tail);
+            reason = reason ? reason + strlen(tail) : why->message;
             error_setg(errp, "background-snapshot: RAM block '%s' (%s) cannot be "
-                       "write-protected: %s", rb->name, desc, why->message);
+                       "write-protected: %s", rb->name, desc, reason);
             return false;
         }
         if (rb->backend->backing == MEMORY_BACKING_SHMEM ||
