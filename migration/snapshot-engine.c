@@ -205,5 +205,9 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
         st->pool_wait_us = ps.fault_wait_ns / 1000;
     }
     st->pages_unpopulated = __atomic_load_n(&bs->fig.pages_unpopulated, __ATOMIC_RELAXED);
-    st->wp_setup_us = bs->setup_ns / 1000;
+    /* Registering (and populating, without WP_UNPOPULATED) plus protecting. */
+    if (bs->wt) {
+        st->wp_setup_us = (write_tracking_register_ns(bs->wt) +
+                           write_tracking_protect_ns(bs->wt)) / 1000;
+    }
 }
