@@ -4,6 +4,9 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 
 #include "accel/accel.h"
 #include "migration/savevm-parse.h"
@@ -479,6 +482,149 @@ static void test_parse_without_machine(void)
     stream_file_free(f);
 }
 
+
+/* frostvm-img, run as a program on images written here (meson sets FROSTVM_IMG). */
+static bool img_tool(char **out, char **err_out, int *status, ...)
+{
+    const char *tool = g_getenv("FROSTVM_IMG");
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autoptr(GError) err = NULL;
+    va_list ap;
+    const char *arg;
+
+    if (!tool) {
+        g_test_skip("FROSTVM_IMG is not set (run this test through meson)");
+        return false;
+    }
+    g_ptr_array_add(argv, (gpointer)tool);
+    va_start(ap, status);
+    while ((arg = va_arg(ap, const char *))) {
+        g_ptr_array_add(argv, (gpointer)arg);
+    }
+    va_end(ap);
+    g_ptr_array_add(argv, NULL);
+    g_assert_true(g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               out, err_out, status, &err));
+    g_assert_no_error(err);
+    return true;
+}
+
+static char *save_to_file(GByteArray *img, char **dir)
+{
+    char *path;
+
+    *dir = g_dir_make_tmp("test-savevm-XXXXXX", NULL);
+    path = g_build_filename(*dir, "image", NULL);
+    g_assert_true(g_file_set_contents(path, (const char *)img->data, img->len, NULL));
+    return path;
+}
+
+static void assert_contains(const char *text, const char *what)
+{
+    if (!strstr(text, what)) {
+        g_error("output lacks '%s':\n%s", what, text);
+    }
+}
+
+static void test_img_info(void)
+{
+    g_autoptr(GByteArray) img = source_image(ORDER_SHUFFLED, NULL);
+    g_autofree char *dir = NULL;
+    g_autofree char *path = save_to_file(img, &dir);
+    g_autofree char *out = NULL, *err = NULL, *json = NULL, *jerr = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    JsonObject *o;
+    int status;
+
+    if (!img_tool(&out, &err, &status, "info", path, NULL)) {
+        goto done;
+    }
+    g_assert_true(g_spawn_check_wait_status(status, NULL));
+    assert_contains(out, "format: frostvm migration stream, version 1\n");
+    assert_contains(out, "stream flags: background-snapshot\n");
+    assert_contains(out, "  vcpus: 1\n");
+    assert_contains(out, "  ram size: 4.0 MiB\n");
+    assert_contains(out, "    pc.ram: 4.0 MiB");
+    assert_contains(out, "    data pages: 682 (2.7 MiB)\n");
+    assert_contains(out, "    zero pages: 343\n");
+    assert_contains(out, "    pages saved more than once: 1\n");
+    assert_contains(out, "    fake-device instance 0: version 1, 32 bytes");
+    assert_contains(out, "(verified)");
+
+    img_tool(&json, &jerr, &status, "--output=json", "info", path, NULL);
+    g_assert_true(json_parser_load_from_data(parser, json, -1, NULL));
+    o = json_node_get_object(json_parser_get_root(parser));
+    g_assert_cmpint(json_object_get_int_member(o, "data-pages"), ==, 682);
+    g_assert_true(json_object_get_boolean_member(o, "valid"));
+    g_assert_cmpint(json_object_get_int_member(json_object_get_object_member(o, "machine"),
+                                               "ram-size"), ==, 4 * MiB);
+done:
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
+static void test_img_check(void)
+{
+    g_autoptr(GByteArray) img = source_image(ORDER_RUNS, NULL);
+    g_autofree char *dir = NULL;
+    g_autofree char *path = save_to_file(img, &dir);
+    g_autofree char *out = NULL, *err = NULL;
+    int status;
+
+    if (!img_tool(&out, &err, &status, "check", path, NULL)) {
+        goto done;
+    }
+    g_assert_true(g_spawn_check_wait_status(status, NULL));
+    assert_contains(out, "No errors were found on the image.\n");
+
+    /* A flipped data byte: exit status 2, the nature and offset named. */
+    img->data[img->len / 2] ^= 1;
+    g_assert_true(g_file_set_contents(path, (const char *)img->data, img->len, NULL));
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+    img_tool(&out, &err, &status, "check", path, NULL);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    assert_contains(err, "checksum mismatch: the footer at offset");
+
+    /* Truncated. */
+    g_assert_true(g_file_set_contents(path, (const char *)img->data, img->len / 3, NULL));
+    g_clear_pointer(&out, g_free);
+    g_clear_pointer(&err, g_free);
+    img_tool(&out, &err, &status, "check", path, NULL);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    assert_contains(err, "truncated at offset");
+done:
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
+static void test_img_dump_ram(void)
+{
+    FakeDevice dev = { 0 };
+    Machine *src = fake_machine_new(4 * MiB, 1, &dev);
+    g_autoptr(GByteArray) img = NULL;
+    g_autofree char *dir = NULL;
+    g_autofree char *path = NULL;
+    g_autofree char *raw = NULL;
+    g_autofree char *out = NULL, *err = NULL, *contents = NULL;
+    gsize len;
+    int status;
+
+    fill_guest(src);
+    img = build_image(src, ORDER_SHUFFLED, NULL);
+    path = save_to_file(img, &dir);
+    raw = g_build_filename(dir, "ram.raw", NULL);
+    if (img_tool(&out, &err, &status, "dump-ram", path, raw, NULL)) {
+        g_assert_true(g_spawn_check_wait_status(status, NULL));
+        g_assert_true(g_file_get_contents(raw, &contents, &len, NULL));
+        g_assert_cmpmem(contents, len, ram_of(src), 4 * MiB);
+        g_unlink(raw);
+    }
+    fake_machine_free(src);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -495,5 +641,8 @@ int main(int argc, char **argv)
     g_test_add_func("/savevm/refuse/trailing-data", test_trailing_data);
     g_test_add_func("/savevm/records/optional-skipped", test_optional_record_skipped);
     g_test_add_func("/savevm/parse/without-machine", test_parse_without_machine);
+    g_test_add_func("/savevm/frostvm-img/info", test_img_info);
+    g_test_add_func("/savevm/frostvm-img/check", test_img_check);
+    g_test_add_func("/savevm/frostvm-img/dump-ram", test_img_dump_ram);
     return g_test_run();
 }
