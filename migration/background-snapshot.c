@@ -103,6 +103,10 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     if (!run.bs) {
         goto out;
     }
+    /* Protect while the guest runs: the pause then only redoes what it wrote since. */
+    if (!snapshot_engine_prearm(run.bs, errp)) {
+        goto out;
+    }
     devices = pause_and_arm(&run, m, errp);
     if (!devices) {
         goto out;

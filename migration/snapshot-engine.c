@@ -19,6 +19,8 @@
 #define POOL_PREFAULT_MAX (32 * MIB)
 /* Fault blocks: 256 KiB copies cost ~0.2 ms here, 2 MiB over 1 ms (DESIGN.md). */
 #define FAULT_BLOCK_DEFAULT_PAGES 64u
+/* Before the pause a fault releases a whole THP-sized block: it is protected again in the pause. */
+#define PREARM_RELEASE_BYTES (2 * MIB)
 
 /* True unless /proc/swaps positively lists no swap area (header line only). */
 static bool host_swap_active(void)
@@ -56,6 +58,8 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
     bs->blocks = g_new0(SnapshotBlock, blocks->len);
     bs->pagemap_fd = -1;
     g_mutex_init(&bs->scan_prio_lock);
+    g_mutex_init(&bs->arm_lock);
+    bs->prearm_released = g_array_new(false, false, sizeof(SnapshotRange));
     latency_histogram_init(&bs->fault_latency);
     for (unsigned i = 0; i < blocks->len; i++) {
         SnapshotBlock *sb = &bs->blocks[i];
@@ -103,9 +107,69 @@ fail:
     return NULL;
 }
 
+bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp)
+{
+    g_mutex_lock(&bs->arm_lock);
+    __atomic_store_n(&bs->prearmed, true, __ATOMIC_RELEASE);
+    g_mutex_unlock(&bs->arm_lock);
+    if (!write_tracking_protect_all(bs->wt, errp)) {
+        g_mutex_lock(&bs->arm_lock);
+        __atomic_store_n(&bs->prearmed, false, __ATOMIC_RELEASE);
+        g_mutex_unlock(&bs->arm_lock);
+        return false;
+    }
+    return true;
+}
+
+void snapshot_prearm_release(BackgroundSnapshot *bs, unsigned block_index, uint64_t offset)
+{
+    SnapshotBlock *sb = &bs->blocks[block_index];
+    uint64_t len = PREARM_RELEASE_BYTES;
+    uint64_t start = offset & ~(len - 1);
+
+    len = MIN(len, sb->rb->size - start);
+    /*
+     * Holding arm_lock orders this against the pause: either the release is
+     * recorded before arm() protects again, or it happens after and the
+     * fault is served as a real one.
+     */
+    g_mutex_lock(&bs->arm_lock);
+    if (!bs->prearmed) {
+        g_mutex_unlock(&bs->arm_lock);
+        snapshot_fault_handle(bs, block_index, offset, write_tracking_now_ns());
+        return;
+    }
+    SnapshotRange r = { .block_index = block_index, .offset = start, .len = len };
+    g_array_append_val(bs->prearm_released, r);
+    write_tracking_unprotect(bs->wt, block_index, start, len);
+    g_mutex_unlock(&bs->arm_lock);
+}
+
 bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
 {
-    return write_tracking_protect_all(bs->wt, errp);
+    uint64_t start = write_tracking_now_ns();
+    bool ok = true;
+
+    g_mutex_lock(&bs->arm_lock);
+    if (!bs->prearmed) {
+        ok = write_tracking_protect_all(bs->wt, errp);
+    } else {
+        for (guint i = 0; ok && i < bs->prearm_released->len; i++) {
+            SnapshotRange *r = &g_array_index(bs->prearm_released, SnapshotRange, i);
+            int ret = write_tracking_protect(bs->wt, r->block_index, r->offset, r->len);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "background-snapshot: cannot write-protect "
+                                 "RAM block '%s' again",
+                                 bs->blocks[r->block_index].rb->name);
+                ok = false;
+            }
+        }
+        g_array_set_size(bs->prearm_released, 0);
+        __atomic_store_n(&bs->prearmed, false, __ATOMIC_RELEASE);
+    }
+    g_mutex_unlock(&bs->arm_lock);
+    bs->arm_ns = write_tracking_now_ns() - start;
+    return ok;
 }
 
 bool snapshot_engine_save_ram(BackgroundSnapshot *bs, bool (*tick)(void *opaque),
@@ -182,6 +246,8 @@ void snapshot_engine_free(BackgroundSnapshot *bs)
     }
     g_free(bs->blocks);
     g_mutex_clear(&bs->scan_prio_lock);
+    g_mutex_clear(&bs->arm_lock);
+    g_array_unref(bs->prearm_released);
     g_ptr_array_unref(bs->ram_blocks);
     g_free(bs);
 }

@@ -94,6 +94,10 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
     SnapshotBlock *sb = &bs->blocks[block_index];
     uint64_t page = offset / SNAPSHOT_PAGE_SIZE;
 
+    if (__atomic_load_n(&bs->prearmed, __ATOMIC_ACQUIRE)) {
+        snapshot_prearm_release(bs, block_index, offset);
+        return;
+    }
     __atomic_fetch_add(&bs->fig.write_faults, 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
         /* The image is lost anyway; never hold the guest. */

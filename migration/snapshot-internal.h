@@ -34,6 +34,13 @@ typedef struct SnapshotBlock {
     unsigned long *saved;
 } SnapshotBlock;
 
+/* A range of one RAM block. */
+typedef struct SnapshotRange {
+    unsigned block_index;
+    uint64_t offset;
+    uint64_t len;
+} SnapshotRange;
+
 /* One RAM record on its way to the writer: contiguous pages of one block. */
 typedef struct SnapshotRecord {
     unsigned block_index;
@@ -88,6 +95,12 @@ typedef struct BackgroundSnapshot {
     bool finished;
     uint64_t setup_ns;
 
+    /* Before the pause (see snapshot_engine_prearm()). */
+    GMutex arm_lock;
+    bool prearmed;              /* atomic reads; changed under arm_lock */
+    GArray *prearm_released;    /* SnapshotRange: released by faults before the pause */
+    uint64_t arm_ns;            /* the protect inside the pause */
+
     /* The scan runs at SCHED_IDLE; a fault waiting on its claims boosts it. */
     GMutex scan_prio_lock;
     pid_t scan_tid;             /* 0 while no scan runs */
@@ -110,7 +123,18 @@ uint64_t snapshot_default_pool_size(uint64_t ram_bytes);
 BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
                                         StreamFile *f, GError **errp);
 
-/* Inside the pause: write-protect all RAM. */
+/*
+ * Before the pause, with the guest running: write-protect all RAM now, so the
+ * pause only has to protect again what the guest wrote in between. Until
+ * snapshot_engine_arm(), a write fault just releases a 2 MiB block and
+ * remembers it. Optional: without it, arm protects everything.
+ */
+bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp);
+
+/*
+ * Inside the pause: make all RAM write-protected (again, for what the guest
+ * wrote since snapshot_engine_prearm()). From here on faults save pages.
+ */
 bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp);
 
 /*
@@ -215,6 +239,12 @@ void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint
 /* The WriteTrackingFaultFunc of a background snapshot (@opaque is the BackgroundSnapshot). */
 void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
                            uint64_t read_ns);
+
+/*
+ * A write fault before the pause (after snapshot_engine_prearm()): release the
+ * block around it and remember it; served as a real fault once armed.
+ */
+void snapshot_prearm_release(BackgroundSnapshot *bs, unsigned block_index, uint64_t offset);
 
 /* How many pages a fault saves around the faulting page now (a power of two). */
 uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs);

@@ -283,6 +283,15 @@ int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t o
     return uffd_writeprotect(wt->uffd, rb->host + offset, len, false, false);
 }
 
+int write_tracking_protect(WriteTracking *wt, unsigned block_index, uint64_t offset,
+                           uint64_t len)
+{
+    RamBlock *rb = block_at(wt, block_index);
+    g_assert(offset + len <= rb->size);
+    /* The kernel refuses DONTWAKE together with protecting (EINVAL). */
+    return uffd_writeprotect(wt->uffd, rb->host + offset, len, true, false);
+}
+
 int write_tracking_wake(WriteTracking *wt, unsigned block_index, uint64_t offset,
                         uint64_t len)
 {

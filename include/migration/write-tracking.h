@@ -67,6 +67,10 @@ bool write_tracking_protect_all(WriteTracking *wt, GError **errp);
 int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t offset,
                              uint64_t len);
 
+/* Write-protect [@offset, @offset + @len) of block @block_index again. 0 or -errno. */
+int write_tracking_protect(WriteTracking *wt, unsigned block_index, uint64_t offset,
+                           uint64_t len);
+
 /* Wake threads that faulted in a range without changing protection (0 or -errno). */
 int write_tracking_wake(WriteTracking *wt, unsigned block_index, uint64_t offset,
                         uint64_t len);

@@ -214,6 +214,10 @@ static void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickC
     BackgroundSnapshot *bs = snapshot_engine_new(g->blocks, pool_bytes, f, &res->error);
     g_assert_no_error(res->error);
 
+    /* Protect while the writers run, and let them write for a while before the pause. */
+    g_assert_true(snapshot_engine_prearm(bs, &res->error));
+    g_usleep(5000);
+
     uint64_t t0 = write_tracking_now_ns();
     guest_pause(g);
     /*
@@ -229,7 +233,8 @@ static void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickC
         res->at_pause[i] = g_malloc0(g->rb[i].size);
         memcpy(res->at_pause[i], g->rb[i].host, touched[i]);
     }
-    g_assert_true(snapshot_engine_arm(bs, &res->error));
+    snapshot_engine_arm(bs, &res->error);
+    g_assert_no_error(res->error);
     guest_resume(g);
     uint64_t downtime = write_tracking_now_ns() - t0;
 
