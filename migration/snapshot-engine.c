@@ -52,6 +52,7 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
     uint64_t start = write_tracking_now_ns();
     BackgroundSnapshot *bs = g_new0(BackgroundSnapshot, 1);
     uint64_t ram_bytes = 0;
+    uint64_t pool_min = 0;
 
     bs->ram_blocks = g_ptr_array_ref(blocks);
     bs->nr_blocks = blocks->len;
@@ -65,6 +66,17 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
         SnapshotBlock *sb = &bs->blocks[i];
         sb->rb = g_ptr_array_index(blocks, i);
         sb->pages = sb->rb->size / SNAPSHOT_PAGE_SIZE;
+        sb->group_pages = MAX(sb->rb->page_size, SNAPSHOT_PAGE_SIZE) / SNAPSHOT_PAGE_SIZE;
+        if (sb->rb->page_size > SNAPSHOT_MAX_BACKING_PAGE) {
+            error_setg(errp, "background-snapshot: RAM block '%s' is backed by %" G_GUINT64_FORMAT
+                       " MiB pages; at most 2 MiB pages are supported", sb->rb->name,
+                       sb->rb->page_size >> 20);
+            goto fail;
+        }
+        if (sb->group_pages > 1) {
+            /* A fault saves at least one backing page: keep room for several. */
+            pool_min = MAX(pool_min, 8 * (uint64_t)sb->rb->page_size);
+        }
         sb->claimed = bitmap_new(sb->pages);
         sb->saved = bitmap_new(sb->pages);
         bs->total_pages += sb->pages;
@@ -74,6 +86,7 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
     if (!pool_bytes) {
         pool_bytes = snapshot_default_pool_size(ram_bytes);
     }
+    pool_bytes = MAX(pool_bytes, pool_min);
     bs->pool = page_pool_new(pool_bytes, pool_bytes / 4, MIN(pool_bytes / 4, POOL_PREFAULT_MAX),
                              errp);
     if (!bs->pool) {

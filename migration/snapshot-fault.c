@@ -30,7 +30,7 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
     SnapshotBlock *sb = &bs->blocks[block_index];
     unsigned long won[BITMAP_WORDS(SNAPSHOT_FAULT_BLOCK_MAX_PAGES)];
     uint32_t slots[SNAPSHOT_FAULT_BLOCK_MAX_PAGES];
-    uint32_t block_pages = snapshot_fault_block_pages(bs);
+    uint32_t block_pages = MAX(snapshot_fault_block_pages(bs), sb->group_pages);
     uint64_t first = page & ~(uint64_t)(block_pages - 1);
     uint64_t n = MIN((uint64_t)block_pages, sb->pages - first);
 
@@ -47,8 +47,8 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
      */
     if (!page_pool_take(bs->pool, nwon, PAGE_POOL_USER_FAULT, true, slots)) {
         /* Closed: the snapshot is being abandoned; let the guest go. */
-        write_tracking_unprotect(bs->wt, block_index, page * SNAPSHOT_PAGE_SIZE,
-                                 SNAPSHOT_PAGE_SIZE);
+        write_tracking_unprotect(bs->wt, block_index, first * SNAPSHOT_PAGE_SIZE,
+                                 n * SNAPSHOT_PAGE_SIZE);
         return;
     }
     uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
@@ -57,14 +57,17 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
 }
 
 /*
- * Another thread claimed the page and is copying it: wait until it is saved.
- * The copier is the scan (at most a chunk's copy away), or another fault.
+ * Another thread claimed pages of the group [@first, @first + @n) (the
+ * faulting page's backing page) and is copying them: wait until all are
+ * saved. The fault thread saves its own claims before it returns, so the
+ * copier is the scan, a word's copy away unless it is preempted.
  */
-static void fault_wait_saved(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t page)
+static void fault_wait_saved(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t first,
+                             uint64_t n)
 {
     unsigned spins = 0;
 
-    while (!bitmap_test_atomic(sb->saved, page)) {
+    while (!bitmap_range_is_set_atomic(sb->saved, first, n)) {
         if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE) ||
             write_tracking_is_stopping(bs->wt)) {
             return;
@@ -93,6 +96,9 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
     BackgroundSnapshot *bs = opaque;
     SnapshotBlock *sb = &bs->blocks[block_index];
     uint64_t page = offset / SNAPSHOT_PAGE_SIZE;
+    /* The backing page around it: protection only changes in whole ones. */
+    uint64_t group = page & ~(uint64_t)(sb->group_pages - 1);
+    uint64_t group_bytes = (uint64_t)sb->group_pages * SNAPSHOT_PAGE_SIZE;
 
     if (__atomic_load_n(&bs->prearmed, __ATOMIC_ACQUIRE)) {
         snapshot_prearm_release(bs, block_index, offset);
@@ -101,17 +107,25 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
     __atomic_fetch_add(&bs->fig.write_faults, 1, __ATOMIC_RELAXED);
     if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
         /* The image is lost anyway; never hold the guest. */
-        write_tracking_unprotect(bs->wt, block_index, offset, SNAPSHOT_PAGE_SIZE);
+        write_tracking_unprotect(bs->wt, block_index, group * SNAPSHOT_PAGE_SIZE, group_bytes);
         return;
     }
-    if (!bitmap_test_and_set_atomic(sb->claimed, page)) {
+    bool mine = !bitmap_test_and_set_atomic(sb->claimed, page);
+    if (mine) {
         fault_save_block(bs, block_index, page);
-    } else {
-        fault_wait_saved(bs, sb, page);
-        if (bitmap_test_atomic(sb->saved, page)) {
-            snapshot_unprotect_saved(bs, block_index, page, 1, true);
+    }
+    /*
+     * Not ours, or (on huge backing pages) ours but sharing its backing page
+     * with pages the scan is still copying: release it once all are saved.
+     */
+    if (!mine || !bitmap_range_is_set_atomic(sb->saved, group, sb->group_pages)) {
+        fault_wait_saved(bs, sb, group, sb->group_pages);
+        if (bitmap_range_is_set_atomic(sb->saved, group, sb->group_pages)) {
+            snapshot_unprotect_saved(bs, block_index, group, sb->group_pages, true);
         } else {
-            write_tracking_unprotect(bs->wt, block_index, offset, SNAPSHOT_PAGE_SIZE);
+            /* Stopping: the snapshot is abandoned, let the guest go. */
+            write_tracking_unprotect(bs->wt, block_index, group * SNAPSHOT_PAGE_SIZE,
+                                     group_bytes);
         }
     }
     uint64_t service_ns = write_tracking_now_ns() - read_ns;

@@ -16,6 +16,8 @@ typedef struct RamBlock RamBlock;
 typedef struct StreamFile StreamFile;
 
 #define SNAPSHOT_PAGE_SIZE 4096u
+/* Largest backing page supported (2 MiB hugetlbfs): a fault must fit in the pool. */
+#define SNAPSHOT_MAX_BACKING_PAGE (2u << 20)
 /* Scan step: the THP size, so a chunk's unprotect keeps huge mappings whole. */
 #define SNAPSHOT_SCAN_CHUNK_PAGES 512u
 /* Largest aligned block a fault saves around the faulting page (the THP size). */
@@ -30,6 +32,7 @@ typedef struct StreamFile StreamFile;
 typedef struct SnapshotBlock {
     RamBlock *rb;
     uint64_t pages;
+    uint32_t group_pages;       /* backing page in 4 KiB pages: protection changes in these */
     unsigned long *claimed;
     unsigned long *saved;
 } SnapshotBlock;

@@ -114,23 +114,35 @@ void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint
                               uint64_t n, bool by_fault)
 {
     SnapshotBlock *sb = &bs->blocks[block_index];
+    uint64_t g = sb->group_pages;
 
+    /*
+     * The scan and a fault can finish the pages of one range at the same
+     * time; each marks its pages saved and then looks at the others'. A full
+     * fence between the two makes sure at least one of them sees all saved.
+     */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (bitmap_range_is_set_atomic(sb->saved, first, n)) {
         unprotect_range(bs, block_index, first, n, by_fault);
         return;
     }
-    /* Some pages are still being copied by the other thread: it releases those. */
-    uint64_t i = 0;
-    while (i < n) {
-        while (i < n && !bitmap_test_atomic(sb->saved, first + i)) {
-            i++;
+    /*
+     * Some pages are still being copied by the other thread: it releases
+     * those. Protection changes in whole backing pages (hugetlbfs), so only
+     * groups that are saved entirely are released here.
+     */
+    uint64_t end = first + n;
+    uint64_t i = first;
+    while (i < end) {
+        while (i < end && !bitmap_range_is_set_atomic(sb->saved, i, MIN(g, end - i))) {
+            i += g;
         }
         uint64_t start = i;
-        while (i < n && bitmap_test_atomic(sb->saved, first + i)) {
-            i++;
+        while (i < end && bitmap_range_is_set_atomic(sb->saved, i, MIN(g, end - i))) {
+            i += g;
         }
         if (i > start) {
-            unprotect_range(bs, block_index, first + start, i - start, by_fault);
+            unprotect_range(bs, block_index, start, MIN(i, end) - start, by_fault);
         }
     }
 }

@@ -38,6 +38,7 @@
 
 typedef struct TestGuest {
     RamBlock rb[2];
+    MemoryBackend *backend[2];  /* or NULL: private anonymous mappings */
     GPtrArray *blocks;
     GThread *writers[NR_WRITERS];
     GMutex lock;
@@ -127,7 +128,7 @@ static uint8_t *map_ram(uint64_t size)
     return p;
 }
 
-static TestGuest *guest_new(bool start_writers)
+static TestGuest *guest_new_backed(bool start_writers, const MemoryBackendOptions *opts)
 {
     TestGuest *g = g_new0(TestGuest, 1);
     static char *names[2] = { "pc.ram", "extra.ram" };
@@ -135,8 +136,21 @@ static TestGuest *guest_new(bool start_writers)
 
     g->blocks = g_ptr_array_new();
     for (int i = 0; i < 2; i++) {
-        g->rb[i] = (RamBlock){ .name = names[i], .host = map_ram(sizes[i]), .size = sizes[i],
-                               .page_size = PAGE };
+        g->rb[i] = (RamBlock){ .name = names[i], .size = sizes[i], .page_size = PAGE };
+        if (opts) {
+            g_autoptr(GError) err = NULL;
+            g_autoptr(MemoryBackendOptions) o = memory_backend_options_new(opts->kind);
+            o->size = sizes[i];
+            o->share = opts->share;
+            o->hugetlb = opts->hugetlb;
+            g->backend[i] = memory_backend_new(o, &err);
+            g_assert_no_error(err);
+            g->rb[i].backend = g->backend[i];
+            g->rb[i].host = g->backend[i]->host;
+            g->rb[i].page_size = g->backend[i]->page_size;
+        } else {
+            g->rb[i].host = map_ram(sizes[i]);
+        }
         g_ptr_array_add(g->blocks, &g->rb[i]);
     }
     /* Cold data, and a recognisable pattern in the second block. */
@@ -154,6 +168,11 @@ static TestGuest *guest_new(bool start_writers)
     return g;
 }
 
+static TestGuest *guest_new(bool start_writers)
+{
+    return guest_new_backed(start_writers, NULL);
+}
+
 static void guest_free(TestGuest *g)
 {
     g_mutex_lock(&g->lock);
@@ -166,7 +185,11 @@ static void guest_free(TestGuest *g)
         }
     }
     for (int i = 0; i < 2; i++) {
-        munmap(g->rb[i].host, g->rb[i].size);
+        if (g->backend[i]) {
+            memory_backend_free(g->backend[i]);
+        } else {
+            munmap(g->rb[i].host, g->rb[i].size);
+        }
     }
     g_ptr_array_unref(g->blocks);
     g_free(g);
@@ -372,6 +395,44 @@ static void test_consistent_image(void)
         uint64_t untouched = (BLOCK0_SIZE - HOT_SIZE - COLD_SIZE + BLOCK1_SIZE / 2) / PAGE;
         g_assert_cmpuint(res.stats.pages_unpopulated, ==, untouched);
     }
+    result_clear(&res);
+    stream_file_free(f);
+    guest_free(g);
+}
+
+/* Shared memory (memfd) and, when the host has free huge pages, hugetlbfs. */
+static void test_backed(gconstpointer data)
+{
+    bool hugetlb = GPOINTER_TO_INT(data);
+    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
+
+    if (!wp_available()) {
+        return;
+    }
+    opts->share = true;
+    opts->hugetlb = hugetlb;
+    if (hugetlb) {
+        g_autofree char *meminfo = NULL;
+        const char *free_line;
+        g_file_get_contents("/proc/meminfo", &meminfo, NULL, NULL);
+        free_line = meminfo ? strstr(meminfo, "HugePages_Free:") : NULL;
+        if (!free_line || g_ascii_strtoull(free_line + 15, NULL, 10) < 40) {
+            g_test_skip("needs 40 free 2 MiB huge pages (vm.nr_hugepages)");
+            return;
+        }
+    }
+    TestGuest *g = guest_new_backed(true, opts);
+    StreamFile *f = stream_file_new_memory_output();
+    TickCtx t = { 0 };
+    SnapshotResult res;
+
+    g_usleep(20000);
+    run_snapshot(g, f, 8 * MIB, &t, &res);
+    g_assert_no_error(res.error);
+    g_assert_true(stream_file_flush(f));
+    check_image(g, stream_file_memory_output(f), &res);
+    print_stats(hugetlb ? "snapshot of hugetlbfs memory" : "snapshot of memfd memory", &res, g);
+    g_assert_cmpuint(res.stats.write_faults, >, 0);
     result_clear(&res);
     stream_file_free(f);
     guest_free(g);
@@ -712,6 +773,9 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/background-snapshot/engine/consistent-image", test_consistent_image);
     g_test_add_func("/background-snapshot/engine/small-pool", test_small_pool);
+    g_test_add_data_func("/background-snapshot/engine/memfd", GINT_TO_POINTER(0), test_backed);
+    g_test_add_data_func("/background-snapshot/engine/hugetlbfs", GINT_TO_POINTER(1),
+                         test_backed);
     g_test_add_func("/background-snapshot/engine/cancel-then-again", test_cancel_then_again);
     g_test_add_func("/background-snapshot/engine/sink-fails", test_sink_fails);
     g_test_add_func("/background-snapshot/engine/idle-guest", test_idle_guest);
