@@ -7,6 +7,7 @@
 #include "migration/snapshot-internal.h"
 #include "migration/stream-file.h"
 #include "system/machine.h"
+#include "system/memory-backend.h"
 #include "system/runstate.h"
 #include "util/error.h"
 
@@ -22,6 +23,17 @@ typedef struct SnapshotRun {
 
 bool background_snapshot_check_capability(Machine *m, GError **errp)
 {
+    for (unsigned i = 0; i < m->ram_blocks->len; i++) {
+        RamBlock *rb = g_ptr_array_index(m->ram_blocks, i);
+        if (rb->page_size > SNAPSHOT_MAX_BACKING_PAGE) {
+            g_autofree char *desc = rb->backend ? memory_backend_describe(rb->backend)
+                                                : g_strdup("anonymous memory");
+            error_setg(errp, "background-snapshot: RAM block '%s' (%s) is backed by %"
+                       G_GUINT64_FORMAT " MiB pages; background snapshots support pages "
+                       "of at most 2 MiB", rb->name, desc, rb->page_size >> 20);
+            return false;
+        }
+    }
     return write_tracking_check(m->ram_blocks, NULL, errp);
 }
 
