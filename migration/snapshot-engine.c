@@ -21,6 +21,7 @@
 #define FAULT_BLOCK_DEFAULT_PAGES 64u
 /* Before the pause a fault releases a whole THP-sized block: it is protected again in the pause. */
 #define PREARM_RELEASE_BYTES (2 * MIB)
+#define PREARM_MAX_RANGES 8
 
 /* True unless /proc/swaps positively lists no swap area (header line only). */
 static bool host_swap_active(void)
@@ -158,13 +159,49 @@ void snapshot_prearm_release(BackgroundSnapshot *bs, unsigned block_index, uint6
     g_mutex_unlock(&bs->arm_lock);
 }
 
+static gint range_compare(gconstpointer a, gconstpointer b)
+{
+    const SnapshotRange *x = a, *y = b;
+
+    if (x->block_index != y->block_index) {
+        return x->block_index < y->block_index ? -1 : 1;
+    }
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Sort and merge overlapping or touching ranges in place. */
+static void ranges_merge(GArray *ranges)
+{
+    guint out = 0;
+
+    g_array_sort(ranges, range_compare);
+    for (guint i = 0; i < ranges->len; i++) {
+        SnapshotRange *r = &g_array_index(ranges, SnapshotRange, i);
+        SnapshotRange *last = out ? &g_array_index(ranges, SnapshotRange, out - 1) : NULL;
+        if (last && last->block_index == r->block_index &&
+            r->offset <= last->offset + last->len) {
+            last->len = MAX(last->len, r->offset + r->len - last->offset);
+        } else {
+            g_array_index(ranges, SnapshotRange, out++) = *r;
+        }
+    }
+    g_array_set_size(ranges, out);
+}
+
 bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
 {
     uint64_t start = write_tracking_now_ns();
     bool ok = true;
 
     g_mutex_lock(&bs->arm_lock);
-    if (!bs->prearmed) {
+    if (bs->prearmed) {
+        ranges_merge(bs->prearm_released);
+    }
+    /*
+     * Each ioctl flushes TLBs (costly in a VM): past a few ranges, one pass
+     * over all of RAM is cheaper than many small ones.
+     */
+    if (!bs->prearmed || bs->prearm_released->len > PREARM_MAX_RANGES) {
         ok = write_tracking_protect_all(bs->wt, errp);
     } else {
         for (guint i = 0; ok && i < bs->prearm_released->len; i++) {
@@ -177,9 +214,9 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
                 ok = false;
             }
         }
-        g_array_set_size(bs->prearm_released, 0);
-        __atomic_store_n(&bs->prearmed, false, __ATOMIC_RELEASE);
     }
+    g_array_set_size(bs->prearm_released, 0);
+    __atomic_store_n(&bs->prearmed, false, __ATOMIC_RELEASE);
     g_mutex_unlock(&bs->arm_lock);
     bs->arm_ns = write_tracking_now_ns() - start;
     return ok;
