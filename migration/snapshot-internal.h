@@ -69,6 +69,8 @@ typedef struct SnapshotWriter {
     uint64_t data_pages;
     uint64_t zero_pages;
     uint64_t bytes;             /* record bytes handed to the stream */
+    uint64_t unflushed;         /* writer thread only: bytes since the last flush */
+    uint64_t pressure_flushes;  /* writer thread only */
 } SnapshotWriter;
 
 typedef struct SnapshotFigures {

@@ -6,29 +6,64 @@
 #include "migration/stream-file.h"
 #include "util/error.h"
 
-/* Write one record; false once the stream has failed. */
+/*
+ * Buffers go back to the pool after every span this many pages long: at a
+ * slow sink a 2 MiB record takes 100 ms to drain (20 MiB/s), and a fault
+ * waiting for a free buffer should wait for one span, not a whole record.
+ */
+#define WRITER_SPAN_PAGES 16
+
+/*
+ * The stream hands its buffer to the channel only when it is full (1 MiB,
+ * 50 ms at 20 MiB/s), and frees no pool buffer meanwhile. When the pool runs
+ * low, flush every this many bytes instead, so a fault waiting for a buffer
+ * waits for a short write, not a long one.
+ */
+#define WRITER_PRESSURE_FLUSH_BYTES (64u << 10)
+#define WRITER_PRESSURE_FREE_SHARE 0.25
+
+/* Under pool pressure, keep the stream's unwritten bytes small. */
+static bool writer_flush_if_pressed(SnapshotWriter *w, size_t just_written)
+{
+    w->unflushed += just_written;
+    if (w->unflushed < WRITER_PRESSURE_FLUSH_BYTES ||
+        page_pool_free_fraction(w->pool) >= WRITER_PRESSURE_FREE_SHARE) {
+        return true;
+    }
+    w->unflushed = 0;
+    w->pressure_flushes++;
+    return stream_file_flush(w->f);
+}
+
+/*
+ * Write one record and give its buffers back as their pages are handed to
+ * the stream (stream_file_write() copies or writes them before it returns).
+ * False once the stream has failed; the buffers are returned either way.
+ */
 static bool write_record(SnapshotWriter *w, const SnapshotRecord *rec)
 {
     uint8_t header[SAVEVM_RAM_RECORD_HEADER_SIZE];
+    bool ok;
 
     savevm_encode_ram_header(header, rec->block_index, rec->offset, rec->npages,
                              rec->zero ? SAVEVM_RAM_ZERO : SAVEVM_RAM_DATA);
-    if (!stream_file_write(w->f, header, sizeof(header))) {
-        return false;
-    }
+    ok = stream_file_write(w->f, header, sizeof(header));
     /* Slots taken together are often adjacent: write them as one span. */
     uint32_t i = 0;
     while (!rec->zero && i < rec->npages) {
         uint32_t span = 1;
         uint8_t *start = page_pool_page(w->pool, rec->slots[i]);
-        while (i + span < rec->npages &&
+        while (span < WRITER_SPAN_PAGES && i + span < rec->npages &&
                rec->slots[i + span] == rec->slots[i] + span) {
             span++;
         }
-        if (!stream_file_write(w->f, start, (size_t)span * SNAPSHOT_PAGE_SIZE)) {
-            return false;
-        }
+        ok = ok && stream_file_write(w->f, start, (size_t)span * SNAPSHOT_PAGE_SIZE);
+        page_pool_put(w->pool, &rec->slots[i], span);
+        ok = ok && writer_flush_if_pressed(w, (size_t)span * SNAPSHOT_PAGE_SIZE);
         i += span;
+    }
+    if (!ok) {
+        return false;
     }
     __atomic_fetch_add(&w->records, 1, __ATOMIC_RELAXED);
     __atomic_fetch_add(rec->zero ? &w->zero_pages : &w->data_pages, rec->npages,
@@ -39,6 +74,7 @@ static bool write_record(SnapshotWriter *w, const SnapshotRecord *rec)
     return true;
 }
 
+/* Drop a record that will not be written (after a failure, or too late). */
 static void release_record(SnapshotWriter *w, SnapshotRecord *rec)
 {
     if (!rec->zero) {
@@ -61,7 +97,11 @@ static gpointer writer_thread_main(gpointer opaque)
         if (!rec) {
             break;      /* finishing and drained */
         }
-        if (!__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE) && !write_record(w, rec)) {
+        if (__atomic_load_n(&w->failed, __ATOMIC_ACQUIRE)) {
+            release_record(w, rec);
+            continue;
+        }
+        if (!write_record(w, rec)) {
             /*
              * Keep draining (and freeing buffers) after a failure, so a fault
              * waiting for the pool is released; the snapshot sees the flag.
@@ -73,7 +113,7 @@ static gpointer writer_thread_main(gpointer opaque)
             g_mutex_unlock(&w->lock);
             __atomic_store_n(&w->failed, true, __ATOMIC_RELEASE);
         }
-        release_record(w, rec);
+        g_free(rec);
     }
     return NULL;
 }
