@@ -13,6 +13,7 @@
 #define PARSE_MAX_MACHINE_LEN   (1u << 20)
 #define PARSE_MAX_BLOCKS        64u
 #define PARSE_MAX_BLOCK_SIZE    (1ull << 42)      /* 4 TiB */
+#define PARSE_MAX_TOTAL_SIZE    (1ull << 42)      /* all blocks together */
 #define PARSE_MAX_DEVICE_LEN    (64u << 20)
 #define PARSE_MAX_DEVICE_NAME   255u
 
@@ -128,9 +129,17 @@ static bool parse_machine(Parser *p, uint64_t rec_off, uint64_t len, GError **er
     if (!stream_file_read(p->f, fdt, len)) {
         return parse_stream_error(p, SAVEVM_REC_MACHINE, rec_off, errp);
     }
-    r = fdt_check_full(fdt, len);
-    if (r == 0 && fdt_totalsize(fdt) != len) {
-        r = -FDT_ERR_TRUNCATED;
+    /*
+     * Only the version-17 layout we write is accepted: libfdt's full check
+     * trusts the older layouts' headers too much (a fuzzed version-8 header
+     * crashed it).
+     */
+    r = fdt_check_header(fdt);
+    if (r == 0 && (fdt_version(fdt) != 17 || fdt_totalsize(fdt) != len)) {
+        r = fdt_version(fdt) != 17 ? -FDT_ERR_BADVERSION : -FDT_ERR_TRUNCATED;
+    }
+    if (r == 0) {
+        r = fdt_check_full(fdt, len);
     }
     if (r) {
         return parse_fail(p, rec_off, errp,
@@ -144,6 +153,7 @@ static bool parse_machine(Parser *p, uint64_t rec_off, uint64_t len, GError **er
 static bool parse_ram_start(Parser *p, uint64_t rec_off, uint64_t len, GError **errp)
 {
     uint32_t nblocks, page_size;
+    uint64_t total = 0;
 
     if (!stream_file_get_u32(p->f, &nblocks) || !stream_file_get_u32(p->f, &page_size)) {
         return parse_stream_error(p, SAVEVM_REC_RAM_START, rec_off, errp);
@@ -171,6 +181,10 @@ static bool parse_ram_start(Parser *p, uint64_t rec_off, uint64_t len, GError **
                               i, size);
         }
         p->sizes[i] = size;
+        total += size;
+    }
+    if (total > PARSE_MAX_TOTAL_SIZE) {
+        return parse_fail(p, rec_off, errp, "RAM blocks of %" PRIu64 " bytes in total", total);
     }
     if (p->ops->ram_start && !p->ops->ram_start(p->opaque, nblocks, p->sizes, errp)) {
         return false;
@@ -185,13 +199,21 @@ static bool parse_ram_start(Parser *p, uint64_t rec_off, uint64_t len, GError **
     return true;
 }
 
+/* Set bits [first, first + n): whole words at once, so huge records cost little. */
 static void parse_mark_seen(Parser *p, const SavevmRamRecord *rec)
 {
     uint64_t *map = p->seen[rec->block];
-    uint64_t first = rec->offset / SAVEVM_PAGE_SIZE;
+    uint64_t i = rec->offset / SAVEVM_PAGE_SIZE;
+    uint64_t end = i + rec->npages;
 
-    for (uint64_t i = first; i < first + rec->npages; i++) {
-        map[i / 64] |= 1ull << (i % 64);
+    while (i < end) {
+        if (i % 64 == 0 && end - i >= 64) {
+            map[i / 64] = ~0ull;
+            i += 64;
+        } else {
+            map[i / 64] |= 1ull << (i % 64);
+            i++;
+        }
     }
 }
 
@@ -256,11 +278,16 @@ static bool parse_ram_end(Parser *p, uint64_t rec_off, uint64_t len, GError **er
         uint64_t pages = p->sizes[b] / SAVEVM_PAGE_SIZE;
         uint64_t missing = 0, first = 0;
 
-        for (uint64_t i = 0; i < pages; i++) {
-            if (!(p->seen[b][i / 64] & (1ull << (i % 64)))) {
-                if (!missing++) {
-                    first = i;
+        for (uint64_t w = 0; w < (pages + 63) / 64; w++) {
+            uint64_t bits = p->seen[b][w];
+            uint64_t valid = pages - w * 64 >= 64 ? ~0ull : (1ull << (pages - w * 64)) - 1;
+            uint64_t holes = ~bits & valid;
+
+            if (holes) {
+                if (!missing) {
+                    first = w * 64 + (uint64_t)__builtin_ctzll(holes);
                 }
+                missing += (uint64_t)__builtin_popcountll(holes);
             }
         }
         if (missing) {
