@@ -24,8 +24,8 @@ typedef struct StreamFile StreamFile;
 
 /*
  * A writer over @ch (not owned: close the channel after freeing the stream).
- * For file: channels, full buffers are written with io_uring, several in
- * flight, so copying and checksumming overlap with the kernel's writes.
+ * Writes go out with write()/send() from the calling thread; see
+ * stream_file_set_io_uring() for asynchronous file writes.
  */
 StreamFile *stream_file_new_output(MigrationChannel *ch);
 
@@ -105,8 +105,10 @@ bool stream_file_check(const StreamFile *f, GError **errp);
 void stream_file_set_rate_limit(StreamFile *f, uint64_t bytes_per_second);
 
 /*
- * Use io_uring for file: output (default on when the kernel allows). Call
- * before the first write; for benchmarks and tests.
+ * Write file: output through io_uring, four 1 MiB buffers in flight, so the
+ * caller copies and checksums while the kernel writes (off by default: it
+ * only paid off on an idle machine here; see stream-file.c). Call before the
+ * first write. Falls back to write() when io_uring is unavailable.
  */
 void stream_file_set_io_uring(StreamFile *f, bool enable);
 
