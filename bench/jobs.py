@@ -1,0 +1,335 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""One measured run: a snapshot or migration of a running VM, or a restore from an image."""
+import json
+import os
+import subprocess
+import time
+
+from metrics import guest_clock_offset, window_figures
+from vm import BenchError, QMPError, RssSampler, Vm, read_cpu, read_status_kib
+
+TERMINAL = ('completed', 'failed', 'cancelled')
+MAX_BANDWIDTH = 4294967296   # QEMU 7.2 throttles migration to 32 MiB/s by default
+
+
+class Job:
+    """What to run on a booted VM: kind is bg (background snapshot), precopy (live
+    migration) or smc (stop, migrate, cont); sink is tmpfs, disk, or a pv rate (100m)."""
+
+    def __init__(self, scenario, kind, sink, reps=3, bound_s=None, params=None,
+                 vmms=('frostvm', 'qemu'), keep_image=False):
+        self.scenario = scenario
+        self.kind = kind
+        self.sink = sink
+        self.reps = reps
+        self.bound_s = bound_s
+        self.params = params or {}
+        self.vmms = vmms
+        self.keep_image = keep_image
+
+
+class Context:
+    """Where things go and which helper programs exist."""
+
+    def __init__(self, workdir, tmpfs_dir, disk_dir, frostvm_img, payload_check, gap_s):
+        self.workdir = workdir
+        self.tmpfs_dir = tmpfs_dir
+        self.disk_dir = disk_dir
+        self.frostvm_img = frostvm_img
+        self.payload_check = payload_check
+        self.gap_s = gap_s
+
+
+def sink_uri(sink, path):
+    if sink in ('tmpfs', 'disk'):
+        return f'exec:cat > {path}'
+    return f'exec:pv -q -L {sink} > {path}'
+
+
+def image_path(ctx, job, vmm, rep):
+    base = ctx.disk_dir if job.sink == 'disk' else ctx.tmpfs_dir
+    return os.path.join(base, f'{job.scenario}-{vmm}-{rep}.img')
+
+
+def wait_file_stable(path, timeout=30.0, still_s=0.25):
+    """Waits until the sink process has written its last byte (size unchanged for still_s)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = os.path.getsize(path) if os.path.exists(path) else -1
+        if size != last:
+            last, since = size, time.monotonic()
+        elif time.monotonic() - since >= still_s:
+            return size
+        time.sleep(0.02)
+    return last
+
+
+def event_wall(e):
+    ts = e.get('timestamp', {})
+    return ts.get('seconds', 0) + ts.get('microseconds', 0) / 1e6
+
+
+def pause_from_events(events):
+    """Milliseconds between the first STOP and the next RESUME event, or None."""
+    stop = next((e for e in events if e['event'] == 'STOP'), None)
+    if stop is None:
+        return None
+    resume = next((e for e in events if e['event'] == 'RESUME'
+                   and event_wall(e) >= event_wall(stop)), None)
+    if resume is None:
+        return None
+    return (event_wall(resume) - event_wall(stop)) * 1000
+
+
+def image_info(ctx, path):
+    """frostvm-img info and check on a frostvm image: (data pages or None, check error or None)."""
+    if not ctx.frostvm_img:
+        return None, None
+    r = subprocess.run([ctx.frostvm_img, '--output=json', 'info', path],
+                       capture_output=True, text=True)
+    pages = None
+    if r.returncode == 0:
+        try:
+            pages = json.loads(r.stdout).get('data-pages')
+        except ValueError:
+            pass
+    c = subprocess.run([ctx.frostvm_img, 'check', path], capture_output=True, text=True)
+    err = None
+    if c.returncode != 0:
+        err = 'frostvm-img check: ' + (c.stderr or c.stdout).strip().splitlines()[-1][:120]
+    return pages, err
+
+
+def prepare(vm, job):
+    q = vm.qmp
+    caps = [{'capability': 'events', 'state': True},
+            {'capability': 'background-snapshot', 'state': job.kind == 'bg'}]
+    q.cmd('migrate-set-capabilities', capabilities=caps)
+    params = {'max-bandwidth': MAX_BANDWIDTH}
+    if vm.vmm.name == 'frostvm':
+        params.update(job.params)
+    q.cmd('migrate-set-parameters', **params)
+
+
+def wait_gap(vm, gap_s):
+    """Lets the guest run undisturbed long enough to measure its rate before the next run."""
+    target = vm.quiet_since + gap_s
+    while time.monotonic() < target:
+        if not vm.alive():
+            raise BenchError(f'{vm.vmm.name} exited with status {vm.proc.returncode}')
+        time.sleep(0.02)
+
+
+def final_info(q):
+    """query-migrate once the figures are final: QEMU sends the completed event before it
+    has computed total-time."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        info = q.cmd('query-migrate')
+        if info.get('status') != 'completed' or info.get('total-time') or \
+                time.monotonic() > deadline:
+            return info
+        time.sleep(0.005)
+
+
+def cont(q):
+    """cont after a migration: QEMU refuses it ("Migration is not finalized yet") until its
+    migration thread has cleaned up, a few milliseconds after the completed event."""
+    deadline = time.monotonic() + 10.0
+    while True:
+        try:
+            q.cmd('cont')
+            return
+        except QMPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+
+
+def run_migration(vm, job, rep, ctx):
+    """Runs one snapshot or migration on a running, READY VM; returns a result dict."""
+    res = {'scenario': job.scenario, 'vmm': vm.vmm.name, 'rep': rep, 'kind': job.kind,
+           'sink': job.sink, 'ok': False}
+    q = vm.qmp
+    wait_gap(vm, ctx.gap_s)
+    prepare(vm, job)
+    path = image_path(ctx, job, vm.vmm.name, rep)
+    if os.path.exists(path):
+        os.unlink(path)
+    uri = sink_uri(job.sink, path)
+    serial_mark = len(vm.serial.lines)
+    cpu0, vcpu0 = read_cpu(vm.pid)
+    rss0 = read_status_kib(vm.pid, 'VmRSS')
+    hwm0 = read_status_kib(vm.pid, 'VmHWM')
+    sampler = RssSampler(vm.pid)
+    sampler.start()
+    q.events.clear()
+    timeout = job.bound_s or 600
+    t0 = time.monotonic()
+    try:
+        if job.kind == 'smc':
+            q.cmd('stop')
+        q.cmd('migrate', uri=uri)
+        try:
+            ev = q.wait_event('MIGRATION', timeout=timeout,
+                              pred=lambda e: e['data']['status'] in TERMINAL)
+            status = ev['data']['status']
+        except QMPError:
+            if not job.bound_s:
+                raise
+            q.cmd('migrate_cancel')
+            q.wait_event('MIGRATION', timeout=60,
+                         pred=lambda e: e['data']['status'] in TERMINAL)
+            status = 'timeout'
+        t1 = time.monotonic()
+        info = final_info(q)
+        if job.kind == 'smc' or (job.kind == 'precopy' and status == 'completed'):
+            cont(q)
+            if job.kind == 'smc':
+                q.events.append(q.wait_event('RESUME', timeout=30))
+                t1 = time.monotonic()
+    finally:
+        rss_peak = sampler.stop()
+    cpu1, vcpu1 = read_cpu(vm.pid)
+    hwm1 = read_status_kib(vm.pid, 'VmHWM')
+    vm.quiet_since = time.monotonic()
+    events = list(q.events)
+
+    res['wall_s'] = t1 - t0
+    res['query'] = info
+    res['status'] = status
+    ram = info.get('ram', {})
+    if status == 'timeout':
+        res['reason'] = (f'did not converge in {job.bound_s:g} s '
+                         f'({ram.get("transferred", 0) / 2**20:.0f} MiB written, '
+                         f'{ram.get("dirty-sync-count", "?")} passes)')
+        res['transferred'] = ram.get('transferred')
+    elif status != 'completed':
+        res['reason'] = info.get('error-desc') or status
+    cpu_vcpu = sum(v - vcpu0.get(t, 0.0) for t, v in vcpu1.items())
+    res['cpu_ms'] = (cpu1 - cpu0) * 1000
+    res['cpu_vcpu_ms'] = cpu_vcpu * 1000
+    res['cpu_other_ms'] = max(0.0, res['cpu_ms'] - res['cpu_vcpu_ms'])
+    res['rss_delta_mib'] = max(0, rss_peak - rss0) / 1024
+    res['hwm_delta_mib'] = max(0, hwm1 - hwm0) / 1024
+    res['rss_before_mib'] = rss0 / 1024
+    res['downtime_ms'] = info.get('downtime')
+    # After a completed precopy the VM stays stopped until our cont: not a pause it chose.
+    res['pause_ms'] = pause_from_events(events) if job.kind != 'precopy' else None
+    if job.kind == 'smc':
+        res['downtime_ms'] = res['pause_ms']
+    res['total_ms'] = info.get('total-time')
+    if 'background-snapshot' in info:
+        res['bgs'] = info['background-snapshot']
+
+    # The image.
+    if status in ('completed', 'timeout'):
+        size = wait_file_stable(path)
+        res['image_bytes'] = size if size >= 0 else None
+    if status == 'completed':
+        if job.kind != 'precopy':
+            # Each page is sent once (zero pages as a flag), so the pages sent in full are
+            # the non-zero RAM; precopy resends dirty pages, so its rows borrow the figure
+            # of a snapshot of the same guest.
+            res['nonzero_bytes'] = ram.get('normal', 0) * 4096
+            res['nonzero_method'] = 'query-migrate ram.normal'
+        if vm.vmm.name == 'frostvm':
+            pages, err = image_info(ctx, path)
+            if pages is not None and job.kind != 'precopy':
+                res['nonzero_bytes'] = pages * 4096
+                res['nonzero_method'] = 'frostvm-img data pages'
+            if err:
+                res['reason'] = err
+                status = 'bad-image'
+    res['image_path'] = path
+
+    # The guest's view: rates and stalls around the window, and its health.
+    # A second of the guest after the run, for the plots (the gap before the next run
+    # covers it anyway).
+    lines = wait_progress_after(vm, t1 + 1.0)
+    before = [p for p in lines if t0 - 3.0 <= p['wall'] <= t0]
+    offset = guest_clock_offset(before or lines)
+    if offset is not None and not vm.guest.idle:
+        g0, g1 = t0 - offset, t1 - offset
+        res.update(window_figures(lines, g0, g1))
+        res['trace'] = [(p['t_us'] / 1e6 - g0, p['rate'], p['maxstall_us'] / 1000)
+                        for p in lines if g0 - 2.5 <= p['t_us'] / 1e6 <= g1 + 1.0]
+        res['window_s'] = g1 - g0
+        if job.kind == 'bg':
+            res['dirty_rate_mib_s'] = res.get('rate_before', 0) * 4096 / 2**20
+    elif vm.guest.idle:
+        res['dirty_rate_mib_s'] = 0.0
+    bad = vm.serial.bad_lines(serial_mark)
+    if bad:
+        res['reason'] = 'guest reported: ' + bad[0][:100]
+        status = 'guest-error'
+    if not vm.alive():
+        res['reason'] = f'{vm.vmm.name} exited with status {vm.proc.returncode}'
+        status = 'crashed'
+    res['ok'] = status == 'completed'
+    if not (job.keep_image and rep == 0 and res['ok']) and os.path.exists(path):
+        os.unlink(path)
+    return res
+
+
+def wait_progress_after(vm, t, timeout=5.0):
+    """All PROGRESS lines, once one seen after t exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and vm.alive():
+        lines = vm.serial.progress()
+        if lines and lines[-1]['wall'] > t:
+            return lines
+        time.sleep(0.02)
+    return vm.serial.progress()
+
+
+def boot(vmm, guest, ctx, tag, ready_timeout):
+    vm = Vm(vmm, guest, ctx.workdir, tag)
+    try:
+        vm.connect()
+        vm.wait_ready(ready_timeout)
+    except BenchError:
+        vm.stop()
+        raise
+    vm.quiet_since = time.monotonic()
+    return vm
+
+
+def run_restore(vmm, guest, image, ctx, scenario, rep):
+    """Starts a VM from image; times process start to running and to the first PROGRESS."""
+    res = {'scenario': scenario, 'vmm': vmm.name, 'rep': rep, 'kind': 'restore', 'ok': False}
+    tag = f'{scenario}-{vmm.name}-restore{rep}'
+    t0 = time.monotonic()
+    vm = Vm(vmm, guest, ctx.workdir, tag, incoming=f'exec:cat {image}')
+    try:
+        q = vm.connect()
+        t_run = None
+        deadline = time.monotonic() + 120
+        while t_run is None:
+            st = q.cmd('query-status').get('status')
+            if st == 'running':
+                t_run = time.monotonic()
+                break
+            if time.monotonic() > deadline:
+                raise BenchError(f'guest not running after 120 s (status {st})')
+            time.sleep(0.01)
+        res['to_running_s'] = t_run - t0
+        i, (wall, text) = vm.serial.wait_for(lambda t: t.startswith('PROGRESS'), 30,
+                                             proc=vm.proc)
+        res['to_progress_s'] = wall - t0
+        vm.serial.wait_for(lambda t: t.startswith('PROGRESS'), 30, start=i + 1, proc=vm.proc)
+        bad = vm.serial.bad_lines()
+        if bad:
+            raise BenchError('restored guest reported: ' + bad[0][:100])
+        if ctx.payload_check:
+            c = subprocess.run([ctx.payload_check, '--progress', text],
+                               capture_output=True, text=True)
+            if c.returncode != 0:
+                raise BenchError('restored guest checksum: ' + c.stdout.strip()[:100])
+        res['ok'] = True
+    except (BenchError, QMPError, OSError) as e:
+        res['reason'] = str(e) + (f' ({vm.stderr_tail()})' if not vm.alive() else '')
+    finally:
+        vm.stop()
+    return res

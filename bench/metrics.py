@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Guest-side figures from the payload's PROGRESS lines, and small statistics helpers."""
+import statistics
+
+
+def guest_clock_offset(lines):
+    """Seconds to subtract from a monotonic time to get the payload's t_us / 1e6.
+
+    A line is seen by the tailer some time after the guest wrote it, never before, so the
+    smallest (seen - t_us) over many lines is the closest estimate of the offset.
+    """
+    if not lines:
+        return None
+    return min(p['wall'] - p['t_us'] / 1e6 for p in lines)
+
+
+def window_figures(lines, g0, g1, before_s=2.0):
+    """Throughput kept and stalls for the guest-time window [g0, g1] (seconds).
+
+    Each PROGRESS line covers the interval since the previous line. "before" lines end
+    at most before_s before g0 and not after it; "during" lines overlap the window.
+    The kept share is the median rate of the lines that lie at least half inside the
+    window (or the one that overlaps most) over the median rate before. The worst stall
+    is the largest maxstall_us of any line that overlaps the window at all.
+    """
+    before, during = [], []
+    prev = None
+    for p in lines:
+        if prev is not None:
+            a, b = prev['t_us'] / 1e6, p['t_us'] / 1e6
+            if b <= g0 and b >= g0 - before_s:
+                before.append(p)
+            overlap = min(b, g1) - max(a, g0)
+            if overlap > 0 and b > a:
+                during.append((overlap / (b - a), p))
+        prev = p
+    out = {'before_lines': len(before), 'during_lines': len(during)}
+    if before:
+        out['rate_before'] = statistics.median(p['rate'] for p in before)
+        out['stall_before_ms'] = max(p['maxstall_us'] for p in before) / 1000
+    if during:
+        core = [p for frac, p in during if frac >= 0.5]
+        if not core:
+            core = [max(during, key=lambda fp: fp[0])[1]]
+        out['rate_during'] = statistics.median(p['rate'] for p in core)
+        stalls = sorted(p['maxstall_us'] / 1000 for _, p in during)
+        out['stall_ms'] = stalls[-1]
+        out['stall_p50_ms'] = percentile(stalls, 50)
+        out['stall_p90_ms'] = percentile(stalls, 90)
+        out['stalls_over_1ms'] = sum(1 for s in stalls if s > 1)
+        out['stalls_over_10ms'] = sum(1 for s in stalls if s > 10)
+    if out.get('rate_before') and 'rate_during' in out:
+        out['kept'] = out['rate_during'] / out['rate_before']
+    return out
+
+
+def percentile(sorted_values, pct):
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_values:
+        return None
+    k = max(0, min(len(sorted_values) - 1, int(round(pct / 100 * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+def summarize(values):
+    """(median, min, max) of the numbers in values, or None when there are none."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def num(v, digits=None):
+    """A number with as many decimals as its size deserves."""
+    if v is None:
+        return '-'
+    if digits is None:
+        a = abs(v)
+        digits = 0 if a >= 100 else 1 if a >= 10 else 2
+    return f'{v:,.{digits}f}'
+
+
+class Runs:
+    """The runs of one scenario on one VMM."""
+
+    def __init__(self, results, scenario, vmm, restore=False):
+        self.all = [r for r in results if r['scenario'] == scenario and r['vmm'] == vmm
+                    and (r['kind'] == 'restore') == restore]
+        self.ok = [r for r in self.all if r.get('ok')]
+        self.failed = [r for r in self.all if not r.get('ok')]
+
+    def values(self, fn):
+        out = []
+        for r in self.ok:
+            try:
+                v = fn(r)
+            except (KeyError, TypeError, ZeroDivisionError):
+                v = None
+            if v is not None:
+                out.append(v)
+        return out
+
+    def median(self, fn):
+        s = summarize(self.values(fn))
+        return s[0] if s else None
+
+    def cell(self, fn, fmt=num):
+        if not self.all:
+            return 'not run'
+        if not self.ok:
+            return 'failed: ' + reason(self.failed[0])
+        s = summarize(self.values(fn))
+        if s is None:
+            text = '-'
+        elif len(self.values(fn)) > 1:
+            text = f'{fmt(s[0])} ({fmt(s[1])}-{fmt(s[2])})'
+        else:
+            text = fmt(s[0])
+        if self.failed:
+            text += f' ({len(self.failed)} of {len(self.all)} failed: {reason(self.failed[0])})'
+        return text
+
+
+def reason(r):
+    """Why a run failed, fit for a table cell."""
+    return (r.get('reason') or r.get('status') or 'unknown').replace('|', '/')

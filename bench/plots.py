@@ -1,0 +1,126 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Data files for the gnuplot scripts in bench/, and the PNGs drawn from them."""
+import os
+import statistics
+import subprocess
+
+from metrics import Runs
+from scenarios import DIRTY_PLOT, TITLES
+
+TIMELINES = [('bg-20m', '20 MiB/s sink'), ('bg-100m', '100 MiB/s sink'),
+             ('bg-tmpfs', 'tmpfs sink'), ('bg-2g', '2 GiB guest, tmpfs sink')]
+
+
+def representative(runs):
+    """The completed run whose total time is the median one (the run the plot shows)."""
+    ok = [r for r in runs.ok if r.get('trace')]
+    if not ok:
+        return None
+    ok.sort(key=lambda r: r.get('total_ms') or 0)
+    return ok[(len(ok) - 1) // 2]
+
+
+def gnuplot(script, variables):
+    defs = '; '.join(f"{k}='{v}'" if isinstance(v, str) else f'{k}={v}'
+                     for k, v in variables.items())
+    r = subprocess.run(['gnuplot', '-e', defs, script], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f'gnuplot {os.path.basename(script)}: {r.stderr.strip()[-300:]}')
+
+
+def timeline(results, scenario, label, plot_dir, data_dir, bench_dir):
+    runs = {v: representative(Runs(results, scenario, v)) for v in ('frostvm', 'qemu')}
+    if not all(runs.values()):
+        return None
+    files = {}
+    for vmm, r in runs.items():
+        path = os.path.join(data_dir, f'timeline-{scenario}-{vmm}.dat')
+        with open(path, 'w') as f:
+            f.write('# seconds since migrate, page steps/s, worst stall in the report (ms)\n')
+            for t, rate, stall in r['trace']:
+                f.write(f'{t:.4f} {rate} {stall:.3f}\n')
+        files[vmm] = path
+    out = os.path.join(plot_dir, f'timeline-{scenario}.png')
+    f, q = runs['frostvm'], runs['qemu']
+    gnuplot(os.path.join(bench_dir, 'timeline.gp'), {
+        'out': out, 'fdata': files['frostvm'], 'qdata': files['qemu'],
+        'fend': round(f['window_s'], 4), 'qend': round(q['window_s'], 4),
+        'title': f'Background snapshot, {label}: guest throughput and worst stall '
+                 f'(payload reports every 50 ms; shaded: snapshot running, blue frostvm, red QEMU)'})
+    return f'Guest throughput and worst stall over time, {label} (`{scenario}`)', out
+
+
+def dirty_point(results, scenario, vmm, twin_bg):
+    """(dirty MiB/s, image / non-zero RAM, converged) for one scenario, or None."""
+    runs = Runs(results, scenario, vmm)
+    nonzero = Runs(results, twin_bg, vmm).median(lambda r: r['nonzero_bytes'])
+    if not runs.all or not nonzero:
+        return None
+    pts = []
+    for r in runs.all:
+        rate = r.get('dirty_rate_mib_s')
+        if rate is None and r.get('rate_before') is not None:
+            rate = r['rate_before'] * 4096 / 2**20
+        if rate is None:
+            continue
+        if r.get('ok') and r.get('image_bytes'):
+            pts.append((rate, r['image_bytes'] / nonzero, 1))
+        elif r.get('status') == 'timeout' and r.get('transferred'):
+            pts.append((rate, r['transferred'] / nonzero, 0))
+    if not pts:
+        return None
+    return (statistics.median(p[0] for p in pts), statistics.median(p[1] for p in pts),
+            min(p[2] for p in pts))
+
+
+def dirty_plot(results, plot_dir, data_dir, bench_dir):
+    series = {}
+    for bg, pre in DIRTY_PLOT:
+        for vmm in ('frostvm', 'qemu'):
+            for kind, s in (('bg', bg), ('precopy', pre)):
+                p = dirty_point(results, s, vmm, bg)
+                if p:
+                    series.setdefault(f'{vmm}-{kind}', []).append(p)
+    if len({round(x) for pts in series.values() for x, _, _ in pts}) < 2:
+        return None    # one guest only (a quick run): nothing to draw against
+    files = {}
+    for name, pts in series.items():
+        path = os.path.join(data_dir, f'dirty-{name}.dat')
+        with open(path, 'w') as f:
+            f.write('# guest dirty rate (MiB/s), image / non-zero RAM, converged\n')
+            for x, y, c in sorted(pts):
+                f.write(f'{x:.2f} {y:.4f} {c}\n')
+        files[name] = path
+    out = os.path.join(plot_dir, 'image-vs-dirty-rate.png')
+    empty = os.path.join(data_dir, 'empty.dat')
+    with open(empty, 'w') as f:
+        f.write('0 NaN 1\n')
+    gnuplot(os.path.join(bench_dir, 'image-vs-dirty.gp'), {
+        'out': out, 'fbg': files.get('frostvm-bg', empty), 'qbg': files.get('qemu-bg', empty),
+        'fpre': files.get('frostvm-precopy', empty), 'qpre': files.get('qemu-precopy', empty),
+        'title': '512 MiB guest, 128 MiB written (idle, random, sequential), sink 100 MiB/s'})
+    return 'Image size against guest dirty rate, precopy and background snapshot', out
+
+
+def make_all(results, plot_dir, data_dir, bench_dir):
+    """Draws every plot the results allow; returns [(title, png path)]."""
+    os.makedirs(data_dir, exist_ok=True)
+    made = []
+    for scenario, label in TIMELINES:
+        if scenario not in TITLES:
+            continue
+        try:
+            p = timeline(results, scenario, label, plot_dir, data_dir, bench_dir)
+        except RuntimeError as e:
+            print(f'bench: {e}')
+            p = None
+        if p:
+            made.append(p)
+    try:
+        p = dirty_plot(results, plot_dir, data_dir, bench_dir)
+    except RuntimeError as e:
+        print(f'bench: {e}')
+        p = None
+    if p:
+        made.append(p)
+    return made

@@ -1,0 +1,265 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Starting frostvm and QEMU with the same guest, watching their serial logs and /proc."""
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'scripts'))
+from frostvm_qmp import QMP, QMPError, parse_kv  # noqa: E402
+
+CLK_TCK = os.sysconf('SC_CLK_TCK')
+
+
+class BenchError(Exception):
+    """A run that cannot produce a figure; the message becomes "failed: ..." in the table."""
+
+
+class Guest:
+    """What the VM looks like: RAM, vCPUs and the payload's command line."""
+
+    def __init__(self, name, ram_mib, append, smp=1, idle=False):
+        self.name = name
+        self.ram_mib = ram_mib
+        self.append = append
+        self.smp = smp
+        self.idle = idle
+
+    def describe(self):
+        return f"-m {self.ram_mib} -smp {self.smp}, payload `{self.append}`"
+
+
+class Vmm:
+    """One of the two monitors under test and how to start it."""
+
+    def __init__(self, name, binary, payload):
+        self.name = name
+        self.binary = binary
+        self.payload = payload
+
+    def argv(self, guest, serial, qmp, incoming=None):
+        common = ['-m', str(guest.ram_mib), '-smp', str(guest.smp), '-display', 'none',
+                  '-serial', f'file:{serial}', '-qmp', f'unix:{qmp},server=on,wait=off',
+                  '-kernel', self.payload, '-append', guest.append]
+        if self.name == 'qemu':
+            # debug-threads names the vCPU thread "CPU 0/KVM" so its CPU time can be told
+            # apart from the monitor's; it changes nothing the guest sees.
+            argv = [self.binary, '-enable-kvm', '-machine', 'pc',
+                    '-name', 'bench,debug-threads=on'] + common
+        else:
+            argv = [self.binary, '-accel', 'kvm'] + common
+        if incoming:
+            argv += ['-incoming', incoming]
+        return argv
+
+
+class SerialLog(threading.Thread):
+    """Tails a serial log file and stamps every complete line with the monotonic clock."""
+
+    POLL_S = 0.004
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path = path
+        self.lines = []          # (monotonic seconds when seen, text)
+        self.cond = threading.Condition()
+        self.stopping = False
+
+    def run(self):
+        pos = 0
+        partial = b''
+        while not self.stopping:
+            try:
+                with open(self.path, 'rb') as f:
+                    f.seek(pos)
+                    data = f.read()
+            except FileNotFoundError:
+                data = b''
+            if data:
+                now = time.monotonic()
+                pos += len(data)
+                parts = (partial + data).split(b'\n')
+                partial = parts.pop()
+                with self.cond:
+                    for raw in parts:
+                        self.lines.append((now, raw.decode(errors='replace').rstrip('\r')))
+                    self.cond.notify_all()
+            time.sleep(self.POLL_S)
+
+    def stop(self):
+        self.stopping = True
+
+    def wait_for(self, pred, timeout, start=0, proc=None):
+        """Index and entry of the first line at or after index start matching pred."""
+        deadline = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    if pred(self.lines[i][1]):
+                        return i, self.lines[i]
+                    i += 1
+                if proc is not None and proc.poll() is not None:
+                    raise BenchError(f'VM exited with status {proc.returncode}')
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise BenchError('timed out waiting for the guest')
+                self.cond.wait(min(left, 0.1))
+
+    def progress(self, start=0):
+        """PROGRESS lines from index start as dicts (wall, t_us, rate, maxstall_us, ...)."""
+        out = []
+        with self.cond:
+            snapshot = self.lines[start:]
+        for wall, text in snapshot:
+            if text.startswith('PROGRESS '):
+                kv = parse_kv(text)
+                try:
+                    out.append({'wall': wall, 't_us': int(kv['t_us']), 'rate': int(kv['rate']),
+                                'maxstall_us': int(kv['maxstall_us']), 'steps': int(kv['steps']),
+                                'regs': kv.get('regs'), 'errors': int(kv.get('errors', 0)),
+                                'text': text})
+                except (KeyError, ValueError):
+                    continue
+        return out
+
+    def bad_lines(self, start=0):
+        with self.cond:
+            snapshot = self.lines[start:]
+        return [t for _, t in snapshot
+                if t.startswith(('MISMATCH', 'FAIL', 'FAULT', 'PAYLOAD ERROR'))
+                or (t.startswith('PROGRESS') and ('regs=FAIL' in t or ' errors=0' not in t))]
+
+
+def is_vcpu_thread(comm):
+    return comm.startswith('vcpu') or bool(re.match(r'CPU \d+/KVM', comm))
+
+
+def read_cpu(pid):
+    """(process CPU seconds from utime+stime, {tid: vCPU thread CPU seconds})."""
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    total = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    vcpus = {}
+    for tid in os.listdir(f'/proc/{pid}/task'):
+        try:
+            with open(f'/proc/{pid}/task/{tid}/comm') as f:
+                comm = f.read().strip()
+            if not is_vcpu_thread(comm):
+                continue
+            with open(f'/proc/{pid}/task/{tid}/schedstat') as f:
+                vcpus[tid] = int(f.read().split()[0]) / 1e9
+        except OSError:
+            continue
+    return total, vcpus
+
+
+def read_status_kib(pid, key):
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+class RssSampler(threading.Thread):
+    """Samples VmRSS every 10 ms while a snapshot runs; peak is in KiB."""
+
+    def __init__(self, pid, period=0.01):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.period = period
+        self.peak = 0
+        self.stopping = False
+
+    def run(self):
+        while not self.stopping:
+            try:
+                self.peak = max(self.peak, read_status_kib(self.pid, 'VmRSS'))
+            except OSError:
+                return
+            time.sleep(self.period)
+
+    def stop(self):
+        self.stopping = True
+        self.join()
+        try:
+            self.peak = max(self.peak, read_status_kib(self.pid, 'VmRSS'))
+        except OSError:
+            pass
+        return self.peak
+
+
+class Vm:
+    """A running VM: process, QMP connection, serial log."""
+
+    def __init__(self, vmm, guest, workdir, tag, incoming=None):
+        self.vmm = vmm
+        self.guest = guest
+        self.serial_path = os.path.join(workdir, f'{tag}.serial.log')
+        self.qmp_path = os.path.join(workdir, f'{tag}.qmp.sock')
+        self.log_path = os.path.join(workdir, f'{tag}.stderr.log')
+        for p in (self.serial_path, self.qmp_path):
+            if os.path.exists(p):
+                os.unlink(p)
+        self.argv = vmm.argv(guest, self.serial_path, self.qmp_path, incoming)
+        self.serial = SerialLog(self.serial_path)
+        self.qmp = None
+        self.log = open(self.log_path, 'wb')
+        self.t_spawn = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=self.log)
+        self.serial.start()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def connect(self, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.qmp_path):
+            if not self.alive():
+                raise BenchError(f'{self.vmm.name} exited with status {self.proc.returncode}: '
+                                 f'{self.stderr_tail()}')
+            if time.monotonic() > deadline:
+                raise BenchError('QMP socket did not appear')
+            time.sleep(0.002)
+        try:
+            self.qmp = QMP(self.qmp_path, timeout=timeout)
+        except (OSError, QMPError) as e:
+            raise BenchError(f'QMP connection failed: {e}')
+        return self.qmp
+
+    def wait_ready(self, timeout):
+        """Waits for PAYLOAD READY (the end of the first, slow, sweep)."""
+        self.serial.wait_for(lambda t: t.startswith('PAYLOAD READY'), timeout, proc=self.proc)
+
+    def stderr_tail(self, n=300):
+        try:
+            with open(self.log_path, 'rb') as f:
+                data = f.read()
+            return data[-n:].decode(errors='replace').strip().replace('\n', ' | ')
+        except OSError:
+            return ''
+
+    def stop(self):
+        if self.qmp is not None:
+            try:
+                self.qmp.close()
+            except OSError:
+                pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.serial.stop()
+        self.serial.join(1)
+        self.log.close()
