@@ -15,7 +15,7 @@ $(BUILD)/build.ninja:
 	./configure
 
 demo: install-deps all
-	scripts/demo.sh
+	python3 scripts/demo.py
 
 check: install-deps all
 	python3 scripts/run-tests.py $(BUILD)
