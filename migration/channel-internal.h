@@ -18,6 +18,8 @@ struct MigrationChannel {
 
     /* file: */
     char *tmp_path;       /* outgoing: the temporary name until rename */
+    uint64_t written;     /* outgoing: bytes written so far */
+    uint64_t synced;      /* outgoing: bytes already handed to writeback */
 
     /* exec: */
     pid_t pid;            /* 0 when there is no child (or it was reaped) */

@@ -286,6 +286,23 @@ static ssize_t channel_write_nosignal(MigrationChannel *ch, const void *buf, siz
     return r;
 }
 
+/*
+ * Start writeback of what a file: channel has written, every few megabytes,
+ * so the fsync at the end finds little left to do (it was 60 ms per 140 MiB
+ * on ext4 when all of it waited for the end).
+ */
+#define CHANNEL_WRITEBACK_CHUNK (8ull << 20)
+
+static void channel_file_writeback(MigrationChannel *ch)
+{
+    if (ch->written - ch->synced >= CHANNEL_WRITEBACK_CHUNK) {
+        /* Best effort: only starts I/O, never waits for it. */
+        sync_file_range(ch->fd, (off64_t)ch->synced, (off64_t)(ch->written - ch->synced),
+                        SYNC_FILE_RANGE_WRITE);
+        ch->synced = ch->written;
+    }
+}
+
 bool channel_write_all(MigrationChannel *ch, const void *buf, size_t len,
                        GError **errp)
 {
@@ -314,6 +331,10 @@ bool channel_write_all(MigrationChannel *ch, const void *buf, size_t len,
         }
         p += r;
         len -= (size_t)r;
+        ch->written += (uint64_t)r;
+    }
+    if (ch->kind == MIGRATION_CHANNEL_FILE && ch->outgoing) {
+        channel_file_writeback(ch);
     }
     return true;
 }
