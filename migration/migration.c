@@ -315,6 +315,11 @@ static gpointer migration_thread(gpointer opaque)
         f = stream_file_new_output(ch);
         stream_file_set_rate_limit(f, migration_max_bandwidth(s));
         if (snapshot) {
+            /*
+             * The snapshot has no setup phase of its own to report: from here
+             * query-migrate shows it active, with its figures.
+             */
+            migration_set_state(s, MIGRATION_STATUS_SETUP, MIGRATION_STATUS_ACTIVE);
             ok = background_snapshot_run(s, f, &err);
         } else {
             ok = ram_save_precopy(s, f, &err);
