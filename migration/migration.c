@@ -273,6 +273,11 @@ static void migration_finish_runstate(MigrationState *s, bool ok)
     if (!s->vm_stopped) {
         return;
     }
+    s->vm_stopped = false;
+    if (runstate_get(m) == RUN_STATE_SHUTDOWN) {
+        /* Cancelled because frostvm is quitting: nothing to resume. */
+        return;
+    }
     if (ok) {
         runstate_set(m, RUN_STATE_POSTMIGRATE);
     } else if (s->vm_was_running) {
@@ -283,7 +288,6 @@ static void migration_finish_runstate(MigrationState *s, bool ok)
     } else {
         runstate_set(m, s->runstate_before);
     }
-    s->vm_stopped = false;
 }
 
 /* Move from whatever running status we are in to @to. */
