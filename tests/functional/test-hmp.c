@@ -291,6 +291,24 @@ static void test_quoting_migrate(TestVmFixture *f, gconstpointer data)
     hmp_has(c, "info migrate", "completed");
 }
 
+/* info status names the reason for a pause as QEMU does: "paused (prelaunch)". */
+static void test_info_status_prelaunch(TestVmFixture *f, gconstpointer data)
+{
+    static const char *const extra[] = { "-S", NULL };
+    QmpClient *c;
+
+    f->vm = test_vm_new(TEST_VM_DEFAULT);
+    test_vm_add_guest(f->vm, test_vm_any_accel(), "mem=8M report_ms=50");
+    test_vm_add_args(f->vm, extra[0], NULL);
+    test_vm_launch_or_fail(f->vm);
+    c = test_vm_qmp(f->vm);
+    hmp_is(c, "info status", "VM status: paused (prelaunch)\r\n");
+    hmp_is(c, "cont", "");
+    wait_event(c, "RESUME");
+    hmp_is(c, "info status", "VM status: running\r\n");
+    assert_guest_progresses(f->vm);
+}
+
 /* quit through HMP: an empty reply, SHUTDOWN host-qmp-quit, status 0. */
 static void test_quit(TestVmFixture *f, gconstpointer data)
 {
@@ -452,6 +470,7 @@ int main(int argc, char **argv)
 
     add("/hmp/qmp/stop-cont", test_stop_cont);
     add("/hmp/qmp/info-version", test_info_version);
+    add("/hmp/qmp/info-status-prelaunch", test_info_status_prelaunch);
     add("/hmp/qmp/help", test_help);
     add("/hmp/qmp/errors", test_errors);
     add("/hmp/qmp/quoting", test_quoting);

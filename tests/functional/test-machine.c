@@ -283,41 +283,74 @@ static void test_quit(TestVmFixture *f, gconstpointer data)
     g_assert_false(g_file_test(sock, G_FILE_TEST_EXISTS));
 }
 
-/* SIGTERM shuts down cleanly, as QEMU does: SHUTDOWN host-signal, status 0. */
-static void test_sigterm(TestVmFixture *f, gconstpointer data)
+/* SIGTERM, SIGINT and SIGHUP shut down cleanly, as in QEMU: SHUTDOWN host-signal, status 0. */
+static void test_signal(TestVmFixture *f, gconstpointer data)
+{
+    const GuestCase *gc = data;
+    static const int signals[] = { SIGTERM, SIGINT, SIGHUP };
+
+    if (guest_case_skip(gc)) {
+        return;
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(signals); i++) {
+        g_autoptr(GError) err = NULL;
+        JsonObject *ev = NULL;
+        JsonObject *d;
+        TestVm *vm;
+        int status = -1;
+
+        g_test_message("signal %d", signals[i]);
+        g_clear_pointer(&f->vm, test_vm_free);
+        vm = guest_start(f, gc, TEST_VM_DEFAULT);
+        assert_progress(vm, gc, 1, 0);
+        g_assert_cmpint(kill(test_vm_pid(vm), signals[i]), ==, 0);
+        wait_event(test_vm_qmp(vm), "SHUTDOWN", &ev);
+        d = json_object_get_object_member(ev, "data");
+        g_assert_false(json_object_get_boolean_member(d, "guest"));
+        g_assert_cmpstr(json_object_get_string_member(d, "reason"), ==, "host-signal");
+        json_object_unref(ev);
+        test_vm_wait_exit(vm, TEST_VM_TIMEOUT_MS, &status, &err);
+        g_assert_no_error(err);
+        g_assert_cmpint(status, ==, 0);
+    }
+}
+
+/* quit before the guest ever ran (-S): the same clean exit. */
+static void test_prelaunch_quit(TestVmFixture *f, gconstpointer data)
 {
     const GuestCase *gc = data;
     g_autoptr(GError) err = NULL;
-    JsonObject *ev = NULL;
-    JsonObject *d;
     TestVm *vm;
     int status = -1;
 
     if (guest_case_skip(gc)) {
         return;
     }
-    vm = guest_start(f, gc, TEST_VM_DEFAULT);
-    assert_progress(vm, gc, 1, 0);
-    g_assert_cmpint(kill(test_vm_pid(vm), SIGTERM), ==, 0);
-    wait_event(test_vm_qmp(vm), "SHUTDOWN", &ev);
-    d = json_object_get_object_member(ev, "data");
-    g_assert_false(json_object_get_boolean_member(d, "guest"));
-    g_assert_cmpstr(json_object_get_string_member(d, "reason"), ==, "host-signal");
-    json_object_unref(ev);
+    f->vm = vm = test_vm_new(TEST_VM_DEFAULT);
+    test_vm_add_guest(vm, gc->accel, gc->append);
+    test_vm_add_args(vm, "-S", NULL);
+    test_vm_launch_or_fail(vm);
+    query_status_is(test_vm_qmp(vm), "prelaunch", false);
+    qmp_ok(test_vm_qmp(vm), "quit");
+    wait_event(test_vm_qmp(vm), "SHUTDOWN", NULL);
     test_vm_wait_exit(vm, TEST_VM_TIMEOUT_MS, &status, &err);
     g_assert_no_error(err);
     g_assert_cmpint(status, ==, 0);
+    g_assert_cmpuint(test_vm_log_size(vm, TEST_VM_LOG_SERIAL), ==, 0);
 }
 
 /*
- * The isa-debug-exit path: sweeps=1 makes the payload write 0x10 to port 0xf4,
- * and frostvm exits with (0x10 << 1) | 1 = 33, as QEMU does.
+ * The isa-debug-exit path: sweeps=N makes the payload write 0x10 to port 0xf4,
+ * and frostvm exits with (0x10 << 1) | 1 = 33, as QEMU does, after a SHUTDOWN
+ * event that says the guest asked for it.
  */
 static void test_debug_exit(TestVmFixture *f, gconstpointer data)
 {
     g_autoptr(GError) err = NULL;
     g_autofree char *done = NULL;
     g_autoptr(GHashTable) kv = NULL;
+    JsonObject *ev = NULL;
+    JsonObject *d;
     TestVm *vm;
     int status = -1;
 
@@ -325,16 +358,21 @@ static void test_debug_exit(TestVmFixture *f, gconstpointer data)
         return;
     }
     f->vm = vm = test_vm_new(TEST_VM_DEFAULT);
-    test_vm_add_guest(vm, "kvm", "mem=8M sweeps=2");
+    test_vm_add_guest(vm, "kvm", "mem=8M sweeps=5");
     test_vm_launch_or_fail(vm);
+    wait_event(test_vm_qmp(vm), "SHUTDOWN", &ev);
+    d = json_object_get_object_member(ev, "data");
+    g_assert_true(json_object_get_boolean_member(d, "guest"));
+    g_assert_cmpstr(json_object_get_string_member(d, "reason"), ==, "guest-shutdown");
+    json_object_unref(ev);
     test_vm_wait_exit(vm, TEST_VM_TIMEOUT_MS, &status, &err);
     g_assert_no_error(err);
     g_assert_cmpint(status, ==, 33);
     test_vm_wait_serial(vm, "PAYLOAD DONE", 0, &done, &err);
     g_assert_no_error(err);
     kv = test_vm_parse_keyvals(done);
-    g_assert_cmpstr(g_hash_table_lookup(kv, "sweeps"), ==, "2");
-    g_assert_cmpstr(g_hash_table_lookup(kv, "steps"), ==, "4096");
+    g_assert_cmpstr(g_hash_table_lookup(kv, "sweeps"), ==, "5");
+    g_assert_cmpstr(g_hash_table_lookup(kv, "steps"), ==, "10240");
     g_assert_cmpstr(g_hash_table_lookup(kv, "errors"), ==, "0");
     g_assert_cmpstr(g_hash_table_lookup(kv, "regs_failures"), ==, "0");
 }
@@ -388,8 +426,10 @@ int main(int argc, char **argv)
     add("/machine/test/prelaunch-cont", &test_seq, test_prelaunch);
     add("/machine/kvm/quit", &kvm_seq, test_quit);
     add("/machine/test/quit", &test_seq, test_quit);
-    add("/machine/kvm/sigterm", &kvm_seq, test_sigterm);
-    add("/machine/test/sigterm", &test_seq, test_sigterm);
+    add("/machine/kvm/signals", &kvm_seq, test_signal);
+    add("/machine/test/signals", &test_seq, test_signal);
+    add("/machine/kvm/prelaunch-quit", &kvm_seq, test_prelaunch_quit);
+    add("/machine/test/prelaunch-quit", &test_seq, test_prelaunch_quit);
     add("/machine/kvm/debug-exit/done", NULL, test_debug_exit);
     add("/machine/kvm/debug-exit/bad-args", NULL, test_debug_exit_bad_args);
     return g_test_run();
