@@ -4,6 +4,8 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -200,8 +202,13 @@ static void test_serial_file(TestVmFixture *f, gconstpointer data)
     if (test_vm_skip_without_kvm()) {
         return;
     }
-    start_guest(f, TEST_VM_NO_SERIAL, "kvm", "mem=8M order=random seed=7 report_ms=50", extra);
+    f->vm = test_vm_new(TEST_VM_NO_SERIAL);
     path = test_vm_path(f->vm, "guest.log");
+    /* An old log is replaced, not appended to (QEMU truncates it). */
+    g_assert_true(g_file_set_contents(path, "OLD LOG\n", -1, NULL));
+    test_vm_add_guest(f->vm, "kvm", "mem=8M order=random seed=7 report_ms=50");
+    test_vm_add_args(f->vm, extra[0], extra[1], NULL);
+    test_vm_launch_or_fail(f->vm);
     /* The relative path is the VM's working directory. */
     for (;;) {
         g_free(text);
@@ -380,6 +387,73 @@ static void test_backend_file_image(TestVmFixture *f, gconstpointer data)
     g_assert_cmpuint(before.steps, >, res.steps);
 }
 
+/*
+ * -qmp without wait=off waits, as QEMU does, for the first client before the
+ * machine starts; then it runs.
+ */
+static void test_qmp_wait_on(TestVmFixture *f, gconstpointer data)
+{
+    static const char *const extra[] = { "-qmp", "unix:qmp.sock,server=on", NULL };
+    g_autoptr(GError) err = NULL;
+    g_autoptr(QmpClient) c = NULL;
+    g_autofree char *sock = NULL;
+    gint64 deadline = g_get_monotonic_time() + TEST_VM_TIMEOUT_MS * (gint64)1000;
+    PayloadProgress p;
+
+    start_guest(f, TEST_VM_NO_QMP, test_vm_any_accel(), "mem=8M report_ms=50", extra);
+    sock = test_vm_path(f->vm, "qmp.sock");
+    while (!g_file_test(sock, G_FILE_TEST_EXISTS)) {
+        g_assert_true(test_vm_is_running(f->vm));
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+    g_usleep(300 * 1000);
+    g_assert_cmpuint(test_vm_log_size(f->vm, TEST_VM_LOG_SERIAL), ==, 0);
+    c = test_vm_qmp_connect(f->vm, true, &err);
+    g_assert_no_error(err);
+    test_vm_wait_progress(f->vm, TEST_VM_TIMEOUT_MS, &p, &err);
+    g_assert_no_error(err);
+}
+
+/* Two -qmp sockets serve at once; a stale socket file from an earlier run is replaced. */
+static void test_qmp_two_sockets(TestVmFixture *f, gconstpointer data)
+{
+    static const char *const extra[] = {
+        "-qmp", "unix:second.sock,server=on,wait=off", NULL,
+    };
+    g_autoptr(GError) err = NULL;
+    g_autoptr(QmpClient) c2 = NULL;
+    g_autoptr(JsonNode) r = NULL;
+    g_autofree char *second = NULL;
+    g_autofree char *stale = NULL;
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    int fd;
+
+    f->vm = test_vm_new(TEST_VM_DEFAULT);
+    /* A socket file nobody listens on, as a killed VM leaves behind. */
+    stale = test_vm_path(f->vm, "qmp.sock");
+    g_strlcpy(addr.sun_path, stale, sizeof(addr.sun_path));
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    g_assert_cmpint(bind(fd, (struct sockaddr *)&addr, sizeof(addr)), ==, 0);
+    close(fd);
+    g_assert_true(g_file_test(stale, G_FILE_TEST_EXISTS));
+
+    test_vm_add_guest(f->vm, test_vm_any_accel(), "mem=8M report_ms=50");
+    test_vm_add_args(f->vm, extra[0], extra[1], NULL);
+    test_vm_launch_or_fail(f->vm);
+    second = test_vm_path(f->vm, "second.sock");
+    c2 = qmp_client_open(second, TEST_VM_TIMEOUT_MS, &err);
+    g_assert_no_error(err);
+    r = qmp_client_execute(c2, "stop", NULL, &err);
+    g_assert_no_error(err);
+    /* Events reach the clients of both sockets. */
+    g_autoptr(JsonObject) e1 = qmp_client_wait_event(test_vm_qmp(f->vm), "STOP",
+                                                     TEST_VM_TIMEOUT_MS, &err);
+    g_assert_no_error(err);
+    g_autoptr(JsonObject) e2 = qmp_client_wait_event(c2, "STOP", TEST_VM_TIMEOUT_MS, &err);
+    g_assert_no_error(err);
+}
+
 static bool process_gone(pid_t pid)
 {
     return kill(pid, 0) < 0 && errno == ESRCH;
@@ -537,6 +611,8 @@ int main(int argc, char **argv)
     add("/cmdline/nographic", NULL, test_nographic);
     add("/cmdline/backend-file-image/kvm", "kvm", test_backend_file_image);
     add("/cmdline/backend-file-image/test", "test", test_backend_file_image);
+    add("/cmdline/qmp/wait-on", NULL, test_qmp_wait_on);
+    add("/cmdline/qmp/two-sockets", NULL, test_qmp_two_sockets);
     add("/cmdline/pidfile", NULL, test_pidfile);
     add("/cmdline/daemonize/run-and-quit", NULL, test_daemonize);
     add("/cmdline/daemonize/failure", NULL, test_daemonize_failure);

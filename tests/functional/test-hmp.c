@@ -394,6 +394,18 @@ static void test_monitor_stdio_quit(TestVmFixture *f, gconstpointer data)
     g_assert_cmpint(status, ==, 0);
 }
 
+/* -monitor stdio with stdin at its end already (/dev/null): the machine runs on. */
+static void test_monitor_stdio_eof(TestVmFixture *f, gconstpointer data)
+{
+    static const char *const extra[] = { "-monitor", "stdio", NULL };
+    TestVm *vm = start_vm(f, TEST_VM_DEFAULT, extra);
+
+    g_usleep(200 * 1000);
+    g_assert_true(test_vm_is_running(vm));
+    status_is(test_vm_qmp(vm), "running");
+    assert_guest_progresses(vm);
+}
+
 /* Read from @fd until the text so far contains @needle. */
 static void socket_wait_for(int fd, GString *acc, const char *needle)
 {
@@ -478,6 +490,7 @@ int main(int argc, char **argv)
     add("/hmp/qmp/quit", test_quit);
     add("/hmp/stdio/commands", test_monitor_stdio);
     add("/hmp/stdio/quit", test_monitor_stdio_quit);
+    add("/hmp/stdio/eof-at-start", test_monitor_stdio_eof);
     add("/hmp/unix", test_monitor_unix);
     return g_test_run();
 }
