@@ -365,6 +365,7 @@ static void test_backend_file_image(TestVmFixture *f, gconstpointer data)
     g_assert_no_error(err);
     g_autoptr(JsonNode) r1 = qmp_client_execute(qmp, "stop", NULL, &err);
     g_assert_no_error(err);
+    g_assert_nonnull(r1);
 
     path = test_vm_path(f->vm, "guest.ram");
     g_assert_true(g_file_get_contents(path, &ram, &len, &err));
@@ -382,6 +383,7 @@ static void test_backend_file_image(TestVmFixture *f, gconstpointer data)
 
     g_autoptr(JsonNode) r2 = qmp_client_execute(qmp, "cont", NULL, &err);
     g_assert_no_error(err);
+    g_assert_nonnull(r2);
     test_vm_wait_progress(f->vm, TEST_VM_TIMEOUT_MS, &before, &err);
     g_assert_no_error(err);
     g_assert_cmpuint(before.steps, >, res.steps);
@@ -452,6 +454,8 @@ static void test_qmp_two_sockets(TestVmFixture *f, gconstpointer data)
     g_assert_no_error(err);
     g_autoptr(JsonObject) e2 = qmp_client_wait_event(c2, "STOP", TEST_VM_TIMEOUT_MS, &err);
     g_assert_no_error(err);
+    test_vm_assert_event(e1, "STOP");
+    test_vm_assert_event(e2, "STOP");
 }
 
 static bool process_gone(pid_t pid)

@@ -431,13 +431,13 @@ static void test_two_clients(TestVmFixture *f, gconstpointer data)
     g_assert_no_error(err);
 
     /* Both see what either does. */
-    g_autoptr(JsonNode) r1 = execute_ok(a, "stop", NULL);
+    json_node_unref(execute_ok(a, "stop", NULL));
     wait_event(a, "STOP");
     wait_event(b, "STOP");
     s1 = execute_ok(b, "query-status", NULL);
     g_assert_cmpstr(json_object_get_string_member(json_node_get_object(s1), "status"), ==,
                     "paused");
-    g_autoptr(JsonNode) r2 = execute_ok(b, "cont", NULL);
+    json_node_unref(execute_ok(b, "cont", NULL));
     wait_event(b, "RESUME");
     wait_event(a, "RESUME");
     s2 = execute_ok(a, "query-status", NULL);
@@ -454,7 +454,7 @@ static void test_two_clients(TestVmFixture *f, gconstpointer data)
     /* A new client after that, then quit from it: both get SHUTDOWN. */
     b = test_vm_qmp_connect(vm, true, &err);
     g_assert_no_error(err);
-    g_autoptr(JsonNode) r3 = execute_ok(b, "quit", NULL);
+    json_node_unref(execute_ok(b, "quit", NULL));
     wait_event(b, "SHUTDOWN");
     wait_event(a, "SHUTDOWN");
     g_assert_true(qmp_client_wait_closed(a, TEST_VM_TIMEOUT_MS, &err));
