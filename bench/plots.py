@@ -5,7 +5,7 @@ import statistics
 import subprocess
 
 from metrics import Runs
-from scenarios import DIRTY_PLOT, TITLES
+from scenarios import DIRTY_LABELS, DIRTY_PLOT, TITLES
 
 TIMELINES = [('bg-20m', '20 MiB/s sink'), ('bg-100m', '100 MiB/s sink'),
              ('bg-tmpfs', 'tmpfs sink'), ('bg-2g', '2 GiB guest, tmpfs sink')]
@@ -45,22 +45,26 @@ def timeline(results, scenario, label, plot_dir, data_dir, bench_dir):
     gnuplot(os.path.join(bench_dir, 'timeline.gp'), {
         'out': out, 'fdata': files['frostvm'], 'qdata': files['qemu'],
         'fend': round(f['window_s'], 4), 'qend': round(q['window_s'], 4),
-        'title': f'Background snapshot, {label}: guest throughput and worst stall '
-                 f'(payload reports every 50 ms; shaded: snapshot running, blue frostvm, red QEMU)'})
+        'title': f'Background snapshot, {label}: the guest during it (shaded: frostvm blue, '
+                 f'QEMU red)'})
     return f'Guest throughput and worst stall over time, {label} (`{scenario}`)', out
 
 
 def dirty_point(results, scenario, vmm, twin_bg):
-    """(dirty MiB/s, image / non-zero RAM, converged) for one scenario, or None."""
+    """(dirty MiB/s, image / non-zero RAM, converged) for one scenario, or None.
+
+    The dirty rate is the guest's page steps per second while the copy ran (each step
+    writes one page), or 0 for the idle guest.
+    """
     runs = Runs(results, scenario, vmm)
     nonzero = Runs(results, twin_bg, vmm).median(lambda r: r['nonzero_bytes'])
     if not runs.all or not nonzero:
         return None
     pts = []
     for r in runs.all:
-        rate = r.get('dirty_rate_mib_s')
-        if rate is None and r.get('rate_before') is not None:
-            rate = r['rate_before'] * 4096 / 2**20
+        steps = r.get('rate_during', r.get('rate_before'))
+        rate = 0.0 if r.get('dirty_rate_mib_s') == 0.0 else \
+            (steps * 4096 / 2**20 if steps is not None else None)
         if rate is None:
             continue
         if r.get('ok') and r.get('image_bytes'):
@@ -75,30 +79,30 @@ def dirty_point(results, scenario, vmm, twin_bg):
 
 def dirty_plot(results, plot_dir, data_dir, bench_dir):
     series = {}
-    for bg, pre in DIRTY_PLOT:
+    for (bg, pre), label in zip(DIRTY_PLOT, DIRTY_LABELS):
         for vmm in ('frostvm', 'qemu'):
             for kind, s in (('bg', bg), ('precopy', pre)):
                 p = dirty_point(results, s, vmm, bg)
                 if p:
-                    series.setdefault(f'{vmm}-{kind}', []).append(p)
-    if len({round(x) for pts in series.values() for x, _, _ in pts}) < 2:
+                    series.setdefault(f'{vmm}-{kind}', []).append(p + (label,))
+    if len({round(x) for pts in series.values() for x, *_ in pts}) < 2:
         return None    # one guest only (a quick run): nothing to draw against
     files = {}
     for name, pts in series.items():
         path = os.path.join(data_dir, f'dirty-{name}.dat')
         with open(path, 'w') as f:
-            f.write('# guest dirty rate (MiB/s), image / non-zero RAM, converged\n')
-            for x, y, c in sorted(pts):
-                f.write(f'{x:.2f} {y:.4f} {c}\n')
+            f.write('# guest dirty rate (MiB/s), image / non-zero RAM, converged, guest\n')
+            for x, y, c, label in sorted(pts):
+                f.write(f'{x:.2f} {y:.4f} {c} {label}\n')
         files[name] = path
     out = os.path.join(plot_dir, 'image-vs-dirty-rate.png')
     empty = os.path.join(data_dir, 'empty.dat')
     with open(empty, 'w') as f:
-        f.write('0 NaN 1\n')
+        f.write('0 NaN 1 none\n')
     gnuplot(os.path.join(bench_dir, 'image-vs-dirty.gp'), {
         'out': out, 'fbg': files.get('frostvm-bg', empty), 'qbg': files.get('qemu-bg', empty),
         'fpre': files.get('frostvm-precopy', empty), 'qpre': files.get('qemu-precopy', empty),
-        'title': '512 MiB guest, 128 MiB written (idle, random, sequential), sink 100 MiB/s'})
+        'title': '512 MiB guest writing 128 MiB (idle, random order, sequential), sink 100 MiB/s'})
     return 'Image size against guest dirty rate, precopy and background snapshot', out
 
 

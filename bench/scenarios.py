@@ -34,6 +34,7 @@ TITLES = {
 # Background snapshot rows of the image-size-against-dirty-rate plot, with their precopy twin.
 DIRTY_PLOT = [('bg-100m-idle', 'precopy-100m-idle'), ('bg-100m-random', 'precopy-100m-random'),
               ('bg-100m', 'precopy-100m')]
+DIRTY_LABELS = ['idle', 'random', 'sequential']
 
 # The QEMU figures a frostvm-only scenario is compared with.
 QEMU_REFERENCE = {'bg-20m-pool16': 'bg-20m'}
