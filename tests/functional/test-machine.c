@@ -65,6 +65,17 @@ static void query_status_is(QmpClient *qmp, const char *status, bool running)
     o = json_node_get_object(ret);
     g_assert_cmpstr(json_object_get_string_member(o, "status"), ==, status);
     g_assert_cmpint(json_object_get_boolean_member(o, "running"), ==, running);
+    g_assert_true(json_object_has_member(o, "singlestep"));
+    g_assert_false(json_object_get_boolean_member(o, "singlestep"));
+    g_assert_cmpuint(json_object_get_size(o), ==, 3);
+}
+
+static gint64 event_time_us(JsonObject *ev)
+{
+    JsonObject *ts = json_object_get_object_member(ev, "timestamp");
+
+    return json_object_get_int_member(ts, "seconds") * G_USEC_PER_SEC +
+           json_object_get_int_member(ts, "microseconds");
 }
 
 static void qmp_ok(QmpClient *qmp, const char *command)
@@ -180,6 +191,8 @@ static void test_stop_cont(TestVmFixture *f, gconstpointer data)
 {
     const GuestCase *gc = data;
     PayloadProgress before;
+    JsonObject *stop_ev = NULL;
+    JsonObject *resume_ev = NULL;
     QmpClient *qmp;
     TestVm *vm;
     gint64 t0;
@@ -198,7 +211,7 @@ static void test_stop_cont(TestVmFixture *f, gconstpointer data)
     g_assert_cmpint(g_get_monotonic_time() - t0, <, 2 * G_USEC_PER_SEC);
     /* The event comes before the reply, so it is already here. */
     g_assert_cmpuint(qmp_client_events(qmp)->len, >=, 1);
-    wait_event(qmp, "STOP", NULL);
+    wait_event(qmp, "STOP", &stop_ev);
     query_status_is(qmp, "paused", false);
     assert_serial_still(vm, 300);
     query_status_is(qmp, "paused", false);
@@ -210,7 +223,11 @@ static void test_stop_cont(TestVmFixture *f, gconstpointer data)
 
     test_vm_log_skip(vm, TEST_VM_LOG_SERIAL);
     qmp_ok(qmp, "cont");
-    wait_event(qmp, "RESUME", NULL);
+    wait_event(qmp, "RESUME", &resume_ev);
+    /* Timestamps tell the order and the pause (300 ms at least). */
+    g_assert_cmpint(event_time_us(resume_ev) - event_time_us(stop_ev), >=, 300 * 1000);
+    json_object_unref(stop_ev);
+    json_object_unref(resume_ev);
     query_status_is(qmp, "running", true);
     assert_progress(vm, gc, 3, before.steps);
 
