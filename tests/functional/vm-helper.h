@@ -10,6 +10,31 @@
 #include "qmp-client.h"
 #include "payload-check.h"
 
+/*
+ * Typical use, one VM per test case, torn down by the fixture even when the
+ * test fails:
+ *
+ *   static void test_foo(TestVmFixture *f, gconstpointer data)
+ *   {
+ *       g_autoptr(GError) err = NULL;
+ *       PayloadProgress p;
+ *
+ *       if (test_vm_skip_without_kvm()) {
+ *           return;
+ *       }
+ *       f->vm = test_vm_new(TEST_VM_DEFAULT);
+ *       test_vm_add_guest(f->vm, "kvm", "mem=8M");
+ *       test_vm_launch_or_fail(f->vm);           // QMP connected and negotiated
+ *       test_vm_wait_progress(f->vm, TEST_VM_TIMEOUT_MS, &p, &err);
+ *       g_assert_no_error(err);
+ *       ... qmp_client_execute(test_vm_qmp(f->vm), "stop", NULL, &err) ...
+ *   }
+ *   g_test_add("/area/foo", TestVmFixture, NULL, test_vm_fixture_setup, test_foo,
+ *              test_vm_fixture_teardown);
+ *
+ * The binary and the payload come from $FROSTVM and $FROSTVM_PAYLOAD (set by
+ * tests/functional/meson.build), else from the build tree next to the test.
+ */
 typedef struct TestVm TestVm;
 
 /* Error domain of the helper's own failures (the VM exited, a wait timed out). */
