@@ -33,7 +33,7 @@ JsonNode *qmp_query_status(Machine *m, JsonObject *args, GError **errp)
     json_object_set_string_member(info, "status", runstate_name(state));
     json_object_set_boolean_member(info, "singlestep", false);
     json_object_set_boolean_member(info, "running", state == RUN_STATE_RUNNING);
-    return json_node_init_object(json_node_alloc(), info);
+    return qmp_object_node(info);
 }
 
 JsonNode *qmp_stop(Machine *m, JsonObject *args, GError **errp)
@@ -57,7 +57,7 @@ JsonNode *qmp_cont(Machine *m, JsonObject *args, GError **errp)
     if (!runstate_vm_start(m, errp)) {
         return NULL;
     }
-    return json_node_init_object(json_node_alloc(), json_object_new());
+    return qmp_object_node(json_object_new());
 }
 
 const QmpCommand monitor_qmp_commands[] = {

@@ -23,7 +23,7 @@ JsonNode *qmp_version_info(void)
     json_object_set_int_member(triple, "major", major);
     json_object_set_object_member(info, "qemu", triple);
     json_object_set_string_member(info, "package", "frostvm " FROSTVM_VERSION);
-    return json_node_init_object(json_node_alloc(), info);
+    return qmp_object_node(info);
 }
 
 JsonObject *qmp_greeting(void)
@@ -88,7 +88,7 @@ static JsonNode *qmp_call(Monitor *mon, const QmpCommand *cmd, JsonObject *args,
         return NULL;
     }
     if (!ret) {
-        ret = json_node_init_object(json_node_alloc(), json_object_new());
+        ret = qmp_object_node(json_object_new());
     }
     return ret;
 }
@@ -188,7 +188,7 @@ JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize
                         "Expecting capabilities negotiation with '%s'",
                         QMP_CAPABILITIES);
         } else if (qmp_negotiate(mon, args, negotiated, &err)) {
-            ret = json_node_init_object(json_node_alloc(), json_object_new());
+            ret = qmp_object_node(json_object_new());
         }
     } else {
         ret = monitor_qmp_call(mon, command, args, &err);

@@ -40,6 +40,18 @@ typedef struct HmpCommand {
 } HmpCommand;
 
 /*
+ * Wrap @obj in a new node, taking the caller's reference (transfer full):
+ * json_node_init_object() would add a reference and leak the caller's.
+ */
+static inline JsonNode *qmp_object_node(JsonObject *obj)
+{
+    JsonNode *node = json_node_init_object(json_node_alloc(), obj);
+
+    json_object_unref(obj);
+    return node;
+}
+
+/*
  * Create the monitor context (no servers yet) on @m's main context, load the
  * built-in schema and register the protocol's own commands (qmp_capabilities,
  * query-version, query-commands, human-monitor-command; HMP help and
