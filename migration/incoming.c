@@ -99,8 +99,16 @@ static gpointer incoming_thread(gpointer opaque)
     r->ok = ok;
     r->source_running = info.source_running;
     if (m->main_context) {
-        g_main_context_invoke_full(m->main_context, G_PRIORITY_DEFAULT, incoming_finish, r,
-                                   g_free);
+        /*
+         * Always through a source, never g_main_context_invoke(): a load that
+         * fails before main runs its loop would otherwise finish on this
+         * thread, and the quit it requests would be lost before the loop starts.
+         */
+        GSource *source = g_idle_source_new();
+
+        g_source_set_callback(source, incoming_finish, r, g_free);
+        g_source_attach(source, m->main_context);
+        g_source_unref(source);
     } else {
         incoming_finish(r);
         g_free(r);

@@ -317,7 +317,8 @@ static gpointer migration_thread(gpointer opaque)
     ok = channel_connect(ch, &err);
     if (ok) {
         f = stream_file_new_output(ch);
-        stream_file_set_rate_limit(f, migration_max_bandwidth(s));
+        /* max-bandwidth applies to precopy and snapshots, and changes apply at once. */
+        stream_file_follow_rate_limit(f, &s->parameters.max_bandwidth);
         if (snapshot) {
             /*
              * The snapshot has no setup phase of its own to report: from here

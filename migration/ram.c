@@ -25,22 +25,10 @@ typedef struct RamSaveState {
     uint64_t *npages;         /* per block */
     uint64_t dirty_pages;     /* set bits over all blocks */
     uint8_t *staging;         /* a record header and up to RAM_RECORD_MAX_PAGES pages */
-    uint64_t rate_limit;      /* what the stream was last told */
-    bool unthrottled;         /* switch-over: ignore max-bandwidth */
     uint64_t stop_us;         /* when the guest was stopped */
     uint64_t stop_offset;     /* stream offset then */
     bool logging;             /* dirty log started */
 } RamSaveState;
-
-static void ram_update_rate_limit(RamSaveState *rs)
-{
-    uint64_t limit = migration_max_bandwidth(rs->s);
-
-    if (!rs->unthrottled && limit != rs->rate_limit) {
-        rs->rate_limit = limit;
-        stream_file_set_rate_limit(rs->f, limit);
-    }
-}
 
 static void ram_account(RamSaveState *rs, uint32_t npages, bool zero)
 {
@@ -127,7 +115,6 @@ static bool ram_send_dirty(RamSaveState *rs, GError **errp)
             if (ram_cancelled(rs, errp)) {
                 return false;
             }
-            ram_update_rate_limit(rs);
             bitmap_clear_range(map, page, n);
             rs->dirty_pages -= n;
             if (!ram_send_run(rs, bi, page, n)) {
@@ -258,7 +245,6 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
         goto out;
     }
     migration_stat_set(&s->ram.remaining, rs.dirty_pages * SAVEVM_PAGE_SIZE);
-    ram_update_rate_limit(&rs);
 
     if (!savevm_write_header(f, m, SAVEVM_STREAM_PRECOPY, errp)) {
         goto out;
@@ -289,7 +275,7 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
         goto out;
     }
     /* The last pass is not throttled (as in QEMU): the guest is waiting. */
-    rs.unthrottled = true;
+    stream_file_follow_rate_limit(f, NULL);
     stream_file_set_rate_limit(f, 0);
     if (live) {
         ram_stop_guest(&rs);

@@ -40,6 +40,7 @@ struct StreamFile {
     StreamUring *uring;      /* file output: buf belongs to it */
 
     uint64_t rate_limit;     /* bytes per second, 0: none */
+    const uint64_t *rate_source;  /* where to read the limit from, or NULL */
     int64_t window_start_us;
     uint64_t window_bytes;
 };
@@ -163,6 +164,11 @@ void stream_file_set_rate_limit(StreamFile *f, uint64_t bytes_per_second)
     f->window_bytes = 0;
 }
 
+void stream_file_follow_rate_limit(StreamFile *f, const uint64_t *bytes_per_second)
+{
+    f->rate_source = bytes_per_second;
+}
+
 void stream_file_set_io_uring(StreamFile *f, bool enable)
 {
     f->want_uring = enable;
@@ -177,6 +183,12 @@ static bool stream_file_throttle(StreamFile *f, size_t len)
 {
     int64_t now, ahead_us;
 
+    if (f->rate_source) {
+        uint64_t limit = __atomic_load_n(f->rate_source, __ATOMIC_RELAXED);
+        if (limit != f->rate_limit) {
+            stream_file_set_rate_limit(f, limit);
+        }
+    }
     if (!f->rate_limit) {
         return true;
     }

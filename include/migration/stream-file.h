@@ -105,6 +105,13 @@ bool stream_file_check(const StreamFile *f, GError **errp);
 void stream_file_set_rate_limit(StreamFile *f, uint64_t bytes_per_second);
 
 /*
+ * Follow the limit stored at @bytes_per_second (read atomically before each
+ * write, so a parameter changed during a migration applies at once); NULL
+ * stops following and keeps the last value.
+ */
+void stream_file_follow_rate_limit(StreamFile *f, const uint64_t *bytes_per_second);
+
+/*
  * Write file: output through io_uring, four 1 MiB buffers in flight, so the
  * caller copies and checksums while the kernel writes (off by default: it
  * only paid off on an idle machine here; see stream-file.c). Call before the

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,6 +87,11 @@ static void fixture_teardown(Fixture *fx, gconstpointer data)
     const char *name;
 
     g_ptr_array_unref(fx->vms);
+    if (g_test_failed() || g_getenv("KEEP_LOGS")) {
+        g_test_message("logs kept in %s", fx->dir);
+        g_free(fx->dir);
+        return;
+    }
     d = g_dir_open(fx->dir, 0, NULL);
     while (d && (name = g_dir_read_name(d))) {
         g_autofree char *p = g_build_filename(fx->dir, name, NULL);
@@ -98,6 +104,12 @@ static void fixture_teardown(Fixture *fx, gconstpointer data)
 static char *fx_path(Fixture *fx, const char *name)
 {
     return g_build_filename(fx->dir, name, NULL);
+}
+
+/* In the child: die with the test, even when an assertion aborts it. */
+static void vm_child_setup(gpointer data)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
 }
 
 /*
@@ -142,7 +154,8 @@ static Vm *vm_spawn(Fixture *fx, const char *name, const char *accel, const char
     log_fd = open(vm->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     g_assert_cmpint(log_fd, >=, 0);
     g_assert_true(g_spawn_async_with_fds(NULL, (char **)argv->pdata, NULL,
-                                         G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &vm->pid,
+                                         G_SPAWN_DO_NOT_REAP_CHILD, vm_child_setup, NULL,
+                                         &vm->pid,
                                          -1, log_fd, log_fd, &err));
     g_assert_no_error(err);
     close(log_fd);
@@ -268,24 +281,31 @@ static char *vm_status(Vm *vm)
     return g_strdup(json_object_get_string_member(json_node_get_object(r), "status"));
 }
 
-/* Wait for a MIGRATION event with a final status; returns that status. */
+static JsonObject *vm_query_migrate(Vm *vm);
+
+/*
+ * Wait until query-migrate shows a final status; returns it. Polling, not the
+ * MIGRATION event: a destination loading a file may finish before our QMP
+ * client has even connected.
+ */
 static char *vm_wait_migration_end(Vm *vm, int timeout_ms)
 {
-    for (;;) {
-        g_autoptr(GError) err = NULL;
-        g_autoptr(JsonObject) ev = qmp_client_wait_event(vm->qmp, "MIGRATION", timeout_ms, &err);
-        const char *status;
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_ms * 1000;
 
-        if (!ev) {
-            g_autofree char *log = vm_log(vm);
-            g_error("%s: no final MIGRATION event: %s\n%s", vm->name, err->message, log);
-        }
-        status = json_object_get_string_member(json_object_get_object_member(ev, "data"),
-                                               "status");
+    for (;;) {
+        g_autoptr(JsonObject) info = vm_query_migrate(vm);
+        const char *status = json_object_get_string_member_with_default(info, "status", "none");
+
         if (!strcmp(status, "completed") || !strcmp(status, "failed") ||
             !strcmp(status, "cancelled")) {
             return g_strdup(status);
         }
+        if (g_get_monotonic_time() > deadline) {
+            g_autofree char *log = vm_log(vm);
+            g_error("%s: migration still '%s' after %d ms\n%s", vm->name, status,
+                    timeout_ms, log);
+        }
+        g_usleep(20 * 1000);
     }
 }
 
@@ -303,9 +323,11 @@ static Vm *start_source(Fixture *fx, const char *accel, gsize *pos, PayloadProgr
 {
     Vm *src = vm_launch(fx, "src", accel, VM_RAM, !strcmp(accel, "kvm"), NULL);
 
+    /* Past the first sweep: the whole range is written, the image is not trivial. */
     *pos = 0;
-    *last = vm_progress(src, pos);
-    *last = vm_progress(src, pos);
+    do {
+        *last = vm_progress(src, pos);
+    } while (last->sweep < 1);
     return src;
 }
 
@@ -322,6 +344,21 @@ static void check_destination_continues(Vm *dst, const PayloadProgress *before)
     g_assert_cmpuint(p2.steps, >, p1.steps);
 }
 
+/* The MIGRATION events of a completed outgoing migration, in order. */
+static void check_source_events(Vm *src)
+{
+    static const char *const want[] = { "setup", "active", "device", "completed" };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(want); i++) {
+        g_autoptr(GError) err = NULL;
+        g_autoptr(JsonObject) ev = qmp_client_wait_event(src->qmp, "MIGRATION", 10000, &err);
+
+        g_assert_no_error(err);
+        g_assert_cmpstr(json_object_get_string_member(json_object_get_object_member(ev, "data"),
+                                                      "status"), ==, want[i]);
+    }
+}
+
 static void wait_source_done(Vm *src)
 {
     g_autofree char *status = vm_wait_migration_end(src, 60000);
@@ -334,6 +371,7 @@ static void wait_source_done(Vm *src)
     }
     rs = vm_status(src);
     g_assert_cmpstr(rs, ==, "postmigrate");
+    check_source_events(src);
 }
 
 static void live_migrate(Fixture *fx, const char *accel, const char *dst_uri,
@@ -479,10 +517,24 @@ static void test_cancel(Fixture *fx, gconstpointer data)
     /* QEMU's HMP unit: MiB/s. Slow enough to cancel mid-way. */
     out = vm_hmp(src, "migrate_set_parameter max-bandwidth 1");
     g_assert_cmpstr(out, ==, "");
+    g_clear_pointer(&out, g_free);
+    out = vm_hmp(src, "info migrate_parameters");
+    g_assert_nonnull(strstr(out, "max-bandwidth: 1048576 bytes/second"));
     r1 = vm_cmd(src, "migrate", args);
     g_usleep(300 * 1000);
     /* A second migrate is refused while one runs. */
-    g_assert_null(qmp_client_execute_json(src->qmp, "migrate", args, &err));
+    {
+        g_autoptr(JsonNode) again = qmp_client_execute_json(src->qmp, "migrate", args, &err);
+        if (again) {
+            g_autoptr(JsonObject) info = vm_query_migrate(src);
+            g_autoptr(JsonGenerator) gen = json_generator_new();
+            g_autoptr(JsonNode) node = json_node_init_object(json_node_alloc(), info);
+            g_autofree char *text = NULL;
+            json_generator_set_root(gen, node);
+            text = json_generator_to_data(gen, NULL);
+            g_error("a second migrate was accepted; query-migrate: %s", text);
+        }
+    }
     g_assert_cmpstr(err->message, ==, "There's a migration process in progress");
     r2 = vm_cmd(src, "migrate_cancel", NULL);
     status = vm_wait_migration_end(src, 30000);
@@ -506,6 +558,7 @@ static void check_source_failure(Vm *src, gsize *pos, const char *uri, const cha
     PayloadProgress p;
 
     g_assert_cmpstr(status, ==, "failed");
+    (void)p;
     if (!strstr(desc, why)) {
         g_error("error-desc '%s' lacks '%s'", desc, why);
     }
@@ -588,7 +641,18 @@ static void expect_load_refused(Fixture *fx, const char *img, const char *ram, c
     int status = vm_wait_exit(dst, 30000);
 
     log = vm_log(dst);
-    if (!(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 1)) {
+    if (status == -1) {
+        g_autofree char *script = g_strdup_printf("for t in /proc/%d/task/*; do "
+                                                  "echo $(cat $t/comm) $(cat $t/wchan); done",
+                                                  dst->pid);
+        const char *argv[] = { "/bin/sh", "-c", script, NULL };
+        g_autofree char *state = NULL;
+        g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &state, NULL,
+                     NULL, NULL);
+        g_error("refused load: still running after 30 s; log:\n%s\nthreads:\n%s", log,
+                state ? state : "");
+    }
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 1)) {
         g_error("refused load: status 0x%x, log:\n%s", status, log);
     }
     if (!strstr(log, "load of migration failed")) {
