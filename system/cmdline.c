@@ -499,6 +499,7 @@ static bool apply_option(MachineConfig *c, const char *opt, const char *arg,
 MachineConfig *cmdline_parse(int argc, char **argv, bool *exit_now, GError **errp)
 {
     MachineConfig *c = g_new0(MachineConfig, 1);
+    bool nographic = false;
 
     *exit_now = false;
     c->ram_size = 128ULL << 20;
@@ -533,12 +534,36 @@ MachineConfig *cmdline_parse(int argc, char **argv, bool *exit_now, GError **err
             error_setg(errp, "%s: requires an argument", a);
             goto fail;
         }
+        nographic |= !strcmp(name, "nographic");
         if (!apply_option(c, name, cmdline_options[k].arg == ARG_ONE ? argv[++i] : NULL,
                           exit_now, errp)) {
             goto fail;
         }
         if (*exit_now) {
             return c;
+        }
+    }
+    /* As QEMU: a daemon has no terminal, so stdio devices would silently go nowhere. */
+    if (c->daemonize) {
+        if (nographic) {
+            error_setg(errp, "-nographic cannot be used with -daemonize");
+            goto fail;
+        }
+        if (!g_strcmp0(c->serial, "stdio")) {
+            error_setg(errp, "-serial stdio cannot be used with -daemonize");
+            goto fail;
+        }
+        for (unsigned i = 0; i < c->monitors->len; i++) {
+            if (!strcmp(g_ptr_array_index(c->monitors, i), "stdio")) {
+                error_setg(errp, "-monitor stdio cannot be used with -daemonize");
+                goto fail;
+            }
+        }
+        for (unsigned i = 0; i < c->qmp->len; i++) {
+            if (g_str_has_prefix(g_ptr_array_index(c->qmp, i), "stdio")) {
+                error_setg(errp, "-qmp stdio cannot be used with -daemonize");
+                goto fail;
+            }
         }
     }
     if (!c->serial) {

@@ -56,7 +56,8 @@ static void runstate_emit(Machine *m, const char *event)
     }
 }
 
-void runstate_vm_stop(Machine *m, RunState state)
+/* Stop the vCPUs and enter @state; STOP only when @emit (a shutdown sends SHUTDOWN alone). */
+static void runstate_stop(Machine *m, RunState state, bool emit)
 {
     bool was_running;
 
@@ -71,9 +72,14 @@ void runstate_vm_stop(Machine *m, RunState state)
     }
     runstate_set(m, state);
     g_mutex_unlock(&m->transition_lock);
-    if (was_running) {
+    if (was_running && emit) {
         runstate_emit(m, "STOP");
     }
+}
+
+void runstate_vm_stop(Machine *m, RunState state)
+{
+    runstate_stop(m, state, true);
 }
 
 bool runstate_vm_start(Machine *m, GError **errp)
@@ -126,7 +132,7 @@ static gboolean runstate_shutdown_cb(gpointer opaque)
     Machine *m = req->m;
     JsonObject *data = json_object_new();
 
-    runstate_vm_stop(m, RUN_STATE_SHUTDOWN);
+    runstate_stop(m, RUN_STATE_SHUTDOWN, false);
     json_object_set_boolean_member(data, "guest",
                                    g_str_has_prefix(req->reason, "guest"));
     json_object_set_string_member(data, "reason", req->reason);

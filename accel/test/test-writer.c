@@ -161,6 +161,7 @@ static void test_report(TestVcpu *v, TestReport *r, gint64 now)
     uint64_t steps = 0, errors = 0, sweep = UINT64_MAX;
     bool regs_ok = v->reg_steps == ctl->cpu[v->index].steps;
     bool all_swept = true;
+    char csteps[40] = "";
     char line[256];
 
     for (unsigned c = 0; c < ctl->ncpus; c++) {
@@ -169,12 +170,16 @@ static void test_report(TestVcpu *v, TestReport *r, gint64 now)
         sweep = MIN(sweep, ctl->cpu[c].sweep);
         all_swept &= ctl->cpu[c].sweep > 0;
     }
+    /* With several CPUs csum covers CPU 0's own steps, given as csteps (as the payload). */
+    if (ctl->ncpus > 1) {
+        snprintf(csteps, sizeof(csteps), " csteps=%" G_GUINT64_FORMAT, v->reg_steps);
+    }
     snprintf(line, sizeof(line), "PROGRESS t_us=%" G_GINT64_FORMAT " sweep=%" G_GUINT64_FORMAT
              " steps=%" G_GUINT64_FORMAT " rate=%" G_GUINT64_FORMAT " maxstall_us=%"
-             G_GINT64_FORMAT " csum=0x%" G_GINT64_MODIFIER "x regs=%s errors=%"
+             G_GINT64_FORMAT " csum=0x%" G_GINT64_MODIFIER "x%s regs=%s errors=%"
              G_GUINT64_FORMAT, now - r->t_start, sweep, steps,
              now > r->last_t ? (steps - r->last_steps) * 1000000 / (now - r->last_t) : 0,
-             r->maxstall, v->reg_csum, regs_ok ? "ok" : "FAIL", errors);
+             r->maxstall, v->reg_csum, csteps, regs_ok ? "ok" : "FAIL", errors);
     test_serial_line(a, line);
     if (all_swept && !a->ready_printed) {
         a->ready_printed = true;

@@ -82,31 +82,10 @@ static TestVm *guest_new(const SnapCase *c, bool kernel)
     return vm;
 }
 
-/*
- * Known bug: with -smp 2 the test accelerator prints no csteps= (CPU 0's step
- * count), so CPU 0's checksum cannot be checked against its own count.
- */
-static bool csteps_missing(const SnapCase *c, const char *line)
-{
-    return !strcmp(c->accel, "test") && strcmp(c->smp, "1") && !strstr(line, "csteps=");
-}
-
-static void skip_if_csteps_missing(const SnapCase *c, TestVm *vm)
-{
-    g_autofree char *log = test_vm_log_read(vm, TEST_VM_LOG_SERIAL);
-    char *line = strstr(log, "PROGRESS ");
-
-    if (line && csteps_missing(c, line)) {
-        g_test_skip("known bug: -accel test -smp 2 prints PROGRESS lines without csteps= "
-                    "(docs/test-payload.md: present with more than one CPU), so the "
-                    "register checksum of CPU 0 went unchecked; every other check passed");
-    }
-}
-
 static void assert_healthy(TestVm *vm, const SnapCase *c, const PayloadProgress *p,
                            const char *line)
 {
-    bool csum_ok = payload_progress_csum_ok(p) || csteps_missing(c, line);
+    bool csum_ok = payload_progress_csum_ok(p);
 
     if (!p->regs_ok || p->errors || !csum_ok) {
         g_autofree char *log = test_vm_log_read(vm, TEST_VM_LOG_SERIAL);
@@ -320,7 +299,6 @@ static void test_snapshot_restore(SnapFixture *f, gconstpointer data)
     if (c->sink == SINK_UNIX_FROSTVM) {
         (void)snap_check_figures(qmp, NULL);
         check_restored(f->dst, c, before.steps, after.steps, rate);
-        skip_if_csteps_missing(c, f->src);
         return;
     }
     img = check_image(f->src, c, img_path);
@@ -336,7 +314,6 @@ static void test_snapshot_restore(SnapFixture *f, gconstpointer data)
     load_uri = g_strdup_printf("file:%s", img_path);
     restore_start(f, c, load_uri);
     check_restored(f->dst, c, img.res.steps, img.res.steps, rate);
-    skip_if_csteps_missing(c, f->src);
 }
 
 /* A second snapshot after a cancelled or failed one: nothing was left behind. */

@@ -80,16 +80,11 @@ static const BadCmdline bad_cmdlines[] = {
       "no/such/dir", true },
     /* QEMU refuses to daemonize with the terminal as a device: the output would be lost. */
     { "daemonize-serial-stdio", { "-accel", "test", "-append", "mem=8M", "-daemonize",
-                                  "-serial", "stdio", NULL }, "stdio", false,
-      "-daemonize -serial stdio is accepted (status 0) and the serial output silently "
-      "goes to /dev/null; QEMU refuses it" },
+                                  "-serial", "stdio", NULL }, "stdio", false, NULL },
     { "daemonize-monitor-stdio", { "-accel", "test", "-append", "mem=8M", "-daemonize",
-                                   "-monitor", "stdio", NULL }, "stdio", false,
-      "-daemonize -monitor stdio is accepted (status 0), prints the monitor banner "
-      "and then serves /dev/null; QEMU refuses it" },
+                                   "-monitor", "stdio", NULL }, "stdio", false, NULL },
     { "daemonize-nographic", { "-accel", "test", "-append", "mem=8M", "-daemonize",
-                               "-nographic", NULL }, "-nographic", false,
-      "-daemonize -nographic is accepted (status 0); QEMU refuses it" },
+                               "-nographic", NULL }, "-nographic", false, NULL },
 };
 
 static void test_bad_cmdline(TestVmFixture *f, gconstpointer data)
