@@ -2,15 +2,18 @@
 /* Precopy RAM: dirty-log passes, zero-page detection, convergence, the stop-and-copy switch-over. */
 #include "migration/ram.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "accel/accel.h"
 #include "migration/migration.h"
 #include "migration/savevm.h"
 #include "migration/stream-file.h"
 #include "system/machine.h"
+#include "system/memory-backend.h"
 #include "system/runstate.h"
 #include "util/bitmap.h"
 #include "util/error.h"
@@ -44,6 +47,49 @@ static void ram_account(RamSaveState *rs, uint32_t npages, bool zero)
 }
 
 /*
+ * For a block mapped shared from a file or memfd: how many pages from byte
+ * @offset (at most @n) are all hole (*@hole true: zero, and not to be read,
+ * since reading a shmem hole allocates a page on the source for every page
+ * the guest never used) or all data. Other blocks: @n pages of data. Private
+ * file mappings count as data: their written pages never reach the file.
+ */
+static uint32_t ram_file_extent(RamBlock *b, uint64_t offset, uint32_t n, bool *hole)
+{
+    MemoryBackend *be = b->backend;
+    off_t next;
+
+    *hole = false;
+    if (!be || be->fd < 0 || !be->opts.share || (void *)b->host != be->host) {
+        return n;
+    }
+    next = lseek(be->fd, (off_t)offset, SEEK_DATA);
+    if (next < 0) {
+        /* ENXIO: only holes from @offset to the end of the file. */
+        *hole = errno == ENXIO;
+        return n;
+    }
+    if ((uint64_t)next > offset) {
+        *hole = true;
+    } else {
+        next = lseek(be->fd, (off_t)offset, SEEK_HOLE);
+        if (next < 0) {
+            return n;
+        }
+    }
+    /* Holes and data are page-granular in the page cache; never return 0. */
+    return (uint32_t)MAX(1, MIN((uint64_t)n, ((uint64_t)next - offset) / SAVEVM_PAGE_SIZE));
+}
+
+static void ram_send_zero(RamSaveState *rs, guint bi, uint64_t offset, uint32_t npages)
+{
+    uint8_t hdr[SAVEVM_RAM_RECORD_HEADER_SIZE];
+
+    savevm_encode_ram_header(hdr, bi, offset, npages, SAVEVM_RAM_ZERO);
+    stream_file_write(rs->f, hdr, sizeof(hdr));
+    ram_account(rs, npages, true);
+}
+
+/*
  * Send @n dirty pages of block @bi from page @first. The caller has cleared
  * their dirty bits already: a guest write from now on shows up in the next
  * sync, so whatever we read here is either current or sent again. Data is
@@ -54,22 +100,25 @@ static bool ram_send_run(RamSaveState *rs, guint bi, uint64_t first, uint32_t n)
 {
     RamBlock *b = g_ptr_array_index(rs->m->ram_blocks, bi);
     const uint8_t *host = b->host + first * SAVEVM_PAGE_SIZE;
-    uint32_t i = 0;
+    uint32_t i = 0, end = 0;
+    bool hole = false;
 
     while (i < n) {
         uint32_t start = i;
         uint64_t offset = (first + start) * SAVEVM_PAGE_SIZE;
 
-        if (buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE)) {
-            uint8_t hdr[SAVEVM_RAM_RECORD_HEADER_SIZE];
-
-            while (i < n && buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE,
-                                           SAVEVM_PAGE_SIZE)) {
+        if (i == end) {
+            end = i + ram_file_extent(b, offset, n - i, &hole);
+        }
+        if (hole) {
+            i = end;
+            ram_send_zero(rs, bi, offset, i - start);
+        } else if (buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE)) {
+            while (i < end && buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE,
+                                             SAVEVM_PAGE_SIZE)) {
                 i++;
             }
-            savevm_encode_ram_header(hdr, bi, offset, i - start, SAVEVM_RAM_ZERO);
-            stream_file_write(rs->f, hdr, sizeof(hdr));
-            ram_account(rs, i - start, true);
+            ram_send_zero(rs, bi, offset, i - start);
         } else {
             uint8_t *data = rs->staging + SAVEVM_RAM_RECORD_HEADER_SIZE;
 
@@ -77,8 +126,8 @@ static bool ram_send_run(RamSaveState *rs, guint bi, uint64_t first, uint32_t n)
                 memcpy(data + (uint64_t)(i - start) * SAVEVM_PAGE_SIZE,
                        host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE);
                 i++;
-            } while (i < n && !buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE,
-                                              SAVEVM_PAGE_SIZE));
+            } while (i < end && !buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE,
+                                                SAVEVM_PAGE_SIZE));
             savevm_encode_ram_header(rs->staging, bi, offset, i - start, SAVEVM_RAM_DATA);
             stream_file_write(rs->f, rs->staging, SAVEVM_RAM_RECORD_HEADER_SIZE +
                               (size_t)(i - start) * SAVEVM_PAGE_SIZE);

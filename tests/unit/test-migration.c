@@ -4,6 +4,7 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <glib/gstdio.h>
 
 #include "accel/accel.h"
@@ -12,6 +13,7 @@
 #include "migration/stream-file.h"
 #include "migration/vmstate.h"
 #include "system/machine.h"
+#include "system/memory-backend.h"
 #include "system/runstate.h"
 #include "util/bitmap.h"
 #include "util/error.h"
@@ -164,7 +166,15 @@ static bool counter_load(void *opaque, const uint8_t *data, size_t len, uint32_t
     return vmstate_reader_finish(&r, "fake-cpu", errp);
 }
 
+static Machine *fake_machine_build(uint64_t ram_size, bool running, MemoryBackend *backend);
+
 static Machine *fake_machine_new(uint64_t ram_size, bool running)
+{
+    return fake_machine_build(ram_size, running, NULL);
+}
+
+/* Guest RAM from @backend (owned by the machine from now on) instead of anonymous memory. */
+static Machine *fake_machine_build(uint64_t ram_size, bool running, MemoryBackend *backend)
 {
     Machine *m = g_new0(Machine, 1);
     RamBlock *b = g_new0(RamBlock, 1);
@@ -177,9 +187,14 @@ static Machine *fake_machine_new(uint64_t ram_size, bool running)
     b->name = g_strdup("pc.ram");
     b->size = ram_size;
     b->page_size = MACHINE_PAGE_SIZE;
-    b->host = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
-    g_assert(b->host != MAP_FAILED);
+    if (backend) {
+        b->backend = backend;
+        b->host = backend->host;
+    } else {
+        b->host = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        g_assert(b->host != MAP_FAILED);
+    }
     m->ram_blocks = g_ptr_array_new();
     g_ptr_array_add(m->ram_blocks, b);
     m->ram_size = ram_size;
@@ -223,7 +238,11 @@ static void fake_machine_free(Machine *m)
     }
     bitmap_free(g->dirty);
     g_free(g);
-    munmap(b->host, b->size);
+    if (b->backend) {
+        memory_backend_free(b->backend);
+    } else {
+        munmap(b->host, b->size);
+    }
     g_free(b->name);
     g_free(b);
     g_ptr_array_unref(m->ram_blocks);
@@ -330,6 +349,40 @@ static void test_precopy_paused_guest(void)
     g_assert_cmpint(runstate_get(m), ==, RUN_STATE_POSTMIGRATE);
     /* One pass, nothing dirtied. */
     g_assert_cmpuint(migration_stat_get(&s->ram.dirty_sync_count), ==, 0);
+    check_image_matches(path, m);
+    fake_machine_free(m);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
+/* memfd RAM: the holes the guest never wrote are sent as zero without being read. */
+static void test_precopy_memfd_holes(void)
+{
+    g_autofree char *dir = NULL;
+    g_autofree char *path = tmp_image(&dir);
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
+    g_autoptr(GError) err = NULL;
+    MemoryBackend *be;
+    Machine *m;
+    struct stat before, after;
+
+    opts->size = 64 * MiB;
+    opts->thp = false;
+    be = memory_backend_new(opts, &err);
+    if (!be) {
+        g_autofree char *why = g_strdup_printf("no memfd backend here: %s", err->message);
+        g_test_skip(why);
+        return;
+    }
+    m = fake_machine_build(64 * MiB, true, be);
+    g_assert_cmpint(fstat(be->fd, &before), ==, 0);
+    g_assert_true(migration_start(m->migration, uri, &err));
+    g_assert_cmpint(wait_done(m->migration), ==, MIGRATION_STATUS_COMPLETED);
+    g_assert_cmpint(fstat(be->fd, &after), ==, 0);
+    /* The guest wrote the first half; reading the second half would have filled it. */
+    g_assert_cmpint(after.st_blocks * 512, <=, before.st_blocks * 512 + 4 * MiB);
+    g_assert_cmpint(after.st_blocks * 512, <, 48 * MiB);
     check_image_matches(path, m);
     fake_machine_free(m);
     g_unlink(path);
@@ -688,6 +741,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/migration/precopy/file-live", test_precopy_file_live);
     g_test_add_func("/migration/precopy/paused-guest", test_precopy_paused_guest);
+    g_test_add_func("/migration/precopy/memfd-holes-not-read", test_precopy_memfd_holes);
     g_test_add_func("/migration/precopy/live-tcp", test_live_tcp);
     g_test_add_func("/migration/precopy/live-unix", test_live_unix);
     g_test_add_func("/migration/cancel/source-keeps-running", test_cancel_keeps_source_running);
