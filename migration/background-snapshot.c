@@ -11,14 +11,22 @@
 #include "system/runstate.h"
 #include "util/error.h"
 
-/* Progress figures are refreshed at most this often during the scan. */
-#define STATS_REFRESH_NS (50 * 1000 * 1000ULL)
+/* query-migrate's figures are refreshed this often while RAM is saved. */
+#define STATS_REFRESH_US (50 * 1000)
 
 typedef struct SnapshotRun {
     MigrationState *s;
     BackgroundSnapshot *bs;
-    uint64_t last_refresh_ns;
     uint64_t downtime_us;
+    /*
+     * A small thread refreshes the figures: the migration thread may sit for
+     * long in a pool wait or in the final drain to a slow sink, and
+     * query-migrate must keep moving meanwhile.
+     */
+    GThread *stats_thread;
+    GMutex stats_lock;
+    GCond stats_cond;
+    bool stats_stop;
 } SnapshotRun;
 
 bool background_snapshot_check_capability(Machine *m, GError **errp)
@@ -52,16 +60,41 @@ static void refresh_stats(SnapshotRun *run)
         run->bs->total_pages - __atomic_load_n(&run->bs->fig.saved_pages, __ATOMIC_RELAXED));
 }
 
-/* Between scan chunks: refresh the figures now and then; false once cancelled. */
+static gpointer stats_thread_fn(gpointer opaque)
+{
+    SnapshotRun *run = opaque;
+
+    g_mutex_lock(&run->stats_lock);
+    while (!run->stats_stop) {
+        gint64 deadline = g_get_monotonic_time() + STATS_REFRESH_US;
+
+        g_cond_wait_until(&run->stats_cond, &run->stats_lock, deadline);
+        if (!run->stats_stop) {
+            refresh_stats(run);
+        }
+    }
+    g_mutex_unlock(&run->stats_lock);
+    return NULL;
+}
+
+static void stats_thread_stop(SnapshotRun *run)
+{
+    if (!run->stats_thread) {
+        return;
+    }
+    g_mutex_lock(&run->stats_lock);
+    run->stats_stop = true;
+    g_cond_signal(&run->stats_cond);
+    g_mutex_unlock(&run->stats_lock);
+    g_thread_join(run->stats_thread);
+    run->stats_thread = NULL;
+}
+
+/* Between scan chunks: false once cancelled. */
 static bool scan_tick(void *opaque)
 {
     SnapshotRun *run = opaque;
-    uint64_t now = write_tracking_now_ns();
 
-    if (now - run->last_refresh_ns >= STATS_REFRESH_NS) {
-        run->last_refresh_ns = now;
-        refresh_stats(run);
-    }
     return !migration_is_cancelling(run->s);
 }
 
@@ -103,12 +136,15 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     g_autoptr(GByteArray) devices = NULL;
     bool ok = false;
 
+    g_mutex_init(&run.stats_lock);
+    g_cond_init(&run.stats_cond);
+
     /* 0 lets the engine size the pool from guest RAM. */
     uint64_t pool_bytes = __atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                                           __ATOMIC_RELAXED);
 
     if (!savevm_write_header(f, m, SAVEVM_STREAM_BACKGROUND_SNAPSHOT, errp)) {
-        return false;
+        goto out;
     }
     /* From here until snapshot_engine_finish() only the writer thread writes to @f. */
     run.bs = snapshot_engine_new(m->ram_blocks, pool_bytes, f, errp);
@@ -124,6 +160,7 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
         goto out;
     }
     refresh_stats(&run);
+    run.stats_thread = g_thread_new("snapshot-stats", stats_thread_fn, &run);
     if (!snapshot_engine_save_ram(run.bs, scan_tick, &run, errp)) {
         goto out;
     }
@@ -140,6 +177,9 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     }
 
 out:
+    stats_thread_stop(&run);
+    g_mutex_clear(&run.stats_lock);
+    g_cond_clear(&run.stats_cond);
     if (run.bs) {
         /* Abort releases the guest whatever happened above (no-op when finished). */
         if (!ok) {
