@@ -145,6 +145,9 @@ extern const HmpCommand monitor_hmp_builtin_commands[];
 
 /* ---- QMP dispatch (qmp-dispatch.c) ---- */
 
+/* Deliver the events other threads queued to the sessions negotiated now (main thread). */
+void monitor_events_flush(Monitor *mon);
+
 /*
  * Handle one complete JSON text from a client and return the reply object
  * (transfer full). @negotiated is the client's state, updated by

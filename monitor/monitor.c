@@ -179,7 +179,7 @@ static void pending_event_free(gpointer p)
 }
 
 /* Deliver what other threads queued, oldest first. */
-static void events_flush_pending(Monitor *mon)
+void monitor_events_flush(Monitor *mon)
 {
     GQueue taken = G_QUEUE_INIT;
     PendingEvent *ev;
@@ -201,7 +201,7 @@ static void events_flush_pending(Monitor *mon)
 
 static gboolean events_pending_cb(gpointer opaque)
 {
-    events_flush_pending(opaque);
+    monitor_events_flush(opaque);
     return G_SOURCE_REMOVE;
 }
 
@@ -215,7 +215,7 @@ void monitor_emit_event(Monitor *mon, const char *name, JsonObject *data)
      * everybody else (vCPU, migration threads) hands the event over.
      */
     if (g_main_context_is_owner(mon->context)) {
-        events_flush_pending(mon);
+        monitor_events_flush(mon);
         event_deliver(mon, name, data, now);
         if (data) {
             json_object_unref(data);
@@ -244,7 +244,7 @@ void monitor_free(Monitor *mon)
     if (!mon) {
         return;
     }
-    events_flush_pending(mon);
+    monitor_events_flush(mon);
     monitor_servers_close(mon);
     /* Let clients read the last replies and SHUTDOWN before they lose us. */
     deadline = g_get_monotonic_time() + MONITOR_CLOSE_FLUSH_MS * 1000;

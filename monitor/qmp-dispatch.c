@@ -121,6 +121,11 @@ static bool qmp_negotiate(Monitor *mon, JsonObject *args, bool *negotiated,
                    json_array_get_string_element(json_node_get_array(enable), 0));
         return false;
     }
+    /*
+     * Events queued by other threads before this moment belong to the
+     * sessions that were negotiated then: deliver them before this one joins.
+     */
+    monitor_events_flush(mon);
     *negotiated = true;
     return true;
 }
