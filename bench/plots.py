@@ -85,8 +85,8 @@ def dirty_plot(results, plot_dir, data_dir, bench_dir):
                 p = dirty_point(results, s, vmm, bg)
                 if p:
                     series.setdefault(f'{vmm}-{kind}', []).append(p + (label,))
-    if len({round(x) for pts in series.values() for x, *_ in pts}) < 2:
-        return None    # one guest only (a quick run): nothing to draw against
+    if len(series) < 4 or min(len(pts) for pts in series.values()) < 2:
+        return None    # needs both VMMs, both kinds, two guests or more (not a quick run)
     files = {}
     for name, pts in series.items():
         path = os.path.join(data_dir, f'dirty-{name}.dat')
@@ -96,12 +96,9 @@ def dirty_plot(results, plot_dir, data_dir, bench_dir):
                 f.write(f'{x:.2f} {y:.4f} {c} {label}\n')
         files[name] = path
     out = os.path.join(plot_dir, 'image-vs-dirty-rate.png')
-    empty = os.path.join(data_dir, 'empty.dat')
-    with open(empty, 'w') as f:
-        f.write('0 NaN 1 none\n')
     gnuplot(os.path.join(bench_dir, 'image-vs-dirty.gp'), {
-        'out': out, 'fbg': files.get('frostvm-bg', empty), 'qbg': files.get('qemu-bg', empty),
-        'fpre': files.get('frostvm-precopy', empty), 'qpre': files.get('qemu-precopy', empty),
+        'out': out, 'fbg': files['frostvm-bg'], 'qbg': files['qemu-bg'],
+        'fpre': files['frostvm-precopy'], 'qpre': files['qemu-precopy'],
         'title': '512 MiB guest writing 128 MiB (idle, random order, sequential), sink 100 MiB/s'})
     return 'Image size against guest dirty rate, precopy and background snapshot', out
 

@@ -121,7 +121,7 @@ def scenario_table(results, scenario):
 
 
 def summary_table(results, scenarios):
-    head = ('| scenario | total time (ms) F / Q | downtime (ms) F / Q | image (MiB) F / Q | '
+    head = ('| scenario | total time (ms) F / Q | downtime (ms, query-migrate) F / Q | image (MiB) F / Q | '
             'kept F / Q | worst stall (ms) F / Q |')
     lines = [head, '|---|---|---|---|---|---|']
 
