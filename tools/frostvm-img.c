@@ -39,7 +39,6 @@ typedef struct ImgInfo {
     uint32_t version;
     uint32_t flags;
     GBytes *fdt;
-    uint64_t machine_offset;
     uint32_t nblocks;
     uint64_t block_size[IMG_MAX_BLOCKS];
     uint64_t *seen[IMG_MAX_BLOCKS];
