@@ -172,7 +172,15 @@ void runstate_request_shutdown(Machine *m, const char *reason, int exit_status)
     req = g_new0(ShutdownRequest, 1);
     req->m = m;
     req->reason = g_strdup(reason);
-    /* vCPU and migration threads must not stop the vCPUs themselves: defer. */
-    g_main_context_invoke_full(m->main_context, G_PRIORITY_HIGH,
-                               runstate_shutdown_cb, req, shutdown_request_free);
+    /*
+     * Always through a source on the main context: a vCPU thread must not stop
+     * the vCPUs itself, a QMP reply must go out before SHUTDOWN, and an invoke
+     * from a thread before the loop runs would run inline and lose the quit.
+     */
+    GSource *src = g_idle_source_new();
+
+    g_source_set_priority(src, G_PRIORITY_HIGH);
+    g_source_set_callback(src, runstate_shutdown_cb, req, shutdown_request_free);
+    g_source_attach(src, m->main_context);
+    g_source_unref(src);
 }
