@@ -5,7 +5,7 @@ import os
 import subprocess
 import time
 
-from metrics import guest_clock_offset, window_figures
+from metrics import guest_clock_offset, line_stall_ms, window_figures
 from vm import BenchError, QMPError, RssSampler, Vm, read_cpu, read_status_kib
 
 TERMINAL = ('completed', 'failed', 'cancelled')
@@ -166,6 +166,7 @@ def run_migration(vm, job, rep, ctx):
     sampler.start()
     q.events.clear()
     timeout = job.bound_s or 600
+    unconverged = None
     t0 = time.monotonic()
     try:
         if job.kind == 'smc':
@@ -178,6 +179,8 @@ def run_migration(vm, job, rep, ctx):
         except QMPError:
             if not job.bound_s:
                 raise
+            # The figures so far: after the cancel QEMU no longer reports them.
+            unconverged = q.cmd('query-migrate')
             q.cmd('migrate_cancel')
             q.wait_event('MIGRATION', timeout=60,
                          pred=lambda e: e['data']['status'] in TERMINAL)
@@ -201,6 +204,8 @@ def run_migration(vm, job, rep, ctx):
     res['status'] = status
     ram = info.get('ram', {})
     if status == 'timeout':
+        res['at_cancel'] = unconverged
+        ram = unconverged.get('ram', {})
         res['reason'] = (f'did not converge in {job.bound_s:g} s '
                          f'({ram.get("transferred", 0) / 2**20:.0f} MiB written, '
                          f'{ram.get("dirty-sync-count", "?")} passes)')
@@ -252,9 +257,11 @@ def run_migration(vm, job, rep, ctx):
     offset = guest_clock_offset(before or lines)
     if offset is not None and not vm.guest.idle:
         g0, g1 = t0 - offset, t1 - offset
-        res.update(window_figures(lines, g0, g1))
-        res['trace'] = [(p['t_us'] / 1e6 - g0, p['rate'], p['maxstall_us'] / 1000)
-                        for p in lines if g0 - 2.5 <= p['t_us'] / 1e6 <= g1 + 1.0]
+        res.update(window_figures(lines, g0, g1, vm.guest.report_ms))
+        res['trace'] = [(p['t_us'] / 1e6 - g0, p['rate'],
+                         line_stall_ms(p, prev, vm.guest.report_ms))
+                        for prev, p in zip(lines, lines[1:])
+                        if g0 - 2.5 <= p['t_us'] / 1e6 <= g1 + 1.0]
         res['window_s'] = g1 - g0
         if job.kind == 'bg':
             res['dirty_rate_mib_s'] = res.get('rate_before', 0) * 4096 / 2**20

@@ -14,7 +14,20 @@ def guest_clock_offset(lines):
     return min(p['wall'] - p['t_us'] / 1e6 for p in lines)
 
 
-def window_figures(lines, g0, g1, before_s=2.0):
+def line_stall_ms(p, prev, report_ms):
+    """The longest stall a report shows: its maxstall_us, or how late it came.
+
+    The payload leaves its own serial output out of maxstall_us, so a pause that lands
+    while it prints (a port I/O exit) shows only as a report that comes late.
+    """
+    late = (p['t_us'] - prev['t_us']) / 1000 - report_ms - LATE_SLACK_MS
+    return max(p['maxstall_us'] / 1000, late)
+
+
+LATE_SLACK_MS = 3.0   # a report takes about 1.5 ms of port I/O here
+
+
+def window_figures(lines, g0, g1, report_ms, before_s=2.0):
     """Throughput kept and stalls for the guest-time window [g0, g1] (seconds).
 
     Each PROGRESS line covers the interval since the previous line. "before" lines end
@@ -28,6 +41,7 @@ def window_figures(lines, g0, g1, before_s=2.0):
     for p in lines:
         if prev is not None:
             a, b = prev['t_us'] / 1e6, p['t_us'] / 1e6
+            p = dict(p, stall_ms=line_stall_ms(p, prev, report_ms))
             if b <= g0 and b >= g0 - before_s:
                 before.append(p)
             overlap = min(b, g1) - max(a, g0)
@@ -37,13 +51,13 @@ def window_figures(lines, g0, g1, before_s=2.0):
     out = {'before_lines': len(before), 'during_lines': len(during)}
     if before:
         out['rate_before'] = statistics.median(p['rate'] for p in before)
-        out['stall_before_ms'] = max(p['maxstall_us'] for p in before) / 1000
+        out['stall_before_ms'] = max(p['stall_ms'] for p in before)
     if during:
         core = [p for frac, p in during if frac >= 0.5]
         if not core:
             core = [max(during, key=lambda fp: fp[0])[1]]
         out['rate_during'] = statistics.median(p['rate'] for p in core)
-        stalls = sorted(p['maxstall_us'] / 1000 for _, p in during)
+        stalls = sorted(p['stall_ms'] for _, p in during)
         out['stall_ms'] = stalls[-1]
         out['stall_p50_ms'] = percentile(stalls, 50)
         out['stall_p90_ms'] = percentile(stalls, 90)

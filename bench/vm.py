@@ -26,6 +26,8 @@ class Guest:
         self.append = append
         self.smp = smp
         self.idle = idle
+        # The payload's report interval (its default is 100 ms).
+        self.report_ms = int(parse_kv(append).get('report_ms', 100))
 
     def describe(self):
         return f"-m {self.ram_mib} -smp {self.smp}, payload `{self.append}`"
