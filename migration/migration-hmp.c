@@ -139,7 +139,9 @@ static bool hmp_info_migrate(Machine *m, int argc, char **argv, GString *out, GE
         g_string_append_printf(out, " (%s)", json_object_get_string_member(o, "error-desc"));
     }
     g_string_append_c(out, '\n');
-    g_string_append_printf(out, "total time: %" PRId64 " ms\n", member_int(o, "total-time"));
+    if (json_object_has_member(o, "total-time")) {
+        g_string_append_printf(out, "total time: %" PRId64 " ms\n", member_int(o, "total-time"));
+    }
     if (json_object_has_member(o, "expected-downtime")) {
         g_string_append_printf(out, "expected downtime: %" PRId64 " ms\n",
                                member_int(o, "expected-downtime"));
