@@ -17,8 +17,8 @@ plot fbg  using 1:(done($3,$2)) with linespoints lw 2 pt 7 ps 1.5 lc rgb '#1f77b
      qbg  using 1:(done($3,$2)) with linespoints lw 2 pt 5 ps 1.3 lc rgb '#d62728' title 'QEMU 7.2 background snapshot', \
      fpre using 1:(done($3,$2)) with linespoints lw 2 dt 2 pt 9 ps 1.5 lc rgb '#1f77b4' title 'frostvm precopy', \
      qpre using 1:(done($3,$2)) with linespoints lw 2 dt 2 pt 11 ps 1.5 lc rgb '#d62728' title 'QEMU 7.2 precopy', \
-     fpre using 1:(notdone($3,$2)) with points pt 8 ps 2.5 lc rgb '#1f77b4' title 'frostvm precopy: not converged, written so far', \
-     qpre using 1:(notdone($3,$2)) with points pt 10 ps 2.5 lc rgb '#d62728' title 'QEMU 7.2 precopy: not converged, written so far', \
+     fpre using 1:(notdone($3,$2)) with points pt 8 ps 2.5 lc rgb '#1f77b4' title 'frostvm precopy: not converged in 10 s, written by then', \
+     qpre using 1:(notdone($3,$2)) with points pt 10 ps 2.5 lc rgb '#d62728' title 'QEMU 7.2 precopy: not converged in 10 s, written by then', \
      fbg using 1:(done($3,$2)):4 with labels offset 0,-1.2 font ',9' notitle, \
      fpre using 1:2:4 with labels offset 0,1.2 font ',9' notitle, \
      qpre using 1:2:4 with labels offset 0,1.2 font ',9' tc rgb '#d62728' notitle

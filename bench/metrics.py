@@ -100,6 +100,8 @@ class Runs:
     def __init__(self, results, scenario, vmm, restore=False):
         self.all = [r for r in results if r['scenario'] == scenario and r['vmm'] == vmm
                     and (r['kind'] == 'restore') == restore]
+        # Tables that give the reason once, in their "runs completed" row.
+        self.brief_failures = False
         self.ok = [r for r in self.all if r.get('ok')]
         self.failed = [r for r in self.all if not r.get('ok')]
 
@@ -122,7 +124,7 @@ class Runs:
         if not self.all:
             return 'not run'
         if not self.ok:
-            return 'failed: ' + reason(self.failed[0])
+            return 'failed' if self.brief_failures else 'failed: ' + reason(self.failed[0])
         s = summarize(self.values(fn))
         if s is None:
             text = '-'
@@ -131,7 +133,16 @@ class Runs:
         else:
             text = fmt(s[0])
         if self.failed:
-            text += f' ({len(self.failed)} of {len(self.all)} failed: {reason(self.failed[0])})'
+            text += (f' ({len(self.failed)} of {len(self.all)} failed)' if self.brief_failures
+                     else f' ({len(self.failed)} of {len(self.all)} failed: '
+                          f'{reason(self.failed[0])})')
+        return text
+
+    def completed(self):
+        """'2 of 3', with the reason of the first failure."""
+        text = f'{len(self.ok)} of {len(self.all)}'
+        if self.failed:
+            text += f' (failed: {reason(self.failed[0])})'
         return text
 
 

@@ -105,10 +105,11 @@ def scenario_table(results, scenario):
     f = Runs(results, scenario, 'frostvm')
     qname = QEMU_REFERENCE.get(scenario, scenario)
     q = Runs(results, qname, 'qemu')
+    f.brief_failures = q.brief_failures = True
     lines = ['| metric | frostvm | QEMU 7.2 | frostvm / QEMU |', '|---|---|---|---|']
     for label, fn, fmt, fonly in ROWS:
         if fn is None:
-            lines.append(f'| {label} | {len(f.ok)} of {len(f.all)} | {len(q.ok)} of {len(q.all)} | |')
+            lines.append(f'| {label} | {f.completed()} | {q.completed()} | |')
             continue
         if fonly:
             if not f.values(fn):
