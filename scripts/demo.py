@@ -83,6 +83,8 @@ def demo(work, procs):
     before, off = wait_for_line(src_log, 'PROGRESS', start=off, timeout=10)
     rate_before = int(parse_kv(before)['rate'])
 
+    with open(src_log, 'rb') as f:
+        snap_start = len(f.read())
     say('\nTaking a background snapshot while the guest writes:')
     for cmd in ['migrate_set_parameter max-bandwidth 4G',
                 'migrate_set_capability background-snapshot on',
@@ -94,6 +96,8 @@ def demo(work, procs):
     ev = q.wait_event('MIGRATION', timeout=300,
                       pred=lambda e: e['data']['status'] in ('completed', 'failed', 'cancelled'))
     info = q.cmd('query-migrate')
+    # The report that follows the end still covers the snapshot's last moments.
+    _, snap_end = wait_for_line(src_log, 'PROGRESS', start=os.path.getsize(src_log), timeout=10)
     if ev['data']['status'] != 'completed':
         say(f"snapshot {ev['data']['status']}: {info.get('error-desc')}")
         return 1
@@ -102,9 +106,10 @@ def demo(work, procs):
 
     # Guest progress during the snapshot, from its own reports.
     rates, stalls = [], []
-    with open(src_log) as f:
-        f.seek(off)
-        for ln in f:
+    with open(src_log, 'rb') as f:
+        f.seek(snap_start)
+        window = f.read(snap_end - snap_start).decode(errors='replace')
+        for ln in window.splitlines():
             if ln.startswith('PROGRESS'):
                 kv = parse_kv(ln)
                 rates.append(int(kv['rate']))
@@ -164,8 +169,8 @@ def demo(work, procs):
         f"{snap.get('fault-service-p99-us')} p99.9 {snap.get('fault-service-p999-us')} "
         f"max {snap.get('fault-service-max-us')}")
     if rates:
-        say(f'  guest rate during        {min(rates)}..{max(rates)} steps/s '
-            f'(before: {rate_before}); worst stall {max(stalls)} us')
+        say(f'  guest during snapshot    {min(rates)}..{max(rates)} page steps/s per '
+            f'report (before: {rate_before}); worst write stall {max(stalls)} us')
     say(f'  restore to running       {restore_s:.2f} s')
     say('  invariant at the instant  ok; restored guest ' +
         ('continues with regs=ok errors=0' if ok else 'REPORTED ERRORS'))
