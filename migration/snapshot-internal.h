@@ -80,6 +80,7 @@ typedef struct SnapshotFigures {
     uint64_t saved_pages;       /* atomic: pages with their "saved" bit set */
     uint64_t fault_waits_on_scan;
     uint64_t scan_boosts;       /* under scan_prio_lock */
+    uint64_t scan_starved_boosts; /* under scan_prio_lock */
 } SnapshotFigures;
 
 typedef struct BackgroundSnapshot {
@@ -111,6 +112,7 @@ typedef struct BackgroundSnapshot {
     pid_t scan_tid;             /* 0 while no scan runs */
     bool scan_lowered;          /* the scan thread is at SCHED_IDLE */
     bool scan_boosted;          /* atomic */          /* registering, populating, pool, threads */
+    uint64_t scan_starved_until_ns; /* atomic: a starvation boost holds until then */
 } BackgroundSnapshot;
 
 /* snapshot-engine.c: the lifecycle, free of the migration core (unit-testable) */
@@ -209,6 +211,14 @@ bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void 
  * claims, so an idle-priority scan never holds a vCPU (priority inversion).
  */
 void snapshot_scan_boost(BackgroundSnapshot *bs);
+
+/*
+ * Called by a watchdog when the scan made no progress for a while although
+ * the pool had room: other work at normal priority keeps an idle-priority
+ * scan off both CPUs (a busy host), and the snapshot would crawl. Run the
+ * scan at normal priority for @for_ns, then let it drop back to SCHED_IDLE.
+ */
+void snapshot_scan_boost_starved(BackgroundSnapshot *bs, uint64_t for_ns);
 
 /* snapshot-pages.c: claiming, copying and releasing pages, shared by scan and faults */
 

@@ -83,6 +83,11 @@ static void scan_unboost(BackgroundSnapshot *bs)
     if (!__atomic_load_n(&bs->scan_boosted, __ATOMIC_ACQUIRE)) {
         return;
     }
+    /* A starvation boost lasts its whole period, not one claim. */
+    if (write_tracking_now_ns() < __atomic_load_n(&bs->scan_starved_until_ns,
+                                                  __ATOMIC_ACQUIRE)) {
+        return;
+    }
     struct sched_param idle = { 0 };
     g_mutex_lock(&bs->scan_prio_lock);
     if (bs->scan_lowered) {
@@ -107,6 +112,26 @@ void snapshot_scan_boost(BackgroundSnapshot *bs)
         }
         __atomic_store_n(&bs->scan_boosted, true, __ATOMIC_RELEASE);
         bs->fig.scan_boosts++;
+    }
+    g_mutex_unlock(&bs->scan_prio_lock);
+}
+
+void snapshot_scan_boost_starved(BackgroundSnapshot *bs, uint64_t for_ns)
+{
+    struct sched_param normal = { 0 };
+
+    g_mutex_lock(&bs->scan_prio_lock);
+    if (bs->scan_tid && bs->scan_lowered) {
+        __atomic_store_n(&bs->scan_starved_until_ns, write_tracking_now_ns() + for_ns,
+                         __ATOMIC_RELEASE);
+        /*
+         * Normal priority, never real-time for this long (even over a fault's
+         * boost): the vCPUs keep their fair share against the scan.
+         */
+        if (sched_setscheduler(bs->scan_tid, SCHED_OTHER, &normal) == 0) {
+            __atomic_store_n(&bs->scan_boosted, true, __ATOMIC_RELEASE);
+            bs->fig.scan_starved_boosts++;
+        }
     }
     g_mutex_unlock(&bs->scan_prio_lock);
 }
