@@ -318,7 +318,14 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
         goto out;
     }
 
-    /* Switch-over: the guest stops; everything from here is downtime. */
+    /*
+     * Switch-over: the guest stops (STOP comes before MIGRATION "device", as
+     * in QEMU); everything from here is downtime. A cancel from here on
+     * resumes the guest through vm_stopped.
+     */
+    if (live) {
+        ram_stop_guest(&rs);
+    }
     if (!migration_set_state(s, MIGRATION_STATUS_ACTIVE, MIGRATION_STATUS_DEVICE)) {
         error_setg(errp, "migration cancelled");
         goto out;
@@ -327,7 +334,6 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
     stream_file_follow_rate_limit(f, NULL);
     stream_file_set_rate_limit(f, 0);
     if (live) {
-        ram_stop_guest(&rs);
         if (!ram_sync(&rs, errp)) {
             goto out;
         }
