@@ -8,7 +8,7 @@ set -e
 # (the reference VMM), pv (throttled sinks), gnuplot (plots), python3 (drivers).
 PACKAGES="gcc clang binutils make meson ninja-build pkg-config python3
 libglib2.0-dev libjson-glib-dev liburing-dev libfdt-dev libxxhash-dev systemtap-sdt-dev
-qemu-system-x86 pv gnuplot-nox valgrind"
+qemu-system-x86 pv gnuplot-nox valgrind libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do
