@@ -251,6 +251,10 @@ gpointer test_vcpu_thread(gpointer opaque)
     v->t_start = r.t_start;
     r.prev_step = r.last_t = g_get_monotonic_time();
     r.next = r.last_t + a->work.report_ms * 1000;
+    /* After a restore the first rate counts from the restored total, not from 0. */
+    for (unsigned c = 0; c < a->ctl->ncpus; c++) {
+        r.last_steps += a->ctl->cpu[c].steps;
+    }
 
     while (!v->stopped) {
         volatile PayloadCpuSlot *slot = &a->ctl->cpu[v->index];
