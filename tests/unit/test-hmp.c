@@ -194,21 +194,7 @@ static void test_crlf(void)
 
 /* ---- dispatch, with a machine that has no guest ---- */
 
-static bool fake_start_vcpus(Machine *m, GError **errp)
-{
-    return true;
-}
-
-static void fake_vcpus_noop(Machine *m)
-{
-}
-
-static const AccelOps fake_accel = {
-    .name = "fake",
-    .start_vcpus = fake_start_vcpus,
-    .pause_vcpus = fake_vcpus_noop,
-    .resume_vcpus = fake_vcpus_noop,
-};
+#include "tests/unit/fake-accel.h"
 
 typedef struct Fixture {
     Machine *m;
