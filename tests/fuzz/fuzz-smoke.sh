@@ -28,9 +28,9 @@ clang -g -O1 -std=gnu11 -D_GNU_SOURCE -DG_LOG_USE_STRUCTURED=1 \
     -I"$src/include" -I"$src" -I"$build" -I"$src/tests/fuzz" \
     $(pkg-config --cflags $pkgs) \
     "$src/tests/fuzz/fuzz-savevm.c" \
-    "$src/migration/savevm.c" "$src/migration/savevm-parse.c" \
-    "$src/migration/savevm-load.c" "$src/migration/savevm-machine.c" \
-    "$src/migration/stream-file.c" "$src/migration/vmstate.c" \
+    "$src/migration/stream/savevm.c" "$src/migration/stream/savevm-parse.c" \
+    "$src/migration/restore/savevm-load.c" "$src/migration/stream/savevm-machine.c" \
+    "$src/migration/stream/stream-file.c" "$src/migration/stream/vmstate.c" \
     "$src/util/zero-page.c" \
     "$build/libfrostvm-core.a" \
     $(pkg-config --libs $pkgs) -lfdt -lm -lpthread \

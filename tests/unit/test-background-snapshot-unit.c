@@ -15,7 +15,7 @@
 #include "migration/migration.h"
 #include "migration/vmstate.h"
 #include "migration/savevm.h"
-#include "migration/snapshot-internal.h"
+#include "migration/snapshot/snapshot-internal.h"
 #include "migration/stream-file.h"
 #include "system/machine.h"
 #include "system/memory-backend.h"

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "migration/channel-internal.h"
+#include "migration/channels/channel-internal.h"
 #include "util/error.h"
 
 /* Large pipe buffers cut the number of wake-ups per megabyte tenfold. */

@@ -12,7 +12,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include "migration/channel-internal.h"
+#include "migration/channels/channel-internal.h"
 #include "util/error.h"
 
 /*

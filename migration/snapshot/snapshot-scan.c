@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The background snapshot's linear scan: chunk by chunk, skip unpopulated memory, save, unprotect. */
-#include "migration/snapshot-internal.h"
+#include "migration/snapshot/snapshot-internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -8,7 +8,7 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 
-#include "migration/snapshot-trace.h"
+#include "migration/snapshot/snapshot-trace.h"
 #include "system/machine.h"
 #include "util/bitmap.h"
 #include "util/error.h"

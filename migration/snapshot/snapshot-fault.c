@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The background snapshot's write-fault service: claim, copy into the pool, unprotect, queue. */
-#include "migration/snapshot-internal.h"
+#include "migration/snapshot/snapshot-internal.h"
 
-#include "migration/snapshot-trace.h"
+#include "migration/snapshot/snapshot-trace.h"
 #include "system/machine.h"
 #include "util/bitmap.h"
 

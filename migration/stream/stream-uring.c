@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* io_uring writer behind StreamFile for file: channels: keeps several large writes in flight. */
-#include "migration/stream-uring.h"
+#include "migration/stream/stream-uring.h"
 
 #include <errno.h>
 #include <liburing.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The background snapshot's writer thread: drains queued RAM records to the stream and frees their buffers. */
-#include "migration/snapshot-internal.h"
+#include "migration/snapshot/snapshot-internal.h"
 
 #include "migration/savevm.h"
 #include "migration/stream-file.h"

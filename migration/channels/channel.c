@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "migration/channel-internal.h"
+#include "migration/channels/channel-internal.h"
 #include "util/error.h"
 
 static const struct {

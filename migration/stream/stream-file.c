@@ -6,7 +6,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "migration/stream-uring.h"
+#include "migration/stream/stream-uring.h"
 #include "util/error.h"
 
 #define STREAM_URING_DEPTH 4

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "migration/migration.h"
-#include "migration/savevm-internal.h"
+#include "migration/stream/savevm-internal.h"
 #include "migration/stream-file.h"
 #include "migration/vmstate.h"
 #include "system/machine.h"

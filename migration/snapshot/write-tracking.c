@@ -14,7 +14,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
-#include "migration/snapshot-trace.h"
+#include "migration/snapshot/snapshot-trace.h"
 #include "system/machine.h"
 #include "system/memory-backend.h"
 #include "util/error.h"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The machine description in every stream (a flattened device tree) and the loader's comparison with it. */
-#include "migration/savevm-internal.h"
+#include "migration/stream/savevm-internal.h"
 
 #include <inttypes.h>
 #include <string.h>

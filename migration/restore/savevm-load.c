@@ -5,7 +5,7 @@
 #include <inttypes.h>
 #include <string.h>
 
-#include "migration/savevm-internal.h"
+#include "migration/stream/savevm-internal.h"
 #include "migration/savevm-parse.h"
 #include "migration/stream-file.h"
 #include "migration/vmstate.h"

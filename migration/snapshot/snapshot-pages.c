@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Saving claimed pages (zero test, copy into pool slots, records) and releasing their protection. */
-#include "migration/snapshot-internal.h"
+#include "migration/snapshot/snapshot-internal.h"
 
 #include <string.h>
 
-#include "migration/snapshot-trace.h"
+#include "migration/snapshot/snapshot-trace.h"
 #include "system/machine.h"
 #include "util/bitmap.h"
 #include "util/zero-page.h"

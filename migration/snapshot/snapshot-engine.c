@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* The background snapshot engine's lifecycle: set up, arm in the pause, save RAM, and a teardown that always releases the guest. */
-#include "migration/snapshot-internal.h"
+#include "migration/snapshot/snapshot-internal.h"
 
 #include <fcntl.h>
 #include <string.h>
