@@ -139,6 +139,9 @@ JsonNode *qmp_query_status(Machine *m, JsonObject *args, GError **errp);
 JsonNode *qmp_stop(Machine *m, JsonObject *args, GError **errp);
 JsonNode *qmp_cont(Machine *m, JsonObject *args, GError **errp);
 
+/* machine.json (qmp-cmds-machine.c). */
+JsonNode *qmp_query_kvm(Machine *m, JsonObject *args, GError **errp);
+
 /* The built-in tables monitor_new() registers (protocol commands, help). */
 extern const QmpCommand monitor_qmp_builtin_commands[];
 extern const HmpCommand monitor_hmp_builtin_commands[];

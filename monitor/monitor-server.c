@@ -160,6 +160,17 @@ bool monitor_spec_parse(const char *text, MonitorSpec *spec, GError **errp)
     return true;
 }
 
+bool monitor_spec_check(const char *text, GError **errp)
+{
+    MonitorSpec spec;
+
+    if (!monitor_spec_parse(text, &spec, errp)) {
+        return false;
+    }
+    monitor_spec_clear(&spec);
+    return true;
+}
+
 void monitor_spec_clear(MonitorSpec *spec)
 {
     g_clear_pointer(&spec->path, g_free);

@@ -126,7 +126,6 @@ void machine_config_free(MachineConfig *c)
     g_free(c->incoming);
     g_free(c->serial);
     g_free(c->memory_backend_id);
-    g_free(c->test_accel_args);
     if (c->qmp) {
         g_ptr_array_unref(c->qmp);
     }
@@ -210,35 +209,81 @@ static bool parse_smp(MachineConfig *c, const char *arg, GError **errp)
     return true;
 }
 
-static bool parse_accel_name(MachineConfig *c, const char *opt, const char *name,
-                             GError **errp)
+static const struct {
+    const char *name;
+    AccelKind kind;
+} cmdline_accels[] = {
+    { "kvm", ACCEL_KIND_KVM }, { "test", ACCEL_KIND_TEST }, { "tcg", ACCEL_KIND_TCG },
+};
+
+const char *cmdline_accel_name(AccelKind kind)
 {
-    if (!g_strcmp0(name, "kvm")) {
-        c->accel = ACCEL_KIND_KVM;
-    } else if (!g_strcmp0(name, "test")) {
-        c->accel = ACCEL_KIND_TEST;
-    } else {
-        error_setg(errp, "%s: accelerator '%s' is not supported (use kvm or test)", opt,
-                   name ? name : "");
+    for (size_t i = 0; i < G_N_ELEMENTS(cmdline_accels); i++) {
+        if (cmdline_accels[i].kind == kind) {
+            return cmdline_accels[i].name;
+        }
+    }
+    return "?";
+}
+
+/*
+ * Append one accelerator to the list tried in order. tcg is known (QEMU
+ * scripts name it, often as a fallback) and accepted here; machine_new()
+ * reports it as unavailable and moves on to the next.
+ */
+static bool add_accel(MachineConfig *c, const char *opt, const char *name, GError **errp)
+{
+    size_t i;
+
+    for (i = 0; i < G_N_ELEMENTS(cmdline_accels); i++) {
+        if (!g_strcmp0(name, cmdline_accels[i].name)) {
+            break;
+        }
+    }
+    if (i == G_N_ELEMENTS(cmdline_accels)) {
+        error_setg(errp, "%s: invalid accelerator '%s' (frostvm knows kvm, test and tcg)",
+                   opt, name ? name : "");
         return false;
     }
+    if (c->nr_accels == MACHINE_MAX_ACCELS) {
+        error_setg(errp, "%s: more than %d accelerators named", opt, MACHINE_MAX_ACCELS);
+        return false;
+    }
+    c->accels[c->nr_accels++] = cmdline_accels[i].kind;
     return true;
 }
 
+/* -accel NAME (repeatable; each one is tried in the order given, as in QEMU). */
 static bool parse_accel(MachineConfig *c, const char *arg, GError **errp)
 {
-    static const char *const keys[] = { "accel", "args", NULL };
+    static const char *const keys[] = { "accel", NULL };
     g_autoptr(GHashTable) h = cmdline_parse_keyval(arg, "accel", errp);
 
     if (!h || !check_keys("-accel", h, keys, errp)) {
         return false;
     }
-    if (!parse_accel_name(c, "-accel", g_hash_table_lookup(h, "accel"), errp)) {
+    if (c->accel_from_machine) {
+        error_setg(errp, "The -accel and \"-machine accel=\" options are incompatible");
         return false;
     }
-    if (g_hash_table_lookup(h, "args")) {
-        g_free(c->test_accel_args);
-        c->test_accel_args = g_strdup(g_hash_table_lookup(h, "args"));
+    return add_accel(c, "-accel", g_hash_table_lookup(h, "accel"), errp);
+}
+
+/* -machine accel=a:b:c, QEMU's older spelling of a list of -accel options. */
+static bool parse_machine_accel(MachineConfig *c, const char *list, GError **errp)
+{
+    g_auto(GStrv) names = g_strsplit(list, ":", -1);
+
+    if (c->nr_accels && !c->accel_from_machine) {
+        error_setg(errp, "The -accel and \"-machine accel=\" options are incompatible");
+        return false;
+    }
+    c->nr_accels = 0;
+    c->accel_from_machine = true;
+    for (char **p = names; *p; p++) {
+        if (!add_accel(c, "-machine accel", *p, errp)) {
+            return false;
+        }
     }
     return true;
 }
@@ -259,8 +304,7 @@ static bool parse_machine(MachineConfig *c, const char *arg, GError **errp)
                    "emulates a minimal PC; use pc)", v);
         return false;
     }
-    if ((v = g_hash_table_lookup(h, "accel")) &&
-        !parse_accel_name(c, "-machine accel", v, errp)) {
+    if ((v = g_hash_table_lookup(h, "accel")) && !parse_machine_accel(c, v, errp)) {
         return false;
     }
     if ((v = g_hash_table_lookup(h, "memory-backend"))) {
@@ -418,7 +462,7 @@ static bool apply_option(MachineConfig *c, const char *opt, const char *arg,
     } else if (!strcmp(opt, "accel")) {
         return parse_accel(c, arg, errp);
     } else if (!strcmp(opt, "enable-kvm")) {
-        c->accel = ACCEL_KIND_KVM;
+        return parse_accel(c, "kvm", errp);
     } else if (!strcmp(opt, "machine") || !strcmp(opt, "M")) {
         return parse_machine(c, arg, errp);
     } else if (!strcmp(opt, "object")) {
@@ -504,7 +548,6 @@ MachineConfig *cmdline_parse(int argc, char **argv, bool *exit_now, GError **err
     *exit_now = false;
     c->ram_size = 128ULL << 20;
     c->smp = 1;
-    c->accel = ACCEL_KIND_KVM;
     c->thp = true;
     c->qmp = g_ptr_array_new_with_free_func(g_free);
     c->monitors = g_ptr_array_new_with_free_func(g_free);
@@ -571,6 +614,9 @@ MachineConfig *cmdline_parse(int argc, char **argv, bool *exit_now, GError **err
     }
     if (c->incoming && !strcmp(c->incoming, "")) {
         error_setg(errp, "-incoming: empty URI (use a URI or 'defer')");
+        goto fail;
+    }
+    if (!cmdline_check(c, errp)) {
         goto fail;
     }
     return c;

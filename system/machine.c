@@ -13,6 +13,7 @@
 #include "hw/loader.h"
 #include "hw/pc.h"
 #include "hw/serial.h"
+#include "system/cmdline.h"
 #include "system/memory-backend.h"
 #include "util/error.h"
 
@@ -49,7 +50,8 @@ static void ram_block_free(gpointer p)
     g_free(b);
 }
 
-/* The backend -machine memory-backend=ID names, or an anonymous one of -m's size. */
+/* The backend -machine memory-backend=ID names (checked by cmdline_check()), or an
+ * anonymous one of -m's size. */
 static MemoryBackend *machine_create_ram_backend(MachineConfig *c, GError **errp)
 {
     g_autoptr(GError) err = NULL;
@@ -64,18 +66,7 @@ static MemoryBackend *machine_create_ram_backend(MachineConfig *c, GError **errp
                 opts = o;
             }
         }
-        if (!opts) {
-            error_setg(errp, "-machine memory-backend=%s: no -object with id '%s'",
-                       c->memory_backend_id, c->memory_backend_id);
-            return NULL;
-        }
-        if (c->ram_size_given && opts->size != c->ram_size) {
-            error_setg(errp, "-m: RAM size %" G_GUINT64_FORMAT " MiB does not match the "
-                       "size of memory backend '%s' (%" G_GUINT64_FORMAT " MiB)",
-                       c->ram_size >> 20, opts->id, opts->size >> 20);
-            return NULL;
-        }
-        c->ram_size = opts->size;
+        g_assert(opts);
         return memory_backend_new(opts, errp);
     }
 
@@ -89,6 +80,63 @@ static MemoryBackend *machine_create_ram_backend(MachineConfig *c, GError **errp
         g_propagate_error(errp, g_steal_pointer(&err));
     }
     return b;
+}
+
+static const AccelOps *machine_accel_ops(AccelKind kind)
+{
+    switch (kind) {
+    case ACCEL_KIND_KVM:
+        return &kvm_accel_ops;
+    case ACCEL_KIND_TEST:
+        return &test_accel_ops;
+    default:
+        return NULL;
+    }
+}
+
+/*
+ * Try the configured accelerators in order, as QEMU does with repeated -accel
+ * options; the first whose init works is used. The failures of those passed
+ * over go into m->accel_fallback_note for main to print, and all of them into
+ * the error when none works.
+ */
+static bool machine_init_accel(Machine *m, GError **errp)
+{
+    MachineConfig *c = m->config;
+    g_autoptr(GString) tried = g_string_new(NULL);
+
+    for (unsigned i = 0; i < c->nr_accels; i++) {
+        const char *name = cmdline_accel_name(c->accels[i]);
+        const AccelOps *ops = machine_accel_ops(c->accels[i]);
+        guint nr_handlers = m->vmstate_handlers ? m->vmstate_handlers->len : 0;
+        g_autoptr(GError) err = NULL;
+
+        if (!ops) {
+            error_setg(&err, "accelerator '%s' is not available: frostvm has no TCG (it "
+                       "runs guests on KVM; -accel test runs host threads that write "
+                       "guest RAM)", name);
+        } else if (ops->init(m, &err)) {
+            m->accel = ops;
+            if (tried->len) {
+                m->accel_fallback_note = g_strdup_printf("%s; using %s", tried->str, name);
+            }
+            return true;
+        } else {
+            /* A partial init leaves state behind; the next accelerator starts clean. */
+            ops->destroy(m);
+            if (m->vmstate_handlers) {
+                g_array_set_size(m->vmstate_handlers, nr_handlers);
+            }
+        }
+        g_string_append_printf(tried, "%s-accel %s: %s", tried->len ? "; " : "", name,
+                               err->message);
+        if (c->nr_accels == 1) {
+            g_propagate_error(errp, g_steal_pointer(&err));
+            return false;
+        }
+    }
+    error_setg(errp, "no accelerator could be used (%s)", tried->str);
+    return false;
 }
 
 /* Where the guest's COM1 output goes and where its input comes from. */
@@ -156,9 +204,7 @@ Machine *machine_new(MachineConfig *config, GError **errp)
         goto fail;
     }
 
-    m->accel = config->accel == ACCEL_KIND_TEST ? &test_accel_ops : &kvm_accel_ops;
-    if (!m->accel->init(m, &err)) {
-        m->accel = NULL;
+    if (!machine_init_accel(m, &err)) {
         goto fail;
     }
     if (!machine_open_serial(m, &m->serial_out_fd, &m->serial_in_fd, &err)) {
@@ -216,5 +262,6 @@ void machine_free(Machine *m)
     g_mutex_clear(&m->runstate_lock);
     g_mutex_clear(&m->transition_lock);
     g_free(m->shutdown_reason);
+    g_free(m->accel_fallback_note);
     g_free(m);
 }

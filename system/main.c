@@ -96,8 +96,10 @@ static bool main_start_monitors(Machine *m, GError **errp)
     m->monitor = monitor_new(m);
     /* Explicit order: core commands, then each subsystem's table. */
     monitor_register_qmp(m->monitor, monitor_qmp_commands);
+    monitor_register_qmp(m->monitor, monitor_qmp_machine_commands);
     monitor_register_qmp(m->monitor, migration_qmp_commands);
     monitor_register_hmp(m->monitor, monitor_hmp_commands);
+    monitor_register_hmp(m->monitor, monitor_hmp_machine_commands);
     monitor_register_hmp(m->monitor, migration_hmp_commands);
 
     for (unsigned i = 0; i < c->qmp->len; i++) {
@@ -125,7 +127,7 @@ static bool main_start_guest(Machine *m, GError **errp)
         }
         return migration_incoming_start(m, c->incoming, errp);
     }
-    if (c->accel == ACCEL_KIND_KVM || c->kernel) {
+    if (m->accel == &kvm_accel_ops || c->kernel) {
         if (!machine_load_kernel(m, errp)) {
             return false;
         }
@@ -169,6 +171,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "frostvm: %s\n", err->message);
         machine_config_free(config);
         return 1;
+    }
+    if (m->accel_fallback_note) {
+        /* QEMU says so too when it falls back from one -accel to the next. */
+        fprintf(stderr, "frostvm: %s\n", m->accel_fallback_note);
     }
     m->main_loop = g_main_loop_new(m->main_context, FALSE);
     m->migration = migration_new(m);

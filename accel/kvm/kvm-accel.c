@@ -3,10 +3,37 @@
 #define G_LOG_DOMAIN "frostvm-kvm"
 #include "kvm-internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "accel/accel.h"
 #include "util/error.h"
+
+bool kvm_accel_available(char **why)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    int version;
+
+    if (fd < 0) {
+        if (why) {
+            *why = g_strdup_printf("cannot open /dev/kvm: %s", g_strerror(errno));
+        }
+        return false;
+    }
+    version = ioctl(fd, KVM_GET_API_VERSION, 0);
+    close(fd);
+    if (version != KVM_API_VERSION) {
+        if (why) {
+            *why = g_strdup_printf("/dev/kvm speaks KVM API version %d, frostvm needs %d",
+                                   version, KVM_API_VERSION);
+        }
+        return false;
+    }
+    return true;
+}
 
 static void kvm_accel_destroy(Machine *m)
 {

@@ -103,31 +103,64 @@ static bool test_vcpu_load(void *opaque, const uint8_t *data, size_t len, uint32
     return true;
 }
 
+/* Whether [gpa, gpa + len) lies inside one RAM range of a PC with @ram_size bytes. */
+static bool test_range_is_ram(uint64_t ram_size, uint64_t gpa, uint64_t len)
+{
+    uint64_t low = MIN(ram_size, MACHINE_LOW_RAM_END);
+
+    if (gpa + len < gpa) {
+        return false;
+    }
+    if (gpa + len <= low) {
+        return true;
+    }
+    return gpa >= MACHINE_HIGH_RAM_START &&
+           gpa + len <= MACHINE_HIGH_RAM_START + (ram_size - low);
+}
+
+/* The workload's bookkeeping and range must be RAM, the range above the bookkeeping. */
+static bool test_workload_fits(const TestWorkload *w, uint64_t ram_size, GError **errp)
+{
+    uint64_t npages = w->mem / PAYLOAD_PAGE_SIZE;
+    uint64_t ctl_end = PAYLOAD_EXPECTED_GPA + npages * sizeof(uint32_t);
+
+    if (!test_range_is_ram(ram_size, PAYLOAD_CTL_GPA, ctl_end - PAYLOAD_CTL_GPA) ||
+        !test_range_is_ram(ram_size, w->base, w->mem) || w->base < ctl_end) {
+        error_setg(errp, "-accel test: the range base=0x%" G_GINT64_MODIFIER "x mem=%"
+                   G_GUINT64_FORMAT " MiB does not fit in %" G_GUINT64_FORMAT
+                   " MiB of RAM above the payload's bookkeeping (which ends at 0x%"
+                   G_GINT64_MODIFIER "x)", w->base, w->mem >> 20, ram_size >> 20, ctl_end);
+        return false;
+    }
+    return true;
+}
+
+bool test_accel_check_config(const MachineConfig *c, GError **errp)
+{
+    TestWorkload w;
+
+    return test_workload_parse(&w, c->append, errp) &&
+           test_workload_fits(&w, c->ram_size, errp);
+}
+
 static bool test_accel_init(Machine *m, GError **errp)
 {
     TestAccel *a = g_new0(TestAccel, 1);
-    uint64_t npages, ctl_end;
+    uint64_t npages;
 
     a->m = m;
     g_mutex_init(&a->lock);
     g_cond_init(&a->cond);
     m->accel_state = a;
-    if (!test_workload_parse(&a->work, m->config->append, errp)) {
+    if (!test_workload_parse(&a->work, m->config->append, errp) ||
+        !test_workload_fits(&a->work, m->ram_size, errp)) {
         return false;
     }
     npages = a->work.mem / PAYLOAD_PAGE_SIZE;
-    ctl_end = PAYLOAD_EXPECTED_GPA + npages * sizeof(uint32_t);
     a->ctl = machine_gpa_to_host(m, PAYLOAD_CTL_GPA, sizeof(PayloadCtl));
     a->expected = machine_gpa_to_host(m, PAYLOAD_EXPECTED_GPA, npages * sizeof(uint32_t));
     a->range = machine_gpa_to_host(m, a->work.base, a->work.mem);
-    if (!a->ctl || !a->expected || !a->range || a->work.base < ctl_end) {
-        error_setg(errp, "-accel test: the range base=0x%" G_GINT64_MODIFIER "x mem=%"
-                   G_GUINT64_FORMAT " MiB does not fit in %" G_GUINT64_FORMAT
-                   " MiB of RAM above the payload's bookkeeping (which ends at 0x%"
-                   G_GINT64_MODIFIER "x)", a->work.base, a->work.mem >> 20,
-                   m->ram_size >> 20, ctl_end);
-        return false;
-    }
+    g_assert(a->ctl && a->expected && a->range);
     for (unsigned i = 0; i < m->smp; i++) {
         TestVcpu *v = &a->vcpus[i];
         VMStateHandler h = {

@@ -55,4 +55,18 @@ typedef struct AccelOps {
 extern const AccelOps kvm_accel_ops;
 extern const AccelOps test_accel_ops;
 
+typedef struct MachineConfig MachineConfig;
+
+/*
+ * The test accelerator's view of the command line: its -append keys parse and
+ * its range fits in the configured RAM. Opens nothing; for cmdline_check().
+ */
+bool test_accel_check_config(const MachineConfig *c, GError **errp);
+
+/*
+ * Whether /dev/kvm can be opened and speaks the stable API (what query-kvm
+ * calls "present"). On false, @why (if not NULL) gets the reason.
+ */
+bool kvm_accel_available(char **why);
+
 #endif

@@ -27,6 +27,9 @@ typedef struct MigrationChannel MigrationChannel;
  */
 MigrationChannel *channel_new(const char *uri, bool outgoing, GError **errp);
 
+/* Whether @uri parses as channel_new() would take it; nothing is opened. */
+bool channel_uri_check(const char *uri, bool outgoing, GError **errp);
+
 /*
  * Make the channel ready for I/O. Outgoing: create the temporary file (file:),
  * start the command (exec:), connect (unix:, tcp:). Incoming: open the file,

@@ -67,6 +67,10 @@ Monitor *monitor_new(Machine *m);
 extern const QmpCommand monitor_qmp_commands[];
 extern const HmpCommand monitor_hmp_commands[];
 
+/* machine.json (monitor/qmp-cmds-machine.c): query-kvm; HMP info kvm. */
+extern const QmpCommand monitor_qmp_machine_commands[];
+extern const HmpCommand monitor_hmp_machine_commands[];
+
 /*
  * Add a table of commands, terminated by an entry with name NULL. Called from
  * main in explicit order. Every QMP command must exist in the schema.
@@ -84,6 +88,9 @@ void monitor_register_hmp(Monitor *mon, const HmpCommand *table);
  * only the monitor (sockets never raise it).
  */
 bool monitor_add_qmp(Monitor *mon, const char *spec, GError **errp);
+
+/* Whether @spec is a monitor address monitor_add_qmp() would take; opens nothing. */
+bool monitor_spec_check(const char *spec, GError **errp);
 bool monitor_add_hmp(Monitor *mon, const char *spec, GError **errp);
 
 /*

@@ -19,6 +19,16 @@ MachineConfig *cmdline_parse(int argc, char **argv, bool *exit_now, GError **err
 void machine_config_free(MachineConfig *c);
 
 /*
+ * Checks that span options (backend ids and sizes, monitor and -incoming
+ * specs, the test accelerator's -append keys), without opening anything.
+ * cmdline_parse() runs it; it also fills defaults (the accelerator list).
+ */
+bool cmdline_check(MachineConfig *c, GError **errp);
+
+/* "kvm", "test" or "tcg". */
+const char *cmdline_accel_name(AccelKind kind);
+
+/*
  * Parse a size: a number with an optional K, M, G, T suffix (powers of 1024).
  * @default_unit multiplies a bare number (QEMU's -m takes MiB, size= bytes).
  */

@@ -45,14 +45,20 @@ typedef struct GuestRamRange {
 typedef enum {
     ACCEL_KIND_KVM,
     ACCEL_KIND_TEST,
+    ACCEL_KIND_TCG,               /* recognised as QEMU's, never available */
 } AccelKind;
+
+/* How many accelerators -accel options and -machine accel=a:b:c may name. */
+#define MACHINE_MAX_ACCELS 8
 
 /* The parsed command line, as the rest of the program needs it. */
 typedef struct MachineConfig {
     uint64_t ram_size;            /* -m, bytes */
     bool ram_size_given;          /* -m was on the command line */
     unsigned smp;                 /* -smp */
-    AccelKind accel;              /* -accel kvm|test */
+    AccelKind accels[MACHINE_MAX_ACCELS]; /* -accel / -machine accel=, tried in order */
+    unsigned nr_accels;                   /* 0 until an option names one; then >= 1 */
+    bool accel_from_machine;              /* named by -machine accel= (not -accel) */
     char *kernel;                 /* -kernel */
     char *initrd;                 /* -initrd */
     char *append;                 /* -append */
@@ -82,8 +88,9 @@ struct Machine {
     uint64_t ram_size;
     unsigned smp;
 
-    const AccelOps *accel;
+    const AccelOps *accel;        /* the accelerator in use (the first that worked) */
     void *accel_state;            /* owned by the accelerator */
+    char *accel_fallback_note;    /* why earlier accelerators were passed over, or NULL */
 
     SerialState *serial;
     int serial_out_fd;            /* COM1's output and input, or -1 */

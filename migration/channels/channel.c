@@ -73,6 +73,14 @@ MigrationChannel *channel_new(const char *uri, bool outgoing, GError **errp)
     return ch;
 }
 
+bool channel_uri_check(const char *uri, bool outgoing, GError **errp)
+{
+    MigrationChannel *ch = channel_new(uri, outgoing, errp);
+
+    channel_close(ch, false, NULL);
+    return ch != NULL;
+}
+
 static bool channel_file_open(MigrationChannel *ch, GError **errp)
 {
     if (!ch->outgoing) {

@@ -34,6 +34,15 @@ static const BadCmdline bad_cmdlines[] = {
     { "smp-zero", { "-smp", "0", NULL }, "-smp" },
     { "smp-not-a-number", { "-smp", "two", NULL }, "-smp" },
     { "accel-tcg", { "-accel", "tcg", NULL }, "tcg" },
+    { "accel-unknown", { "-accel", "hvf", NULL }, "hvf" },
+    /* Every accelerator tried, each failure named, in one message. */
+    { "accel-incompatible", { "-accel", "tcg", "-machine", "accel=tcg", NULL }, "incompatible" },
+    { "accel-none-works", { "-accel", "tcg", "-accel", "tcg", NULL },
+      "no accelerator could be used" },
+    { "accel-test-bad-append", { "-accel", "kvm", "-accel", "test", "-m", "64", "-append",
+                                 "order=zigzag", NULL }, "order=zigzag" },
+    { "accel-test-range-too-big", { "-accel", "kvm", "-accel", "test", "-m", "64", "-append",
+                                    "mem=256M", NULL }, "does not fit" },
     { "machine-unknown", { "-machine", "foo", NULL }, "foo" },
     { "display-gtk", { "-display", "gtk", NULL }, "-display" },
     { "serial-unknown", { "-serial", "bogus", NULL }, "-serial" },
@@ -565,6 +574,49 @@ static void test_daemonize(TestVmFixture *f, gconstpointer data)
     g_assert_true(process_gone(pid));
 }
 
+/*
+ * Accelerators are tried in order (QEMU's rule for repeated -accel and for
+ * -machine accel=a:b): tcg is never available, kvm only where /dev/kvm works,
+ * test always. The one chosen is what query-kvm and the guest show; the ones
+ * passed over are named on stderr.
+ */
+static void test_accel_fallback(TestVmFixture *f, gconstpointer data)
+{
+    const char *spelling = data;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonNode) kvm = NULL;
+    g_autofree char *errtext = NULL;
+    g_autofree char *why = NULL;
+    bool have_kvm = test_vm_kvm_usable(&why);
+    g_autofree char *payload = test_vm_payload_path();
+    PayloadProgress p;
+    JsonObject *o;
+
+    f->vm = test_vm_new(TEST_VM_DEFAULT);
+    if (!strcmp(spelling, "options")) {
+        test_vm_add_args(f->vm, "-accel", "tcg", "-accel", "kvm", "-accel", "test", NULL);
+    } else {
+        test_vm_add_args(f->vm, "-machine", "pc,accel=tcg:kvm:test", NULL);
+    }
+    test_vm_add_args(f->vm, "-m", "64", "-kernel", payload, "-append", "mem=8M", NULL);
+    test_vm_launch_or_fail(f->vm);
+    kvm = qmp_client_execute(test_vm_qmp(f->vm), "query-kvm", NULL, &err);
+    g_assert_no_error(err);
+    o = json_node_get_object(kvm);
+    g_assert_cmpint(json_object_get_boolean_member(o, "enabled"), ==, have_kvm);
+    g_assert_cmpint(json_object_get_boolean_member(o, "present"), ==, have_kvm);
+    test_vm_wait_progress(f->vm, TEST_VM_TIMEOUT_MS, &p, &err);
+    g_assert_no_error(err);
+    g_assert_true(p.regs_ok);
+    errtext = test_vm_log_read(f->vm, TEST_VM_LOG_STDERR);
+    g_test_message("stderr: %s", errtext);
+    g_assert_nonnull(strstr(errtext, "tcg"));
+    g_assert_nonnull(strstr(errtext, have_kvm ? "using kvm" : "using test"));
+    if (!have_kvm) {
+        g_assert_nonnull(strstr(errtext, "/dev/kvm"));
+    }
+}
+
 /* A failing start under -daemonize: the command itself exits 1 with the message. */
 static void test_daemonize_failure(TestVmFixture *f, gconstpointer data)
 {
@@ -624,5 +676,7 @@ int main(int argc, char **argv)
     add("/cmdline/pidfile", NULL, test_pidfile);
     add("/cmdline/daemonize/run-and-quit", NULL, test_daemonize);
     add("/cmdline/daemonize/failure", NULL, test_daemonize_failure);
+    add("/cmdline/accel/fallback-options", "options", test_accel_fallback);
+    add("/cmdline/accel/fallback-machine-accel", "machine", test_accel_fallback);
     return g_test_run();
 }

@@ -72,7 +72,8 @@ static void test_full_line(void)
     g_assert_nonnull(c);
     g_assert_cmpuint(c->ram_size, ==, 512ULL << 20);
     g_assert_cmpuint(c->smp, ==, 2);
-    g_assert_cmpint(c->accel, ==, ACCEL_KIND_TEST);
+    g_assert_cmpuint(c->nr_accels, ==, 1);
+    g_assert_cmpint(c->accels[0], ==, ACCEL_KIND_TEST);
     g_assert_cmpstr(c->kernel, ==, "p.elf");
     g_assert_cmpstr(c->append, ==, "mem=128M order=random");
     g_assert_cmpuint(c->qmp->len, ==, 1);
@@ -113,7 +114,18 @@ static void test_errors(void)
         { "-m 1", "-m" },
         { "-smp 0", "-smp" },
         { "-smp 99", "-smp" },
-        { "-accel tcg", "tcg" },
+        { "-accel hvf", "hvf" },
+        { "-machine accel=kvm:xen", "xen" },
+        { "-accel kvm -machine accel=test", "incompatible" },
+        { "-machine accel=kvm -accel test", "incompatible" },
+        /* Cross-option checks happen at parse time, before any device opens. */
+        { "-qmp bogus:x", "bogus:x" },
+        { "-monitor unix:/tmp/m.sock", "server=on" },
+        { "-incoming gopher:x", "gopher:x" },
+        { "-machine memory-backend=nope", "nope" },
+        { "-m 256 -object memory-backend-ram,id=r,size=512M -machine memory-backend=r", "-m" },
+        { "-accel kvm -accel test -append order=zigzag", "order=zigzag" },
+        { "-accel test -m 64 -append mem=128M", "does not fit" },
         { "-machine q99", "q99" },
         { "-object memory-backend-ram,size=1G", "'id'" },
         { "-object memory-backend-file,id=x,size=1G", "mem-path" },
@@ -147,11 +159,42 @@ static void test_defaults(void)
     g_assert_no_error(err);
     g_assert_cmpuint(c->ram_size, ==, 128ULL << 20);
     g_assert_cmpuint(c->smp, ==, 1);
-    g_assert_cmpint(c->accel, ==, ACCEL_KIND_KVM);
+    g_assert_cmpuint(c->nr_accels, ==, 1);
+    g_assert_cmpint(c->accels[0], ==, ACCEL_KIND_KVM);
     g_assert_cmpstr(c->serial, ==, "stdio");
     g_assert_false(c->start_paused);
     g_assert_true(c->thp);
     machine_config_free(c);
+}
+
+/* Accelerators are tried in the order named, from -accel or -machine accel=. */
+static void test_accel_lists(void)
+{
+    static const struct {
+        const char *line;
+        unsigned n;
+        AccelKind want[3];
+    } cases[] = {
+        { "-display none", 1, { ACCEL_KIND_KVM } },
+        { "-m 512 -accel kvm -accel test", 2, { ACCEL_KIND_KVM, ACCEL_KIND_TEST } },
+        { "-m 512 -accel tcg -accel test", 2, { ACCEL_KIND_TCG, ACCEL_KIND_TEST } },
+        { "-m 512 -machine pc,accel=kvm:tcg:test", 3,
+          { ACCEL_KIND_KVM, ACCEL_KIND_TCG, ACCEL_KIND_TEST } },
+        { "-m 512 -machine accel=test -machine accel=kvm", 1, { ACCEL_KIND_KVM } },
+        { "-m 512 -enable-kvm -accel test", 2, { ACCEL_KIND_KVM, ACCEL_KIND_TEST } },
+    };
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(GError) err = NULL;
+        MachineConfig *c = parse(cases[i].line, &err);
+
+        g_assert_no_error(err);
+        g_assert_cmpuint(c->nr_accels, ==, cases[i].n);
+        for (unsigned k = 0; k < cases[i].n; k++) {
+            g_assert_cmpint(c->accels[k], ==, cases[i].want[k]);
+        }
+        machine_config_free(c);
+    }
 }
 
 int main(int argc, char **argv)
@@ -163,5 +206,6 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/memory-backend-object", test_memory_backend_object);
     g_test_add_func("/cmdline/errors", test_errors);
     g_test_add_func("/cmdline/defaults", test_defaults);
+    g_test_add_func("/cmdline/accel-lists", test_accel_lists);
     return g_test_run();
 }
