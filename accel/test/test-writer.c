@@ -7,6 +7,8 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "accel/test/test-accel.h"
 #include "hw/ioport.h"
@@ -230,6 +232,7 @@ gpointer test_vcpu_thread(gpointer opaque)
     uint64_t budget = 0;
     char line[200];
 
+    g_atomic_int_set(&v->tid, (int)syscall(SYS_gettid));
     if (!test_vcpu_checkpoint(v)) {
         return NULL;
     }

@@ -48,6 +48,14 @@ typedef struct AccelOps {
                            GError **errp);
     void (*dirty_log_stop)(Machine *m);
 
+    /*
+     * Optional. Thread @tid is blocked for good on guest memory that cannot
+     * be given to it (a lazy restore whose image failed its check): if it is
+     * a vCPU thread that pause_vcpus() cannot reach, count it as parked.
+     * KVM needs nothing: its kick interrupts a vCPU waiting on a fault.
+     */
+    void (*vcpu_blocked)(Machine *m, int tid);
+
     /* Stop and join the vCPU threads, free everything init made. */
     void (*destroy)(Machine *m);
 } AccelOps;
