@@ -134,6 +134,7 @@ void restore_fill_failed(RestoreState *r, GError *err)
 {
     int expect = RESTORE_FILL_RUNNING;
 
+    __atomic_store_n(&r->fill_us, migration_now_us() - r->running_us, __ATOMIC_RELAXED);
     g_mutex_lock(&r->lock);
     if (!__atomic_compare_exchange_n(&r->fill_state, &expect, RESTORE_FILL_FAILED, false,
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
@@ -301,7 +302,7 @@ static uint64_t restore_fill_ms(RestoreState *r)
 {
     int state = __atomic_load_n(&r->fill_state, __ATOMIC_ACQUIRE);
 
-    if (state == RESTORE_FILL_DONE) {
+    if (state == RESTORE_FILL_DONE || state == RESTORE_FILL_FAILED) {
         return __atomic_load_n(&r->fill_us, __ATOMIC_RELAXED) / 1000;
     }
     return state == RESTORE_FILL_NONE ? 0 : (migration_now_us() - r->running_us) / 1000;
