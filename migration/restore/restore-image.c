@@ -32,6 +32,29 @@ void restore_progress(RestoreState *r, uint64_t pages)
     __atomic_fetch_add(&r->pages_filled, pages, __ATOMIC_RELAXED);
 }
 
+void restore_throttle(RestoreState *r, uint64_t bytes)
+{
+    uint64_t limit = migration_max_bandwidth(r->s);
+
+    r->throttle_bytes += bytes;
+    if (!limit) {
+        return;
+    }
+    if (!r->throttle_start_us) {
+        r->throttle_start_us = migration_now_us();
+    }
+    /* Sleep in short steps until the average is back under the limit, or we stop. */
+    while (!restore_should_stop(r)) {
+        uint64_t due_us = r->throttle_bytes * 1000000 / limit;
+        uint64_t elapsed_us = migration_now_us() - r->throttle_start_us;
+
+        if (elapsed_us >= due_us) {
+            return;
+        }
+        g_usleep(MIN(due_us - elapsed_us, 10 * 1000));
+    }
+}
+
 bool restore_should_stop(RestoreState *r)
 {
     return __atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE) ||

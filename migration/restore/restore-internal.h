@@ -53,6 +53,8 @@ struct RestoreState {
     GThread *fault_thread;
     GThread *fill_thread;        /* also the map mode's verifier */
     bool stopping;               /* atomic: threads leave at the next check */
+    uint64_t throttle_start_us;  /* fill thread only: restore_throttle()'s window */
+    uint64_t throttle_bytes;
 };
 
 /* restore-image.c: shared by the modes */
@@ -68,6 +70,13 @@ void restore_fill_done(RestoreState *r);
  * with the error on the main loop. The first failure wins. Any thread.
  */
 void restore_fill_failed(RestoreState *r, GError *err);
+
+/*
+ * Fill thread: @bytes more were read; sleep as long as max-bandwidth asks
+ * (on the restored side it limits the background fill; faults are never
+ * throttled).
+ */
+void restore_throttle(RestoreState *r, uint64_t bytes);
 
 /* True once the fill failed or is being stopped: threads stop serving. */
 bool restore_should_stop(RestoreState *r);

@@ -255,6 +255,7 @@ static gpointer lazy_fill_thread(gpointer opaque)
                     restore_fill_failed(r, err);
                     return NULL;
                 }
+                restore_throttle(r, (page - start) * MAPPED_RAM_PAGE_SIZE);
             }
         }
     }
