@@ -117,9 +117,13 @@ static gboolean restore_announce(gpointer opaque)
     }
     r->announced = true;
     if (state == RESTORE_FILL_FAILED) {
-        g_mutex_lock(&r->lock);
-        migration_record_error(s, r->error);
-        g_mutex_unlock(&r->lock);
+        /* An outgoing migration started meanwhile owns the status; it fails by itself. */
+        if (migration_get_status(s) == MIGRATION_STATUS_POSTCOPY_ACTIVE) {
+            g_mutex_lock(&r->lock);
+            migration_record_error(s, r->error);
+            g_mutex_unlock(&r->lock);
+            migration_set_state(s, MIGRATION_STATUS_POSTCOPY_ACTIVE, MIGRATION_STATUS_FAILED);
+        }
         /*
          * The guest must not touch memory that cannot be given to it: stop it
          * for good (cont is refused in internal-error). A vCPU blocked on the
@@ -130,12 +134,11 @@ static gboolean restore_announce(gpointer opaque)
         } else {
             runstate_set(r->m, RUN_STATE_INTERNAL_ERROR);
         }
-        migration_set_state(s, migration_get_status(s), MIGRATION_STATUS_FAILED);
         g_printerr("frostvm: restore from %s failed, the guest is stopped: %s\n",
                    r->img->path, r->error->message);
         return G_SOURCE_REMOVE;
     }
-    migration_set_state(s, migration_get_status(s), MIGRATION_STATUS_COMPLETED);
+    migration_set_state(s, MIGRATION_STATUS_POSTCOPY_ACTIVE, MIGRATION_STATUS_COMPLETED);
     restore_emit_completed(r);
     return G_SOURCE_REMOVE;
 }
