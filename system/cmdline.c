@@ -124,6 +124,7 @@ void machine_config_free(MachineConfig *c)
     g_free(c->name);
     g_free(c->pidfile);
     g_free(c->incoming);
+    g_free(c->restore_mode);
     g_free(c->serial);
     g_free(c->memory_backend_id);
     if (c->qmp) {
@@ -401,6 +402,8 @@ static void print_help(void)
            "  -kernel FILE         Multiboot kernel  (-append ARGS, -initrd FILE)\n"
            "  -S                   do not start the vCPUs until 'cont'\n"
            "  -incoming URI|defer  wait for an incoming migration or snapshot\n"
+           "  -global migration.restore-mode=lazy|eager|map  how -incoming restores a\n"
+           "                       page-aligned image (default lazy)\n"
            "Monitors and I/O:\n"
            "  -qmp unix:PATH,server=on,wait=off | tcp:HOST:PORT,server=on,wait=off\n"
            "  -monitor stdio | unix:PATH,server=on,wait=off\n"
@@ -424,7 +427,33 @@ static const struct {
     { "pidfile", ARG_ONE }, { "daemonize", ARG_NONE }, { "d", ARG_NONE },
     { "version", ARG_NONE }, { "help", ARG_NONE }, { "h", ARG_NONE }, { "device", ARG_ONE },
     { "nodefaults", ARG_NONE }, { "no-reboot", ARG_NONE }, { "cpu", ARG_ONE },
+    { "global", ARG_ONE },
 };
+
+/*
+ * -global DRIVER.PROPERTY=VALUE, as QEMU sets properties of its migration
+ * object: frostvm knows migration.restore-mode (how -incoming restores a
+ * page-aligned image), so the mode can be chosen without -incoming defer.
+ */
+static bool parse_global(MachineConfig *c, const char *arg, GError **errp)
+{
+    const char *value = strchr(arg, '=');
+
+    if (!g_str_has_prefix(arg, "migration.restore-mode=")) {
+        error_setg(errp, "-global %s: frostvm knows only migration.restore-mode=lazy|eager|map",
+                   arg);
+        return false;
+    }
+    value++;
+    if (strcmp(value, "lazy") && strcmp(value, "eager") && strcmp(value, "map")) {
+        error_setg(errp, "-global migration.restore-mode: '%s' is not lazy, eager or map",
+                   value);
+        return false;
+    }
+    g_free(c->restore_mode);
+    c->restore_mode = g_strdup(value);
+    return true;
+}
 
 /* -device: only the isa-debug-exit that frostvm always has, at QEMU's usual port. */
 static bool parse_device(const char *arg, GError **errp)
@@ -481,6 +510,8 @@ static bool apply_option(MachineConfig *c, const char *opt, const char *arg,
     } else if (!strcmp(opt, "incoming")) {
         g_free(c->incoming);
         c->incoming = g_strdup(arg);
+    } else if (!strcmp(opt, "global")) {
+        return parse_global(c, arg, errp);
     } else if (!strcmp(opt, "qmp")) {
         g_ptr_array_add(c->qmp, g_strdup(arg));
     } else if (!strcmp(opt, "monitor")) {
