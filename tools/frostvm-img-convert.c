@@ -61,14 +61,8 @@ static bool to_mapped_ram_start(void *opaque, uint32_t nblocks, const uint64_t *
 static void *to_mapped_target(void *opaque, const SavevmRamRecord *rec, GError **errp)
 {
     ToMapped *c = opaque;
-    size_t need = (size_t)rec->npages * SAVEVM_PAGE_SIZE;
 
-    if (need > c->scratch_size) {
-        g_free(c->scratch);
-        c->scratch = g_malloc(need);
-        c->scratch_size = need;
-    }
-    return c->scratch;
+    return img_scratch(&c->scratch, &c->scratch_size, (size_t)rec->npages * SAVEVM_PAGE_SIZE);
 }
 
 /* Data pages that are zero become absent (holes), as a snapshot would leave them. */

@@ -101,53 +101,36 @@ static void info_human(const MappedRamImage *img, const struct stat *st)
            img->h.digest);
 }
 
-static void json_u64(JsonBuilder *b, const char *name, uint64_t v)
-{
-    json_builder_set_member_name(b, name);
-    json_builder_add_int_value(b, (gint64)v);
-}
-
 static void info_json(const MappedRamImage *img, const struct stat *st)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
     g_autofree char *uuid = mapped_ram_uuid_string(img->h.uuid);
-    g_autofree char *text = NULL;
     g_autofree char *digest = g_strdup_printf("%016" PRIx64, img->h.digest);
 
     json_builder_begin_object(b);
-    json_builder_set_member_name(b, "filename");
-    json_builder_add_string_value(b, img->path);
-    json_builder_set_member_name(b, "format");
-    json_builder_add_string_value(b, "frostvm-mapped-ram");
-    json_u64(b, "layout-version", MAPPED_RAM_LAYOUT_VERSION);
-    json_u64(b, "stream-flags", img->h.stream_flags);
-    json_builder_set_member_name(b, "uuid");
-    json_builder_add_string_value(b, uuid);
-    json_builder_set_member_name(b, "digest");
-    json_builder_add_string_value(b, digest);
-    json_u64(b, "actual-size", (uint64_t)st->st_size);
-    json_u64(b, "allocated-size", (uint64_t)st->st_blocks * 512);
-    json_u64(b, "data-pages", img_present_pages(img));
-    json_u64(b, "device-records", img_device_count(img));
+    json_put_str(b, "filename", img->path);
+    json_put_str(b, "format", "frostvm-mapped-ram");
+    json_put_u64(b, "layout-version", MAPPED_RAM_LAYOUT_VERSION);
+    json_put_u64(b, "stream-flags", img->h.stream_flags);
+    json_put_str(b, "uuid", uuid);
+    json_put_str(b, "digest", digest);
+    json_put_u64(b, "actual-size", (uint64_t)st->st_size);
+    json_put_u64(b, "allocated-size", (uint64_t)st->st_blocks * 512);
+    json_put_u64(b, "data-pages", img_present_pages(img));
+    json_put_u64(b, "device-records", img_device_count(img));
     json_builder_set_member_name(b, "ram-blocks");
     json_builder_begin_array(b);
     for (uint32_t i = 0; i < img->h.nblocks; i++) {
         const MappedRamBlock *blk = &img->h.blocks[i];
         json_builder_begin_object(b);
-        json_u64(b, "size", blk->size);
-        json_u64(b, "pages-offset", blk->pages_offset);
-        json_u64(b, "present-pages", blk->present_pages);
+        json_put_u64(b, "size", blk->size);
+        json_put_u64(b, "pages-offset", blk->pages_offset);
+        json_put_u64(b, "present-pages", blk->present_pages);
         json_builder_end_object(b);
     }
     json_builder_end_array(b);
     json_builder_end_object(b);
-    root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, TRUE);
-    text = json_generator_to_data(gen, NULL);
-    printf("%s\n", text);
+    img_print_json(b);
 }
 
 int img_mapped_info(const char *path, const char *output)

@@ -337,13 +337,13 @@ static void print_info_sections(ImgInfo *info)
     }
 }
 
-static void json_put_u64(JsonBuilder *b, const char *name, uint64_t v)
+void json_put_u64(JsonBuilder *b, const char *name, uint64_t v)
 {
     json_builder_set_member_name(b, name);
     json_builder_add_int_value(b, (gint64)v);
 }
 
-static void json_put_str(JsonBuilder *b, const char *name, const char *v)
+void json_put_str(JsonBuilder *b, const char *name, const char *v)
 {
     json_builder_set_member_name(b, name);
     json_builder_add_string_value(b, v);
@@ -366,9 +366,6 @@ static void print_info_json(const char *path, uint64_t file_size, ImgInfo *info,
                             const GError *err)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *text = NULL;
     const void *fdt = info->fdt ? g_bytes_get_data(info->fdt, NULL) : NULL;
     char flags[128];
 
@@ -424,7 +421,15 @@ static void print_info_json(const char *path, uint64_t file_size, ImgInfo *info,
         json_put_str(b, "error", err->message);
     }
     json_builder_end_object(b);
-    root = json_builder_get_root(b);
+    img_print_json(b);
+}
+
+void img_print_json(JsonBuilder *b)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    g_autofree char *text = NULL;
+
     json_generator_set_root(gen, root);
     json_generator_set_pretty(gen, TRUE);
     text = json_generator_to_data(gen, NULL);
@@ -540,17 +545,21 @@ static bool dump_machine(void *opaque, const void *fdt, size_t len, GError **err
     return true;
 }
 
+void *img_scratch(uint8_t **buf, size_t *size, size_t need)
+{
+    if (need > *size) {
+        g_free(*buf);
+        *buf = g_malloc(need);
+        *size = need;
+    }
+    return *buf;
+}
+
 static void *dump_ram_target(void *opaque, const SavevmRamRecord *rec, GError **errp)
 {
     Dump *d = opaque;
-    size_t need = (size_t)rec->npages * SAVEVM_PAGE_SIZE;
 
-    if (need > d->scratch_size) {
-        g_free(d->scratch);
-        d->scratch = g_malloc(need);
-        d->scratch_size = need;
-    }
-    return d->scratch;
+    return img_scratch(&d->scratch, &d->scratch_size, (size_t)rec->npages * SAVEVM_PAGE_SIZE);
 }
 
 /* Copy (or zero) one record's pages to wherever the RAM ranges put them. */

@@ -26,6 +26,18 @@ void fdt_each_child(const void *fdt, const char *parent,
 /* "background-snapshot precopy" for stream flags, in @buf. */
 const char *flag_names(uint32_t flags, char *buf, size_t len);
 
+typedef struct _JsonBuilder JsonBuilder;
+
+/* Members of a JSON object under construction. */
+void json_put_u64(JsonBuilder *b, const char *name, uint64_t v);
+void json_put_str(JsonBuilder *b, const char *name, const char *v);
+
+/* Print the builder's finished document, pretty, on stdout. */
+void img_print_json(JsonBuilder *b);
+
+/* A buffer of at least @need bytes in *@buf (grown, contents dropped). */
+void *img_scratch(uint8_t **buf, size_t *size, size_t need);
+
 /* The "machine:" lines of info. */
 void img_print_machine(const void *fdt);
 

@@ -399,7 +399,6 @@ void restore_free(RestoreState *r)
     }
     __atomic_store_n(&r->stopping, true, __ATOMIC_RELEASE);
     restore_lazy_stop(r);
-    restore_map_stop(r);
     mapped_ram_image_close(r->img);
     g_clear_error(&r->error);
     g_mutex_clear(&r->lock);

@@ -97,7 +97,10 @@ bool restore_eager_load(RestoreState *r, GError **errp);
 /* Register guest RAM for missing faults, start the fault and fill threads. */
 bool restore_lazy_start(RestoreState *r, GError **errp);
 
-/* Stop both threads and release guest RAM (blocked threads wake). Idempotent. */
+/*
+ * Stop the fill thread (the map mode's verifier too) and the fault thread,
+ * and release guest RAM (blocked threads wake). Idempotent.
+ */
 void restore_lazy_stop(RestoreState *r);
 
 /* restore-map.c */
@@ -105,10 +108,7 @@ void restore_lazy_stop(RestoreState *r);
 /* Whether @r's machine can map the image (private anonymous RAM). */
 bool restore_map_check(RestoreState *r, GError **errp);
 
-/* Map the image over guest RAM (MAP_PRIVATE), start the verifier. */
+/* Map the image over guest RAM (MAP_PRIVATE), start the verifier (in fill_thread). */
 bool restore_map_start(RestoreState *r, GError **errp);
-
-/* Stop the verifier. */
-void restore_map_stop(RestoreState *r);
 
 #endif

@@ -84,12 +84,3 @@ bool restore_map_start(RestoreState *r, GError **errp)
     r->fill_thread = g_thread_new("restore-verify", map_verify_thread, r);
     return true;
 }
-
-void restore_map_stop(RestoreState *r)
-{
-    __atomic_store_n(&r->stopping, true, __ATOMIC_RELEASE);
-    if (r->fill_thread) {
-        g_thread_join(r->fill_thread);
-        r->fill_thread = NULL;
-    }
-}

@@ -28,8 +28,9 @@ struct MappedRamWriter {
 
 /*
  * Start writeback every few megabytes, as the file: channel does for streams:
- * otherwise every page waits for the final fsync (measured: a 1 GiB image
- * took 8-24% longer than a stream file without it).
+ * otherwise every page waits for the final fsync (measured: a background
+ * snapshot with 1 GiB of data took 3.1 s without it, 2.2 s with it, 2.9 s
+ * to a stream file).
  */
 #define MAPPED_RAM_WRITEBACK_CHUNK (8ull << 20)
 
