@@ -208,7 +208,7 @@ static void test_global_restore_mode(void)
         "-accel test -global kvm-pit.lost_tick_policy=discard",
     };
     g_autoptr(GError) err = NULL;
-    MachineConfig *c = parse("-accel test -global migration.restore-mode=map -incoming defer",
+    MachineConfig *c = parse("-accel test -m 512 -global migration.restore-mode=map -incoming defer",
                              &err);
 
     g_assert_no_error(err);
