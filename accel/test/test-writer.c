@@ -299,7 +299,11 @@ gpointer test_vcpu_thread(gpointer opaque)
                      (unsigned)PAYLOAD_CTL_GPA);
             test_serial_line(a, line);
         }
+        /* Other writers wait for writer 0's control block, still pausable meanwhile. */
         while (__atomic_load_n(&a->ctl->magic, __ATOMIC_ACQUIRE) != PAYLOAD_MAGIC) {
+            if (!test_vcpu_checkpoint(v)) {
+                return NULL;
+            }
             g_usleep(100);
         }
         v->reg_csum = payload_csum_seed(v->index);
