@@ -46,6 +46,8 @@ static const char *error_class(const GError *err)
             return "CommandNotFound";
         case FROSTVM_ERROR_DEVICE_NOT_ACTIVE:
             return "DeviceNotActive";
+        case FROSTVM_ERROR_DEVICE_NOT_FOUND:
+            return "DeviceNotFound";
         default:
             break;
         }
@@ -217,7 +219,7 @@ JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize
 static void qmp_session_send(MonitorSession *sess, JsonObject *obj)
 {
     g_autofree char *text = qmp_json_object_to_string(obj);
-    g_autofree char *line = g_strconcat(text, "\n", NULL);
+    g_autofree char *line = g_strconcat(text, QMP_LINE_END, NULL);
 
     monitor_conn_write(sess->conn, line, strlen(line));
 }
@@ -240,7 +242,10 @@ static void qmp_session_text(void *opaque, const char *text, gsize len,
                                                     FROSTVM_ERROR_GENERIC, error);
         reply = qmp_error_reply(err);
     } else {
+        /* getfd takes the descriptors that came over this session's socket. */
+        sess->mon->dispatching = sess;
         reply = qmp_dispatch(sess->mon, &sess->negotiated, text, len);
+        sess->mon->dispatching = NULL;
     }
     qmp_session_send(sess, reply);
 }
