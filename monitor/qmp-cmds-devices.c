@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* The QMP commands of devices.json: character devices, and the block devices and I/O threads frostvm lacks. */
+/* The QMP commands of devices.json: character devices, and the disks, jobs and I/O threads frostvm lacks. */
 #include "monitor/monitor-internal.h"
 
 #include "system/chardev.h"
@@ -42,6 +42,17 @@ static JsonNode *qmp_query_block(Machine *m, JsonObject *args, GError **errp)
     return json_node_init_array(json_node_alloc(), json_array_new());
 }
 
+/* Block nodes and block jobs: none, for the same reason. */
+static JsonNode *qmp_query_named_block_nodes(Machine *m, JsonObject *args, GError **errp)
+{
+    return json_node_init_array(json_node_alloc(), json_array_new());
+}
+
+static JsonNode *qmp_query_jobs(Machine *m, JsonObject *args, GError **errp)
+{
+    return json_node_init_array(json_node_alloc(), json_array_new());
+}
+
 /* -object iothread is not accepted, so there are none. */
 static JsonNode *qmp_query_iothreads(Machine *m, JsonObject *args, GError **errp)
 {
@@ -51,6 +62,8 @@ static JsonNode *qmp_query_iothreads(Machine *m, JsonObject *args, GError **errp
 const QmpCommand monitor_qmp_device_commands[] = {
     { "query-chardev", qmp_query_chardev },
     { "query-block", qmp_query_block },
+    { "query-named-block-nodes", qmp_query_named_block_nodes },
+    { "query-jobs", qmp_query_jobs },
     { "query-iothreads", qmp_query_iothreads },
     { NULL, NULL },
 };
