@@ -196,7 +196,8 @@ static void serial_transmit(SerialState *s, uint8_t byte)
         if (n == 1) {
             break;
         }
-        if (n < 0 && errno == EAGAIN && s->drop_when_full) {
+        if (n < 0 && (errno == EAGAIN || errno == EIO) && s->drop_when_full) {
+            /* Full, or no terminal on the other side (EIO once its last user left). */
             break;
         }
         if (n < 0 && errno == EAGAIN) {
