@@ -210,7 +210,8 @@ static void test_core_commands(Fixture *f, gconstpointer data)
                     "{\"name\": \"query-version\"}, {\"name\": \"query-commands\"}, "
                     "{\"name\": \"human-monitor-command\"}, {\"name\": \"quit\"}, "
                     "{\"name\": \"query-status\"}, {\"name\": \"stop\"}, "
-                    "{\"name\": \"cont\"}, {\"name\": \"migrate\"}, "
+                    "{\"name\": \"cont\"}, {\"name\": \"system_powerdown\"}, "
+                    "{\"name\": \"migrate\"}, "
                     "{\"name\": \"migrate_cancel\"}]}");
 }
 
