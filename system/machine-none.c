@@ -34,17 +34,9 @@ static bool machine_none_accel_usable(AccelKind kind, GString *why)
 
 Machine *machine_new_none(MachineConfig *config, GError **errp)
 {
-    Machine *m = g_new0(Machine, 1);
+    Machine *m = machine_alloc(config);
     g_autoptr(GString) why = g_string_new(NULL);
 
-    m->config = config;
-    m->main_context = g_main_context_ref_thread_default();
-    g_mutex_init(&m->runstate_lock);
-    g_mutex_init(&m->transition_lock);
-    m->runstate = RUN_STATE_PRELAUNCH;
-    m->serial_out_fd = -1;
-    m->serial_in_fd = -1;
-    m->ram_blocks = g_ptr_array_new();
     /*
      * QEMU fails when no accelerator of the list works; frostvm's empty
      * machine still starts, so that a host without KVM (and frostvm, which

@@ -200,14 +200,11 @@ static bool machine_open_serial(Machine *m, int *out_fd, int *in_fd, GError **er
     return false;
 }
 
-Machine *machine_new(MachineConfig *config, GError **errp)
+Machine *machine_alloc(MachineConfig *config)
 {
-    g_autoptr(GError) err = NULL;
     Machine *m = g_new0(Machine, 1);
-    RamBlock *block;
-    MemoryBackend *backend;
+
     m->config = config;
-    m->smp = config->smp;
     m->main_context = g_main_context_ref_thread_default();
     g_mutex_init(&m->runstate_lock);
     g_mutex_init(&m->transition_lock);
@@ -215,6 +212,17 @@ Machine *machine_new(MachineConfig *config, GError **errp)
     m->serial_out_fd = -1;
     m->serial_in_fd = -1;
     m->ram_blocks = g_ptr_array_new_with_free_func(ram_block_free);
+    return m;
+}
+
+Machine *machine_new(MachineConfig *config, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+    Machine *m = machine_alloc(config);
+    RamBlock *block;
+    MemoryBackend *backend;
+
+    m->smp = config->smp;
 
     backend = machine_create_ram_backend(config, &err);
     if (!backend) {

@@ -144,6 +144,12 @@ void *machine_gpa_to_host(Machine *m, uint64_t gpa, uint64_t len);
 RamBlock *machine_find_ram_block(Machine *m, const char *name);
 
 /*
+ * A machine with nothing in it yet (no RAM, accelerator or devices), in
+ * prelaunch; machine_free() frees it at any stage of building.
+ */
+Machine *machine_alloc(MachineConfig *config);
+
+/*
  * Build the machine from its config: RAM (from the memory backend), the RAM
  * layout, the accelerator, the devices. Does not load a kernel or start vCPUs.
  */
