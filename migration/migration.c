@@ -387,6 +387,15 @@ bool migration_start(MigrationState *s, const char *uri, GError **errp)
     if (!ch) {
         return false;
     }
+    if (!machine_has_guest(m)) {
+        error_setg(errp, "The 'none' machine has no guest to migrate");
+        channel_close(ch, false, NULL);
+        return false;
+    }
+    if (!channel_fd_resolve(ch, m->monitor, errp)) {
+        channel_close(ch, false, NULL);
+        return false;
+    }
     migration_wait(s);
 
     migration_reset(s, uri, false);

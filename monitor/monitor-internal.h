@@ -16,6 +16,11 @@
 #define QMP_NESTING_MAX 1024
 /* A client that lets this much output pile up unread is disconnected. */
 #define MONITOR_OUTPUT_MAX (64 * 1024 * 1024)
+/*
+ * QMP output ends each reply and event with CR LF, as QEMU's monitor does;
+ * libvirt splits its input on exactly that.
+ */
+#define QMP_LINE_END "\r\n"
 /* HMP lines longer than this are refused. */
 #define HMP_LINE_MAX (64 * 1024)
 
@@ -47,6 +52,11 @@ void monitor_conn_write(MonitorConn *c, const char *data, gsize len);
 void monitor_conn_flush(MonitorConn *c, int timeout_ms);
 /* Bytes queued and not yet written. */
 gsize monitor_conn_pending(MonitorConn *c);
+/*
+ * The oldest descriptor the peer passed with SCM_RIGHTS and nobody took yet
+ * (the caller owns it), or -1.
+ */
+int monitor_conn_take_fd(MonitorConn *c);
 void monitor_conn_free(MonitorConn *c);
 
 /* ---- listeners and specs (monitor-server.c) ---- */
@@ -128,6 +138,9 @@ struct Monitor {
     GPtrArray *listeners;         /* MonitorListener * */
     GPtrArray *sessions;          /* MonitorSession * */
 
+    MonitorSession *dispatching;  /* the QMP session whose command runs now, or NULL */
+    GHashTable *named_fds;        /* getfd name -> descriptor (GINT_TO_POINTER) */
+
     GMutex event_lock;            /* guards the two fields below */
     GQueue pending_events;        /* events emitted off the main loop */
     GSource *event_source;        /* idle source that delivers them */
@@ -138,9 +151,15 @@ JsonNode *qmp_quit(Machine *m, JsonObject *args, GError **errp);
 JsonNode *qmp_query_status(Machine *m, JsonObject *args, GError **errp);
 JsonNode *qmp_stop(Machine *m, JsonObject *args, GError **errp);
 JsonNode *qmp_cont(Machine *m, JsonObject *args, GError **errp);
+JsonNode *qmp_system_powerdown(Machine *m, JsonObject *args, GError **errp);
+
+/* Close every descriptor getfd kept (qmp-cmds-fds.c), for monitor_free(). */
+void monitor_fds_close(Monitor *mon);
 
 /* machine.json (qmp-cmds-machine.c). */
 JsonNode *qmp_query_kvm(Machine *m, JsonObject *args, GError **errp);
+/* "/machine/unattached/device[N]", vCPU @index's path in the object tree (g_free). */
+char *monitor_vcpu_qom_path(unsigned index);
 
 /* The built-in tables monitor_new() registers (protocol commands, help). */
 extern const QmpCommand monitor_qmp_builtin_commands[];

@@ -11,16 +11,25 @@
 
 #define QMP_CAPABILITIES "qmp_capabilities"
 
+/*
+ * The version frostvm claims in "qemu": the QEMU whose command line, QMP and
+ * HMP it follows (Debian 12's, the one its benchmarks compare against).
+ * Clients read that member as the interface they may use; libvirt refuses
+ * anything older than 4.2 and picks its command-line syntax from it.
+ * frostvm's own version is in "package".
+ */
+#define QMP_QEMU_INTERFACE_MAJOR 7
+#define QMP_QEMU_INTERFACE_MINOR 2
+#define QMP_QEMU_INTERFACE_MICRO 0
+
 JsonNode *qmp_version_info(void)
 {
     JsonObject *info = json_object_new();
     JsonObject *triple = json_object_new();
-    int major = 0, minor = 0, micro = 0;
 
-    sscanf(FROSTVM_VERSION, "%d.%d.%d", &major, &minor, &micro);
-    json_object_set_int_member(triple, "micro", micro);
-    json_object_set_int_member(triple, "minor", minor);
-    json_object_set_int_member(triple, "major", major);
+    json_object_set_int_member(triple, "micro", QMP_QEMU_INTERFACE_MICRO);
+    json_object_set_int_member(triple, "minor", QMP_QEMU_INTERFACE_MINOR);
+    json_object_set_int_member(triple, "major", QMP_QEMU_INTERFACE_MAJOR);
     json_object_set_object_member(info, "qemu", triple);
     json_object_set_string_member(info, "package", "frostvm " FROSTVM_VERSION);
     return qmp_object_node(info);
@@ -46,6 +55,8 @@ static const char *error_class(const GError *err)
             return "CommandNotFound";
         case FROSTVM_ERROR_DEVICE_NOT_ACTIVE:
             return "DeviceNotActive";
+        case FROSTVM_ERROR_DEVICE_NOT_FOUND:
+            return "DeviceNotFound";
         default:
             break;
         }
@@ -217,7 +228,7 @@ JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize
 static void qmp_session_send(MonitorSession *sess, JsonObject *obj)
 {
     g_autofree char *text = qmp_json_object_to_string(obj);
-    g_autofree char *line = g_strconcat(text, "\n", NULL);
+    g_autofree char *line = g_strconcat(text, QMP_LINE_END, NULL);
 
     monitor_conn_write(sess->conn, line, strlen(line));
 }
@@ -240,7 +251,10 @@ static void qmp_session_text(void *opaque, const char *text, gsize len,
                                                     FROSTVM_ERROR_GENERIC, error);
         reply = qmp_error_reply(err);
     } else {
+        /* getfd takes the descriptors that came over this session's socket. */
+        sess->mon->dispatching = sess;
         reply = qmp_dispatch(sess->mon, &sess->negotiated, text, len);
+        sess->mon->dispatching = NULL;
     }
     qmp_session_send(sess, reply);
 }

@@ -315,6 +315,13 @@ static void test_accel_destroy(Machine *m)
     m->accel_state = NULL;
 }
 
+static int test_accel_vcpu_thread_id(Machine *m, unsigned index)
+{
+    TestAccel *a = m->accel_state;
+
+    return index < m->smp ? __atomic_load_n(&a->vcpus[index].kernel_tid, __ATOMIC_ACQUIRE) : 0;
+}
+
 const AccelOps test_accel_ops = {
     .name = "test",
     .init = test_accel_init,
@@ -325,5 +332,6 @@ const AccelOps test_accel_ops = {
     .dirty_log_start = test_accel_dirty_log_start,
     .dirty_log_sync = test_accel_dirty_log_sync,
     .dirty_log_stop = test_accel_dirty_log_stop,
+    .vcpu_thread_id = test_accel_vcpu_thread_id,
     .destroy = test_accel_destroy,
 };

@@ -32,6 +32,7 @@ typedef struct TestVcpu {
     TestAccel *accel;
     unsigned index;
     GThread *thread;
+    int kernel_tid;         /* gettid() of the thread, 0 until it runs (atomic) */
     /* "registers" */
     uint64_t reg_steps;     /* like the payload's r14 */
     uint64_t reg_csum;      /* like the payload's r15 */

@@ -7,9 +7,11 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <x86intrin.h>
 
 #include "accel/test/test-accel.h"
+#include "accel/accel.h"
 #include "hw/ioport.h"
 
 #define TEST_SERIAL_PORT 0x3f8
@@ -282,6 +284,8 @@ gpointer test_vcpu_thread(gpointer opaque)
     uint64_t budget = 0;
     char line[200];
 
+    accel_vcpu_thread_name(a->m, v->index, "TEST");
+    __atomic_store_n(&v->kernel_tid, (int)gettid(), __ATOMIC_RELEASE);
     if (!test_vcpu_checkpoint(v)) {
         return NULL;
     }

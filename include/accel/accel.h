@@ -48,6 +48,12 @@ typedef struct AccelOps {
                            GError **errp);
     void (*dirty_log_stop)(Machine *m);
 
+    /*
+     * The kernel thread id (gettid()) of the host thread that runs vCPU
+     * @index, or 0 before it started. Managers pin it and put it in cgroups.
+     */
+    int (*vcpu_thread_id)(Machine *m, unsigned index);
+
     /* Stop and join the vCPU threads, free everything init made. */
     void (*destroy)(Machine *m);
 } AccelOps;
@@ -68,5 +74,11 @@ bool test_accel_check_config(const MachineConfig *c, GError **errp);
  * calls "present"). On false, @why (if not NULL) gets the reason.
  */
 bool kvm_accel_available(char **why);
+
+/*
+ * Called first thing in a vCPU thread: names it "CPU N/ACCEL" as QEMU's
+ * -name debug-threads=on does (when the machine asks for it).
+ */
+void accel_vcpu_thread_name(Machine *m, unsigned index, const char *accel);
 
 #endif

@@ -64,6 +64,7 @@ MigrationChannel *channel_new(const char *uri, bool outgoing, GError **errp)
     ch->target = g_strdup(target);
     ch->fd = -1;
     ch->listen_fd = -1;
+    ch->named_fd = -1;
     ch->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (ch->cancel_fd < 0) {
         error_setg_errno(errp, errno, "cannot create the cancel event of %s", uri);
@@ -107,29 +108,6 @@ static bool channel_file_open(MigrationChannel *ch, GError **errp)
                          ch->uri);
         g_clear_pointer(&ch->tmp_path, g_free);
         return false;
-    }
-    return true;
-}
-
-static bool channel_fd_open(MigrationChannel *ch, GError **errp)
-{
-    char *end;
-    long n = strtol(ch->target, &end, 10);
-    int flags;
-
-    if (*end || n < 0 || n > INT32_MAX) {
-        error_setg(errp, "fd: needs a file descriptor number, not '%s'", ch->target);
-        return false;
-    }
-    /* Our own copy: closing the channel must not close the caller's number. */
-    ch->fd = fcntl((int)n, F_DUPFD_CLOEXEC, 3);
-    if (ch->fd < 0) {
-        error_setg_errno(errp, errno, "%s is not an open file descriptor", ch->uri);
-        return false;
-    }
-    flags = fcntl(ch->fd, F_GETFL);
-    if (flags >= 0) {
-        fcntl(ch->fd, F_SETFL, flags | O_NONBLOCK);
     }
     return true;
 }
@@ -473,6 +451,9 @@ bool channel_close(MigrationChannel *ch, bool success, GError **errp)
     }
     if (ch->listen_fd >= 0) {
         close(ch->listen_fd);
+    }
+    if (ch->named_fd >= 0) {
+        close(ch->named_fd);
     }
     if (ch->unlink_path) {
         unlink(ch->unlink_path);

@@ -132,12 +132,11 @@ static void test_greeting(TestVmFixture *f, gconstpointer data)
     gv = json_object_get_object_member(greeting, "version");
     triple = json_object_get_object_member(gv, "qemu");
     g_assert_nonnull(triple);
-    package = g_strdup_printf("frostvm %" G_GINT64_FORMAT ".%" G_GINT64_FORMAT ".%"
-                              G_GINT64_FORMAT,
-                              json_object_get_int_member(triple, "major"),
-                              json_object_get_int_member(triple, "minor"),
-                              json_object_get_int_member(triple, "micro"));
-    g_assert_cmpstr(json_object_get_string_member(gv, "package"), ==, package);
+    /* "qemu" is the QEMU interface frostvm follows (7.2); "package" frostvm's own version. */
+    g_assert_cmpint(json_object_get_int_member(triple, "major"), ==, 7);
+    g_assert_cmpint(json_object_get_int_member(triple, "minor"), ==, 2);
+    package = g_strdup(json_object_get_string_member(gv, "package"));
+    g_assert_true(g_str_has_prefix(package, "frostvm "));
 
     /* query-version tells the same. */
     g_assert_true(qmp_client_negotiate(c, &err));

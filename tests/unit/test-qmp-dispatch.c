@@ -188,7 +188,7 @@ static void test_core_commands(Fixture *f, gconstpointer data)
 
     f->negotiated = true;
     assert_reply(f, "{\"execute\": \"query-version\"}",
-                 "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 1, \"major\": 0}, "
+                 "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
                  "\"package\": \"frostvm 0.1.0\"}}");
     assert_reply(f, "{\"execute\": \"stop\"}", "{\"return\": {}}");
     assert_reply(f, "{\"execute\": \"query-status\"}",
@@ -210,7 +210,8 @@ static void test_core_commands(Fixture *f, gconstpointer data)
                     "{\"name\": \"query-version\"}, {\"name\": \"query-commands\"}, "
                     "{\"name\": \"human-monitor-command\"}, {\"name\": \"quit\"}, "
                     "{\"name\": \"query-status\"}, {\"name\": \"stop\"}, "
-                    "{\"name\": \"cont\"}, {\"name\": \"migrate\"}, "
+                    "{\"name\": \"cont\"}, {\"name\": \"system_powerdown\"}, "
+                    "{\"name\": \"migrate\"}, "
                     "{\"name\": \"migrate_cancel\"}]}");
 }
 
