@@ -700,6 +700,10 @@ static void test_tcp(TestVmFixture *f, gconstpointer data)
     g_assert_true(qmp_client_negotiate(c, &err));
     ret = execute_ok(c, "query-status", NULL);
     assert_status_running(ret);
+    /* Issue 14: a TCP monitor is unauthenticated and runs exec:; frostvm says so. */
+    g_assert_true(test_vm_wait_log(vm, TEST_VM_LOG_STDERR, "has no authentication",
+                                   TEST_VM_TIMEOUT_MS, NULL, &err));
+    g_assert_no_error(err);
 }
 
 static void write_all(int fd, const char *text)
