@@ -9,16 +9,7 @@ src=$1 build=$2 seconds=$3 replay=$4
 out=$build/tests/fuzz
 mkdir -p "$out"
 
-if ! command -v clang >/dev/null 2>&1; then
-    echo "SKIP: clang is not installed (apt-get install clang) - libFuzzer smoke run not possible"
-    exit 77
-fi
-printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }\n' \
-    > "$out/probe.c"
-if ! clang -fsanitize=fuzzer "$out/probe.c" -o "$out/probe" >/dev/null 2>&1; then
-    echo "SKIP: clang has no libFuzzer runtime (-fsanitize=fuzzer failed)"
-    exit 77
-fi
+. "$src/tests/fuzz/libfuzzer-probe.sh"
 
 pkgs="glib-2.0 json-glib-1.0 liburing libxxhash"
 # The parser, loader and stream are compiled here with coverage; the rest comes
