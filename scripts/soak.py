@@ -321,9 +321,10 @@ class Campaign:
                     problems.append(f'input: {data[:120]!r}')
                 self.record('hostile-qmp', problems)
                 if n % 200 == 199:
+                    # This client's connection is the one descriptor above the baseline.
                     start = vm.serial_size()
                     self.record('hostile-qmp', self.check_guest_runs(vm, start) +
-                                self.check_resources(vm, base))
+                                self.check_resources(vm, dict(base, fds=base['fds'] + 1)))
             client.close()
             # A client that vanishes mid-text, and one that never speaks.
             for partial in (b'{"execute": "query-st', b''):
