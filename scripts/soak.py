@@ -227,7 +227,10 @@ class Campaign:
                 time.sleep(self.rng.uniform(0, 2.0))
                 vm.kill()
                 left = self.leftovers(vm.dir, 'kill.img')
-                if left:
+                if left == ['kill.img']:
+                    # It completed before the kill: then it must be whole.
+                    problems += self.check_image(os.path.join(vm.dir, 'kill.img'))
+                elif left:
                     problems.append(f'SIGKILL left {left}')
             except Exception as e:  # noqa: BLE001 - any surprise is a failed try
                 problems.append(f'{type(e).__name__}: {e}')

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <glib.h>
 
+#include "fuzz-files.h"
 #include "fuzz-qmp.h"
 
 /* Tokens that broke or bent QMP parsers: spliced into the seeds. */
@@ -15,19 +16,6 @@ static const char *const tokens[] = {
     "\"", "\\", ",", ":", "\n", "\r\n", "\t", "'", "null", "true", "nul", "\"id\": ",
     "\"execute\": \"migrate-set-parameters\"", "\"arguments\": {}", "{\"a\": 1, \"a\": 2}",
 };
-
-static int replay_file(const char *path)
-{
-    g_autofree char *data = NULL;
-    gsize len;
-
-    if (!g_file_get_contents(path, &data, &len, NULL)) {
-        g_printerr("fuzz-qmp-replay: cannot read %s\n", path);
-        return 1;
-    }
-    LLVMFuzzerTestOneInput((const uint8_t *)data, len);
-    return 0;
-}
 
 /* One mutation of @s: a token inserted, a range deleted or repeated, a byte changed. */
 static void mutate(GString *s, GRand *rand)
@@ -91,8 +79,6 @@ static int smoke(const char *dir, int rounds)
 
 int main(int argc, char **argv)
 {
-    int files = 0, failed = 0;
-
     if (argc == 4 && !strcmp(argv[1], "--smoke")) {
         return smoke(argv[2], atoi(argv[3]));
     }
@@ -100,21 +86,5 @@ int main(int argc, char **argv)
         g_mkdir_with_parents(argv[2], 0755);
         return fuzz_qmp_write_seeds(argv[2]) > 0 ? 0 : 1;
     }
-    for (int i = 1; i < argc; i++) {
-        g_autoptr(GDir) d = g_dir_open(argv[i], 0, NULL);
-        const char *name;
-
-        if (!d) {
-            failed += replay_file(argv[i]);
-            files++;
-            continue;
-        }
-        while ((name = g_dir_read_name(d))) {
-            g_autofree char *p = g_build_filename(argv[i], name, NULL);
-            failed += replay_file(p);
-            files++;
-        }
-    }
-    printf("replayed %d inputs\n", files);
-    return failed ? 1 : 0;
+    return fuzz_replay_paths(argc - 1, argv + 1);
 }
