@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from frostvm_qmp import QMP, parse_kv
+from frostvm_qmp import QMP, parse_kv, stop_vm
 
 
 def kvm_usable():
@@ -149,12 +149,7 @@ class SoakVM:
 
     def stop(self):
         if self.qmp is not None:
-            try:
-                self.qmp.close()
-            except OSError:
-                pass
+            self.qmp.close()
             self.qmp = None
-        if self.alive():
-            self.proc.terminate()
-            if self.wait_exit(10) is None:
-                self.kill()
+        if self.proc is not None:
+            stop_vm(self.proc)

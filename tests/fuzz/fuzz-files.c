@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <glib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -43,4 +45,17 @@ int fuzz_replay_paths(int n, char **paths)
     }
     printf("replayed %d inputs\n", files);
     return failed ? 1 : 0;
+}
+
+int fuzz_replay_main(int argc, char **argv, int (*smoke)(const char *dir, int rounds),
+                     bool (*make_seeds)(const char *dir))
+{
+    if (argc == 4 && !strcmp(argv[1], "--smoke")) {
+        return smoke(argv[2], atoi(argv[3]));
+    }
+    if (argc == 3 && !strcmp(argv[1], "--make-seeds")) {
+        g_mkdir_with_parents(argv[2], 0755);
+        return make_seeds(argv[2]) ? 0 : 1;
+    }
+    return fuzz_replay_paths(argc - 1, argv + 1);
 }

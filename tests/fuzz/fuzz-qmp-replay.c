@@ -77,14 +77,12 @@ static int smoke(const char *dir, int rounds)
     return 0;
 }
 
+static bool make_seeds(const char *dir)
+{
+    return fuzz_qmp_write_seeds(dir) > 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 4 && !strcmp(argv[1], "--smoke")) {
-        return smoke(argv[2], atoi(argv[3]));
-    }
-    if (argc == 3 && !strcmp(argv[1], "--make-seeds")) {
-        g_mkdir_with_parents(argv[2], 0755);
-        return fuzz_qmp_write_seeds(argv[2]) > 0 ? 0 : 1;
-    }
-    return fuzz_replay_paths(argc - 1, argv + 1);
+    return fuzz_replay_main(argc, argv, smoke, make_seeds);
 }
