@@ -176,6 +176,11 @@ void monitor_events_flush(Monitor *mon);
  * qmp_capabilities. Used by the socket sessions and by tests directly.
  */
 JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize len);
+/*
+ * The same, returning the reply as one line of text (no newline) whose "id"
+ * is the request's id byte for byte, whatever JSON value it is.
+ */
+char *qmp_dispatch_to_string(Monitor *mon, bool *negotiated, const char *text, gsize len);
 
 /* {"error": {"class": ..., "desc": ...}} for @err (id added by the caller). */
 JsonObject *qmp_error_reply(const GError *err);
@@ -186,13 +191,42 @@ JsonObject *qmp_greeting(void);
 /* query-version's value: {"qemu": {...}, "package": "frostvm X.Y.Z"}. */
 JsonNode *qmp_version_info(void);
 
-/* ---- JSON text (qmp-json.c) ---- */
+/* ---- JSON text (qmp-json-parse.c, qmp-json.c) ---- */
+
+/* One parsed JSON text and what a JsonNode tree cannot hold. */
+typedef struct QmpJsonText {
+    JsonNode *root;
+    /*
+     * JsonNode * set (NULL when empty): integers above INT64_MAX up to
+     * UINT64_MAX, stored as int64 nodes holding their uint64 bits, so that
+     * 18446744073709551615 and -1 can be told apart by the argument checker.
+     */
+    GHashTable *wide_ints;
+    /* The top-level object's "id" member exactly as sent (points into the input). */
+    const char *id;
+    gsize id_len;
+} QmpJsonText;
 
 /*
- * Parse one JSON text; refuses duplicate object keys as QEMU does. Errors read
- * "JSON parse error, <reason>".
+ * Parse exactly one JSON text by RFC 8259: no leading zeros, hex, bare
+ * fractions, single quotes, raw control characters or invalid UTF-8; duplicate
+ * keys refused as QEMU does. \u0000 is kept as the bytes C0 80 (QEMU's
+ * modified UTF-8) and written back as \u0000. Errors read "JSON parse error,
+ * <reason>" with QEMU's reasons: "stray '01'" for a lexical error (the token
+ * up to the byte that cannot continue it), "expecting value", "duplicate key".
  */
+bool qmp_json_parse_text(const char *text, gsize len, QmpJsonText *out, GError **errp);
+void qmp_json_text_clear(QmpJsonText *t);
+/* The same, for callers that need only the tree (transfer full). @len -1: NUL-terminated. */
 JsonNode *qmp_json_parse(const char *text, gssize len, GError **errp);
+
+/*
+ * A reply as one line of text: @reply serialized without its "id" member,
+ * then "id" with @id (@id_len bytes) exactly as the client sent it, line
+ * breaks between its tokens turned into spaces so the reply stays one line.
+ * @id NULL: no id.
+ */
+char *qmp_json_reply_to_string(JsonObject *reply, const char *id, gsize id_len);
 
 /* Serialize with QEMU's spacing ({"a": 1, "b": [1, 2]}), ASCII only. */
 void qmp_json_append(GString *out, JsonNode *node);

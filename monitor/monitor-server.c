@@ -344,6 +344,14 @@ bool monitor_server_add(Monitor *mon, MonitorKind kind, const char *text,
         monitor_spec_clear(&spec);
         return false;
     }
+    if (spec.kind == MONITOR_SPEC_TCP) {
+        /* As in QEMU, but said: a user who copied tcp::4444 should know. */
+        fprintf(stderr, "frostvm: warning: the monitor on %s has no authentication: "
+                "anyone who can connect to %s (every address when none is given) "
+                "controls the VM, and 'migrate exec:' runs shell commands as this "
+                "user; prefer a unix: socket in a private folder\n", text,
+                *spec.host ? spec.host : "this port");
+    }
     l = g_new0(MonitorListener, 1);
     l->mon = mon;
     l->kind = kind;

@@ -189,7 +189,8 @@ static bool machine_open_serial(Machine *m, int *out_fd, int *in_fd, GError **er
         return true;
     }
     if (g_str_has_prefix(spec, "file:")) {
-        *out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        /* What the guest prints is its data: private, as images are. */
+        *out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (*out_fd < 0) {
             error_setg_errno(errp, errno, "-serial %s: cannot open '%s'", spec, spec + 5);
             return false;

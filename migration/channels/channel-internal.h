@@ -17,7 +17,7 @@ struct MigrationChannel {
     int cancel_fd;        /* eventfd: readable once cancelled */
 
     /* file: */
-    char *tmp_path;       /* outgoing: the temporary name until rename */
+    struct AtomicFile *file;  /* outgoing: the image until it gets its name */
     uint64_t written;     /* outgoing: bytes written so far */
     uint64_t synced;      /* outgoing: bytes already handed to writeback */
 
