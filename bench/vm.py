@@ -33,25 +33,47 @@ class Guest:
         return f"-m {self.ram_mib} -smp {self.smp}, payload `{self.append}`"
 
 
-class Vmm:
-    """One of the two monitors under test and how to start it."""
+# The two ways the benchmark runs. With KVM both VMMs run the payload on it; without,
+# QEMU runs it under TCG and frostvm's test accelerator writes guest RAM the same way
+# from host threads, so the snapshot machinery is compared, not the guests' speeds.
+MODES = {
+    'kvm': {'qemu': ['-enable-kvm', '-machine', 'pc'], 'frostvm': ['-accel', 'kvm'],
+            'title': 'with KVM (QEMU `-enable-kvm -machine pc`, frostvm `-accel kvm`)'},
+    'no-kvm': {'qemu': ['-accel', 'tcg', '-machine', 'pc'], 'frostvm': ['-accel', 'test'],
+               'title': 'without KVM (QEMU `-accel tcg -machine pc`, frostvm `-accel test`)'},
+}
 
-    def __init__(self, name, binary, payload):
+
+def kvm_usable():
+    """Whether /dev/kvm can be opened read-write (what both VMMs need for KVM)."""
+    try:
+        fd = os.open('/dev/kvm', os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+class Vmm:
+    """One of the two monitors under test and how to start it in a mode (MODES)."""
+
+    def __init__(self, name, binary, payload, mode='kvm'):
         self.name = name
         self.binary = binary
         self.payload = payload
+        self.mode = mode
 
     def argv(self, guest, serial, qmp, incoming=None):
         common = ['-m', str(guest.ram_mib), '-smp', str(guest.smp), '-display', 'none',
                   '-serial', f'file:{serial}', '-qmp', f'unix:{qmp},server=on,wait=off',
                   '-kernel', self.payload, '-append', guest.append]
+        accel = MODES[self.mode][self.name]
         if self.name == 'qemu':
-            # debug-threads names the vCPU thread "CPU 0/KVM" so its CPU time can be told
-            # apart from the monitor's; it changes nothing the guest sees.
-            argv = [self.binary, '-enable-kvm', '-machine', 'pc',
-                    '-name', 'bench,debug-threads=on'] + common
+            # debug-threads names the vCPU thread "CPU 0/KVM" (or /TCG) so its CPU time can
+            # be told apart from the monitor's; it changes nothing the guest sees.
+            argv = [self.binary] + accel + ['-name', 'bench,debug-threads=on'] + common
         else:
-            argv = [self.binary, '-accel', 'kvm'] + common
+            argv = [self.binary] + accel + common
         if incoming:
             argv += ['-incoming', incoming]
         return argv
@@ -136,7 +158,8 @@ class SerialLog(threading.Thread):
 
 
 def is_vcpu_thread(comm):
-    return comm.startswith('vcpu') or bool(re.match(r'CPU \d+/KVM', comm))
+    """frostvm's vCPU threads (vcpuN, or test-vcpuN under -accel test) and QEMU's."""
+    return comm.startswith(('vcpu', 'test-vcpu')) or bool(re.match(r'CPU \d+/(KVM|TCG)', comm))
 
 
 def read_cpu(pid):

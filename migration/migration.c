@@ -440,6 +440,11 @@ bool migration_start(MigrationState *s, const char *uri, GError **errp)
     if (!ch) {
         return false;
     }
+    if (!machine_has_guest(m)) {
+        error_setg(errp, "The 'none' machine has no guest to migrate");
+        channel_close(ch, false, NULL);
+        return false;
+    }
     if (migration_capability_enabled(s, MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT) &&
         !restore_allows_write_protect(s, errp)) {
         channel_close(ch, false, NULL);
@@ -449,6 +454,10 @@ bool migration_start(MigrationState *s, const char *uri, GError **errp)
         !channel_is_regular_file(ch)) {
         error_setg(errp, "mapped-ram needs a file: URI, not '%s': pages are written at "
                    "fixed offsets, which a pipe or a socket cannot take", uri);
+        channel_close(ch, false, NULL);
+        return false;
+    }
+    if (!channel_fd_resolve(ch, m->monitor, errp)) {
         channel_close(ch, false, NULL);
         return false;
     }

@@ -18,6 +18,7 @@
 #include "migration/channel.h"
 #include "migration/savevm-parse.h"
 #include "migration/stream-file.h"
+#include "util/atomic-file.h"
 #include "util/error.h"
 #include "util/zero-page.h"
 
@@ -595,8 +596,7 @@ static int cmd_dump_ram(const char *path, const char *out_path)
     SavevmParseOps ops = { .machine = dump_machine };
     Dump d = { 0 };
     g_autoptr(GError) err = NULL;
-    g_autofree char *tmp = g_strdup_printf("%s.tmp-XXXXXX", out_path);
-    int fd = -1;
+    AtomicFile *out;
     bool ok;
 
     /* First pass: the RAM layout, to size the output. */
@@ -604,20 +604,21 @@ static int cmd_dump_ram(const char *path, const char *out_path)
         g_printerr("frostvm-img: %s: %s\n", path, err->message);
         return EXIT_CORRUPT;
     }
-    fd = g_mkstemp_full(tmp, O_RDWR | O_CLOEXEC, 0644);
-    if (fd < 0 || ftruncate(fd, (off_t)d.out_size) < 0) {
-        g_printerr("frostvm-img: cannot create '%s': %s\n", out_path, g_strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(tmp);
-        }
+    /* Guest memory: 0600, and whole at OUT or not there at all. */
+    out = atomic_file_create(out_path, true, false, &err);
+    if (!out) {
+        g_printerr("frostvm-img: %s\n", err->message);
         return EXIT_IMAGE_ERROR;
     }
-    d.out = mmap(NULL, d.out_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (ftruncate(out->fd, (off_t)d.out_size) < 0) {
+        g_printerr("frostvm-img: cannot size '%s': %s\n", out_path, g_strerror(errno));
+        atomic_file_abort(out);
+        return EXIT_IMAGE_ERROR;
+    }
+    d.out = mmap(NULL, d.out_size, PROT_READ | PROT_WRITE, MAP_SHARED, out->fd, 0);
     if (d.out == MAP_FAILED) {
         g_printerr("frostvm-img: cannot map '%s': %s\n", out_path, g_strerror(errno));
-        close(fd);
-        unlink(tmp);
+        atomic_file_abort(out);
         return EXIT_IMAGE_ERROR;
     }
     d.nranges = 0;
@@ -626,17 +627,14 @@ static int cmd_dump_ram(const char *path, const char *out_path)
     ok = img_parse(path, &ops, &d, &err);
     munmap(d.out, d.out_size);
     g_free(d.scratch);
-    if (ok && (fsync(fd) < 0 || rename(tmp, out_path) < 0)) {
-        g_printerr("frostvm-img: cannot write '%s': %s\n", out_path, g_strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return EXIT_IMAGE_ERROR;
-    }
-    close(fd);
     if (!ok) {
-        unlink(tmp);
+        atomic_file_abort(out);
         g_printerr("frostvm-img: %s: %s\n", path, err->message);
         return EXIT_CORRUPT;
+    }
+    if (!atomic_file_commit(out, &err)) {
+        g_printerr("frostvm-img: cannot write '%s': %s\n", out_path, err->message);
+        return EXIT_IMAGE_ERROR;
     }
     printf("wrote %" PRIu64 " bytes of guest-physical memory to %s\n", d.out_size, out_path);
     return 0;

@@ -7,10 +7,11 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include "accel/test/test-accel.h"
+#include "accel/accel.h"
 #include "hw/ioport.h"
 
 #define TEST_SERIAL_PORT 0x3f8
@@ -147,14 +148,37 @@ static void test_ctl_init(TestAccel *a)
     ctl->magic = PAYLOAD_MAGIC;
 }
 
+/*
+ * Reporting state of one writer. The stall figure is per step, as the payload
+ * defines it: the longest gap between two consecutive page steps (pacing sleeps
+ * excluded). It is timed with the TSC, which costs a few nanoseconds where a
+ * clock_gettime() per step would slow an unpaced writer by half; cycles turn into
+ * microseconds at report time, by the TSC's rate against the monotonic clock
+ * over the writer's whole run.
+ */
 typedef struct TestReport {
     gint64 t_start;        /* monotonic us, adjusted by elapsed_us after a restore */
     gint64 next;
     gint64 last_t;
     uint64_t last_steps;
-    gint64 prev_step;
-    gint64 maxstall;
+    gint64 clock0;         /* monotonic us and TSC when this thread started timing */
+    uint64_t tsc0;
+    uint64_t prev_tsc;     /* TSC at the end of the previous step (or pacing sleep) */
+    uint64_t maxstall_tsc; /* longest gap since the last report, in TSC cycles */
+    uint64_t regs_failures; /* reports whose register count disagreed with memory */
 } TestReport;
+
+/* Cycles to microseconds at the rate the TSC ran since the thread started. */
+static gint64 test_tsc_to_us(const TestReport *r, uint64_t cycles, gint64 now)
+{
+    uint64_t elapsed_tsc = __rdtsc() - r->tsc0;
+    gint64 elapsed_us = now - r->clock0;
+
+    if (elapsed_us <= 0 || !elapsed_tsc) {
+        return 0;
+    }
+    return (gint64)((double)cycles * (double)elapsed_us / (double)elapsed_tsc);
+}
 
 static void test_report(TestVcpu *v, TestReport *r, gint64 now)
 {
@@ -181,8 +205,10 @@ static void test_report(TestVcpu *v, TestReport *r, gint64 now)
              G_GINT64_FORMAT " csum=0x%" G_GINT64_MODIFIER "x%s regs=%s errors=%"
              G_GUINT64_FORMAT, now - r->t_start, sweep, steps,
              now > r->last_t ? (steps - r->last_steps) * 1000000 / (now - r->last_t) : 0,
-             r->maxstall, v->reg_csum, csteps, regs_ok ? "ok" : "FAIL", errors);
+             test_tsc_to_us(r, r->maxstall_tsc, now), v->reg_csum, csteps,
+             regs_ok ? "ok" : "FAIL", errors);
     test_serial_line(a, line);
+    r->regs_failures += !regs_ok;
     if (all_swept && !a->ready_printed) {
         a->ready_printed = true;
         ctl->flags |= PAYLOAD_FLAG_READY;
@@ -192,35 +218,61 @@ static void test_report(TestVcpu *v, TestReport *r, gint64 now)
     }
     r->last_t = now;
     r->last_steps = steps;
-    r->maxstall = 0;
+    r->maxstall_tsc = 0;
     r->next = now + a->work.report_ms * 1000;
+}
+
+/* sweeps=N reached: the payload's last line, then its exit through the debug port. */
+static void test_done(TestVcpu *v, const TestReport *r, gint64 now)
+{
+    TestAccel *a = v->accel;
+    uint64_t steps = 0, errors = 0, sweep = UINT64_MAX;
+    char line[200];
+
+    for (unsigned c = 0; c < a->ctl->ncpus; c++) {
+        steps += a->ctl->cpu[c].steps;
+        errors += a->ctl->cpu[c].errors;
+        sweep = MIN(sweep, a->ctl->cpu[c].sweep);
+    }
+    a->ctl->flags |= PAYLOAD_FLAG_DONE;
+    snprintf(line, sizeof(line), "PAYLOAD DONE t_us=%" G_GINT64_FORMAT " sweeps=%"
+             G_GUINT64_FORMAT " steps=%" G_GUINT64_FORMAT " errors=%" G_GUINT64_FORMAT
+             " regs_failures=%" G_GUINT64_FORMAT, now - r->t_start, sweep, steps, errors,
+             r->regs_failures);
+    test_serial_line(a, line);
+    ioport_write(a->m, TEST_EXIT_PORT, 4,
+                 errors || r->regs_failures ? PAYLOAD_EXIT_ERRORS : PAYLOAD_EXIT_SUCCESS);
 }
 
 /* Per step: timing for the stall figure, pacing, reports and pause points. */
 static bool test_vcpu_after_step(TestVcpu *v, TestReport *r, uint64_t *budget)
 {
+    uint64_t tsc = __rdtsc();
     gint64 now;
 
+    if (tsc - r->prev_tsc > r->maxstall_tsc) {
+        r->maxstall_tsc = tsc - r->prev_tsc;
+    }
+    r->prev_tsc = tsc;
     if (!test_vcpu_checkpoint(v)) {
         return false;
     }
     if (*budget && --*budget) {
         return true;
     }
-    now = g_get_monotonic_time();
-    r->maxstall = MAX(r->maxstall, now - r->prev_step);
     /* Pace in 1 ms batches: rate= steps per second, like a guest of known speed. */
     if (v->accel->work.rate) {
         *budget = MAX(1, v->accel->work.rate / 1000);
         g_usleep(1000);
-        now = g_get_monotonic_time();
     } else {
         *budget = 64;
     }
-    r->prev_step = now;
+    now = g_get_monotonic_time();
     if (v->index == 0 && now >= r->next) {
         test_report(v, r, now);
     }
+    /* A pause, a pacing sleep or a report is not a stall of the guest's steps. */
+    r->prev_tsc = __rdtsc();
     return true;
 }
 
@@ -232,27 +284,38 @@ gpointer test_vcpu_thread(gpointer opaque)
     uint64_t budget = 0;
     char line[200];
 
-    g_atomic_int_set(&v->tid, (int)syscall(SYS_gettid));
+    accel_vcpu_thread_name(a->m, v->index, "TEST");
+    __atomic_store_n(&v->kernel_tid, (int)gettid(), __ATOMIC_RELEASE);
     if (!test_vcpu_checkpoint(v)) {
         return NULL;
     }
     if (!a->restored) {
         if (v->index == 0) {
             test_ctl_init(a);
-            snprintf(line, sizeof(line), "PAYLOAD START version=%u base=0x%" G_GINT64_MODIFIER
-                     "x mem=%" G_GUINT64_FORMAT " order=%s accel=test", PAYLOAD_ABI_VERSION,
-                     a->work.base, a->work.mem,
-                     a->work.order == PAYLOAD_ORDER_SEQ ? "seq" : "random");
+            /* The payload's keys and spelling, so one parser reads both. */
+            snprintf(line, sizeof(line), "PAYLOAD START version=%u t_us=0 base=0x%"
+                     G_GINT64_MODIFIER "x mem=0x%" G_GINT64_MODIFIER "x order=%s seed=%"
+                     G_GUINT64_FORMAT " cpus=%u sweeps=%" G_GUINT64_FORMAT " report_ms=%"
+                     G_GUINT64_FORMAT " rate=%" G_GUINT64_FORMAT " ctl=0x%x accel=test",
+                     PAYLOAD_ABI_VERSION, a->work.base, a->work.mem,
+                     a->work.order == PAYLOAD_ORDER_SEQ ? "seq" : "random", a->work.seed,
+                     a->m->smp, a->work.sweeps, a->work.report_ms, a->work.rate,
+                     (unsigned)PAYLOAD_CTL_GPA);
             test_serial_line(a, line);
         }
+        /* Other writers wait for writer 0's control block, still pausable meanwhile. */
         while (__atomic_load_n(&a->ctl->magic, __ATOMIC_ACQUIRE) != PAYLOAD_MAGIC) {
+            if (!test_vcpu_checkpoint(v)) {
+                return NULL;
+            }
             g_usleep(100);
         }
         v->reg_csum = payload_csum_seed(v->index);
     }
     r.t_start = g_get_monotonic_time() - (gint64)v->elapsed_us;
     v->t_start = r.t_start;
-    r.prev_step = r.last_t = g_get_monotonic_time();
+    r.last_t = r.clock0 = g_get_monotonic_time();
+    r.prev_tsc = r.tsc0 = __rdtsc();
     r.next = r.last_t + a->work.report_ms * 1000;
     /* After a restore the first rate counts from the restored total, not from 0. */
     for (unsigned c = 0; c < a->ctl->ncpus; c++) {
@@ -304,8 +367,12 @@ gpointer test_vcpu_thread(gpointer opaque)
             slot->state = PAYLOAD_CPU_STOPPED;
         }
     }
-    /* Idle or done: keep reporting, write nothing. */
-    for (;;) {
+    /*
+     * Idle or done: keep reporting, write nothing. After the exit port write the
+     * thread stays, like a halted vCPU, so the shutdown it asked for can still
+     * pause it.
+     */
+    for (bool done = false;;) {
         gint64 now;
 
         if (!test_vcpu_checkpoint(v)) {
@@ -313,13 +380,11 @@ gpointer test_vcpu_thread(gpointer opaque)
         }
         g_usleep(1000);
         now = g_get_monotonic_time();
-        r.prev_step = now;
-        if (v->index == 0 && now >= r.next) {
+        if (v->index == 0 && !done && now >= r.next) {
             test_report(v, &r, now);
             if (!a->work.idle && a->work.sweeps) {
-                test_serial_line(a, "PAYLOAD DONE");
-                ioport_write(a->m, TEST_EXIT_PORT, 4, PAYLOAD_EXIT_SUCCESS);
-                break;
+                test_done(v, &r, now);
+                done = true;
             }
         }
     }

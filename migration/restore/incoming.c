@@ -151,7 +151,11 @@ bool migration_incoming_start(Machine *m, const char *uri, GError **errp)
         error_setg(errp, "There's a migration process in progress");
         return false;
     }
-    ch = channel_open_incoming(uri, errp);
+    ch = channel_new(uri, false, errp);
+    if (ch && (!channel_fd_resolve(ch, m->monitor, errp) || !channel_connect(ch, errp))) {
+        channel_close(ch, false, NULL);
+        ch = NULL;
+    }
     if (!ch) {
         return false;
     }

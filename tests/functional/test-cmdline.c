@@ -16,7 +16,7 @@
 /* A command line frostvm must refuse: status 1 and a message naming the culprit. */
 typedef struct {
     const char *name;
-    const char *args[MAX_ARGS];     /* "@PAYLOAD" stands for the payload's path */
+    const char *args[MAX_ARGS];     /* "@PAYLOAD": the payload's path; "@ACCEL": kvm or test */
     const char *message;            /* part of stderr */
     bool needs_kvm;                 /* the check comes after opening /dev/kvm */
     const char *known_bug;          /* skip with this reason until it is fixed */
@@ -72,15 +72,15 @@ static const BadCmdline bad_cmdlines[] = {
     { "pidfile-missing-dir", { "-accel", "test", "-append", "mem=8M", "-pidfile",
                                "no/such/dir/vm.pid", NULL }, "-pidfile" },
     { "kvm-without-kernel", { "-accel", "kvm", "-m", "64", NULL }, "kernel", true },
-    { "kernel-missing", { "-accel", "kvm", "-m", "64", "-kernel", "no-such-kernel", NULL },
-      "no-such-kernel", true },
+    { "kernel-missing", { "-accel", "@ACCEL", "-m", "64", "-append", "mem=8M", "-kernel",
+                          "no-such-kernel", NULL }, "no-such-kernel" },
     { "kernel-not-multiboot", { "-accel", "kvm", "-m", "64", "-kernel", "not-a-kernel", NULL },
       "not-a-kernel", true },
     { "kernel-not-multiboot-test-accel", { "-accel", "test", "-m", "64", "-append", "mem=8M",
                                            "-kernel", "not-a-kernel", NULL },
       "not-a-kernel" },
-    { "initrd-missing", { "-accel", "kvm", "-m", "64", "-kernel", "@PAYLOAD", "-initrd",
-                          "no-such-initrd", NULL }, "no-such-initrd", true },
+    { "initrd-missing", { "-accel", "@ACCEL", "-m", "64", "-append", "mem=8M", "-kernel",
+                          "@PAYLOAD", "-initrd", "no-such-initrd", NULL }, "no-such-initrd" },
     { "backend-file-missing-dir-kvm", { "-accel", "kvm", "-m", "64", "-kernel", "@PAYLOAD",
                                         "-append", "mem=8M", "-object",
                                         "memory-backend-file,id=m,size=64M,"
@@ -120,7 +120,10 @@ static void test_bad_cmdline(TestVmFixture *f, gconstpointer data)
     junk = test_vm_path(f->vm, "not-a-kernel");
     g_assert_true(g_file_set_contents(junk, "#!/bin/sh\necho not a kernel\n", -1, NULL));
     for (int i = 0; bc->args[i]; i++) {
-        test_vm_add_args(f->vm, strcmp(bc->args[i], "@PAYLOAD") ? bc->args[i] : payload, NULL);
+        const char *a = bc->args[i];
+
+        test_vm_add_args(f->vm, !strcmp(a, "@PAYLOAD") ? payload :
+                                !strcmp(a, "@ACCEL") ? test_vm_any_accel() : a, NULL);
     }
     test_vm_launch_or_fail(f->vm);
     test_vm_wait_exit(f->vm, TEST_VM_TIMEOUT_MS, &status, &err);
@@ -203,14 +206,11 @@ static void test_serial_file(TestVmFixture *f, gconstpointer data)
     g_auto(GStrv) lines = NULL;
     gint64 deadline = g_get_monotonic_time() + TEST_VM_TIMEOUT_MS * (gint64)1000;
 
-    if (test_vm_skip_without_kvm()) {
-        return;
-    }
     f->vm = test_vm_new(TEST_VM_NO_SERIAL);
     path = test_vm_path(f->vm, "guest.log");
     /* An old log is replaced, not appended to (QEMU truncates it). */
     g_assert_true(g_file_set_contents(path, "OLD LOG\n", -1, NULL));
-    test_vm_add_guest(f->vm, "kvm", "mem=8M order=random seed=7 report_ms=50");
+    test_vm_add_guest(f->vm, test_vm_any_accel(), "mem=8M order=random seed=7 report_ms=50");
     test_vm_add_args(f->vm, extra[0], extra[1], NULL);
     test_vm_launch_or_fail(f->vm);
     /* The relative path is the VM's working directory. */
@@ -295,13 +295,14 @@ typedef struct {
     const char *name;
     const char *extra[8];
     TestVmFlags flags;
+    bool needs_kvm;                 /* the spelling is about KVM itself */
 } GoodCmdline;
 
 static const GoodCmdline good_cmdlines[] = {
     { "m-suffix-M", { "-m", "64M", NULL } },
     { "m-suffix-K", { "-m", "65536K", NULL } },
     { "m-suffix-G", { "-m", "1G", NULL } },
-    { "enable-kvm", { "-enable-kvm", NULL } },
+    { "enable-kvm", { "-enable-kvm", NULL }, .needs_kvm = true },
     { "name", { "-name", "guest-one", NULL } },
     { "qmp-legacy-syntax", { "-qmp", "unix:qmp.sock,server,nowait", NULL }, TEST_VM_NO_QMP },
     { "backend-ram", { "-object", "memory-backend-ram,id=m,size=64M", "-machine",
@@ -319,10 +320,11 @@ static void test_good_cmdline(TestVmFixture *f, gconstpointer data)
     QmpClient *qmp;
     PayloadProgress p;
 
-    if (test_vm_skip_without_kvm()) {
+    if (gc->needs_kvm && test_vm_skip_without_kvm()) {
         return;
     }
-    start_guest(f, gc->flags, "kvm", "mem=8M report_ms=50", gc->extra);
+    start_guest(f, gc->flags, gc->needs_kvm ? "kvm" : test_vm_any_accel(), "mem=8M report_ms=50",
+                gc->extra);
     qmp = test_vm_qmp(f->vm);
     if (!qmp) {
         own = test_vm_qmp_connect(f->vm, true, &err);

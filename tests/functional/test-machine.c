@@ -368,6 +368,8 @@ static void test_prelaunch_quit(TestVmFixture *f, gconstpointer data)
  */
 static void test_debug_exit(TestVmFixture *f, gconstpointer data)
 {
+    const GuestCase *gc = data;
+    g_autofree char *append = g_strdup_printf("%s sweeps=5", gc->append);
     g_autoptr(GError) err = NULL;
     g_autofree char *done = NULL;
     g_autoptr(GHashTable) kv = NULL;
@@ -376,11 +378,11 @@ static void test_debug_exit(TestVmFixture *f, gconstpointer data)
     TestVm *vm;
     int status = -1;
 
-    if (test_vm_skip_without_kvm()) {
+    if (guest_case_skip(gc)) {
         return;
     }
     f->vm = vm = test_vm_new(TEST_VM_DEFAULT);
-    test_vm_add_guest(vm, "kvm", "mem=8M sweeps=5");
+    test_vm_add_guest(vm, gc->accel, append);
     test_vm_launch_or_fail(vm);
     wait_event(test_vm_qmp(vm), "SHUTDOWN", &ev);
     d = json_object_get_object_member(ev, "data");
@@ -427,6 +429,9 @@ static const GuestCase kvm_smp2 = { "kvm", "mem=8M cpus=2", { "-smp", "2", NULL 
 static const GuestCase kvm_high = { "kvm", "mem=8M base=0x100000000", { "-m", "4G", NULL } };
 static const GuestCase test_seq = { "test", "mem=8M rate=50000", { NULL } };
 static const GuestCase test_random = { "test", "mem=8M order=random rate=50000", { NULL } };
+static const GuestCase test_smp2 = { "test", "mem=8M cpus=2 rate=50000", { "-smp", "2", NULL } };
+static const GuestCase test_high = { "test", "mem=8M base=0x100000000 rate=50000",
+                                     { "-m", "4G", NULL } };
 
 static void add(const char *path, const GuestCase *gc,
                 void (*fn)(TestVmFixture *, gconstpointer))
@@ -445,9 +450,12 @@ int main(int argc, char **argv)
     add("/machine/kvm/boot-progress/above-4g", &kvm_high, test_boot_progress);
     add("/machine/test/boot-progress/seq", &test_seq, test_boot_progress);
     add("/machine/test/boot-progress/random", &test_random, test_boot_progress);
+    add("/machine/test/boot-progress/smp2", &test_smp2, test_boot_progress);
+    add("/machine/test/boot-progress/above-4g", &test_high, test_boot_progress);
     add("/machine/kvm/stop-cont", &kvm_seq, test_stop_cont);
     add("/machine/kvm/stop-cont-smp2", &kvm_smp2, test_stop_cont);
     add("/machine/test/stop-cont", &test_seq, test_stop_cont);
+    add("/machine/test/stop-cont-smp2", &test_smp2, test_stop_cont);
     add("/machine/kvm/prelaunch-cont", &kvm_seq, test_prelaunch);
     add("/machine/test/prelaunch-cont", &test_seq, test_prelaunch);
     add("/machine/kvm/quit", &kvm_seq, test_quit);
@@ -456,7 +464,8 @@ int main(int argc, char **argv)
     add("/machine/test/signals", &test_seq, test_signal);
     add("/machine/kvm/prelaunch-quit", &kvm_seq, test_prelaunch_quit);
     add("/machine/test/prelaunch-quit", &test_seq, test_prelaunch_quit);
-    add("/machine/kvm/debug-exit/done", NULL, test_debug_exit);
+    add("/machine/kvm/debug-exit/done", &kvm_seq, test_debug_exit);
+    add("/machine/test/debug-exit/done", &test_seq, test_debug_exit);
     add("/machine/kvm/debug-exit/bad-args", NULL, test_debug_exit_bad_args);
     return g_test_run();
 }

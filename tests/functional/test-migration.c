@@ -53,6 +53,16 @@ static bool have_kvm(void)
     return true;
 }
 
+/* Skip (with the reason) when @accel is kvm and /dev/kvm is missing. */
+static bool skip_without(const char *accel)
+{
+    if (!strcmp(accel, "kvm") && !have_kvm()) {
+        g_test_skip("/dev/kvm is not available");
+        return true;
+    }
+    return false;
+}
+
 static void vm_kill(Vm *vm)
 {
     if (!vm->reaped) {
@@ -385,8 +395,7 @@ static void live_migrate(Fixture *fx, const char *accel, const char *dst_uri,
     g_autofree char *dst_status = NULL;
     g_autoptr(JsonNode) r = NULL;
 
-    if (!strcmp(accel, "kvm") && !have_kvm()) {
-        g_test_skip("/dev/kvm is not available");
+    if (skip_without(accel)) {
         return;
     }
     src = start_source(fx, accel, &pos, &last);
@@ -452,8 +461,7 @@ static void test_file_save_restore(Fixture *fx, gconstpointer data)
     g_autoptr(GError) err = NULL;
     Vm *src, *dst;
 
-    if (!strcmp(accel, "kvm") && !have_kvm()) {
-        g_test_skip("/dev/kvm is not available");
+    if (skip_without(accel)) {
         return;
     }
     src = start_source(fx, accel, &pos, &last);
@@ -498,6 +506,7 @@ static void test_file_save_restore(Fixture *fx, gconstpointer data)
 
 static void test_cancel(Fixture *fx, gconstpointer data)
 {
+    const char *accel = data;
     g_autofree char *img = fx_path(fx, "vm_state");
     g_autofree char *args = g_strdup_printf("{\"uri\": \"file:%s\"}", img);
     g_autofree char *out = NULL;
@@ -509,11 +518,10 @@ static void test_cancel(Fixture *fx, gconstpointer data)
     gsize pos;
     Vm *src;
 
-    if (!have_kvm()) {
-        g_test_skip("/dev/kvm is not available");
+    if (skip_without(accel)) {
         return;
     }
-    src = start_source(fx, "kvm", &pos, &last);
+    src = start_source(fx, accel, &pos, &last);
     /* QEMU's HMP unit: MiB/s. Slow enough to cancel mid-way. */
     out = vm_hmp(src, "migrate_set_parameter max-bandwidth 1");
     g_assert_cmpstr(out, ==, "");
@@ -569,21 +577,22 @@ static void check_source_failure(Vm *src, gsize *pos, const char *uri, const cha
 
 static void test_exec_fails(Fixture *fx, gconstpointer data)
 {
+    const char *accel = data;
     PayloadProgress last;
     gsize pos;
     Vm *src;
 
-    if (!have_kvm()) {
-        g_test_skip("/dev/kvm is not available");
+    if (skip_without(accel)) {
         return;
     }
-    src = start_source(fx, "kvm", &pos, &last);
+    src = start_source(fx, accel, &pos, &last);
     check_source_failure(src, &pos, "exec:exit 3", "exited early (status 3)");
     check_source_failure(src, &pos, "exec:cat > /dev/null; exit 4", "exited with status 4");
 }
 
 static void test_destination_disappears(Fixture *fx, gconstpointer data)
 {
+    const char *accel = data;
     g_autofree char *uri = g_strdup_printf("tcp:127.0.0.1:%d", free_tcp_port());
     g_autofree char *args = g_strdup_printf("{\"uri\": \"%s\"}", uri);
     const char *extra[] = { "-incoming", uri, NULL };
@@ -595,12 +604,11 @@ static void test_destination_disappears(Fixture *fx, gconstpointer data)
     gsize pos;
     Vm *src, *dst;
 
-    if (!have_kvm()) {
-        g_test_skip("/dev/kvm is not available");
+    if (skip_without(accel)) {
         return;
     }
-    src = start_source(fx, "kvm", &pos, &last);
-    dst = vm_launch(fx, "dst", "kvm", VM_RAM, false, extra);
+    src = start_source(fx, accel, &pos, &last);
+    dst = vm_launch(fx, "dst", accel, VM_RAM, false, extra);
     r1 = vm_cmd(src, "migrate-set-parameters", "{\"max-bandwidth\": 4194304}");
     r2 = vm_cmd(src, "migrate", args);
     g_usleep(400 * 1000);
@@ -614,7 +622,7 @@ static void test_destination_disappears(Fixture *fx, gconstpointer data)
     (void)vm_progress(src, &pos);
 }
 
-/* A saved image from a quick kvm source, reused by the refusal cases. */
+/* A saved image from a quick source, reused by the refusal cases. */
 static char *save_image(Fixture *fx, const char *accel, const char *ram)
 {
     char *img = fx_path(fx, "vm_state");
@@ -632,11 +640,12 @@ static char *save_image(Fixture *fx, const char *accel, const char *ram)
 }
 
 /* Loading @img must fail: exit status 1, @why on stderr, and the guest never ran. */
-static void expect_load_refused(Fixture *fx, const char *img, const char *ram, const char *why)
+static void expect_load_refused(Fixture *fx, const char *accel, const char *img,
+                                const char *ram, const char *why)
 {
     g_autofree char *uri = g_strdup_printf("file:%s", img);
     const char *extra[] = { "-incoming", uri, NULL };
-    Vm *dst = vm_spawn(fx, "dst", "kvm", ram, false, extra, false);
+    Vm *dst = vm_spawn(fx, "dst", accel, ram, false, extra, false);
     g_autofree char *log = NULL;
     int status = vm_wait_exit(dst, 30000);
 
@@ -675,32 +684,33 @@ static void expect_load_refused(Fixture *fx, const char *img, const char *ram, c
 
 static void test_refuse_bad_images(Fixture *fx, gconstpointer data)
 {
+    const char *accel = data;
     g_autofree char *img = NULL;
     g_autofree char *bad = fx_path(fx, "bad");
     g_autofree char *contents = NULL;
     gsize len;
 
-    if (!have_kvm()) {
-        g_test_skip("/dev/kvm is not available");
+    if (skip_without(accel)) {
         return;
     }
-    img = save_image(fx, "kvm", VM_RAM);
+    img = save_image(fx, accel, VM_RAM);
     g_assert_true(g_file_get_contents(img, &contents, &len, NULL));
 
     g_assert_true(g_file_set_contents(bad, contents, len / 2, NULL));
-    expect_load_refused(fx, bad, VM_RAM, "truncated at offset");
+    expect_load_refused(fx, accel, bad, VM_RAM, "truncated at offset");
 
     /* Most likely page data (only the checksum tells), else a record header. */
     contents[len / 2] ^= 0x08;
     g_assert_true(g_file_set_contents(bad, contents, len, NULL));
-    expect_load_refused(fx, bad, VM_RAM, "checksum mismatch|corrupt stream at offset");
+    expect_load_refused(fx, accel, bad, VM_RAM, "checksum mismatch|corrupt stream at offset");
     contents[len / 2] ^= 0x08;
 
-    expect_load_refused(fx, img, "256", "RAM size: the image has 128 MiB, this machine 256 MiB");
+    expect_load_refused(fx, accel, img, "256", "RAM size: the image has 128 MiB, this machine 256 MiB");
 }
 
 static void test_defer_and_start_paused(Fixture *fx, gconstpointer data)
 {
+    const char *accel = data;
     g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", fx->dir);
     g_autofree char *args = g_strdup_printf("{\"uri\": \"%s\"}", uri);
     const char *extra[] = { "-incoming", "defer", "-S", NULL };
@@ -711,12 +721,11 @@ static void test_defer_and_start_paused(Fixture *fx, gconstpointer data)
     gsize pos;
     Vm *src, *dst;
 
-    if (!have_kvm()) {
-        g_test_skip("/dev/kvm is not available");
+    if (skip_without(accel)) {
         return;
     }
-    src = start_source(fx, "kvm", &pos, &last);
-    dst = vm_launch(fx, "dst", "kvm", VM_RAM, false, extra);
+    src = start_source(fx, accel, &pos, &last);
+    dst = vm_launch(fx, "dst", accel, VM_RAM, false, extra);
     rs = vm_status(dst);
     g_assert_cmpstr(rs, ==, "inmigrate");
     r1 = vm_cmd(dst, "migrate-incoming", args);
@@ -738,18 +747,31 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     signal(SIGPIPE, SIG_IGN);
-#define ADD(path, fn, data) \
-    g_test_add("/migration/" path, Fixture, data, fixture_setup, fn, fixture_teardown)
-    ADD("kvm/live-unix", test_live_unix, "kvm");
-    ADD("kvm/live-tcp", test_live_tcp, "kvm");
-    ADD("kvm/live-exec", test_live_exec, "kvm");
-    ADD("kvm/file-save-restore", test_file_save_restore, "kvm");
-    ADD("kvm/cancel-source-keeps-running", test_cancel, NULL);
-    ADD("kvm/exec-fails-source-keeps-running", test_exec_fails, NULL);
-    ADD("kvm/destination-disappears", test_destination_disappears, NULL);
-    ADD("kvm/refuse-truncated-flipped-other-ram", test_refuse_bad_images, NULL);
-    ADD("kvm/incoming-defer-start-paused", test_defer_and_start_paused, NULL);
-    ADD("test-accel/live-unix", test_live_unix, "test");
-    ADD("test-accel/file-save-restore", test_file_save_restore, "test");
+    static const char *const accels[] = { "kvm", "test" };
+
+    for (unsigned i = 0; i < G_N_ELEMENTS(accels); i++) {
+        static const struct {
+            const char *name;
+            void (*fn)(Fixture *, gconstpointer);
+        } cases[] = {
+            { "live-unix", test_live_unix },
+            { "live-tcp", test_live_tcp },
+            { "live-exec", test_live_exec },
+            { "file-save-restore", test_file_save_restore },
+            { "cancel-source-keeps-running", test_cancel },
+            { "exec-fails-source-keeps-running", test_exec_fails },
+            { "destination-disappears", test_destination_disappears },
+            { "refuse-truncated-flipped-other-ram", test_refuse_bad_images },
+            { "incoming-defer-start-paused", test_defer_and_start_paused },
+        };
+
+        for (unsigned k = 0; k < G_N_ELEMENTS(cases); k++) {
+            g_autofree char *path = g_strdup_printf("/migration/%s/%s",
+                                                    i ? "test-accel" : "kvm", cases[k].name);
+
+            g_test_add(path, Fixture, accels[i], fixture_setup, cases[k].fn,
+                       fixture_teardown);
+        }
+    }
     return g_test_run();
 }
