@@ -685,6 +685,22 @@ static void test_refuse_other_uris(RestoreFixture *f, gconstpointer data)
     g_clear_error(&err);
     g_assert_null(qmp_client_execute_json(qmp, "migrate-set-capabilities",
                   "{\"capabilities\": [{\"capability\": \"xbzrle\", \"state\": true}]}", &err));
+    g_clear_error(&err);
+    /* restore-mode: QMP checks the enum, HMP takes the same names. */
+    g_assert_null(qmp_client_execute_json(qmp, "migrate-set-parameters",
+                                          "{\"restore-mode\": \"fast\"}", &err));
+    g_clear_error(&err);
+    {
+        g_autofree char *bad = snap_hmp(qmp, "migrate_set_parameter restore-mode fast");
+        g_autofree char *good = snap_hmp(qmp, "migrate_set_parameter restore-mode map");
+        g_autofree char *params = snap_hmp(qmp, "info migrate_parameters");
+        g_autoptr(JsonNode) q = snap_qmp_ok(qmp, "query-migrate-parameters", NULL);
+
+        g_assert_nonnull(strstr(bad, "lazy, eager or map"));
+        g_assert_nonnull(strstr(params, "restore-mode: map"));
+        g_assert_cmpstr(json_object_get_string_member(json_node_get_object(q), "restore-mode"),
+                        ==, "map");
+    }
 }
 
 #define MODE_GUEST "512", "mem=64M report_ms=50"
