@@ -252,20 +252,27 @@ bool restore_image_start(MigrationState *s, MigrationChannel *ch, SavevmLoadInfo
         return false;
     }
     r->running_us = r->running_us ? r->running_us : migration_now_us();
-    s->restore = r;
+    /* Published for the main loop's query-migrate while this thread goes on. */
+    __atomic_store_n(&s->restore, r, __ATOMIC_RELEASE);
     return true;
+}
+
+/* The restore of @s, or NULL; set once by the incoming thread. */
+static RestoreState *restore_of(MigrationState *s)
+{
+    return __atomic_load_n(&s->restore, __ATOMIC_ACQUIRE);
 }
 
 bool restore_image_may_run(MigrationState *s)
 {
-    RestoreState *r = s->restore;
+    RestoreState *r = restore_of(s);
 
     return !r || __atomic_load_n(&r->fill_state, __ATOMIC_ACQUIRE) != RESTORE_FILL_FAILED;
 }
 
 void restore_image_guest_started(MigrationState *s)
 {
-    RestoreState *r = s->restore;
+    RestoreState *r = restore_of(s);
     int state = __atomic_load_n(&r->fill_state, __ATOMIC_ACQUIRE);
 
     r->guest_started = true;
@@ -281,13 +288,14 @@ void restore_image_guest_started(MigrationState *s)
 
 bool restore_is_filling(MigrationState *s)
 {
-    return s->restore &&
-           __atomic_load_n(&s->restore->fill_state, __ATOMIC_ACQUIRE) == RESTORE_FILL_RUNNING;
+    RestoreState *r = restore_of(s);
+
+    return r && __atomic_load_n(&r->fill_state, __ATOMIC_ACQUIRE) == RESTORE_FILL_RUNNING;
 }
 
 bool restore_wait_fill(MigrationState *s, GError **errp)
 {
-    RestoreState *r = s->restore;
+    RestoreState *r = restore_of(s);
     bool ok;
 
     if (!r) {
@@ -312,7 +320,7 @@ bool restore_wait_fill(MigrationState *s, GError **errp)
 
 bool restore_allows_write_protect(MigrationState *s, GError **errp)
 {
-    RestoreState *r = s->restore;
+    RestoreState *r = restore_of(s);
 
     if (r && r->mode == MIGRATION_RESTORE_MAP) {
         error_setg(errp, "background-snapshot: guest RAM maps the image %s privately "
@@ -343,7 +351,7 @@ static const char *restore_fill_state_name(RestoreState *r)
 
 void restore_stats_to_json(MigrationState *s, JsonBuilder *b)
 {
-    RestoreState *r = s->restore;
+    RestoreState *r = restore_of(s);
     const LatencyHistogram *h;
 
     if (!r) {
@@ -374,7 +382,7 @@ void restore_stats_to_json(MigrationState *s, JsonBuilder *b)
 
 void restore_stats_to_hmp(MigrationState *s, GString *out)
 {
-    RestoreState *r = s->restore;
+    RestoreState *r = restore_of(s);
 
     if (!r) {
         return;
