@@ -535,7 +535,7 @@ static void test_clones(RestoreFixture *f, gconstpointer data)
 /* Damage, then expect the running restore to stop the guest cleanly. */
 typedef enum { DAMAGE_CORRUPT, DAMAGE_TRUNCATE } Damage;
 
-static void corrupt_page(const char *path, double where)
+static void corrupt_page(const char *path, double where, uint64_t range_bytes)
 {
     g_autofree char *out = NULL;
     g_autoptr(JsonParser) parser = json_parser_new();
@@ -552,7 +552,7 @@ static void corrupt_page(const char *path, double where)
                  json_array_get_object_element(json_object_get_array_member(o, "ram-blocks"), 0),
                  "pages-offset");
     /* The payload's range starts at 16 MiB and is data all through. */
-    offset += (16ull << 20) + (uint64_t)(where * (double)(32ull << 20)) / 4096 * 4096 + 123;
+    offset += (16ull << 20) + (uint64_t)(where * (double)range_bytes) / 4096 * 4096 + 123;
     fd = open(path, O_RDWR | O_CLOEXEC);
     g_assert_cmpint(pread(fd, &b, 1, (off_t)offset), ==, 1);
     b ^= 0x5a;
@@ -563,7 +563,12 @@ static void corrupt_page(const char *path, double where)
 static void test_damaged_under_restore(RestoreFixture *f, gconstpointer data)
 {
     Damage damage = GPOINTER_TO_INT(data);
-    const RestoreCase c = { "test", "256", "mem=32M order=random report_ms=50" };
+    /*
+     * A sequential sweep of 256 MiB takes the guest well over half a second:
+     * its faults reach the damage (90% into the range, or past the cut at
+     * 20 MiB) in order, long before the slow fill would.
+     */
+    const RestoreCase c = { "test", "512", "mem=256M report_ms=50" };
     g_autofree char *path = NULL;
     g_autofree char *status = NULL;
     g_autofree char *hmp = NULL;
@@ -577,7 +582,7 @@ static void test_damaged_under_restore(RestoreFixture *f, gconstpointer data)
     path = test_vm_path(f->src, "vm.img");
     snapshot_to(f->src, path, true, true, &before, &after);
     if (damage == DAMAGE_CORRUPT) {
-        corrupt_page(path, 0.9);
+        corrupt_page(path, 0.9, 256ull << 20);
     }
     /* A slow fill: the guest's own faults reach the damage first. */
     f->dst = restore_start(&c, path, "lazy", "1048576");
@@ -623,7 +628,7 @@ static void test_damaged_refused(RestoreFixture *f, gconstpointer data)
     if (!strcmp(args[0], "truncated")) {
         g_assert_cmpint(truncate(path, 40 << 20), ==, 0);
     } else {
-        corrupt_page(path, 0.5);
+        corrupt_page(path, 0.5, 32ull << 20);
     }
     f->dst = guest_new(&c, false);
     uri = g_strdup_printf("%s%s", !strcmp(args[1], "exec") ? "exec:cat " : "file:", path);
