@@ -23,6 +23,7 @@ void machine_config_free(MachineConfig *c)
     g_free(c->name);
     g_free(c->pidfile);
     g_free(c->incoming);
+    g_free(c->restore_mode);
     g_free(c->serial);
     g_free(c->memory_backend_id);
     if (c->qmp) {
@@ -66,6 +67,8 @@ static void print_help(void)
            "  -kernel FILE          Multiboot kernel  (-append ARGS, -initrd FILE)\n"
            "  -S                    do not start the vCPUs until 'cont'\n"
            "  -incoming URI|defer   wait for an incoming migration or snapshot\n"
+           "  -global migration.restore-mode=lazy|eager|map  how -incoming restores a\n"
+           "                        page-aligned image (default lazy)\n"
            "Monitors and I/O:\n"
            "  -qmp unix:PATH,server=on,wait=off | tcp:HOST:PORT,server=on,wait=off\n"
            "  -monitor stdio | unix:PATH,server=on,wait=off\n"
@@ -115,6 +118,31 @@ const CmdlineOptionInfo *cmdline_option_infos(size_t *n)
     return cmdline_option_keys;
 }
 
+/*
+ * -global DRIVER.PROPERTY=VALUE, as QEMU sets properties of its migration
+ * object: frostvm knows migration.restore-mode (how -incoming restores a
+ * page-aligned image), so the mode can be chosen without -incoming defer.
+ */
+static bool cmdline_parse_global(MachineConfig *c, const char *arg, GError **errp)
+{
+    const char *value = strchr(arg, '=');
+
+    if (!g_str_has_prefix(arg, "migration.restore-mode=")) {
+        error_setg(errp, "-global %s: frostvm knows only migration.restore-mode=lazy|eager|map",
+                   arg);
+        return false;
+    }
+    value++;
+    if (strcmp(value, "lazy") && strcmp(value, "eager") && strcmp(value, "map")) {
+        error_setg(errp, "-global migration.restore-mode: '%s' is not lazy, eager or map",
+                   value);
+        return false;
+    }
+    g_free(c->restore_mode);
+    c->restore_mode = g_strdup(value);
+    return true;
+}
+
 /* Every option: @parse takes its argument; the others are handled by apply_option(). */
 static const struct {
     const char *name;
@@ -133,6 +161,7 @@ static const struct {
     { "append", true, NULL },
     { "S", false, NULL },
     { "incoming", true, NULL },
+    { "global", true, cmdline_parse_global },
     { "qmp", true, NULL },
     { "monitor", true, NULL },
     { "serial", true, cmdline_parse_serial },

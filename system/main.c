@@ -216,6 +216,13 @@ int main(int argc, char **argv)
     }
     m->main_loop = g_main_loop_new(m->main_context, FALSE);
     m->migration = migration_new(m);
+    if (config->restore_mode) {
+        MigrationRestoreMode mode = MIGRATION_RESTORE_LAZY;
+
+        /* Checked by the command line parser already. */
+        migration_restore_mode_from_name(config->restore_mode, &mode);
+        m->migration->parameters.restore_mode = (int)mode;
+    }
 
     if (!main_start_monitors(m, &err) ||
         (config->pidfile && !main_write_pidfile(config->pidfile, &err)) ||

@@ -351,6 +351,13 @@ gpointer test_vcpu_thread(gpointer opaque)
                 }
             }
         }
+        /*
+         * A sweep of no pages (bookkeeping that reads as zero: memory a
+         * failed restore could not give) must still reach the pause point.
+         */
+        if (!n && !test_vcpu_checkpoint(v)) {
+            goto quit;
+        }
         v->pos = 0;
         v->sweep++;
         slot->sweep = v->sweep;

@@ -54,6 +54,14 @@ typedef struct AccelOps {
      */
     int (*vcpu_thread_id)(Machine *m, unsigned index);
 
+    /*
+     * Optional. Thread @tid is blocked for good on guest memory that cannot
+     * be given to it (a lazy restore whose image failed its check): if it is
+     * a vCPU thread that pause_vcpus() cannot reach, count it as parked.
+     * KVM should need nothing: its kick interrupts a vCPU waiting on a fault.
+     */
+    void (*vcpu_blocked)(Machine *m, int tid);
+
     /* Stop and join the vCPU threads, free everything init made. */
     void (*destroy)(Machine *m);
 } AccelOps;

@@ -67,6 +67,7 @@ typedef struct MachineConfig {
     bool daemonize;               /* -daemonize */
     bool start_paused;            /* -S */
     char *incoming;               /* -incoming URI|defer, or NULL */
+    char *restore_mode;           /* -global migration.restore-mode=, or NULL */
     GPtrArray *qmp;               /* -qmp specs (char *) */
     GPtrArray *monitors;          /* -monitor specs (char *) */
     char *serial;                 /* -serial stdio|file:PATH|null|none */

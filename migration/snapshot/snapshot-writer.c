@@ -2,6 +2,7 @@
 /* The background snapshot's writer thread: drains queued RAM records to the stream and frees their buffers. */
 #include "migration/snapshot/snapshot-internal.h"
 
+#include "migration/mapped-ram.h"
 #include "migration/savevm.h"
 #include "migration/stream-file.h"
 #include "util/error.h"
@@ -36,6 +37,42 @@ static bool writer_flush_if_pressed(SnapshotWriter *w, size_t just_written)
 }
 
 /*
+ * mapped-ram: the record's pages go straight to their offsets, one vectored
+ * positioned write per record; zero pages are left as holes (absent). A
+ * failure is recorded in the stream, where the writer's callers look.
+ */
+static bool write_record_mapped(SnapshotWriter *w, const SnapshotRecord *rec)
+{
+    g_autoptr(GError) err = NULL;
+    void *pages[SNAPSHOT_FAULT_BLOCK_MAX_PAGES];
+    bool ok = true;
+
+    for (uint32_t done = 0; !rec->zero && ok && done < rec->npages;) {
+        uint32_t n = MIN(rec->npages - done, (uint32_t)G_N_ELEMENTS(pages));
+
+        for (uint32_t i = 0; i < n; i++) {
+            pages[i] = page_pool_page(w->pool, rec->slots[done + i]);
+        }
+        ok = mapped_ram_writer_putv(w->mapped, rec->block_index,
+                                    rec->offset / SNAPSHOT_PAGE_SIZE + done, n, pages, &err);
+        done += n;
+    }
+    if (!rec->zero) {
+        page_pool_put(w->pool, rec->slots, rec->npages);
+    }
+    if (!ok) {
+        stream_file_set_error(w->f, g_steal_pointer(&err));
+        return false;
+    }
+    __atomic_fetch_add(&w->records, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(rec->zero ? &w->zero_pages : &w->data_pages, rec->npages,
+                       __ATOMIC_RELAXED);
+    __atomic_fetch_add(&w->bytes, rec->zero ? 0 : (uint64_t)rec->npages * SNAPSHOT_PAGE_SIZE,
+                       __ATOMIC_RELAXED);
+    return true;
+}
+
+/*
  * Write one record and give its buffers back as their pages are handed to
  * the stream (stream_file_write() copies or writes them before it returns).
  * False once the stream has failed; the buffers are returned either way.
@@ -45,6 +82,9 @@ static bool write_record(SnapshotWriter *w, const SnapshotRecord *rec)
     uint8_t header[SAVEVM_RAM_RECORD_HEADER_SIZE];
     bool ok;
 
+    if (w->mapped) {
+        return write_record_mapped(w, rec);
+    }
     savevm_encode_ram_header(header, rec->block_index, rec->offset, rec->npages,
                              rec->zero ? SAVEVM_RAM_ZERO : SAVEVM_RAM_DATA);
     ok = stream_file_write(w->f, header, sizeof(header));
@@ -118,9 +158,11 @@ static gpointer writer_thread_main(gpointer opaque)
     return NULL;
 }
 
-bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, PagePool *pool, GError **errp)
+bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, MappedRamWriter *mapped,
+                           PagePool *pool, GError **errp)
 {
     w->f = f;
+    w->mapped = mapped;
     w->pool = pool;
     g_mutex_init(&w->lock);
     g_cond_init(&w->cond);
