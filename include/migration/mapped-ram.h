@@ -22,7 +22,9 @@
 
 #define MAPPED_RAM_PAGE_SIZE 4096u
 #define MAPPED_RAM_HEADER_SIZE 4096u       /* the header page */
-#define MAPPED_RAM_HEADER_USED 136u        /* bytes of it that carry fields */
+#define MAPPED_RAM_HEADER_USED 136u        /* bytes of it that carry fields (flat images) */
+/* An incremental image's header also carries its base's path: u32 length, then the bytes. */
+#define MAPPED_RAM_BASE_PATH_OFFSET 136u
 #define MAPPED_RAM_TABLE_OFFSET 4096u      /* the block table: page 1 */
 #define MAPPED_RAM_TABLE_ENTRY_SIZE 64u
 #define MAPPED_RAM_MAX_BLOCKS 64u          /* 64 entries fill page 1 exactly */
@@ -39,9 +41,11 @@
  */
 #define MAPPED_RAM_LAYOUT_HAS_BASE (1u << 0)   /* incremental: absent pages come from the base */
 #define MAPPED_RAM_LAYOUT_REQUIRED_MASK 0x0000ffffu
-#define MAPPED_RAM_LAYOUT_KNOWN_REQUIRED 0u     /* this build reads flat images only */
+#define MAPPED_RAM_LAYOUT_KNOWN_REQUIRED MAPPED_RAM_LAYOUT_HAS_BASE
 
 #define MAPPED_RAM_UUID_SIZE 16
+/* Longest base path (IMAGE_BASE_PATH_MAX in image-identity.h): it fits the header page. */
+#define MAPPED_RAM_BASE_PATH_MAX 3900u
 
 /* One RAM block's place in the image (a block table entry). */
 typedef struct MappedRamBlock {
@@ -61,6 +65,7 @@ typedef struct MappedRamHeader {
     uint8_t uuid[MAPPED_RAM_UUID_SIZE];        /* this image's identity */
     uint8_t base_uuid[MAPPED_RAM_UUID_SIZE];   /* all zero: no base */
     uint64_t base_digest;                      /* the base's digest; 0 without base */
+    char base_path[MAPPED_RAM_BASE_PATH_MAX + 1]; /* HAS_BASE: where the base was ("" else) */
     uint32_t nblocks;
     uint64_t machine_offset, machine_len;      /* the machine description (FDT) */
     uint64_t devices_offset, devices_len;      /* DEVC records, as in a stream */
@@ -156,6 +161,15 @@ bool mapped_ram_writer_zero(MappedRamWriter *w, uint32_t block, uint64_t first,
 uint64_t mapped_ram_writer_bytes(MappedRamWriter *w);
 
 /*
+ * Make the image incremental (HAS_BASE): pages not written are the base's,
+ * named by its UUID and digest, and @base_path records where it was (at
+ * most MAPPED_RAM_BASE_PATH_MAX bytes). A page written as zero is then
+ * present, with zero content, instead of absent. Before any page is written.
+ */
+void mapped_ram_writer_set_base(MappedRamWriter *w, const uint8_t uuid[MAPPED_RAM_UUID_SIZE],
+                                uint64_t digest, const char *base_path);
+
+/*
  * End the image: the device records @devices (as savevm_save_devices() makes
  * them), the bitmaps and checksum tables (only their non-zero pages, so they
  * stay sparse too), the block table and, last, the header with the digest.
@@ -174,50 +188,87 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC(MappedRamWriter, mapped_ram_writer_free)
 
 /* ---- Reading: random access with per-page checks ---- */
 
-typedef struct MappedRamImage {
+typedef struct MappedRamImage MappedRamImage;
+
+struct MappedRamImage {
     int fd;
     char *path;
     MappedRamHeader h;
     uint64_t *bitmaps[MAPPED_RAM_MAX_BLOCKS];   /* loaded whole and verified at open */
+    /*
+     * An incremental image with its base attached (mapped_ram_image_attach_base()):
+     * the base (owned), and per block the pages present in any layer of the
+     * chain, which the readers below use; NULL for a flat image.
+     */
+    MappedRamImage *base;
+    uint64_t *composite[MAPPED_RAM_MAX_BLOCKS];
+    uint64_t composite_pages[MAPPED_RAM_MAX_BLOCKS];
     uint8_t *machine;                           /* the machine description */
     uint8_t *devices;                           /* the device records */
     /* Checksum tables are read a page at a time, when first needed. */
     uint64_t *csums[MAPPED_RAM_MAX_BLOCKS];
     uint8_t *csum_loaded[MAPPED_RAM_MAX_BLOCKS]; /* per table page: 1 once read (atomic) */
-} MappedRamImage;
+};
 
 /*
  * Open @path (or use @fd if >= 0; then @path is for messages and the
  * descriptor is owned from here). Checks the header, the block table, the
  * file's length, the digest and every bitmap's checksum; page data and
  * checksum tables are checked as they are read. A truncated or corrupt image
- * fails naming what is wrong.
+ * fails naming what is wrong. An incremental image opens as its own layer:
+ * its base is attached with mapped_ram_image_attach_base().
  */
 MappedRamImage *mapped_ram_image_open(const char *path, int fd, GError **errp);
 
+/* Close @img and the bases attached to it. */
 void mapped_ram_image_close(MappedRamImage *img);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MappedRamImage, mapped_ram_image_close)
 
-/* Whether page @page of block @block is present (has data in the image). */
+/*
+ * Attach @base (taken, whatever the outcome) under the incremental image
+ * @img after checking that it is the image @img names (UUID and digest) and
+ * has the same RAM blocks. From then on the readers below see the chain's
+ * composite: a page comes from the newest layer that holds it.
+ */
+bool mapped_ram_image_attach_base(MappedRamImage *img, MappedRamImage *base, GError **errp);
+
+/*
+ * Whether page @page of block @block is present (has data in the image; in a
+ * chain, in any of its layers).
+ */
 static inline bool mapped_ram_image_present(const MappedRamImage *img, uint32_t block,
                                             uint64_t page)
+{
+    const uint64_t *map = img->composite[block] ? img->composite[block] : img->bitmaps[block];
+
+    return (map[page / 64] >> (page % 64)) & 1;
+}
+
+/* Whether @img's own layer holds page @page of block @block. */
+static inline bool mapped_ram_image_has_page(const MappedRamImage *img, uint32_t block,
+                                             uint64_t page)
 {
     return (img->bitmaps[block][page / 64] >> (page % 64)) & 1;
 }
 
+/* Present pages of @block (in a chain: in any layer). */
+uint64_t mapped_ram_image_present_pages(const MappedRamImage *img, uint32_t block);
+
 /*
  * Read pages [@first, @first + @npages) of @block into @dst, each checked
- * against its checksum; absent pages become zero without a read. A short
- * read (the file was truncated) or a mismatch fails naming the page and its
- * file offset; @dst is then undefined and must not reach the guest.
+ * against its checksum; absent pages become zero without a read (in a chain,
+ * each page from the newest layer holding it). A short read (the file was
+ * truncated) or a mismatch fails naming the page and its file offset; @dst
+ * is then undefined and must not reach the guest.
  */
 bool mapped_ram_image_read(MappedRamImage *img, uint32_t block, uint64_t first,
                            uint32_t npages, void *dst, GError **errp);
 
 /*
  * Check pages of @dst (already read from the file by the caller, e.g. through
- * a mapping) against their checksums; absent pages must be zero.
+ * a mapping) against their checksums; absent pages must be zero. Only the
+ * image's own layer (the map mode restores flat images only).
  */
 bool mapped_ram_image_verify(MappedRamImage *img, uint32_t block, uint64_t first,
                              uint32_t npages, const void *data, GError **errp);
@@ -230,9 +281,9 @@ uint64_t mapped_ram_image_next_run(const MappedRamImage *img, uint32_t block,
                                    uint64_t *page, uint64_t max);
 
 /*
- * Verify the whole image: each checksum table against its checksum, then
- * every present page; absent pages must read as zero where the file has
- * data. @progress (may be NULL) gets the pages checked so far.
+ * Verify the whole image (its own layer): each checksum table against its
+ * checksum, then every present page; absent pages must read as zero where
+ * the file has data. @progress (may be NULL) gets the pages checked so far.
  */
 bool mapped_ram_image_check(MappedRamImage *img,
                             void (*progress)(void *opaque, uint64_t done, uint64_t total),

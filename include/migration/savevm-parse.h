@@ -11,6 +11,7 @@
 #include "migration/savevm.h"
 
 typedef struct StreamFile StreamFile;
+typedef struct ImageIdentity ImageIdentity;
 
 /* One RAM record, as the parser checked it. */
 typedef struct SavevmRamRecord {
@@ -26,7 +27,8 @@ typedef struct SavevmRamRecord {
  * may fail (return false with @errp set), which ends the parse with that
  * error. The parser itself checks the structure: magic, version, flags,
  * record order and lengths, that RAM records stay inside their block, that
- * every page of every block was saved at least once, the footer's length and
+ * every page of every block was saved at least once (not in an incremental
+ * stream, whose other pages are its base's), the footer's length and
  * checksum, and that nothing follows the footer.
  */
 typedef struct SavevmParseOps {
@@ -34,6 +36,13 @@ typedef struct SavevmParseOps {
                    GError **errp);
     /* The machine description: a flattened device tree, structurally checked. */
     bool (*machine)(void *opaque, const void *fdt, size_t len, GError **errp);
+    /*
+     * The image's identity (the IDNT record after the machine description;
+     * not called for streams written before identities). For an incremental
+     * stream @id names the base, and the stream's pages go on top of it:
+     * a loader loads the base here, before any page of this stream arrives.
+     */
+    bool (*identity)(void *opaque, const ImageIdentity *id, GError **errp);
     /* The RAM section's blocks, by index: their sizes in bytes. */
     bool (*ram_start)(void *opaque, uint32_t nblocks, const uint64_t *sizes,
                       GError **errp);

@@ -32,6 +32,11 @@ typedef struct StreamFile StreamFile;
  */
 #define SAVEVM_STREAM_BACKGROUND_SNAPSHOT (1u << 0) /* each page once, any order */
 #define SAVEVM_STREAM_PRECOPY             (1u << 1) /* live passes: later records win */
+/*
+ * Required: an incremental image. Pages it does not hold come from its base,
+ * which its IDNT record names; old readers refuse it.
+ */
+#define SAVEVM_STREAM_INCREMENTAL         (1u << 17)
 #define SAVEVM_STREAM_FLAGS_REQUIRED_MASK 0xffff0000u
 
 /* Every record starts with: u32 type, u32 flags, u64 payload length. */
@@ -49,6 +54,8 @@ typedef struct StreamFile StreamFile;
 #define SAVEVM_REC_DEVICE    SAVEVM_FOURCC('D', 'E', 'V', 'C')
 #define SAVEVM_REC_PADDING   SAVEVM_FOURCC('P', 'A', 'D', 'D')
 #define SAVEVM_REC_FOOTER    SAVEVM_FOURCC('F', 'O', 'O', 'T')
+/* The image's identity (optional record, right after MACH): see image-identity.h. */
+#define SAVEVM_REC_IDENTITY  SAVEVM_FOURCC('I', 'D', 'N', 'T')
 
 /*
  * A RAM record: the record header, then u32 block index, u32 page count,
@@ -82,6 +89,16 @@ int savevm_ram_block_index(Machine *m, RamBlock *block);
 bool savevm_write_header(StreamFile *f, Machine *m, uint32_t stream_flags,
                          GError **errp);
 
+typedef struct ImageIdentity ImageIdentity;
+
+/*
+ * savevm_write_header() with the identity @id (its UUID and, for an
+ * incremental image, its base) in an IDNT record after the machine
+ * description. savevm_write_header() gives the stream a fresh UUID.
+ */
+bool savevm_write_header_identity(StreamFile *f, Machine *m, uint32_t stream_flags,
+                                  const ImageIdentity *id, GError **errp);
+
 /* End the RAM section (after the last RAM record). */
 bool savevm_write_ram_end(StreamFile *f, GError **errp);
 
@@ -101,6 +118,9 @@ bool savevm_write_devices(StreamFile *f, GByteArray *devices, GError **errp);
  * everything before the checksum field. Flush afterwards.
  */
 bool savevm_write_footer(StreamFile *f, GError **errp);
+
+/* savevm_write_footer(), also giving the checksum it wrote (the stream's digest). */
+bool savevm_write_footer_digest(StreamFile *f, uint64_t *digest, GError **errp);
 
 /* What a load found, for the caller deciding what to do next. */
 typedef struct SavevmLoadInfo {

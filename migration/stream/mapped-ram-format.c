@@ -2,6 +2,8 @@
 /* The page-aligned image layout: where everything goes, the header's encoding and checks, checksums. */
 #include "migration/mapped-ram.h"
 
+#include "migration/image-identity.h"
+
 #include <inttypes.h>
 #include <string.h>
 #include <xxhash.h>
@@ -135,7 +137,15 @@ void mapped_ram_header_encode(const MappedRamHeader *h, uint8_t *p, uint8_t *t)
     memcpy(p + 48, h->base_uuid, MAPPED_RAM_UUID_SIZE);
     put_le64(p + 64, h->base_digest);
     put_le32(p + 72, h->nblocks);
-    put_le32(p + 76, MAPPED_RAM_HEADER_USED);
+    if (h->layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE) {
+        uint32_t n = (uint32_t)strnlen(h->base_path, MAPPED_RAM_BASE_PATH_MAX);
+
+        put_le32(p + 76, MAPPED_RAM_BASE_PATH_OFFSET + 4 + n);
+        put_le32(p + MAPPED_RAM_BASE_PATH_OFFSET, n);
+        memcpy(p + MAPPED_RAM_BASE_PATH_OFFSET + 4, h->base_path, n);
+    } else {
+        put_le32(p + 76, MAPPED_RAM_HEADER_USED);
+    }
     put_le64(p + 80, h->machine_offset);
     put_le64(p + 88, h->machine_len);
     put_le64(p + 96, h->devices_offset);
@@ -217,6 +227,39 @@ static bool header_decode_blocks(MappedRamHeader *h, const uint8_t *t, GError **
     return true;
 }
 
+/* The header's size and, for an incremental image, its base's path. */
+static bool header_decode_base(MappedRamHeader *h, const uint8_t *p, GError **errp)
+{
+    static const uint8_t none[MAPPED_RAM_UUID_SIZE];
+    uint32_t used = get_le32(p + 76);
+    bool has_base = h->layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE;
+    uint32_t n;
+
+    if (get_le32(p + 28) != MAPPED_RAM_PAGE_SIZE) {
+        return header_fail(errp, "page size %u", get_le32(p + 28));
+    }
+    if (!has_base) {
+        if (used != MAPPED_RAM_HEADER_USED) {
+            return header_fail(errp, "header size %u", used);
+        }
+        return true;
+    }
+    n = get_le32(p + MAPPED_RAM_BASE_PATH_OFFSET);
+    if (n == 0 || n > MAPPED_RAM_BASE_PATH_MAX || used != MAPPED_RAM_BASE_PATH_OFFSET + 4 + n) {
+        return header_fail(errp, "incremental image with a base path of %u bytes (header "
+                           "size %u)", n, used);
+    }
+    memcpy(h->base_path, p + MAPPED_RAM_BASE_PATH_OFFSET + 4, n);
+    h->base_path[n] = '\0';
+    if (strlen(h->base_path) != n || !g_utf8_validate(h->base_path, n, NULL)) {
+        return header_fail(errp, "the base path is not UTF-8 text");
+    }
+    if (!memcmp(h->base_uuid, none, MAPPED_RAM_UUID_SIZE)) {
+        return header_fail(errp, "incremental image without a base UUID");
+    }
+    return true;
+}
+
 bool mapped_ram_header_decode(MappedRamHeader *h, const uint8_t *p, const uint8_t *t,
                               uint64_t file_len, GError **errp)
 {
@@ -249,18 +292,11 @@ bool mapped_ram_header_decode(MappedRamHeader *h, const uint8_t *p, const uint8_
     memcpy(h->uuid, p + 32, MAPPED_RAM_UUID_SIZE);
     memcpy(h->base_uuid, p + 48, MAPPED_RAM_UUID_SIZE);
     h->base_digest = get_le64(p + 64);
-    if (h->layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE) {
-        g_autofree char *base = mapped_ram_uuid_string(h->base_uuid);
-        error_setg(errp, "the image is incremental (its base is image %s); this build "
-                   "reads only flat page-aligned images", base);
-        return false;
-    }
     if (h->layout_flags & MAPPED_RAM_LAYOUT_REQUIRED_MASK & ~MAPPED_RAM_LAYOUT_KNOWN_REQUIRED) {
         return header_fail(errp, "unknown required layout flags 0x%08x", h->layout_flags);
     }
-    if (get_le32(p + 28) != MAPPED_RAM_PAGE_SIZE || get_le32(p + 76) != MAPPED_RAM_HEADER_USED) {
-        return header_fail(errp, "page size %u, header size %u", get_le32(p + 28),
-                           get_le32(p + 76));
+    if (!header_decode_base(h, p, errp)) {
+        return false;
     }
     h->nblocks = get_le32(p + 72);
     h->machine_offset = get_le64(p + 80);
@@ -300,9 +336,7 @@ bool mapped_ram_header_decode(MappedRamHeader *h, const uint8_t *p, const uint8_
 
 char *mapped_ram_uuid_string(const uint8_t u[MAPPED_RAM_UUID_SIZE])
 {
-    return g_strdup_printf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-                           "%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3], u[4], u[5],
-                           u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    return image_uuid_string(u);
 }
 
 bool mapped_ram_is_image_header(const uint8_t *p, size_t len)

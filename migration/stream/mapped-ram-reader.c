@@ -143,7 +143,9 @@ void mapped_ram_image_close(MappedRamImage *img)
     if (!img) {
         return;
     }
+    mapped_ram_image_close(img->base);
     for (uint32_t i = 0; i < MAPPED_RAM_MAX_BLOCKS; i++) {
+        g_free(img->composite[i]);
         g_free(img->bitmaps[i]);
         g_free(img->csums[i]);
         g_free(img->csum_loaded[i]);
@@ -155,6 +157,57 @@ void mapped_ram_image_close(MappedRamImage *img)
     g_free(img->devices);
     g_free(img->path);
     g_free(img);
+}
+
+bool mapped_ram_image_attach_base(MappedRamImage *img, MappedRamImage *base, GError **errp)
+{
+    g_autoptr(MappedRamImage) owned = base;
+
+    g_assert(!img->base && (img->h.layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE));
+    if (memcmp(base->h.uuid, img->h.base_uuid, MAPPED_RAM_UUID_SIZE)) {
+        g_autofree char *want = mapped_ram_uuid_string(img->h.base_uuid);
+        g_autofree char *got = mapped_ram_uuid_string(base->h.uuid);
+        error_setg(errp, "the base '%s' of image %s is another image: its UUID is %s, the "
+                   "increment was taken on %s", base->path, img->path, got, want);
+        return false;
+    }
+    if (base->h.digest != img->h.base_digest) {
+        error_setg(errp, "the base '%s' of image %s has changed since the increment was "
+                   "taken: its digest is %016" PRIx64 ", the increment names %016" PRIx64,
+                   base->path, img->path, base->h.digest, img->h.base_digest);
+        return false;
+    }
+    if (base->h.nblocks != img->h.nblocks) {
+        error_setg(errp, "the base '%s' of image %s has %u RAM blocks, the increment %u",
+                   base->path, img->path, base->h.nblocks, img->h.nblocks);
+        return false;
+    }
+    for (uint32_t i = 0; i < img->h.nblocks; i++) {
+        uint64_t pages = mapped_ram_block_pages(img->h.blocks[i].size);
+        uint64_t words = mapped_ram_bitmap_bytes(pages) / 8;
+        const uint64_t *below = base->composite[i] ? base->composite[i] : base->bitmaps[i];
+
+        if (base->h.blocks[i].size != img->h.blocks[i].size) {
+            error_setg(errp, "RAM block %u of the base '%s' has %" PRIu64 " bytes, of the "
+                       "increment %s %" PRIu64, i, base->path, base->h.blocks[i].size,
+                       img->path, img->h.blocks[i].size);
+            return false;
+        }
+        img->composite[i] = g_new(uint64_t, words);
+        img->composite_pages[i] = 0;
+        for (uint64_t w = 0; w < words; w++) {
+            img->composite[i][w] = img->bitmaps[i][w] | below[w];
+            img->composite_pages[i] += (uint64_t)__builtin_popcountll(img->composite[i][w]);
+        }
+    }
+    img->base = g_steal_pointer(&owned);
+    return true;
+}
+
+uint64_t mapped_ram_image_present_pages(const MappedRamImage *img, uint32_t block)
+{
+    return img->composite[block] ? img->composite_pages[block]
+                                 : img->h.blocks[block].present_pages;
 }
 
 /* Make sure the checksum table pages covering [first, first + n) are in memory. */
@@ -201,7 +254,7 @@ bool mapped_ram_image_verify(MappedRamImage *img, uint32_t block, uint64_t first
         const uint8_t *p = (const uint8_t *)data + (size_t)i * MAPPED_RAM_PAGE_SIZE;
         uint64_t offset = b->pages_offset + page * MAPPED_RAM_PAGE_SIZE;
 
-        if (!mapped_ram_image_present(img, block, page)) {
+        if (!mapped_ram_image_has_page(img, block, page)) {
             if (!page_is_zero(p)) {
                 error_setg(errp, "corrupt page-aligned image %s: page 0x%" PRIx64 " of RAM "
                            "block %u is absent but reads as non-zero (file offset %" PRIu64 ")",
@@ -234,32 +287,40 @@ bool mapped_ram_image_read(MappedRamImage *img, uint32_t block, uint64_t first,
     }
     while (i < npages) {
         uint32_t start = i;
-        bool present = mapped_ram_image_present(img, block, first + i);
+        bool own = mapped_ram_image_has_page(img, block, first + i);
+        uint8_t *run = out + (size_t)start * MAPPED_RAM_PAGE_SIZE;
 
-        while (i < npages && mapped_ram_image_present(img, block, first + i) == present) {
+        while (i < npages && mapped_ram_image_has_page(img, block, first + i) == own) {
             i++;
         }
-        if (!present) {
-            memset(out + (size_t)start * MAPPED_RAM_PAGE_SIZE, 0,
-                   (size_t)(i - start) * MAPPED_RAM_PAGE_SIZE);
-        } else if (!image_pread(img, out + (size_t)start * MAPPED_RAM_PAGE_SIZE,
-                                (uint64_t)(i - start) * MAPPED_RAM_PAGE_SIZE,
-                                b->pages_offset + (first + start) * MAPPED_RAM_PAGE_SIZE,
-                                "guest RAM", errp)) {
-            return false;
+        if (own) {
+            if (!image_pread(img, run, (uint64_t)(i - start) * MAPPED_RAM_PAGE_SIZE,
+                             b->pages_offset + (first + start) * MAPPED_RAM_PAGE_SIZE,
+                             "guest RAM", errp) ||
+                !mapped_ram_image_verify(img, block, first + start, i - start, run, errp)) {
+                return false;
+            }
+        } else if (img->base) {
+            /* Not written since the base: the newest older layer that has it. */
+            if (!mapped_ram_image_read(img->base, block, first + start, i - start, run, errp)) {
+                return false;
+            }
+        } else {
+            memset(run, 0, (size_t)(i - start) * MAPPED_RAM_PAGE_SIZE);
         }
     }
-    return mapped_ram_image_verify(img, block, first, npages, dst, errp);
+    return true;
 }
 
-uint64_t mapped_ram_image_next_run(const MappedRamImage *img, uint32_t block, uint64_t *page,
-                                   uint64_t max)
+/* The next run of pages set in @map (a present bitmap of @block), as next_run() says. */
+static uint64_t bitmap_next_run(const MappedRamImage *img, const uint64_t *map, uint32_t block,
+                                uint64_t *page, uint64_t max)
 {
     uint64_t pages = mapped_ram_block_pages(img->h.blocks[block].size);
     uint64_t p = *page, end;
 
     while (p < pages) {
-        uint64_t word = img->bitmaps[block][p / 64] >> (p % 64);
+        uint64_t word = map[p / 64] >> (p % 64);
         if (word) {
             p += (uint64_t)__builtin_ctzll(word);
             break;
@@ -271,11 +332,19 @@ uint64_t mapped_ram_image_next_run(const MappedRamImage *img, uint32_t block, ui
         return 0;
     }
     end = p;
-    while (end < pages && end - p < max && mapped_ram_image_present(img, block, end)) {
+    while (end < pages && end - p < max && ((map[end / 64] >> (end % 64)) & 1)) {
         end++;
     }
     *page = p;
     return end - p;
+}
+
+uint64_t mapped_ram_image_next_run(const MappedRamImage *img, uint32_t block, uint64_t *page,
+                                   uint64_t max)
+{
+    const uint64_t *map = img->composite[block] ? img->composite[block] : img->bitmaps[block];
+
+    return bitmap_next_run(img, map, block, page, max);
 }
 
 bool mapped_ram_image_check(MappedRamImage *img,
@@ -303,8 +372,10 @@ bool mapped_ram_image_check(MappedRamImage *img,
                        b->csum_offset);
             return false;
         }
-        while ((n = mapped_ram_image_next_run(img, i, &page, chunk))) {
-            if (!mapped_ram_image_read(img, i, page, (uint32_t)n, buf, errp)) {
+        while ((n = bitmap_next_run(img, img->bitmaps[i], i, &page, chunk))) {
+            if (!image_pread(img, buf, n * MAPPED_RAM_PAGE_SIZE,
+                             b->pages_offset + page * MAPPED_RAM_PAGE_SIZE, "guest RAM", errp) ||
+                !mapped_ram_image_verify(img, i, page, (uint32_t)n, buf, errp)) {
                 return false;
             }
             page += n;

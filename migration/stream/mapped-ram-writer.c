@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migration/image-identity.h"
 #include "util/error.h"
 
 struct MappedRamWriter {
@@ -34,19 +35,6 @@ struct MappedRamWriter {
  */
 #define MAPPED_RAM_WRITEBACK_CHUNK (8ull << 20)
 
-static void uuid_generate(uint8_t out[MAPPED_RAM_UUID_SIZE])
-{
-    g_autofree char *s = g_uuid_string_random();
-    int n = 0;
-
-    for (const char *p = s; *p && n < MAPPED_RAM_UUID_SIZE; p++) {
-        if (g_ascii_isxdigit(p[0]) && g_ascii_isxdigit(p[1])) {
-            out[n++] = (uint8_t)(g_ascii_xdigit_value(p[0]) << 4 | g_ascii_xdigit_value(p[1]));
-            p++;
-        }
-    }
-}
-
 MappedRamWriter *mapped_ram_writer_new(int fd, const char *name, uint32_t stream_flags,
                                        uint32_t nblocks, const uint64_t *sizes,
                                        const void *machine, size_t machine_len,
@@ -64,7 +52,7 @@ MappedRamWriter *mapped_ram_writer_new(int fd, const char *name, uint32_t stream
     w->name = g_strdup(name);
     w->h.stream_flags = stream_flags | MAPPED_RAM_STREAM_FLAG;
     w->h.created = (uint64_t)time(NULL);
-    uuid_generate(w->h.uuid);
+    image_uuid_generate(w->h.uuid);
     mapped_ram_layout(&w->h, nblocks, sizes, machine_len);
     w->machine = g_memdup2(machine, machine_len);
     for (uint32_t i = 0; i < nblocks; i++) {
@@ -176,6 +164,44 @@ bool mapped_ram_writer_put(MappedRamWriter *w, uint32_t block, uint64_t first,
     return mapped_ram_writer_putv(w, block, first, npages, pages, errp);
 }
 
+void mapped_ram_writer_set_base(MappedRamWriter *w, const uint8_t uuid[MAPPED_RAM_UUID_SIZE],
+                                uint64_t digest, const char *base_path)
+{
+    g_assert(strlen(base_path) > 0 && strlen(base_path) <= MAPPED_RAM_BASE_PATH_MAX);
+    w->h.layout_flags |= MAPPED_RAM_LAYOUT_HAS_BASE;
+    memcpy(w->h.base_uuid, uuid, MAPPED_RAM_UUID_SIZE);
+    w->h.base_digest = digest;
+    g_strlcpy(w->h.base_path, base_path, sizeof(w->h.base_path));
+}
+
+/*
+ * Incremental image: a zero page is a page like any other (absent would
+ * mean "the base's"), so it becomes present, its data a hole.
+ */
+static bool writer_zero_present(MappedRamWriter *w, uint32_t block, uint64_t first,
+                                uint32_t npages, GError **errp)
+{
+    static const uint8_t zero[MAPPED_RAM_PAGE_SIZE];
+    uint64_t off = w->h.blocks[block].pages_offset + first * MAPPED_RAM_PAGE_SIZE;
+    bool sent_before = false;
+
+    for (uint64_t p = first; p < first + npages; p++) {
+        uint64_t bit = 1ull << (p % 64);
+
+        w->csums[block][p] = mapped_ram_page_csum(zero, block, p);
+        sent_before |= __atomic_fetch_or(&w->bitmaps[block][p / 64], bit,
+                                         __ATOMIC_RELAXED) & bit;
+    }
+    /* A page sent earlier with data (precopy) reads as zero from now on. */
+    if (sent_before && fallocate(w->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                  (off_t)((uint64_t)npages * MAPPED_RAM_PAGE_SIZE)) < 0 && errno != EOPNOTSUPP) {
+        error_setg_errno(errp, errno, "cannot free pages of %s at offset %" PRIu64, w->name,
+                         off);
+        return false;
+    }
+    return true;
+}
+
 bool mapped_ram_writer_zero(MappedRamWriter *w, uint32_t block, uint64_t first,
                             uint32_t npages, GError **errp)
 {
@@ -183,6 +209,9 @@ bool mapped_ram_writer_zero(MappedRamWriter *w, uint32_t block, uint64_t first,
 
     if (!writer_check_range(w, block, first, npages, errp)) {
         return false;
+    }
+    if (w->h.layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE) {
+        return writer_zero_present(w, block, first, npages, errp);
     }
     for (uint64_t p = first; p <= first + npages; p++) {
         bool had_data = false;

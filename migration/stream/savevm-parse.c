@@ -6,6 +6,7 @@
 #include <string.h>
 #include <libfdt.h>
 
+#include "migration/image-identity.h"
 #include "migration/mapped-ram.h"
 #include "migration/stream-file.h"
 #include "util/error.h"
@@ -31,6 +32,8 @@ typedef struct Parser {
     const SavevmParseOps *ops;
     void *opaque;
     ParseState state;
+    uint32_t stream_flags;
+    bool have_base;                      /* an IDNT record named a base */
     uint32_t nblocks;
     uint64_t sizes[PARSE_MAX_BLOCKS];
     uint64_t *seen[PARSE_MAX_BLOCKS];   /* one bit per page saved at least once */
@@ -116,10 +119,12 @@ static bool parse_header(Parser *p, GError **errp)
                    "with 'frostvm-img convert')");
         return false;
     }
-    if (flags & SAVEVM_STREAM_FLAGS_REQUIRED_MASK) {
+    if (flags & SAVEVM_STREAM_FLAGS_REQUIRED_MASK & ~SAVEVM_STREAM_INCREMENTAL) {
         return parse_fail(p, 12, errp, "unknown required stream flags 0x%08x",
-                          flags & SAVEVM_STREAM_FLAGS_REQUIRED_MASK);
+                          flags & SAVEVM_STREAM_FLAGS_REQUIRED_MASK &
+                          ~SAVEVM_STREAM_INCREMENTAL);
     }
+    p->stream_flags = flags;
     return !p->ops->header || p->ops->header(p->opaque, version, flags, errp);
 }
 
@@ -157,10 +162,49 @@ static bool parse_machine(Parser *p, uint64_t rec_off, uint64_t len, GError **er
     return !p->ops->machine || p->ops->machine(p->opaque, fdt, len, errp);
 }
 
+static bool parse_identity(Parser *p, uint64_t rec_off, uint64_t len, GError **errp)
+{
+    g_autofree uint8_t *payload = NULL;
+    ImageIdentity id = { 0 };
+    bool ok;
+
+    if (p->state != PARSE_EXPECT_RAM_START) {
+        return parse_fail(p, rec_off, errp, "an identity record (IDNT) where %s should be",
+                          parse_state_expects(p->state));
+    }
+    if (len > 64 + IMAGE_BASE_PATH_MAX) {
+        return parse_fail(p, rec_off, errp, "identity record of %" PRIu64 " bytes", len);
+    }
+    payload = g_malloc(len ? len : 1);
+    if (!stream_file_read(p->f, payload, len)) {
+        return parse_stream_error(p, SAVEVM_REC_IDENTITY, rec_off, errp);
+    }
+    if (!image_identity_decode_record(&id, payload, len, errp)) {
+        error_prefix(errp, "corrupt stream at offset %" PRIu64 ": ", rec_off);
+        return false;
+    }
+    if (id.has_base != !!(p->stream_flags & SAVEVM_STREAM_INCREMENTAL)) {
+        bool named = id.has_base;
+        image_identity_clear(&id);
+        return parse_fail(p, rec_off, errp, "the identity record %s a base but the stream "
+                          "is %sincremental", named ? "names" : "does not name",
+                          p->stream_flags & SAVEVM_STREAM_INCREMENTAL ? "" : "not ");
+    }
+    p->have_base = id.has_base;
+    ok = !p->ops->identity || p->ops->identity(p->opaque, &id, errp);
+    image_identity_clear(&id);
+    return ok;
+}
+
 static bool parse_ram_start(Parser *p, uint64_t rec_off, uint64_t len, GError **errp)
 {
     uint32_t nblocks, page_size;
     uint64_t total = 0;
+
+    if ((p->stream_flags & SAVEVM_STREAM_INCREMENTAL) && !p->have_base) {
+        return parse_fail(p, rec_off, errp, "an incremental stream without an identity "
+                          "record naming its base");
+    }
 
     if (!stream_file_get_u32(p->f, &nblocks) || !stream_file_get_u32(p->f, &page_size)) {
         return parse_stream_error(p, SAVEVM_REC_RAM_START, rec_off, errp);
@@ -281,7 +325,8 @@ static bool parse_ram_end(Parser *p, uint64_t rec_off, uint64_t len, GError **er
     if (len) {
         return parse_fail(p, rec_off, errp, "RAM section end of %" PRIu64 " bytes", len);
     }
-    for (uint32_t b = 0; b < p->nblocks; b++) {
+    /* An incremental stream holds only the pages written since its base. */
+    for (uint32_t b = 0; !p->have_base && b < p->nblocks; b++) {
         uint64_t pages = p->sizes[b] / SAVEVM_PAGE_SIZE;
         uint64_t missing = 0, first = 0;
 
@@ -448,6 +493,8 @@ static bool parse_record(Parser *p, GError **errp)
         break;
     case SAVEVM_REC_PADDING:
         return parse_skip(p, type, flags, rec_off, len, errp);
+    case SAVEVM_REC_IDENTITY:
+        return parse_identity(p, rec_off, len, errp);
     default:
         name = savevm_record_type_name(type);
         if (flags & SAVEVM_RECORD_OPTIONAL) {

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "migration/image-identity.h"
 #include "migration/migration.h"
 #include "migration/stream/savevm-internal.h"
 #include "migration/stream-file.h"
@@ -65,10 +66,23 @@ int savevm_ram_block_index(Machine *m, RamBlock *block)
 bool savevm_write_header(StreamFile *f, Machine *m, uint32_t stream_flags,
                          GError **errp)
 {
+    ImageIdentity id = { .has_uuid = true };
+
+    image_uuid_generate(id.uuid);
+    return savevm_write_header_identity(f, m, stream_flags, &id, errp);
+}
+
+bool savevm_write_header_identity(StreamFile *f, Machine *m, uint32_t stream_flags,
+                                  const ImageIdentity *id, GError **errp)
+{
     g_autoptr(GByteArray) desc = savevm_machine_describe(m, errp);
+    g_autoptr(GByteArray) idnt = g_byte_array_new();
 
     if (!desc) {
         return false;
+    }
+    if (id->has_base) {
+        stream_flags |= SAVEVM_STREAM_INCREMENTAL;
     }
     stream_file_write(f, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE);
     stream_file_put_u32(f, SAVEVM_VERSION);
@@ -76,6 +90,11 @@ bool savevm_write_header(StreamFile *f, Machine *m, uint32_t stream_flags,
 
     write_record_header(f, SAVEVM_REC_MACHINE, 0, desc->len);
     stream_file_write(f, desc->data, desc->len);
+
+    /* Optional: a reader that predates identities skips it (a flat image still loads). */
+    image_identity_encode_record(id, idnt);
+    write_record_header(f, SAVEVM_REC_IDENTITY, SAVEVM_RECORD_OPTIONAL, idnt->len);
+    stream_file_write(f, idnt->data, idnt->len);
 
     write_record_header(f, SAVEVM_REC_RAM_START, 0, 8 + 8ull * m->ram_blocks->len);
     stream_file_put_u32(f, m->ram_blocks->len);
@@ -156,12 +175,22 @@ bool savevm_write_devices(StreamFile *f, GByteArray *devices, GError **errp)
 
 bool savevm_write_footer(StreamFile *f, GError **errp)
 {
+    return savevm_write_footer_digest(f, NULL, errp);
+}
+
+bool savevm_write_footer_digest(StreamFile *f, uint64_t *digest, GError **errp)
+{
     uint64_t length = stream_file_offset(f) + SAVEVM_FOOTER_SIZE;
+    uint64_t checksum;
 
     write_record_header(f, SAVEVM_REC_FOOTER, 0,
                         SAVEVM_FOOTER_SIZE - SAVEVM_RECORD_HEADER_SIZE);
     stream_file_put_u64(f, length);
     /* Covers every byte before the checksum field itself. */
-    stream_file_put_u64(f, stream_file_checksum(f));
+    checksum = stream_file_checksum(f);
+    stream_file_put_u64(f, checksum);
+    if (digest) {
+        *digest = checksum;
+    }
     return stream_file_check(f, errp);
 }
