@@ -67,6 +67,19 @@ bool write_tracking_protect_all(WriteTracking *wt, GError **errp);
 int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t offset,
                              uint64_t len);
 
+/*
+ * Called by write_tracking_unprotect() before it removes protection from
+ * [@offset, @offset + @len) of block @block_index, on whatever thread
+ * unprotects: epoch tracking records the pages as written there, before the
+ * guest can write them unseen. Must not block.
+ */
+typedef void (*WriteTrackingReleaseFunc)(void *opaque, unsigned block_index, uint64_t offset,
+                                         uint64_t len);
+
+/* Install @fn (NULL: none) before protection is first removed. */
+void write_tracking_set_release_hook(WriteTracking *wt, WriteTrackingReleaseFunc fn,
+                                     void *opaque);
+
 /* Write-protect [@offset, @offset + @len) of block @block_index again. 0 or -errno. */
 int write_tracking_protect(WriteTracking *wt, unsigned block_index, uint64_t offset,
                            uint64_t len);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "migration/background-snapshot.h"
+#include "migration/epoch-tracking.h"
 #include "system/machine.h"
 #include "util/bitmap.h"
 #include "util/error.h"
@@ -50,6 +51,13 @@ static uint32_t pow2_floor(uint32_t v)
 BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
                                         StreamFile *f, MappedRamWriter *mapped,
                                         GError **errp)
+{
+    return snapshot_engine_new_tracked(blocks, pool_bytes, f, mapped, NULL, errp);
+}
+
+BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool_bytes,
+                                                StreamFile *f, MappedRamWriter *mapped,
+                                                EpochTracking *epoch, GError **errp)
 {
     uint64_t start = write_tracking_now_ns();
     BackgroundSnapshot *bs = g_new0(BackgroundSnapshot, 1);
@@ -104,14 +112,21 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
     bs->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     bs->swap_active = host_swap_active();
 
-    bs->wt = write_tracking_new(blocks, errp);
-    if (!bs->wt) {
-        goto fail;
+    if (epoch) {
+        /* Tracking's userfaultfd and fault thread serve this snapshot from its instant on. */
+        bs->epoch = epoch;
+        bs->wt = epoch_tracking_write_tracking(epoch);
+    } else {
+        bs->wt = write_tracking_new(blocks, errp);
+        if (!bs->wt) {
+            goto fail;
+        }
     }
     if (!snapshot_writer_start(&bs->writer, f, mapped, bs->pool, errp)) {
         goto fail;
     }
-    if (!write_tracking_start_fault_thread(bs->wt, snapshot_fault_handle, bs, true, errp)) {
+    if (!epoch &&
+        !write_tracking_start_fault_thread(bs->wt, snapshot_fault_handle, bs, true, errp)) {
         goto fail;
     }
     bs->setup_ns = write_tracking_now_ns() - start;
@@ -122,8 +137,46 @@ fail:
     return NULL;
 }
 
+void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid)
+{
+    bs->has_base = uuid != NULL;
+    if (uuid) {
+        memcpy(bs->base_uuid, uuid, sizeof(bs->base_uuid));
+    }
+}
+
+void snapshot_engine_set_needed(BackgroundSnapshot *bs, unsigned long *const *needed)
+{
+    uint64_t unchanged = 0;
+
+    if (!needed) {
+        return;
+    }
+    /* Not written since the base: nothing to save, already "saved" for the scan and faults. */
+    for (unsigned b = 0; b < bs->nr_blocks; b++) {
+        SnapshotBlock *sb = &bs->blocks[b];
+
+        for (uint64_t w = 0; w < BITMAP_WORDS(sb->pages); w++) {
+            uint64_t valid_bits = MIN((uint64_t)BITMAP_BITS_PER_WORD,
+                                      sb->pages - w * BITMAP_BITS_PER_WORD);
+            unsigned long valid = valid_bits == BITMAP_BITS_PER_WORD ? ~0UL
+                                                                     : (1UL << valid_bits) - 1;
+            unsigned long skip = ~needed[b][w] & valid;
+
+            __atomic_fetch_or(&sb->claimed[w], skip, __ATOMIC_RELAXED);
+            __atomic_fetch_or(&sb->saved[w], skip, __ATOMIC_RELEASE);
+            unchanged += (uint64_t)__builtin_popcountl(skip);
+        }
+    }
+    bs->fig.pages_unchanged = unchanged;
+    __atomic_fetch_add(&bs->fig.saved_pages, unchanged, __ATOMIC_RELEASE);
+}
+
 bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp)
 {
+    if (bs->epoch) {
+        return epoch_tracking_prearm(bs->epoch, errp);
+    }
     g_mutex_lock(&bs->arm_lock);
     __atomic_store_n(&bs->prearmed, true, __ATOMIC_RELEASE);
     g_mutex_unlock(&bs->arm_lock);
@@ -194,6 +247,11 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
     uint64_t start = write_tracking_now_ns();
     bool ok = true;
 
+    if (bs->epoch) {
+        ok = epoch_tracking_instant(bs->epoch, bs, bs->has_base ? bs->base_uuid : NULL, errp);
+        bs->arm_ns = write_tracking_now_ns() - start;
+        return ok;
+    }
     g_mutex_lock(&bs->arm_lock);
     if (bs->prearmed) {
         ranges_merge(bs->prearm_released);
@@ -263,7 +321,10 @@ bool snapshot_engine_finish(BackgroundSnapshot *bs, GError **errp)
      * tracking stops (every page writable, every vCPU woken) before the
      * writer is drained, so a slow sink never holds the guest.
      */
-    if (bs->wt) {
+    if (bs->epoch) {
+        /* Tracking keeps RAM protected and serves faults on its own again. */
+        epoch_tracking_detach(bs->epoch);
+    } else if (bs->wt) {
         write_tracking_stop(bs->wt);
     }
     return snapshot_writer_finish(&bs->writer, errp);
@@ -286,7 +347,9 @@ void snapshot_engine_free(BackgroundSnapshot *bs)
     if (!bs->finished) {
         snapshot_engine_abort(bs);
     }
-    write_tracking_free(bs->wt);
+    if (!bs->epoch) {
+        write_tracking_free(bs->wt);
+    }
     page_pool_free(bs->pool);
     if (bs->pagemap_fd >= 0) {
         close(bs->pagemap_fd);

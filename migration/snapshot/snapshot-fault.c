@@ -53,7 +53,13 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
     }
     uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
     __atomic_fetch_add(&bs->fig.pages_out_of_order, saved, __ATOMIC_RELAXED);
-    snapshot_unprotect_saved(bs, block_index, first, n, true);
+    if (bs->epoch) {
+        /* Epoch tracking: only the written page goes; its neighbours stay watched. */
+        uint64_t group = page & ~(uint64_t)(sb->group_pages - 1);
+        snapshot_unprotect_saved(bs, block_index, group, sb->group_pages, true);
+    } else {
+        snapshot_unprotect_saved(bs, block_index, first, n, true);
+    }
 }
 
 /*

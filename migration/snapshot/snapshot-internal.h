@@ -15,6 +15,7 @@
 typedef struct RamBlock RamBlock;
 typedef struct StreamFile StreamFile;
 typedef struct MappedRamWriter MappedRamWriter;
+typedef struct EpochTracking EpochTracking;
 
 #define SNAPSHOT_PAGE_SIZE 4096u
 /* Largest backing page supported (2 MiB hugetlbfs): a fault must fit in the pool. */
@@ -80,6 +81,7 @@ typedef struct SnapshotFigures {
     uint64_t pages_out_of_order;
     uint64_t pages_unpopulated;
     uint64_t saved_pages;       /* atomic: pages with their "saved" bit set */
+    uint64_t pages_unchanged;   /* incremental: pages not written since the base (not saved) */
     uint64_t fault_waits_on_scan;
     uint64_t scan_boosts;       /* under scan_prio_lock */
     uint64_t scan_starved_boosts; /* under scan_prio_lock */
@@ -91,7 +93,16 @@ typedef struct BackgroundSnapshot {
     unsigned nr_blocks;
     uint64_t total_pages;
 
-    WriteTracking *wt;
+    WriteTracking *wt;          /* owned, or borrowed from @epoch */
+    /*
+     * Incremental-snapshot tracking (NULL without): it owns the userfaultfd
+     * and its fault thread, hands faults to this snapshot from the instant
+     * on, and records every page released; saved pages stay protected so
+     * that writes during the snapshot are seen for the new epoch.
+     */
+    EpochTracking *epoch;
+    bool has_base;              /* incremental: save only what changed since base_uuid */
+    uint8_t base_uuid[16];
     PagePool *pool;
     SnapshotWriter writer;
     LatencyHistogram fault_latency;
@@ -134,6 +145,25 @@ uint64_t snapshot_default_pool_size(uint64_t ram_bytes);
 BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
                                         StreamFile *f, MappedRamWriter *mapped,
                                         GError **errp);
+
+/*
+ * snapshot_engine_new() on the userfaultfd of @epoch (epoch tracking): the
+ * snapshot saves what its base (snapshot_engine_set_base()) needs, and
+ * leaves every page protected for the next epoch.
+ */
+BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool_bytes,
+                                                StreamFile *f, MappedRamWriter *mapped,
+                                                EpochTracking *epoch, GError **errp);
+
+/* Before the pause: save only the pages written since the instant of image @uuid. */
+void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid);
+
+/*
+ * In the pause, from epoch tracking: @needed (per block, pages written since
+ * the base; NULL: every page) is what to save; every other page counts as
+ * saved already, so the scan skips it and a fault on it only releases it.
+ */
+void snapshot_engine_set_needed(BackgroundSnapshot *bs, unsigned long *const *needed);
 
 /*
  * Before the pause, with the guest running: write-protect all RAM now, so the

@@ -185,8 +185,12 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
         scan_unboost(bs);
     }
     page_pool_put(bs->pool, slots + used, need - used);
-    if (any) {
-        /* Release as soon as copied, not when written: the guest runs on. */
+    /*
+     * Release as soon as copied, not when written: the guest runs on. Under
+     * epoch tracking the pages stay protected: the next write to each is
+     * what the next increment must see.
+     */
+    if (any && !bs->epoch) {
         snapshot_unprotect_saved(bs, block_index, first, n, false);
     }
     return true;

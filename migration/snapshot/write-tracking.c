@@ -37,6 +37,8 @@ struct WriteTracking {
     GThread *thread;
     WriteTrackingFaultFunc fault_fn;
     void *fault_opaque;
+    WriteTrackingReleaseFunc release_fn;    /* epoch tracking's record of released pages */
+    void *release_opaque;
     bool raise_priority;
     bool stopping;              /* atomic */
     bool stopped;
@@ -275,11 +277,21 @@ bool write_tracking_protect_all(WriteTracking *wt, GError **errp)
     return true;
 }
 
+void write_tracking_set_release_hook(WriteTracking *wt, WriteTrackingReleaseFunc fn,
+                                     void *opaque)
+{
+    wt->release_fn = fn;
+    wt->release_opaque = opaque;
+}
+
 int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t offset,
                              uint64_t len)
 {
     RamBlock *rb = block_at(wt, block_index);
     g_assert(offset + len <= rb->size);
+    if (wt->release_fn) {
+        wt->release_fn(wt->release_opaque, block_index, offset, len);
+    }
     return uffd_writeprotect(wt->uffd, rb->host + offset, len, false, false);
 }
 

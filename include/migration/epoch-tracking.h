@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Epoch tracking for incremental snapshots: which guest pages were written since each snapshot's instant. */
+#ifndef MIGRATION_EPOCH_TRACKING_H
+#define MIGRATION_EPOCH_TRACKING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "migration/image-identity.h"
+
+typedef struct EpochTracking EpochTracking;
+typedef struct BackgroundSnapshot BackgroundSnapshot;
+typedef struct WriteTracking WriteTracking;
+
+/*
+ * With the incremental-snapshot capability on, guest RAM stays registered
+ * with one synchronous userfaultfd from the first snapshot on. Every page
+ * is write-protected at a snapshot's instant; the first write to a page
+ * afterwards faults, and the fault thread records the page as written
+ * *before* it removes the protection. So at the next instant (vCPUs
+ * stopped) every page the guest changed since the last one is recorded,
+ * including a page whose write raced with the instant: its vCPU cannot
+ * park before its fault was served. A background snapshot borrows the same
+ * userfaultfd (a VMA has only one) and leaves saved pages protected, so
+ * writes during the snapshot count for the new epoch too. The choice and
+ * its measurements are in docs/incremental.md.
+ *
+ * The images taken since tracking began form the epoch chain: for each,
+ * the pages written since its instant, so an incremental snapshot on any
+ * of them knows what to save.
+ */
+
+/* Summary for query-migrate and `info migrate`. */
+typedef struct EpochTrackingStats {
+    bool started;               /* a snapshot's instant has begun an epoch */
+    uint64_t faults;            /* write faults served between snapshots */
+    uint64_t epoch_pages;       /* pages written in the current epoch so far */
+    uint64_t images;            /* images in the epoch chain */
+} EpochTrackingStats;
+
+/*
+ * Register @blocks (RamBlock *) for write-protect and start the fault
+ * thread. Nothing is protected until the first instant. NULL with @errp.
+ */
+EpochTracking *epoch_tracking_new(GPtrArray *blocks, GError **errp);
+
+/* Stop tracking (every page writable, the userfaultfd closed) and free. NULL is fine. */
+void epoch_tracking_free(EpochTracking *et);
+
+/* The userfaultfd a background snapshot shares while tracking runs. */
+WriteTracking *epoch_tracking_write_tracking(EpochTracking *et);
+
+/*
+ * Guest running, before a snapshot's pause: protect again what was written
+ * since the last instant, so the pause has only the pages written since
+ * this call left to protect.
+ */
+bool epoch_tracking_prearm(EpochTracking *et, GError **errp);
+
+/*
+ * In the pause (vCPUs stopped): the snapshot's instant. The pages written
+ * since the last instant go into every chain image's record, a new epoch
+ * begins, every page is protected; then @bs learns what to save (the pages
+ * written since @base_uuid's instant, or everything when NULL) and takes
+ * over the fault service until epoch_tracking_detach(). False (tracking is
+ * then lost) if protection cannot be restored.
+ */
+bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
+                            const uint8_t *base_uuid, GError **errp);
+
+/* The snapshot is over (completed or not): faults are tracking's alone again. */
+void epoch_tracking_detach(EpochTracking *et);
+
+/*
+ * Whether an incremental snapshot on the image file @path can be taken now:
+ * tracking has begun and was not lost, @path's identity is an image of the
+ * epoch chain with the digest it had when taken. @id receives @path's
+ * identity. *@needs_verify is set when @path is not the file frostvm
+ * wrote (another inode, size or modification time): its bytes must then be
+ * read to prove they still give the digest (image_identity_verify()).
+ */
+bool epoch_tracking_check_base(EpochTracking *et, const char *path, ImageIdentity *id,
+                               bool *needs_verify, GError **errp);
+
+/* @path was verified to be the chain image @uuid: remember its file. */
+void epoch_tracking_base_verified(EpochTracking *et, const uint8_t uuid[IMAGE_UUID_SIZE],
+                                  const char *path);
+
+/*
+ * A snapshot whose instant was the last one completed as image @id, at
+ * @path when known (a file: URI; NULL for pipes and sockets): it joins the
+ * epoch chain, with nothing written since its instant beyond what the
+ * current epoch records.
+ */
+void epoch_tracking_add_image(EpochTracking *et, const ImageIdentity *id, const char *path);
+
+/* Tracking can no longer be trusted (@why): incremental snapshots are refused. */
+void epoch_tracking_set_lost(EpochTracking *et, const char *why);
+
+void epoch_tracking_get_stats(EpochTracking *et, EpochTrackingStats *st);
+
+#endif
