@@ -114,6 +114,10 @@ static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString
         }
         return migration_set_restore_mode(m->migration, mode, errp);
     }
+    if (!strcmp(name, "snapshot-base") || !strcmp(name, "restore-base")) {
+        /* `migrate_set_parameter snapshot-base ""` clears it: the next snapshot is full. */
+        return migration_set_path_parameter(m->migration, name, value ? value : "", errp);
+    }
     if (g_strv_contains(unsupported_parameters, name)) {
         error_setg(errp, "Parameter '%s' is not supported", name);
         return false;
@@ -241,6 +245,10 @@ static bool hmp_info_migrate_parameters(Machine *m, int argc, char **argv, GStri
                                                      __ATOMIC_RELAXED));
     g_string_append_printf(out, "restore-mode: %s\n", migration_restore_mode_name(
         (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));
+    g_autofree char *snapshot_base = migration_snapshot_base(s);
+    g_autofree char *restore_base = migration_restore_base(s);
+    g_string_append_printf(out, "snapshot-base: '%s'\n", snapshot_base);
+    g_string_append_printf(out, "restore-base: '%s'\n", restore_base);
     return true;
 }
 

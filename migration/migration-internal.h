@@ -21,6 +21,9 @@ void migration_reset(MigrationState *s, const char *uri, bool incoming);
 bool migration_check_capability(MigrationState *s, const bool *caps,
                                 MigrationCapability cap, bool on, GError **errp);
 
+/* After capabilities changed: incremental-snapshot off stops epoch tracking. */
+void migration_capabilities_changed(MigrationState *s);
+
 /* The query-migrate reply (QMP shape), also what `info migrate` prints. */
 JsonNode *migration_query(MigrationState *s);
 

@@ -206,6 +206,7 @@ static JsonNode *qmp_migrate_set_capabilities(Machine *m, JsonObject *args, GErr
         __atomic_store_n(&s->capabilities[c], caps[c], __ATOMIC_RELAXED);
     }
     g_mutex_unlock(&s->lock);
+    migration_capabilities_changed(s);
     return NULL;
 }
 
@@ -257,8 +258,17 @@ static JsonNode *qmp_migrate_set_parameters(Machine *m, JsonObject *args, GError
                              errp)) {
         return NULL;
     }
-    if (json_object_has_member(args, "restore-mode")) {
-        migration_set_restore_mode(m->migration, mode, errp);
+    if (json_object_has_member(args, "restore-mode") &&
+        !migration_set_restore_mode(m->migration, mode, errp)) {
+        return NULL;
+    }
+    for (const char *const *name = (const char *const[]){ "snapshot-base", "restore-base", NULL };
+         *name; name++) {
+        if (json_object_has_member(args, *name) &&
+            !migration_set_path_parameter(m->migration, *name,
+                                          json_object_get_string_member(args, *name), errp)) {
+            return NULL;
+        }
     }
     return NULL;
 }
@@ -277,6 +287,12 @@ static JsonNode *qmp_query_migrate_parameters(Machine *m, JsonObject *args, GErr
     json_builder_set_member_name(b, "restore-mode");
     json_builder_add_string_value(b, migration_restore_mode_name(
         (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));
+    g_autofree char *snapshot_base = migration_snapshot_base(s);
+    g_autofree char *restore_base = migration_restore_base(s);
+    json_builder_set_member_name(b, "snapshot-base");
+    json_builder_add_string_value(b, snapshot_base);
+    json_builder_set_member_name(b, "restore-base");
+    json_builder_add_string_value(b, restore_base);
     json_builder_end_object(b);
     return json_builder_get_root(b);
 }

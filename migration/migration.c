@@ -7,6 +7,7 @@
 
 #include "accel/accel.h"
 #include "migration/channel.h"
+#include "migration/incremental-snapshot.h"
 #include "migration/mapped-ram.h"
 #include "migration/restore.h"
 #include "migration/migration-internal.h"
@@ -57,6 +58,7 @@ static const char *const capability_names[MIGRATION_CAPABILITY__MAX] = {
     [MIGRATION_CAPABILITY_ZERO_COPY_SEND] = "zero-copy-send",
     [MIGRATION_CAPABILITY_POSTCOPY_PREEMPT] = "postcopy-preempt",
     [MIGRATION_CAPABILITY_MAPPED_RAM] = "mapped-ram",
+    [MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT] = "incremental-snapshot",
 };
 
 const char *migration_status_name(MigrationStatus status)
@@ -124,6 +126,8 @@ MigrationState *migration_new(Machine *m)
     s->parameters.max_bandwidth = MIGRATION_DEFAULT_MAX_BANDWIDTH;
     s->parameters.downtime_limit = MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS;
     s->parameters.background_snapshot_buffer_size = 0;
+    s->parameters.snapshot_base = g_strdup("");
+    s->parameters.restore_base = g_strdup("");
     /* QEMU defaults "events" to off; frostvm sends MIGRATION events unless told not to. */
     s->capabilities[MIGRATION_CAPABILITY_EVENTS] = true;
     return s;
@@ -144,6 +148,9 @@ void migration_free(MigrationState *s)
     migration_wait(s);
     /* Before the accelerator goes: a vCPU blocked on a restore's fault is released. */
     restore_free(s->restore);
+    incremental_snapshot_stop_tracking(s);
+    g_free(s->parameters.snapshot_base);
+    g_free(s->parameters.restore_base);
     g_clear_error(&s->error);
     g_free(s->uri);
     g_mutex_clear(&s->lock);
@@ -399,6 +406,11 @@ static gpointer migration_thread(gpointer opaque)
     }
     stream_file_free(f);
 
+    if (s->incremental) {
+        /* Only an image complete and in place joins the epoch chain. */
+        incremental_snapshot_finish(s, s->incremental, ok);
+        g_clear_pointer(&s->incremental, incremental_snapshot_free);
+    }
     migration_finish_runstate(s, ok);
     migration_stat_set(&s->total_time, (migration_now_us() - (uint64_t)s->start_us) / 1000);
     if (ok) {
@@ -462,6 +474,14 @@ bool migration_start(MigrationState *s, const char *uri, GError **errp)
         return false;
     }
     migration_wait(s);
+    /* snapshot-base is checked now, so a refusal is the command's error. */
+    IncrementalSnapshot *inc = incremental_snapshot_prepare(s, uri, errp);
+    if (!inc) {
+        channel_close(ch, false, NULL);
+        return false;
+    }
+    g_clear_pointer(&s->incremental, incremental_snapshot_free);
+    s->incremental = inc;
 
     migration_reset(s, uri, false);
     s->runstate_before = rs;
@@ -509,7 +529,8 @@ static bool capability_implemented(MigrationCapability cap)
 {
     return cap == MIGRATION_CAPABILITY_EVENTS ||
            cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT ||
-           cap == MIGRATION_CAPABILITY_MAPPED_RAM;
+           cap == MIGRATION_CAPABILITY_MAPPED_RAM ||
+           cap == MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT;
 }
 
 /* QEMU refuses these together with background-snapshot. */
@@ -552,6 +573,11 @@ bool migration_check_capability(MigrationState *s, const bool *caps,
         return restore_allows_write_protect(s, errp) &&
                background_snapshot_check_capability(s->machine, errp);
     }
+    if (cap == MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT) {
+        /* Tracking write-protects guest RAM between snapshots, as a snapshot does. */
+        return restore_allows_write_protect(s, errp) &&
+               background_snapshot_check_capability(s->machine, errp);
+    }
     if (cap == MIGRATION_CAPABILITY_MAPPED_RAM) {
         for (size_t i = 0; i < G_N_ELEMENTS(mapped_ram_incompatible); i++) {
             if (caps[mapped_ram_incompatible[i]]) {
@@ -582,6 +608,60 @@ bool migration_set_capability(MigrationState *s, MigrationCapability cap, bool o
     }
     g_mutex_lock(&s->lock);
     __atomic_store_n(&s->capabilities[cap], on, __ATOMIC_RELAXED);
+    g_mutex_unlock(&s->lock);
+    migration_capabilities_changed(s);
+    return true;
+}
+
+void migration_capabilities_changed(MigrationState *s)
+{
+    if (!migration_capability_enabled(s, MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT)) {
+        /* Off: nothing stays protected, and the chain is forgotten. */
+        incremental_snapshot_stop_tracking(s);
+    }
+}
+
+char *migration_snapshot_base(MigrationState *s)
+{
+    g_mutex_lock(&s->lock);
+    char *v = g_strdup(s->parameters.snapshot_base);
+    g_mutex_unlock(&s->lock);
+    return v;
+}
+
+char *migration_restore_base(MigrationState *s)
+{
+    g_mutex_lock(&s->lock);
+    char *v = g_strdup(s->parameters.restore_base);
+    g_mutex_unlock(&s->lock);
+    return v;
+}
+
+bool migration_set_path_parameter(MigrationState *s, const char *name, const char *value,
+                                  GError **errp)
+{
+    char **slot;
+
+    if (strlen(value) > IMAGE_BASE_PATH_MAX) {
+        error_setg(errp, "Parameter '%s' expects a path of at most %u bytes", name,
+                   IMAGE_BASE_PATH_MAX);
+        return false;
+    }
+    if (!strcmp(name, "snapshot-base")) {
+        slot = &s->parameters.snapshot_base;
+    } else if (!strcmp(name, "restore-base")) {
+        if (s->incoming && migration_is_active(s)) {
+            error_setg(errp, "restore-base cannot change while an incoming migration runs");
+            return false;
+        }
+        slot = &s->parameters.restore_base;
+    } else {
+        error_setg(errp, "invalid parameter value: %s", name);
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    g_free(*slot);
+    *slot = g_strdup(value);
     g_mutex_unlock(&s->lock);
     return true;
 }

@@ -24,6 +24,7 @@ void machine_config_free(MachineConfig *c)
     g_free(c->pidfile);
     g_free(c->incoming);
     g_free(c->restore_mode);
+    g_free(c->restore_base);
     g_free(c->serial);
     g_free(c->memory_backend_id);
     if (c->qmp) {
@@ -69,6 +70,8 @@ static void print_help(void)
            "  -incoming URI|defer   wait for an incoming migration or snapshot\n"
            "  -global migration.restore-mode=lazy|eager|map  how -incoming restores a\n"
            "                        page-aligned image (default lazy)\n"
+           "  -global migration.restore-base=PATH  the base of an incremental image\n"
+           "                        restored by -incoming, instead of the recorded one\n"
            "Monitors and I/O:\n"
            "  -qmp unix:PATH,server=on,wait=off | tcp:HOST:PORT,server=on,wait=off\n"
            "  -monitor stdio | unix:PATH,server=on,wait=off\n"
@@ -127,9 +130,14 @@ static bool cmdline_parse_global(MachineConfig *c, const char *arg, GError **err
 {
     const char *value = strchr(arg, '=');
 
+    if (g_str_has_prefix(arg, "migration.restore-base=")) {
+        g_free(c->restore_base);
+        c->restore_base = g_strdup(value + 1);
+        return true;
+    }
     if (!g_str_has_prefix(arg, "migration.restore-mode=")) {
-        error_setg(errp, "-global %s: frostvm knows only migration.restore-mode=lazy|eager|map",
-                   arg);
+        error_setg(errp, "-global %s: frostvm knows only migration.restore-mode=lazy|eager|map "
+                   "and migration.restore-base=PATH", arg);
         return false;
     }
     value++;

@@ -223,6 +223,9 @@ int main(int argc, char **argv)
         migration_restore_mode_from_name(config->restore_mode, &mode);
         m->migration->parameters.restore_mode = (int)mode;
     }
+    if (config->restore_base) {
+        migration_set_path_parameter(m->migration, "restore-base", config->restore_base, NULL);
+    }
 
     if (!main_start_monitors(m, &err) ||
         (config->pidfile && !main_write_pidfile(config->pidfile, &err)) ||

@@ -27,6 +27,8 @@ typedef struct BackgroundSnapshotStats {
     uint64_t pages_unpopulated;     /* pages skipped as never populated (saved as zero) */
     uint64_t downtime_us;           /* vCPUs stopped, in microseconds */
     uint64_t wp_setup_us;           /* time to register and write-protect RAM */
+    bool incremental;               /* saved only what changed since snapshot-base */
+    uint64_t pages_unchanged;       /* incremental: pages not written since the base */
 } BackgroundSnapshotStats;
 
 /*

@@ -15,6 +15,8 @@ typedef struct Machine Machine;
 typedef struct MigrationChannel MigrationChannel;
 typedef struct MappedRamWriter MappedRamWriter;
 typedef struct RestoreState RestoreState;
+typedef struct EpochTracking EpochTracking;
+typedef struct IncrementalSnapshot IncrementalSnapshot;
 
 /*
  * QEMU's MigrationStatus (the COLO and postcopy recovery states are never
@@ -61,6 +63,7 @@ typedef enum {
     MIGRATION_CAPABILITY_ZERO_COPY_SEND,
     MIGRATION_CAPABILITY_POSTCOPY_PREEMPT,
     MIGRATION_CAPABILITY_MAPPED_RAM,          /* QEMU 9.0's, last in its list too */
+    MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT, /* frostvm's: track writes between snapshots */
     MIGRATION_CAPABILITY__MAX,
 } MigrationCapability;
 
@@ -82,6 +85,8 @@ typedef struct MigrationParameters {
     uint64_t downtime_limit;                   /* milliseconds */
     uint64_t background_snapshot_buffer_size;  /* bytes; 0: automatic (background-snapshot.c decides) */
     int restore_mode;                          /* MigrationRestoreMode */
+    char *snapshot_base;   /* under lock: the image the next snapshot builds on; "" full */
+    char *restore_base;    /* under lock: -incoming's base instead of the recorded one; "" none */
 } MigrationParameters;
 
 /*
@@ -164,6 +169,14 @@ struct MigrationState {
     MappedRamWriter *mapped_ram;
     /* Incoming from a page-aligned image: the restore and its fill (lazy or map). */
     RestoreState *restore;
+
+    /*
+     * Incremental snapshots: epoch tracking from the first snapshot with the
+     * capability on until it goes off (atomic pointer: query-migrate reads
+     * it); the current migration's snapshot-base and new image.
+     */
+    EpochTracking *epoch;
+    IncrementalSnapshot *incremental;
 };
 
 /* Create the migration state of @m (parameters and capabilities at their defaults). */
@@ -225,6 +238,18 @@ bool migration_restore_mode_from_name(const char *name, MigrationRestoreMode *mo
 
 /* Set the restore-mode parameter (not while an incoming migration runs). */
 bool migration_set_restore_mode(MigrationState *s, MigrationRestoreMode mode, GError **errp);
+
+/* snapshot-base and restore-base ("" when unset); the caller frees them. */
+char *migration_snapshot_base(MigrationState *s);
+char *migration_restore_base(MigrationState *s);
+
+/*
+ * Set the string parameter @name ("snapshot-base" or "restore-base") to
+ * @value ("" clears it). restore-base cannot change while an incoming
+ * migration runs.
+ */
+bool migration_set_path_parameter(MigrationState *s, const char *name, const char *value,
+                                  GError **errp);
 
 /* The error text of the last failed migration, or NULL. The caller frees it. */
 char *migration_error_desc(MigrationState *s);

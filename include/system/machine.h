@@ -68,6 +68,7 @@ typedef struct MachineConfig {
     bool start_paused;            /* -S */
     char *incoming;               /* -incoming URI|defer, or NULL */
     char *restore_mode;           /* -global migration.restore-mode=, or NULL */
+    char *restore_base;           /* -global migration.restore-base=, or NULL */
     GPtrArray *qmp;               /* -qmp specs (char *) */
     GPtrArray *monitors;          /* -monitor specs (char *) */
     char *serial;                 /* -serial stdio|file:PATH|null|none */

@@ -2,6 +2,10 @@
 /* The background snapshot thread: pause, save devices and arm write tracking, resume, save RAM, finish the stream. */
 #include "migration/background-snapshot.h"
 
+#include <string.h>
+
+#include "migration/image-identity.h"
+#include "migration/incremental-snapshot.h"
 #include "migration/mapped-ram.h"
 #include "migration/migration.h"
 #include "migration/page-pool.h"
@@ -163,6 +167,9 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     Machine *m = s->machine;
     SnapshotRun run = { .s = s };
     g_autoptr(GByteArray) devices = NULL;
+    bool tracked = s->incremental &&
+                   migration_capability_enabled(s, MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT);
+    ImageIdentity id = { .has_uuid = true };
     bool ok = false;
 
     g_mutex_init(&run.stats_lock);
@@ -172,14 +179,34 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     uint64_t pool_bytes = __atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                                           __ATOMIC_RELAXED);
 
-    /* mapped-ram: the image's header is written last, by mapped_ram_writer_finish(). */
-    if (!s->mapped_ram && !savevm_write_header(f, m, SAVEVM_STREAM_BACKGROUND_SNAPSHOT, errp)) {
+    /* Incremental-snapshot: tracking runs from here on; the image names its base. */
+    if (tracked && !incremental_snapshot_begin(s, s->incremental, &id, errp)) {
+        goto out;
+    }
+    if (!tracked) {
+        image_uuid_generate(id.uuid);
+    }
+    if (s->mapped_ram) {
+        /* The image's header is written last, by mapped_ram_writer_finish(). */
+        id.page_aligned = true;
+        memcpy(id.uuid, mapped_ram_writer_header(s->mapped_ram)->uuid, IMAGE_UUID_SIZE);
+        if (id.has_base) {
+            mapped_ram_writer_set_base(s->mapped_ram, id.base_uuid, id.base_digest,
+                                       id.base_path);
+        }
+    } else if (!savevm_write_header_identity(f, m, SAVEVM_STREAM_BACKGROUND_SNAPSHOT, &id,
+                                             errp)) {
         goto out;
     }
     /* From here until snapshot_engine_finish() only the writer thread writes to @f. */
-    run.bs = snapshot_engine_new(m->ram_blocks, pool_bytes, f, s->mapped_ram, errp);
+    run.bs = tracked ? snapshot_engine_new_tracked(m->ram_blocks, pool_bytes, f, s->mapped_ram,
+                                                   s->epoch, errp)
+                     : snapshot_engine_new(m->ram_blocks, pool_bytes, f, s->mapped_ram, errp);
     if (!run.bs) {
         goto out;
+    }
+    if (tracked) {
+        snapshot_engine_set_base(run.bs, incremental_snapshot_base_uuid(s->incremental));
     }
     /* Protect while the guest runs: the pause then only redoes what it wrote since. */
     if (!snapshot_engine_prearm(run.bs, errp)) {
@@ -199,12 +226,16 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     }
     if (s->mapped_ram) {
         ok = mapped_ram_writer_finish(s->mapped_ram, devices->data, devices->len, errp);
+        id.digest = mapped_ram_writer_header(s->mapped_ram)->digest;
     } else {
         ok = savevm_write_ram_end(f, errp) &&
              savevm_write_devices(f, devices, errp) &&
-             savevm_write_footer(f, errp) &&
+             savevm_write_footer_digest(f, &id.digest, errp) &&
              stream_file_flush(f) &&
              stream_file_check(f, errp);
+    }
+    if (ok && tracked) {
+        incremental_snapshot_written(s->incremental, &id);
     }
     if (!ok && errp && !*errp) {
         error_setg(errp, "background-snapshot: writing the stream failed");
@@ -222,5 +253,6 @@ out:
         refresh_stats(&run);
         snapshot_engine_free(run.bs);
     }
+    image_identity_clear(&id);
     return ok;
 }

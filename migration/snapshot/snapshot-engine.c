@@ -385,6 +385,8 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
         st->pool_wait_us = ps.fault_wait_ns / 1000;
     }
     st->pages_unpopulated = __atomic_load_n(&bs->fig.pages_unpopulated, __ATOMIC_RELAXED);
+    st->incremental = bs->has_base;
+    st->pages_unchanged = bs->fig.pages_unchanged;
     /* Registering (and populating, without WP_UNPOPULATED) plus protecting. */
     if (bs->wt) {
         st->wp_setup_us = (write_tracking_register_ns(bs->wt) +

@@ -25,6 +25,9 @@ void background_snapshot_stats_to_json(const BackgroundSnapshotStats *st, JsonBu
     put_u64(b, "pages-unpopulated", st->pages_unpopulated);
     put_u64(b, "downtime-us", st->downtime_us);
     put_u64(b, "write-protect-setup-us", st->wp_setup_us);
+    json_builder_set_member_name(b, "incremental");
+    json_builder_add_boolean_value(b, st->incremental);
+    put_u64(b, "pages-unchanged", st->pages_unchanged);
     json_builder_end_object(b);
 }
 
@@ -49,4 +52,8 @@ void background_snapshot_stats_to_hmp(const BackgroundSnapshotStats *st, GString
                            st->downtime_us);
     g_string_append_printf(out, "write-protect setup: %" G_GUINT64_FORMAT " us\n",
                            st->wp_setup_us);
+    if (st->incremental) {
+        g_string_append_printf(out, "incremental: %" G_GUINT64_FORMAT " pages unchanged "
+                               "since the base\n", st->pages_unchanged);
+    }
 }

@@ -47,6 +47,11 @@ static bool write_record_mapped(SnapshotWriter *w, const SnapshotRecord *rec)
     void *pages[SNAPSHOT_FAULT_BLOCK_MAX_PAGES];
     bool ok = true;
 
+    if (rec->zero) {
+        /* Flat: stays absent (a hole); incremental: present and zero, not the base's. */
+        ok = mapped_ram_writer_zero(w->mapped, rec->block_index,
+                                    rec->offset / SNAPSHOT_PAGE_SIZE, rec->npages, &err);
+    }
     for (uint32_t done = 0; !rec->zero && ok && done < rec->npages;) {
         uint32_t n = MIN(rec->npages - done, (uint32_t)G_N_ELEMENTS(pages));
 

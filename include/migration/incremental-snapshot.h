@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Incremental snapshots seen from the migration core: snapshot-base checks, the new image's identity, the epoch chain. */
+#ifndef MIGRATION_INCREMENTAL_SNAPSHOT_H
+#define MIGRATION_INCREMENTAL_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "migration/image-identity.h"
+
+typedef struct MigrationState MigrationState;
+typedef struct IncrementalSnapshot IncrementalSnapshot;
+
+/*
+ * At migrate, on the monitor's thread: what the next migration to @uri
+ * needs of incremental snapshots. With snapshot-base set, checks that it
+ * can be done (background-snapshot and incremental-snapshot on, tracking
+ * running and not lost, the base an image of the epoch chain with its
+ * digest, the layout of mapped-ram); the refusal names the reason. NULL
+ * with @errp on refusal.
+ */
+IncrementalSnapshot *incremental_snapshot_prepare(MigrationState *s, const char *uri,
+                                                  GError **errp);
+
+/*
+ * On the migration thread, before a background snapshot with the
+ * incremental-snapshot capability: start epoch tracking if it is not
+ * running yet, read the base through if it is not the file frostvm wrote,
+ * and fill @id for the new image (a fresh UUID; the base's UUID, digest and
+ * recorded path).
+ */
+bool incremental_snapshot_begin(MigrationState *s, IncrementalSnapshot *inc,
+                                ImageIdentity *id, GError **errp);
+
+/* The base's UUID (what the snapshot saves changes since), or NULL for a full snapshot. */
+const uint8_t *incremental_snapshot_base_uuid(IncrementalSnapshot *inc);
+
+/* The snapshot wrote image @id (with its digest): it joins the chain once its file is in place. */
+void incremental_snapshot_written(IncrementalSnapshot *inc, const ImageIdentity *id);
+
+/* The migration ended (@ok: the image is complete and in place). */
+void incremental_snapshot_finish(MigrationState *s, IncrementalSnapshot *inc, bool ok);
+
+void incremental_snapshot_free(IncrementalSnapshot *inc);
+
+/* The capability went off: stop tracking, forget the chain. */
+void incremental_snapshot_stop_tracking(MigrationState *s);
+
+#endif
