@@ -83,7 +83,13 @@ static void info_human(const MappedRamImage *img, const struct stat *st)
     printf("stream flags: %s\n", flag_names(img->h.stream_flags & ~MAPPED_RAM_STREAM_FLAG,
                                             flags, sizeof(flags)));
     printf("uuid: %s\n", uuid);
-    printf("base: none (a flat image)\n");
+    if (img->h.layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE) {
+        g_autofree char *base = mapped_ram_uuid_string(img->h.base_uuid);
+        printf("base: %s (image %s, digest %016" PRIx64 "): an incremental image, absent "
+               "pages are the base's\n", img->h.base_path, base, img->h.base_digest);
+    } else {
+        printf("base: none (a flat image)\n");
+    }
     img_print_machine(img->machine);
     printf("sections:\n");
     for (uint32_t i = 0; i < img->h.nblocks; i++) {

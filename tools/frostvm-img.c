@@ -16,6 +16,7 @@
 #include "config-host.h"
 #include "tools/frostvm-img.h"
 #include "migration/channel.h"
+#include "migration/image-identity.h"
 #include "migration/savevm-parse.h"
 #include "migration/stream-file.h"
 #include "util/atomic-file.h"
@@ -640,13 +641,30 @@ static int cmd_dump_ram(const char *path, const char *out_path)
     return 0;
 }
 
+/* Whether @path names a base (an incremental image of either layout). */
+static bool img_is_incremental(const char *path)
+{
+    ImageIdentity id;
+    bool incremental;
+
+    if (!image_identity_read(path, &id, NULL)) {
+        return false;
+    }
+    incremental = id.has_base;
+    image_identity_clear(&id);
+    return incremental;
+}
+
 static const char usage[] =
     "COMMAND IMAGE [OUTPUT]\n\n"
     "Commands (stream and page-aligned images alike):\n"
     "  info IMAGE           header, machine description, sections, page counts\n"
     "  check IMAGE          verify structure and checksums (exit 2 if corrupt)\n"
     "  dump-ram IMAGE OUT   write guest-physical memory 0..end of RAM to OUT\n"
-    "  convert IMAGE OUT    a stream image to a page-aligned one, or back";
+    "                       (an incremental image: the composite of its chain)\n"
+    "  convert IMAGE OUT    a stream image to a page-aligned one, or back\n"
+    "  commit IMAGE [OUT]   fold an incremental image into its base, or write\n"
+    "                       its whole chain to OUT as one flat image";
 
 int main(int argc, char **argv)
 {
@@ -682,6 +700,26 @@ int main(int argc, char **argv)
     cmd = argc > 1 ? argv[1] : NULL;
     if (cmd && !strcmp(cmd, "convert") && argc == 4) {
         return img_convert(argv[2], argv[3]);
+    }
+    if (cmd && !strcmp(cmd, "commit") && (argc == 3 || argc == 4)) {
+        return img_commit(argv[2], argc == 4 ? argv[3] : NULL);
+    }
+    if (cmd && argc >= 3 && img_is_incremental(argv[2])) {
+        if (!strcmp(cmd, "check") && argc == 3) {
+            int rc = img_is_mapped(argv[2]) ? img_mapped_check(argv[2]) : cmd_check(argv[2]);
+            return rc ? rc : img_chain_check(argv[2]);
+        }
+        if (!strcmp(cmd, "dump-ram") && argc == 4) {
+            return img_chain_dump_ram(argv[2], argv[3]);
+        }
+        if (!strcmp(cmd, "info") && argc == 3) {
+            int rc = img_is_mapped(argv[2]) ? img_mapped_info(argv[2], output)
+                                            : cmd_info(argv[2], output);
+            if (!rc && strcmp(output, "json")) {
+                img_chain_print(argv[2]);
+            }
+            return rc;
+        }
     }
     if (cmd && argc >= 3 && img_is_mapped(argv[2])) {
         if (!strcmp(cmd, "info") && argc == 3) {

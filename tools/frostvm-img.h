@@ -52,4 +52,19 @@ int img_mapped_dump_ram(const char *path, const char *out_path);
 /* frostvm-img-convert.c: stream to page-aligned, or page-aligned to stream. */
 int img_convert(const char *src, const char *dst);
 
+/* frostvm-img-chain.c: chains of incremental images (either layout) */
+
+/* The "chain:" lines of info: each image from @path down to its flat base. */
+void img_chain_print(const char *path);
+/* check: every image of the chain read whole, every link verified. */
+int img_chain_check(const char *path);
+/* dump-ram of the chain's composite memory. */
+int img_chain_dump_ram(const char *path, const char *out_path);
+/*
+ * commit: fold @path into its base (the base's file replaced by one image
+ * holding both, on the base's own base), or, with @out_path, write the
+ * whole chain as one flat image there.
+ */
+int img_commit(const char *path, const char *out_path);
+
 #endif

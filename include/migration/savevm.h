@@ -150,6 +150,25 @@ bool savevm_load_full(StreamFile *f, Machine *m, SavevmLoadInfo *info,
                       GError **errp);
 
 /*
+ * savevm_load_full() of an image read from @image_path (NULL for a pipe or a
+ * socket): an incremental stream's bases are found from there (or at
+ * @base_override, when not NULL or "") and loaded first, every link checked.
+ */
+bool savevm_load_image(StreamFile *f, Machine *m, const char *image_path,
+                       const char *base_override, SavevmLoadInfo *info, GError **errp);
+
+typedef struct ImageIdentity ImageIdentity;
+
+/*
+ * Load only the RAM of the stream image at @path into @m (a base of a
+ * chain, loaded below its increment): it must be the image @expect names
+ * (its base UUID and base digest); its own bases are loaded first. @depth
+ * counts the links so far.
+ */
+bool savevm_load_base(Machine *m, const char *path, const ImageIdentity *expect,
+                      unsigned depth, GError **errp);
+
+/*
  * Load the device records @records (DEVC records back to back, as
  * savevm_save_devices() makes them; verified by the caller) into @m's
  * handlers, with the same checks as a stream's; the source's run state goes

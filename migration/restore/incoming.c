@@ -86,8 +86,13 @@ static gpointer incoming_thread(gpointer opaque)
         migration_stat_set(&s->ram.normal, info.data_pages);
         migration_stat_set(&s->ram.normal_bytes, info.data_pages * MACHINE_PAGE_SIZE);
     } else if (ok) {
+        g_autofree char *base = migration_restore_base(s);
+        const char *uri = channel_uri(ch);
+
         f = stream_file_new_input(ch);
-        ok = savevm_load_full(f, m, &info, &err);
+        /* A file's incremental image finds its bases beside it. */
+        ok = savevm_load_image(f, m, g_str_has_prefix(uri, "file:") ? uri + strlen("file:") : NULL,
+                               base, &info, &err);
         migration_stat_set(&s->ram.transferred, stream_file_offset(f));
         migration_stat_set(&s->ram.normal, info.data_pages);
         migration_stat_set(&s->ram.normal_bytes, info.data_pages * MACHINE_PAGE_SIZE);

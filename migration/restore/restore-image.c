@@ -10,6 +10,7 @@
 
 #include "migration/channel.h"
 #include "migration/migration-internal.h"
+#include "migration/restore-chain.h"
 #include "migration/savevm.h"
 #include "system/machine.h"
 #include "system/memory-backend.h"
@@ -190,7 +191,7 @@ static RestoreState *restore_new(MigrationState *s, MappedRamImage *img)
     g_cond_init(&r->cond);
     latency_histogram_init(&r->fault_latency);
     for (uint32_t i = 0; i < img->h.nblocks; i++) {
-        r->pages_total += img->h.blocks[i].present_pages;
+        r->pages_total += mapped_ram_image_present_pages(img, i);
     }
     return r;
 }
@@ -213,6 +214,23 @@ bool restore_image_start(MigrationState *s, MigrationChannel *ch, SavevmLoadInfo
     img = mapped_ram_image_open(channel_uri(ch) + strlen("file:"), fd, errp);
     if (!img) {
         return false;
+    }
+    if (img->h.layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE) {
+        g_autofree char *override = migration_restore_base(s);
+
+        /* Every base found and every link checked before anything else happens. */
+        if ((MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode,
+                                                  __ATOMIC_RELAXED) == MIGRATION_RESTORE_MAP) {
+            error_setg(errp, "restore-mode map cannot restore the incremental image %s: its "
+                       "pages are spread over a chain of images; restore it lazy or eager, "
+                       "or fold the chain into one image (frostvm-img commit)", img->path);
+            mapped_ram_image_close(img);
+            return false;
+        }
+        if (!restore_chain_open_mapped(img, override, errp)) {
+            mapped_ram_image_close(img);
+            return false;
+        }
     }
     r = restore_new(s, img);
     ok = mapped_ram_image_check_machine(img, m, errp) &&

@@ -5,6 +5,9 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "migration/channel.h"
+#include "migration/image-identity.h"
+#include "migration/restore-chain.h"
 #include "migration/stream/savevm-internal.h"
 #include "migration/savevm-parse.h"
 #include "migration/stream-file.h"
@@ -25,6 +28,13 @@ typedef struct LoadContext {
     Machine *m;
     SavevmLoadInfo *info;
     GPtrArray *devices;       /* PendingDevice *, in stream order */
+    /* Chains: where the image is, and its base when the user names it. */
+    const char *image_path;
+    const char *base_override;
+    unsigned depth;           /* 0: the image being restored; n: its n-th base */
+    const ImageIdentity *expect;  /* a base: the increment that names it */
+    bool identified;          /* the stream's IDNT record was seen */
+    uint64_t checksum;        /* the footer's, once verified */
 } LoadContext;
 
 static void pending_device_free(gpointer p)
@@ -50,6 +60,27 @@ static bool load_machine(void *opaque, const void *fdt, size_t len, GError **err
     LoadContext *c = opaque;
 
     return savevm_machine_check(c->m, fdt, errp);
+}
+
+static bool load_identity(void *opaque, const ImageIdentity *id, GError **errp)
+{
+    LoadContext *c = opaque;
+
+    c->identified = true;
+    if (c->expect && memcmp(id->uuid, c->expect->base_uuid, IMAGE_UUID_SIZE)) {
+        g_autofree char *got = image_uuid_string(id->uuid);
+        g_autofree char *want = image_uuid_string(c->expect->base_uuid);
+        error_setg(errp, "it is another image: its UUID is %s, the increment was taken on %s",
+                   got, want);
+        return false;
+    }
+    if (!id->has_base) {
+        return true;
+    }
+    /* Before any page of this stream: the older layers go into RAM first. */
+    return restore_chain_load_stream_bases(c->m, c->image_path, id,
+                                           c->depth ? NULL : c->base_override, c->depth + 1,
+                                           errp);
 }
 
 static bool load_ram_start(void *opaque, uint32_t nblocks, const uint64_t *sizes,
@@ -138,12 +169,14 @@ static bool load_footer(void *opaque, uint64_t stream_length, uint64_t checksum,
     LoadContext *c = opaque;
 
     c->info->stream_length = stream_length;
+    c->checksum = checksum;
     return true;
 }
 
 static const SavevmParseOps load_ops = {
     .header = load_header,
     .machine = load_machine,
+    .identity = load_identity,
     .ram_start = load_ram_start,
     .ram_target = load_ram_target,
     .ram_record = load_ram_record,
@@ -231,11 +264,57 @@ static bool load_apply_devices(LoadContext *c, GError **errp)
 
 bool savevm_load_full(StreamFile *f, Machine *m, SavevmLoadInfo *info, GError **errp)
 {
+    return savevm_load_image(f, m, NULL, NULL, info, errp);
+}
+
+bool savevm_load_base(Machine *m, const char *path, const ImageIdentity *expect,
+                      unsigned depth, GError **errp)
+{
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    SavevmLoadInfo info = { 0 };
+    LoadContext c = {
+        .m = m,
+        .info = &info,
+        .image_path = path,
+        .depth = depth,
+        .expect = expect,
+    };
+    /* RAM only: the device state is the newest image's. */
+    SavevmParseOps ops = load_ops;
+    MigrationChannel *ch = channel_open_incoming(uri, errp);
+    StreamFile *f;
+    bool ok;
+
+    if (!ch) {
+        return false;
+    }
+    ops.device = NULL;
+    f = stream_file_new_input(ch);
+    ok = savevm_parse(f, &ops, &c, errp);
+    stream_file_free(f);
+    channel_close(ch, ok, NULL);
+    if (ok && !c.identified) {
+        error_setg(errp, "it has no identity (written before frostvm recorded them)");
+        ok = false;
+    } else if (ok && c.checksum != expect->base_digest) {
+        error_setg(errp, "it has changed since the increment was taken: its digest is %016"
+                   G_GINT64_MODIFIER "x, the increment names %016" G_GINT64_MODIFIER "x",
+                   c.checksum, expect->base_digest);
+        ok = false;
+    }
+    return ok;
+}
+
+bool savevm_load_image(StreamFile *f, Machine *m, const char *image_path,
+                       const char *base_override, SavevmLoadInfo *info, GError **errp)
+{
     SavevmLoadInfo local = { 0 };
     LoadContext c = {
         .m = m,
         .info = info ? info : &local,
         .devices = g_ptr_array_new_with_free_func(pending_device_free),
+        .image_path = image_path,
+        .base_override = base_override,
     };
     bool ok;
 
