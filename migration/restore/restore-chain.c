@@ -25,6 +25,9 @@ static char *base_origin(const char *recorded, const char *override)
     if (override && *override) {
         return g_strdup("(given by restore-base)");
     }
+    if (g_path_is_absolute(recorded)) {
+        return g_strdup_printf("(recorded as '%s')", recorded);
+    }
     return g_strdup_printf("(recorded as '%s', relative to the image's directory)", recorded);
 }
 
