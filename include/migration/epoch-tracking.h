@@ -63,8 +63,9 @@ bool epoch_tracking_prearm(EpochTracking *et, GError **errp);
  * since the last instant go into every chain image's record, a new epoch
  * begins, every page is protected; then @bs learns what to save (the pages
  * written since @base_uuid's instant, or everything when NULL) and takes
- * over the fault service until epoch_tracking_detach(). False (tracking is
- * then lost) if protection cannot be restored.
+ * over the fault service until epoch_tracking_detach(). With @bs NULL only
+ * the epoch changes (tests). False (tracking is then lost) if protection
+ * cannot be restored.
  */
 bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
                             const uint8_t *base_uuid, GError **errp);
@@ -99,5 +100,13 @@ void epoch_tracking_add_image(EpochTracking *et, const ImageIdentity *id, const 
 void epoch_tracking_set_lost(EpochTracking *et, const char *why);
 
 void epoch_tracking_get_stats(EpochTracking *et, EpochTrackingStats *st);
+
+/*
+ * Copy into @out (one bit per page of block @block) the pages written since
+ * the instant of chain image @uuid, as of the last instant. False if @uuid
+ * is not in the chain.
+ */
+bool epoch_tracking_copy_since(EpochTracking *et, const uint8_t uuid[IMAGE_UUID_SIZE],
+                               unsigned block, unsigned long *out);
 
 #endif

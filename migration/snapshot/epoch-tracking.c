@@ -276,8 +276,10 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
             return false;
         }
     }
-    snapshot_engine_set_needed(bs, base ? base->since : NULL);
-    et->snapshot = bs;
+    if (bs) {
+        snapshot_engine_set_needed(bs, base ? base->since : NULL);
+        et->snapshot = bs;
+    }
     g_mutex_unlock(&et->lock);
     return true;
 }
@@ -404,4 +406,16 @@ void epoch_tracking_get_stats(EpochTracking *et, EpochTrackingStats *st)
     st->started = et->started;
     st->images = et->images->len;
     g_mutex_unlock(&et->lock);
+}
+
+bool epoch_tracking_copy_since(EpochTracking *et, const uint8_t uuid[IMAGE_UUID_SIZE],
+                               unsigned block, unsigned long *out)
+{
+    g_mutex_lock(&et->lock);
+    EpochImage *img = epoch_find(et, uuid);
+    if (img) {
+        memcpy(out, img->since[block], BITMAP_WORDS(et->eb[block].pages) * sizeof(unsigned long));
+    }
+    g_mutex_unlock(&et->lock);
+    return img != NULL;
 }
