@@ -58,6 +58,11 @@ bool test_workload_parse(TestWorkload *w, const char *append, GError **errp)
             w->idle = strcmp(v, "0") != 0;
         } else if (!strcmp(*p, "rate")) {
             w->rate = g_ascii_strtoull(v, NULL, 0);
+        } else if (!strcmp(*p, "hot")) {
+            if (!cmdline_parse_size(v, 1, &w->hot, errp)) {
+                g_prefix_error(errp, "-accel test: hot=: ");
+                return false;
+            }
         }
     }
     if (w->base % PAYLOAD_PAGE_SIZE || w->mem % PAYLOAD_PAGE_SIZE || !w->mem) {

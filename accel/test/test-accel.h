@@ -22,6 +22,7 @@ typedef struct TestWorkload {
     uint64_t sweeps;        /* sweeps= (0 = forever) */
     bool idle;              /* idle=1 */
     uint64_t rate;          /* rate= page steps per second per thread (0 = unpaced) */
+    uint64_t hot;           /* hot= bytes swept after the first sweep (0 = all) */
 } TestWorkload;
 
 /*

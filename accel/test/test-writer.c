@@ -324,7 +324,8 @@ gpointer test_vcpu_thread(gpointer opaque)
 
     while (!v->stopped) {
         volatile PayloadCpuSlot *slot = &a->ctl->cpu[v->index];
-        uint64_t first = slot->first_page, n = slot->npages;
+        uint64_t first = slot->first_page;
+        uint64_t n = payload_sweep_pages(slot->npages, a->work.hot, a->ctl->ncpus, v->sweep);
         TestPerm pm;
 
         if (a->work.order == PAYLOAD_ORDER_SEQ) {

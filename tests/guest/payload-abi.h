@@ -106,6 +106,22 @@ _Static_assert(sizeof(PayloadCtl) == 128 + 128 * PAYLOAD_MAX_CPUS, "PayloadCtl l
 /* Register checksum chain. CPU c starts with r15 = payload_csum_seed(c) and after its
  * k-th page step (k = 1, 2, ...) sets r15 = payload_csum_mix(r15, k); r14 holds k.
  * The value after N steps is therefore a pure function of (c, N). */
+/*
+ * Pages a CPU sweeps in sweep @sweep (0 = the first): all of its @share the
+ * first time, then, with hot=SIZE (@hot bytes, 0 = off), only the first
+ * SIZE / @ncpus of it: a guest whose memory is in use but mostly cold.
+ */
+static inline uint64_t payload_sweep_pages(uint64_t share, uint64_t hot, uint32_t ncpus,
+                                           uint64_t sweep)
+{
+    uint64_t hot_pages = hot / PAYLOAD_PAGE_SIZE / (ncpus ? ncpus : 1);
+
+    if (!sweep || !hot) {
+        return share;
+    }
+    return hot_pages < 1 ? 1 : (hot_pages < share ? hot_pages : share);
+}
+
 static inline uint64_t payload_csum_seed(uint32_t cpu)
 {
     return 0x6a09e667f3bcc908ull ^ ((uint64_t)cpu << 56);

@@ -259,7 +259,8 @@ static inline __attribute__((always_inline)) void step_timing(CpuCtx *c, StepLoc
 static void sweep_once(CpuCtx *c, uint64_t sweep)
 {
     Payload *p = c->p;
-    uint64_t first = c->slot->first_page, n = c->slot->npages;
+    uint64_t first = c->slot->first_page;
+    uint64_t n = payload_sweep_pages(c->slot->npages, p->cfg.hot, p->ncpus, sweep);
     StepLocals s;
 
     step_locals_load(&s, c);

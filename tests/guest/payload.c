@@ -113,6 +113,8 @@ static void config_apply(PayloadConfig *cfg, const char *key, size_t klen,
         cfg->tsc_khz = v;
     } else if (str_eq(key, klen, "idle")) {
         cfg->idle = v != 0;
+    } else if (str_eq(key, klen, "hot")) {
+        cfg->hot = v;
     } else if (str_eq(key, klen, "exit_on_error")) {
         cfg->exit_on_error = v != 0;
     } else if (str_eq(key, klen, "cpus")) {

@@ -113,6 +113,7 @@ typedef struct PayloadConfig {
     uint32_t cpus;            /* requested CPUs (cpus=N) */
     bool idle;
     bool exit_on_error;
+    uint64_t hot;             /* hot=SIZE: after the first sweep, sweep only this much */
 } PayloadConfig;
 
 /* State shared by all CPUs. There is one instance; APs find it through the entry
