@@ -70,6 +70,14 @@ bool epoch_tracking_prearm(EpochTracking *et, GError **errp);
 bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
                             const uint8_t *base_uuid, GError **errp);
 
+/*
+ * A snapshot's fault thread, once the faulting page's backing page at
+ * @group is saved: release it, or a run of saved pages ahead of a
+ * sequential writer, as between snapshots (recorded as written).
+ */
+void epoch_tracking_release_saved(EpochTracking *et, BackgroundSnapshot *bs,
+                                  unsigned block_index, uint64_t group);
+
 /* The snapshot is over (completed or not): faults are tracking's alone again. */
 void epoch_tracking_detach(EpochTracking *et);
 

@@ -2,6 +2,7 @@
 /* The background snapshot's write-fault service: claim, copy into the pool, unprotect, queue. */
 #include "migration/snapshot/snapshot-internal.h"
 
+#include "migration/epoch-tracking.h"
 #include "migration/snapshot/snapshot-trace.h"
 #include "system/machine.h"
 #include "util/bitmap.h"
@@ -54,9 +55,9 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
     uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
     __atomic_fetch_add(&bs->fig.pages_out_of_order, saved, __ATOMIC_RELAXED);
     if (bs->epoch) {
-        /* Epoch tracking: only the written page goes; its neighbours stay watched. */
-        uint64_t group = page & ~(uint64_t)(sb->group_pages - 1);
-        snapshot_unprotect_saved(bs, block_index, group, sb->group_pages, true);
+        /* Epoch tracking: the written page goes (and saved ones ahead of a sequential writer). */
+        epoch_tracking_release_saved(bs->epoch, bs, block_index,
+                                     page & ~(uint64_t)(sb->group_pages - 1));
     } else {
         snapshot_unprotect_saved(bs, block_index, first, n, true);
     }
@@ -127,7 +128,11 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
     if (!mine || !bitmap_range_is_set_atomic(sb->saved, group, sb->group_pages)) {
         fault_wait_saved(bs, sb, group, sb->group_pages);
         if (bitmap_range_is_set_atomic(sb->saved, group, sb->group_pages)) {
-            snapshot_unprotect_saved(bs, block_index, group, sb->group_pages, true);
+            if (bs->epoch) {
+                epoch_tracking_release_saved(bs->epoch, bs, block_index, group);
+            } else {
+                snapshot_unprotect_saved(bs, block_index, group, sb->group_pages, true);
+            }
         } else {
             /* Stopping: the snapshot is abandoned, let the guest go. */
             write_tracking_unprotect(bs->wt, block_index, group * SNAPSHOT_PAGE_SIZE,
