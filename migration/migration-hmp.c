@@ -213,6 +213,17 @@ static bool hmp_info_migrate(Machine *m, int argc, char **argv, GString *out, GE
     } else {
         g_mutex_unlock(&s->lock);
     }
+    if (json_object_has_member(o, "incremental-tracking")) {
+        JsonObject *t = json_object_get_object_member(o, "incremental-tracking");
+
+        g_string_append_printf(out, "incremental tracking: %" PRId64 " pages written since the "
+                               "last snapshot, %" PRId64 " images in the chain, %" PRId64
+                               " faults%s%s\n", member_int(t, "epoch-pages"),
+                               member_int(t, "chain-images"), member_int(t, "faults"),
+                               json_object_has_member(t, "lost") ? "; LOST: " : "",
+                               json_object_has_member(t, "lost")
+                                   ? json_object_get_string_member(t, "lost") : "");
+    }
     if (s->incoming) {
         restore_stats_to_hmp(s, out);
     }

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "migration/epoch-tracking.h"
 #include "migration/migration-internal.h"
 #include "migration/restore.h"
 #include "system/machine.h"
@@ -120,6 +121,24 @@ JsonNode *migration_query(MigrationState *s)
     }
     if (s->incoming) {
         restore_stats_to_json(s, b);
+    }
+    EpochTracking *et = __atomic_load_n(&s->epoch, __ATOMIC_ACQUIRE);
+    if (et) {
+        EpochTrackingStats ts;
+
+        /* The monitor's thread frees tracking only with the capability: safe to read here. */
+        epoch_tracking_get_stats(et, &ts);
+        json_builder_set_member_name(b, "incremental-tracking");
+        json_builder_begin_object(b);
+        put_uint(b, "epoch-pages", ts.epoch_pages);
+        put_uint(b, "chain-images", ts.images);
+        put_uint(b, "faults", ts.faults);
+        if (ts.lost) {
+            json_builder_set_member_name(b, "lost");
+            json_builder_add_string_value(b, ts.lost);
+        }
+        json_builder_end_object(b);
+        g_free(ts.lost);
     }
     json_builder_end_object(b);
     return json_builder_get_root(b);

@@ -37,6 +37,7 @@ typedef struct EpochTrackingStats {
     uint64_t faults;            /* write faults served between snapshots */
     uint64_t epoch_pages;       /* pages written in the current epoch so far */
     uint64_t images;            /* images in the epoch chain */
+    char *lost;                 /* why tracking was lost, or NULL (caller frees) */
 } EpochTrackingStats;
 
 /*

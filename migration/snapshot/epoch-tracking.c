@@ -426,6 +426,7 @@ void epoch_tracking_get_stats(EpochTracking *et, EpochTrackingStats *st)
     g_mutex_lock(&et->lock);
     st->started = et->started;
     st->images = et->images->len;
+    st->lost = g_strdup(et->lost);
     g_mutex_unlock(&et->lock);
 }
 
