@@ -111,6 +111,12 @@ void epoch_tracking_set_lost(EpochTracking *et, const char *why);
 void epoch_tracking_get_stats(EpochTracking *et, EpochTrackingStats *st);
 
 /*
+ * Pages written since the instant of chain image @uuid so far (what an
+ * increment on it would save if taken now; 0 when @uuid is not in the chain).
+ */
+uint64_t epoch_tracking_pages_since_count(EpochTracking *et, const uint8_t uuid[IMAGE_UUID_SIZE]);
+
+/*
  * Copy into @out (one bit per page of block @block) the pages written since
  * the instant of chain image @uuid, as of the last instant. False if @uuid
  * is not in the chain.

@@ -33,6 +33,14 @@ IncrementalSnapshot *incremental_snapshot_prepare(MigrationState *s, const char 
 bool incremental_snapshot_begin(MigrationState *s, IncrementalSnapshot *inc,
                                 ImageIdentity *id, GError **errp);
 
+/*
+ * The buffer pool an increment needs when background-snapshot-buffer-size is
+ * automatic: the pages written since the base so far, with room to grow,
+ * instead of a quarter of RAM (populating a large pool costs an increment
+ * of a few MiB more than its pages). 0 for a full snapshot (the default).
+ */
+uint64_t incremental_snapshot_pool_bytes(MigrationState *s, IncrementalSnapshot *inc);
+
 /* The base's UUID (what the snapshot saves changes since), or NULL for a full snapshot. */
 const uint8_t *incremental_snapshot_base_uuid(IncrementalSnapshot *inc);
 

@@ -183,6 +183,9 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     if (tracked && !incremental_snapshot_begin(s, s->incremental, &id, errp)) {
         goto out;
     }
+    if (tracked && !pool_bytes) {
+        pool_bytes = incremental_snapshot_pool_bytes(s, s->incremental);
+    }
     if (!tracked) {
         image_uuid_generate(id.uuid);
     }

@@ -6,6 +6,7 @@
 
 #include "migration/epoch-tracking.h"
 #include "migration/migration.h"
+#include "migration/snapshot/snapshot-internal.h"
 #include "system/machine.h"
 #include "util/error.h"
 
@@ -132,6 +133,24 @@ bool incremental_snapshot_begin(MigrationState *s, IncrementalSnapshot *inc,
         return false;
     }
     return true;
+}
+
+uint64_t incremental_snapshot_pool_bytes(MigrationState *s, IncrementalSnapshot *inc)
+{
+    EpochTracking *et = tracking_of(s);
+    uint64_t pages;
+
+    if (!inc->base_path || !et) {
+        return 0;
+    }
+    uint64_t ram = 0;
+
+    pages = epoch_tracking_pages_since_count(et, inc->base.uuid);
+    for (guint i = 0; i < s->machine->ram_blocks->len; i++) {
+        ram += ((RamBlock *)g_ptr_array_index(s->machine->ram_blocks, i))->size;
+    }
+    /* Pages written before the pause add to it; never more than a full snapshot's. */
+    return MIN(snapshot_default_pool_size(ram), MAX(16ull << 20, pages * 4096 / 4 * 5));
 }
 
 const uint8_t *incremental_snapshot_base_uuid(IncrementalSnapshot *inc)
