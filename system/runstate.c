@@ -192,6 +192,8 @@ void runstate_request_shutdown(Machine *m, const char *reason, int exit_status)
         return;
     }
     m->shutdown_requested = true;
+    /* After -no-shutdown kept the process, a later request replaces the reason. */
+    g_free(m->shutdown_reason);
     m->shutdown_reason = g_strdup(reason);
     m->exit_status = exit_status;
     g_mutex_unlock(&m->runstate_lock);

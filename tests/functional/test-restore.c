@@ -618,6 +618,7 @@ static void test_damaged_refused(RestoreFixture *f, gconstpointer data)
     g_autofree char *path = NULL;
     g_autofree char *uri = NULL;
     g_autofree char *errlog = NULL;
+    g_autofree char *serial = NULL;
     g_autoptr(GError) err = NULL;
     uint64_t before, after;
     int status = 0;
@@ -651,7 +652,8 @@ static void test_damaged_refused(RestoreFixture *f, gconstpointer data)
     errlog = test_vm_log_read(f->dst, TEST_VM_LOG_STDERR);
     g_test_message("%s", errlog);
     g_assert_nonnull(strstr(errlog, args[2]));
-    g_assert_null(strstr(test_vm_log_read(f->dst, TEST_VM_LOG_SERIAL), "PROGRESS"));
+    serial = test_vm_log_read(f->dst, TEST_VM_LOG_SERIAL);
+    g_assert_null(strstr(serial, "PROGRESS"));
 }
 
 /* A stream image to a page-aligned one and back; both restore and continue. */
