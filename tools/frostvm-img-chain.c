@@ -15,7 +15,6 @@
 #include "migration/restore-chain.h"
 #include "migration/savevm-parse.h"
 #include "migration/stream-file.h"
-#include "migration/vmstate.h"
 #include "tools/frostvm-img.h"
 #include "util/error.h"
 #include "util/zero-page.h"
@@ -184,16 +183,8 @@ static bool stream_device(void *opaque, const char *name, uint32_t instance, uin
                           const uint8_t *data, size_t len, uint64_t stream_offset, GError **errp)
 {
     Composite *c = opaque;
-    size_t name_len = strlen(name);
 
-    vmstate_put_u32(c->devices, SAVEVM_REC_DEVICE);
-    vmstate_put_u32(c->devices, 0);
-    vmstate_put_u64(c->devices, 12 + name_len + len);
-    vmstate_put_u32(c->devices, instance);
-    vmstate_put_u32(c->devices, version);
-    vmstate_put_u32(c->devices, (uint32_t)name_len);
-    vmstate_put_bytes(c->devices, name, name_len);
-    vmstate_put_bytes(c->devices, data, len);
+    img_put_device_record(c->devices, name, instance, version, data, len);
     return true;
 }
 

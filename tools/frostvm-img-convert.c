@@ -101,17 +101,24 @@ static bool to_mapped_device(void *opaque, const char *name, uint32_t instance,
                              uint64_t stream_offset, GError **errp)
 {
     ToMapped *c = opaque;
+
+    img_put_device_record(c->devices, name, instance, version, data, len);
+    return true;
+}
+
+void img_put_device_record(GByteArray *out, const char *name, uint32_t instance,
+                           uint32_t version, const uint8_t *data, size_t len)
+{
     size_t name_len = strlen(name);
 
-    vmstate_put_u32(c->devices, SAVEVM_REC_DEVICE);
-    vmstate_put_u32(c->devices, 0);
-    vmstate_put_u64(c->devices, 12 + name_len + len);
-    vmstate_put_u32(c->devices, instance);
-    vmstate_put_u32(c->devices, version);
-    vmstate_put_u32(c->devices, (uint32_t)name_len);
-    vmstate_put_bytes(c->devices, name, name_len);
-    vmstate_put_bytes(c->devices, data, len);
-    return true;
+    vmstate_put_u32(out, SAVEVM_REC_DEVICE);
+    vmstate_put_u32(out, 0);
+    vmstate_put_u64(out, 12 + name_len + len);
+    vmstate_put_u32(out, instance);
+    vmstate_put_u32(out, version);
+    vmstate_put_u32(out, (uint32_t)name_len);
+    vmstate_put_bytes(out, name, name_len);
+    vmstate_put_bytes(out, data, len);
 }
 
 static bool convert_to_mapped(const char *src, const char *dst, int fd, GError **errp)

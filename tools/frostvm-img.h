@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <glib.h>
 
 /* qemu-img check's exit codes: 2 means the image is corrupt. */
 #define EXIT_IMAGE_ERROR 1
@@ -37,6 +38,10 @@ void img_print_json(JsonBuilder *b);
 
 /* A buffer of at least @need bytes in *@buf (grown, contents dropped). */
 void *img_scratch(uint8_t **buf, size_t *size, size_t need);
+
+/* Append a DEVC record (header, instance, version, name, state) to @out. */
+void img_put_device_record(GByteArray *out, const char *name, uint32_t instance,
+                           uint32_t version, const uint8_t *data, size_t len);
 
 /* The "machine:" lines of info. */
 void img_print_machine(const void *fdt);

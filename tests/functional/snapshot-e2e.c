@@ -15,6 +15,8 @@
 
 #include <glib/gstdio.h>
 
+#include "vm-helper.h"
+
 static char *img_tool_path(void)
 {
     const char *set = g_getenv("FROSTVM_IMG");
@@ -369,4 +371,29 @@ uint64_t snap_reader_finish(SnapReader *r)
         g_error("unix: reader: %s", g_strerror(error));
     }
     return bytes;
+}
+
+PayloadProgress snap_progress_healthy(TestVm *vm, int timeout_ms)
+{
+    g_autofree char *line = NULL;
+    g_autoptr(GError) err = NULL;
+    PayloadProgress p;
+
+    test_vm_wait_serial(vm, "PROGRESS ", timeout_ms, &line, &err);
+    g_assert_no_error(err);
+    g_assert_true(payload_parse_progress(line, &p, &err));
+    if (!p.regs_ok || p.errors || !payload_progress_csum_ok(&p)) {
+        g_autofree char *log = test_vm_log_read(vm, TEST_VM_LOG_SERIAL);
+        g_error("unhealthy PROGRESS line: %s\nserial:\n%s", line, log);
+    }
+    return p;
+}
+
+void snap_assert_serial_clean(TestVm *vm)
+{
+    g_autofree char *log = test_vm_log_read(vm, TEST_VM_LOG_SERIAL);
+
+    g_assert_null(strstr(log, "MISMATCH"));
+    g_assert_null(strstr(log, "FAIL"));
+    g_assert_null(strstr(log, "PAYLOAD ERROR"));
 }

@@ -10,6 +10,8 @@
 #include "qmp-client.h"
 #include "payload-check.h"
 
+typedef struct TestVm TestVm;
+
 /* Waits that cover a guest's first sweep or a whole snapshot on a loaded machine. */
 #define SNAP_TIMEOUT_MS 30000
 
@@ -44,6 +46,18 @@ char *snap_wait_migration_end(QmpClient *c);
 
 /* Wait for the end of the migration and fail the test unless it completed, with the reason. */
 void snap_wait_completed(QmpClient *c);
+
+/* ---- the guest ---- */
+
+/*
+ * The next PROGRESS line of @vm's serial log within @timeout_ms, which must
+ * be healthy (registers agree with memory, no mismatch, checksum right):
+ * fails the test with the serial log otherwise.
+ */
+PayloadProgress snap_progress_healthy(TestVm *vm, int timeout_ms);
+
+/* The serial log has no MISMATCH, FAIL or PAYLOAD ERROR line. */
+void snap_assert_serial_clean(TestVm *vm);
 
 /* ---- images ---- */
 

@@ -58,27 +58,12 @@ static TestVm *guest_new(const IncCase *c, bool kernel)
 
 static PayloadProgress progress(TestVm *vm)
 {
-    g_autofree char *line = NULL;
-    g_autoptr(GError) err = NULL;
-    PayloadProgress p;
-
-    test_vm_wait_serial(vm, "PROGRESS ", I_TIMEOUT_MS, &line, &err);
-    g_assert_no_error(err);
-    g_assert_true(payload_parse_progress(line, &p, &err));
-    if (!p.regs_ok || p.errors || !payload_progress_csum_ok(&p)) {
-        g_autofree char *log = test_vm_log_read(vm, TEST_VM_LOG_SERIAL);
-        g_error("unhealthy PROGRESS line: %s\nserial:\n%s", line, log);
-    }
-    return p;
+    return snap_progress_healthy(vm, I_TIMEOUT_MS);
 }
 
 static void assert_serial_clean(TestVm *vm)
 {
-    g_autofree char *log = test_vm_log_read(vm, TEST_VM_LOG_SERIAL);
-
-    g_assert_null(strstr(log, "MISMATCH"));
-    g_assert_null(strstr(log, "FAIL"));
-    g_assert_null(strstr(log, "PAYLOAD ERROR"));
+    snap_assert_serial_clean(vm);
 }
 
 static TestVm *source_start(const IncCase *c)
@@ -255,6 +240,22 @@ static void test_chain(IncFixture *f, gconstpointer data)
     }
     f->dst = restore_and_continue(c, paths[1], "eager", steps[1]);
     g_clear_pointer(&f->dst, test_vm_free);
+    {
+        /* A base moved away: found through restore-base instead of the recorded path. */
+        g_autofree char *moved = g_strdup_printf("%s.moved", paths[I_CHAIN - 2]);
+        g_autofree char *global = g_strdup_printf("migration.restore-base=%s", moved);
+        g_autofree char *uri = g_strdup_printf("file:%s", paths[I_CHAIN - 1]);
+
+        g_assert_cmpint(rename(paths[I_CHAIN - 2], moved), ==, 0);
+        f->dst = guest_new(c, false);
+        test_vm_add_args(f->dst, "-global", global, "-global", "migration.restore-mode=eager",
+                         "-incoming", uri, NULL);
+        test_vm_launch_or_fail(f->dst);
+        g_assert_cmpuint(progress(f->dst).steps, >=, steps[I_CHAIN - 1]);
+        assert_serial_clean(f->dst);
+        g_clear_pointer(&f->dst, test_vm_free);
+        g_assert_cmpint(rename(moved, paths[I_CHAIN - 2]), ==, 0);
+    }
     f->dst = restore_and_continue(c, paths[I_CHAIN - 1], c->mapped ? "lazy" : "eager",
                                   steps[I_CHAIN - 1]);
     g_clear_pointer(&f->dst, test_vm_free);

@@ -64,30 +64,14 @@ static uint64_t ram_bytes(const RestoreCase *c)
     return g_ascii_strtoull(c->ram_mb, NULL, 10) << 20;
 }
 
-/* The next PROGRESS line, healthy: registers agree with memory, no mismatch. */
 static PayloadProgress progress(TestVm *vm)
 {
-    g_autofree char *line = NULL;
-    g_autoptr(GError) err = NULL;
-    PayloadProgress p;
-
-    test_vm_wait_serial(vm, "PROGRESS ", R_TIMEOUT_MS, &line, &err);
-    g_assert_no_error(err);
-    g_assert_true(payload_parse_progress(line, &p, &err));
-    if (!p.regs_ok || p.errors || !payload_progress_csum_ok(&p)) {
-        g_autofree char *log = test_vm_log_read(vm, TEST_VM_LOG_SERIAL);
-        g_error("unhealthy PROGRESS line: %s\nserial:\n%s", line, log);
-    }
-    return p;
+    return snap_progress_healthy(vm, R_TIMEOUT_MS);
 }
 
 static void assert_serial_clean(TestVm *vm)
 {
-    g_autofree char *log = test_vm_log_read(vm, TEST_VM_LOG_SERIAL);
-
-    g_assert_null(strstr(log, "MISMATCH"));
-    g_assert_null(strstr(log, "FAIL"));
-    g_assert_null(strstr(log, "PAYLOAD ERROR"));
+    snap_assert_serial_clean(vm);
 }
 
 /* A running source guest that has written its whole range once. */
