@@ -480,7 +480,6 @@ static bool write_stream(Composite *c, const char *dst, const ImageIdentity *bas
     gsize fdt_len;
     const void *fdt = g_bytes_get_data(c->fdt, &fdt_len);
     StreamFile *f;
-    bool ok;
 
     if (!ch) {
         return false;
@@ -526,17 +525,7 @@ static bool write_stream(Composite *c, const char *dst, const ImageIdentity *bas
             }
         }
     }
-    ok = savevm_write_ram_end(f, errp);
-    if (ok) {
-        stream_file_write(f, c->devices->data, c->devices->len);
-    }
-    ok = ok && savevm_write_footer(f, errp) && stream_file_flush(f) &&
-         stream_file_check(f, errp);
-    stream_file_free(f);
-    if (!channel_close(ch, ok, ok ? errp : NULL)) {
-        ok = false;
-    }
-    return ok;
+    return img_stream_finish(f, ch, true, c->devices->data, c->devices->len, errp);
 }
 
 /* Write @c to @dst in @mapped's layout, atomically (a temporary file renamed). */

@@ -224,14 +224,20 @@ static bool convert_to_stream(const char *src, const char *dst, GError **errp)
     for (uint32_t i = 0; ok && i < img->h.nblocks; i++) {
         ok = write_block_records(f, img, i, buf, errp);
     }
+    return img_stream_finish(f, ch, ok, img->devices, img->h.devices_len, errp);
+}
+
+bool img_stream_finish(StreamFile *f, MigrationChannel *ch, bool ok, const void *devices,
+                       size_t devices_len, GError **errp)
+{
     ok = ok && savevm_write_ram_end(f, errp);
     if (ok) {
-        stream_file_write(f, img->devices, img->h.devices_len);
+        stream_file_write(f, devices, devices_len);
     }
     ok = ok && savevm_write_footer(f, errp) && stream_file_flush(f) &&
          stream_file_check(f, errp);
     stream_file_free(f);
-    /* The channel publishes dst only when complete, as a migration's file: does. */
+    /* The channel publishes the file only when complete, as a migration's file: does. */
     if (!channel_close(ch, ok, ok ? errp : NULL)) {
         ok = false;
     }

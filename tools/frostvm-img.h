@@ -57,6 +57,17 @@ int img_mapped_dump_ram(const char *path, const char *out_path);
 /* frostvm-img-convert.c: stream to page-aligned, or page-aligned to stream. */
 int img_convert(const char *src, const char *dst);
 
+typedef struct StreamFile StreamFile;
+typedef struct MigrationChannel MigrationChannel;
+
+/*
+ * End a stream written after its RAM records (when @ok): the RAM section
+ * end, the device records, the footer; free @f and close @ch, which
+ * publishes the file only if all went well. Returns whether it did.
+ */
+bool img_stream_finish(StreamFile *f, MigrationChannel *ch, bool ok, const void *devices,
+                       size_t devices_len, GError **errp);
+
 /* frostvm-img-chain.c: chains of incremental images (either layout) */
 
 /* The "chain:" lines of info: each image from @path down to its flat base. */

@@ -397,3 +397,28 @@ void snap_assert_serial_clean(TestVm *vm)
     g_assert_null(strstr(log, "FAIL"));
     g_assert_null(strstr(log, "PAYLOAD ERROR"));
 }
+
+TestVm *snap_guest_new(const char *accel, const char *ram_mb, const char *append, bool kernel)
+{
+    TestVm *vm = test_vm_new(TEST_VM_DEFAULT);
+
+    test_vm_add_args(vm, "-accel", accel, "-m", ram_mb, NULL);
+    if (kernel && !strcmp(accel, "kvm")) {
+        g_autofree char *payload = test_vm_payload_path();
+        test_vm_add_args(vm, "-kernel", payload, NULL);
+    }
+    test_vm_add_args(vm, "-append", append, NULL);
+    return vm;
+}
+
+void snap_drop_migration_events(QmpClient *qmp)
+{
+    for (;;) {
+        g_autoptr(GError) err = NULL;
+        g_autoptr(JsonObject) ev = qmp_client_wait_event(qmp, "MIGRATION", 0, &err);
+
+        if (!ev) {
+            return;
+        }
+    }
+}

@@ -35,6 +35,9 @@ void snap_enable(QmpClient *c);
 /* migrate to @uri (returns at once, as QEMU's). */
 void snap_migrate(QmpClient *c, const char *uri);
 
+/* Forget the MIGRATION events received so far (an earlier migration's). */
+void snap_drop_migration_events(QmpClient *c);
+
 /* query-migrate's object (caller unrefs). */
 JsonObject *snap_query_migrate(QmpClient *c);
 
@@ -48,6 +51,13 @@ char *snap_wait_migration_end(QmpClient *c);
 void snap_wait_completed(QmpClient *c);
 
 /* ---- the guest ---- */
+
+/*
+ * A frostvm with @ram_mb MiB on @accel ("kvm" or "test") and the payload's
+ * @append; with @kernel, KVM boots the payload (a restored guest needs none).
+ * Not launched yet.
+ */
+TestVm *snap_guest_new(const char *accel, const char *ram_mb, const char *append, bool kernel);
 
 /*
  * The next PROGRESS line of @vm's serial log within @timeout_ms, which must

@@ -45,15 +45,7 @@ static bool case_skip(const IncCase *c)
 
 static TestVm *guest_new(const IncCase *c, bool kernel)
 {
-    TestVm *vm = test_vm_new(TEST_VM_DEFAULT);
-
-    test_vm_add_args(vm, "-accel", c->accel, "-m", I_RAM_MB, NULL);
-    if (kernel && !strcmp(c->accel, "kvm")) {
-        g_autofree char *payload = test_vm_payload_path();
-        test_vm_add_args(vm, "-kernel", payload, NULL);
-    }
-    test_vm_add_args(vm, "-append", c->append, NULL);
-    return vm;
+    return snap_guest_new(c->accel, I_RAM_MB, c->append, kernel);
 }
 
 static PayloadProgress progress(TestVm *vm)
@@ -99,14 +91,7 @@ static void set_base(QmpClient *qmp, const char *base)
 
 static void drop_migration_events(QmpClient *qmp)
 {
-    for (;;) {
-        g_autoptr(GError) err = NULL;
-        g_autoptr(JsonObject) ev = qmp_client_wait_event(qmp, "MIGRATION", 0, &err);
-
-        if (!ev) {
-            return;
-        }
-    }
+    snap_drop_migration_events(qmp);
 }
 
 /* One background snapshot to @path on @base (NULL: full); the guest's steps around it. */

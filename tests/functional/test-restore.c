@@ -48,15 +48,7 @@ static bool case_skip(const RestoreCase *c)
 
 static TestVm *guest_new(const RestoreCase *c, bool kernel)
 {
-    TestVm *vm = test_vm_new(TEST_VM_DEFAULT);
-
-    test_vm_add_args(vm, "-accel", c->accel, "-m", c->ram_mb, NULL);
-    if (kernel && !strcmp(c->accel, "kvm")) {
-        g_autofree char *payload = test_vm_payload_path();
-        test_vm_add_args(vm, "-kernel", payload, NULL);
-    }
-    test_vm_add_args(vm, "-append", c->append, NULL);
-    return vm;
+    return snap_guest_new(c->accel, c->ram_mb, c->append, kernel);
 }
 
 static uint64_t ram_bytes(const RestoreCase *c)
@@ -100,14 +92,7 @@ static void set_caps(QmpClient *qmp, bool background, bool mapped)
 /* Forget MIGRATION events of earlier migrations (a restore's "completed"). */
 static void drop_migration_events(QmpClient *qmp)
 {
-    for (;;) {
-        g_autoptr(GError) err = NULL;
-        g_autoptr(JsonObject) ev = qmp_client_wait_event(qmp, "MIGRATION", 0, &err);
-
-        if (!ev) {
-            return;
-        }
-    }
+    snap_drop_migration_events(qmp);
 }
 
 /* Snapshot @vm to @path (a page-aligned image unless !@mapped); returns the steps around it. */
