@@ -22,6 +22,8 @@ typedef struct StreamFile StreamFile;
 #define SNAPSHOT_SCAN_CHUNK_PAGES 512u
 /* Largest aligned block a fault saves around the faulting page (the THP size). */
 #define SNAPSHOT_FAULT_BLOCK_MAX_PAGES 512u
+/* A transparent huge page, in 4 KiB pages: protection changes in these where RAM is mapped huge. */
+#define SNAPSHOT_HUGE_PAGES 512u
 
 /*
  * Per RAM block claim state. A page is "claimed" by whoever sets its bit
@@ -32,9 +34,26 @@ typedef struct StreamFile StreamFile;
 typedef struct SnapshotBlock {
     RamBlock *rb;
     uint64_t pages;
+    uint64_t regions;           /* 2 MiB regions (the last may be partial) */
     uint32_t group_pages;       /* backing page in 4 KiB pages: protection changes in these */
     unsigned long *claimed;
     unsigned long *saved;
+    /*
+     * Pages known zero without reading (never populated, or the zero page):
+     * before the early protect (see snapshot_engine_prearm()) and in the
+     * pause. Those of the pause are claimed and saved there, and were never
+     * protected; the scan writes their zero records.
+     */
+    unsigned long *zero_before;
+    unsigned long *zero_at_pause;
+    /*
+     * Per 2 MiB region: mapped by one huge PMD in the pause and still whole
+     * (atomic; protection changes only for the whole region while set), and
+     * split by us because a fault had to be served small (atomic; the region
+     * goes to the collapse thread once saved).
+     */
+    unsigned long *huge;
+    unsigned long *split;
 } SnapshotBlock;
 
 /* A range of one RAM block. */
@@ -52,6 +71,21 @@ typedef struct SnapshotRecord {
     bool zero;                  /* no data: the pages are all zero */
     uint32_t slots[];           /* npages pool slots holding the data (unless zero) */
 } SnapshotRecord;
+
+/*
+ * The thread that puts split huge pages back together (MADV_COLLAPSE), off
+ * the fault thread and the vCPUs: a collapse copies 2 MiB with the mmap lock
+ * held for writing, about a millisecond.
+ */
+typedef struct SnapshotCollapser {
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    GQueue queue;               /* SnapshotRange *: regions saved and released */
+    GQueue later;               /* refused while still protected: after the snapshot */
+    bool finishing;             /* protection is gone: do what is left, then stop */
+    bool unsupported;           /* the kernel has no MADV_COLLAPSE */
+} SnapshotCollapser;
 
 /* The writer thread and its queue; it alone writes to the stream while it runs. */
 typedef struct SnapshotWriter {
@@ -76,7 +110,12 @@ typedef struct SnapshotWriter {
 typedef struct SnapshotFigures {
     uint64_t write_faults;      /* atomic: fault events served */
     uint64_t pages_out_of_order;
-    uint64_t pages_unpopulated;
+    uint64_t pages_unpopulated; /* known zero in the pause */
+    uint64_t huge_in_pause;     /* 2 MiB regions mapped huge in the pause */
+    uint64_t huge_whole_faults; /* atomic: faults served by saving a whole huge page */
+    uint64_t huge_split;        /* atomic: huge pages split to serve a fault small */
+    uint64_t huge_restored;     /* atomic: split ones collapsed again (MADV_COLLAPSE) */
+    uint64_t huge_collapse_failed; /* atomic */
     uint64_t saved_pages;       /* atomic: pages with their "saved" bit set */
     uint64_t fault_waits_on_scan;
     uint64_t scan_boosts;       /* under scan_prio_lock */
@@ -95,9 +134,12 @@ typedef struct BackgroundSnapshot {
     LatencyHistogram fault_latency;
     SnapshotFigures fig;
     uint32_t fault_block_max_pages;   /* power of two, 1..SNAPSHOT_FAULT_BLOCK_MAX_PAGES */
+    /* Fault thread only: what saving a whole huge page costs (moving average, ns). */
+    uint64_t huge_save_ns;
+    uint32_t huge_small_since_probe;
     bool aborting;              /* atomic: give up; fault handler releases without saving */
     int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
-    bool swap_active;           /* the host had swap when the snapshot started */
+    SnapshotCollapser collapser;
     bool finished;
     uint64_t setup_ns;
 
@@ -105,7 +147,8 @@ typedef struct BackgroundSnapshot {
     GMutex arm_lock;
     bool prearmed;              /* atomic reads; changed under arm_lock */
     GArray *prearm_released;    /* SnapshotRange: released by faults before the pause */
-    uint64_t arm_ns;            /* the protect inside the pause */
+    uint64_t prearm_ns;         /* the early protect, before the pause */
+    uint64_t arm_ns;            /* finding zero pages and protecting, inside the pause */
 
     /* The scan runs at SCHED_IDLE; a fault waiting on its claims boosts it. */
     GMutex scan_prio_lock;
@@ -244,10 +287,44 @@ uint64_t snapshot_save_claimed(BackgroundSnapshot *bs, unsigned block_index, uin
 /*
  * Remove protection from [@first, @first + @n) of block @block_index where
  * the pages are saved (one call when all are). Pages still being copied by
- * another thread stay protected.
+ * another thread stay protected. A region still mapped huge is released
+ * whole or not at all (so it stays huge), and a region we split goes to the
+ * collapse thread once all of it is saved.
  */
 void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                               uint64_t n, bool by_fault);
+
+/* snapshot-collapse.c */
+
+/* Set up the collapser's queue (no thread yet); snapshot_collapse_clear() undoes it. */
+void snapshot_collapse_init(BackgroundSnapshot *bs);
+void snapshot_collapse_clear(BackgroundSnapshot *bs);
+
+/* Start the collapse thread. */
+bool snapshot_collapse_start(BackgroundSnapshot *bs, GError **errp);
+
+/* Queue the split region @region of block @block_index: all its pages are saved. */
+void snapshot_collapse_push(BackgroundSnapshot *bs, unsigned block_index, uint64_t region);
+
+/*
+ * All protection is removed: collapse what is still queued or was refused
+ * while protected, then let the thread end. Does not wait.
+ */
+void snapshot_collapse_unprotected(BackgroundSnapshot *bs);
+
+/* As snapshot_collapse_unprotected(), and wait for the thread. Safe when never started. */
+void snapshot_collapse_finish(BackgroundSnapshot *bs);
+
+/* Whether 2 MiB region @region of @sb is mapped huge and whole (atomic read). */
+bool snapshot_region_is_huge(SnapshotBlock *sb, uint64_t region);
+
+/*
+ * A fault must be served small in huge region @region: from now on its
+ * protection changes in pieces (the kernel splits the mapping). Counts the
+ * split and marks the region for the collapse thread. False if it was no
+ * longer huge (someone else split it).
+ */
+bool snapshot_region_split(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t region);
 
 /* snapshot-fault.c */
 
