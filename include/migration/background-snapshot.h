@@ -30,6 +30,8 @@ typedef struct BackgroundSnapshotStats {
     uint64_t huge_pages_split;      /* huge pages split to serve a fault in a smaller piece */
     uint64_t huge_pages_restored;   /* split ones collapsed back into huge pages */
     uint64_t huge_collapse_failed;  /* split ones the kernel would not collapse */
+    uint64_t paced_faults;          /* faults slowed to the sink's pace (pool low) */
+    uint64_t paced_us;              /* their total wait */
     uint64_t downtime_us;           /* vCPUs stopped, in microseconds */
     uint64_t wp_setup_us;           /* time to register and write-protect RAM */
 } BackgroundSnapshotStats;

@@ -64,8 +64,10 @@ static void refresh_stats(SnapshotRun *run)
 /*
  * The scan runs at SCHED_IDLE so that it yields to the vCPUs; on a host whose
  * CPUs are all busy that starves it (a 1 GiB guest took 57 times longer with
- * two CPU hogs). No progress for this long with room in the pool means
- * starvation, not back-pressure: lift the scan to normal priority for a while.
+ * two CPU hogs). No progress for this long while the scan is not waiting for
+ * the pool means starvation, not back-pressure: lift the scan for a while.
+ * (Judging by the pool's free share instead lifted it every 200 ms for the
+ * whole of a snapshot to a slow sink, where it then preempted the vCPU.)
  */
 #define SCAN_STARVED_US (200 * 1000)
 #define SCAN_STARVED_BOOST_NS (100 * 1000 * 1000ULL)
@@ -79,7 +81,7 @@ static void scan_watchdog(SnapshotRun *run, uint64_t *last_saved, gint64 *last_m
         *last_saved = saved;
         *last_move = now;
     } else if (now - *last_move >= SCAN_STARVED_US &&
-               page_pool_free_fraction(run->bs->pool) > 0.25) {
+               !page_pool_scan_waiting(run->bs->pool)) {
         snapshot_scan_boost_starved(run->bs, SCAN_STARVED_BOOST_NS);
         *last_move = now;
     }

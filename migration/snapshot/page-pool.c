@@ -40,6 +40,8 @@ struct PagePool {
     uint32_t nr_free;         /* nr_warm + nr_cold; read without the lock as a hint */
     uint32_t keep_warm;
     bool closed;
+    bool scan_waiting;        /* atomic reads: a scan take waits for pages */
+    uint64_t returned;        /* atomic reads: pages given back so far */
     PagePoolStats stats;
 };
 
@@ -162,8 +164,14 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
             return false;
         }
         gint64 start = g_get_monotonic_time();
+        if (user == PAGE_POOL_USER_SCAN) {
+            __atomic_store_n(&p->scan_waiting, true, __ATOMIC_RELAXED);
+        }
         while (!p->closed && available_locked(p, user) < n) {
             g_cond_wait(&p->freed, &p->lock);
+        }
+        if (user == PAGE_POOL_USER_SCAN) {
+            __atomic_store_n(&p->scan_waiting, false, __ATOMIC_RELAXED);
         }
         uint64_t waited_ns = (uint64_t)(g_get_monotonic_time() - start) * 1000;
         if (user == PAGE_POOL_USER_FAULT) {
@@ -217,8 +225,24 @@ void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n)
     memcpy(&p->warm_slots[p->nr_warm], slots, n * sizeof(*slots));
     p->nr_warm += n;
     __atomic_store_n(&p->nr_free, p->nr_free + n, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->returned, p->returned + n, __ATOMIC_RELAXED);
     g_cond_broadcast(&p->freed);
     g_mutex_unlock(&p->lock);
+}
+
+bool page_pool_scan_waiting(PagePool *p)
+{
+    return __atomic_load_n(&p->scan_waiting, __ATOMIC_RELAXED);
+}
+
+uint64_t page_pool_returned(PagePool *p)
+{
+    return __atomic_load_n(&p->returned, __ATOMIC_RELAXED);
+}
+
+uint32_t page_pool_capacity(PagePool *p)
+{
+    return p->capacity;
 }
 
 uint8_t *page_pool_page(PagePool *p, uint32_t slot)

@@ -14,6 +14,14 @@
 #endif
 
 /*
+ * A collapse holds the mmap lock for writing while it copies (about a
+ * millisecond here): a fault being served then waits for it in its
+ * unprotect, and so does its vCPU. During the snapshot, collapse only once
+ * the fault thread has been idle this long; after it, at once.
+ */
+#define COLLAPSE_QUIET_NS (5 * 1000 * 1000ULL)
+
+/*
  * The kernel refuses a collapse while any page of the range still carries
  * write protection (or was never populated, while registered). A region is
  * queued when all its pages are saved, which is a moment before the last of
@@ -39,11 +47,32 @@ static bool collapse_region(BackgroundSnapshot *bs, const SnapshotRange *r)
     return false;
 }
 
+/* Wait (lock held) until faults have paused for COLLAPSE_QUIET_NS or the snapshot ends. */
+static void collapse_wait_quiet(BackgroundSnapshot *bs)
+{
+    SnapshotCollapser *c = &bs->collapser;
+
+    while (!c->finishing) {
+        uint64_t idle = __atomic_load_n(&bs->fault_idle_since_ns, __ATOMIC_RELAXED);
+        uint64_t now = write_tracking_now_ns();
+        uint64_t wait_ns = COLLAPSE_QUIET_NS;
+
+        if (idle && now - idle >= COLLAPSE_QUIET_NS) {
+            return;
+        }
+        if (idle) {
+            wait_ns = COLLAPSE_QUIET_NS - (now - idle);
+        }
+        g_cond_wait_until(&c->cond, &c->lock, g_get_monotonic_time() + wait_ns / 1000 + 1);
+    }
+}
+
 static gpointer collapse_thread_main(gpointer opaque)
 {
     BackgroundSnapshot *bs = opaque;
     SnapshotCollapser *c = &bs->collapser;
 
+    snapshot_thread_yield_to_vcpus();
     g_mutex_lock(&c->lock);
     for (;;) {
         SnapshotRange *r = g_queue_pop_head(&c->queue);
@@ -58,6 +87,10 @@ static gpointer collapse_thread_main(gpointer opaque)
             }
             g_cond_wait(&c->cond, &c->lock);
             continue;
+        }
+        if (!finishing) {
+            collapse_wait_quiet(bs);
+            finishing = c->finishing;
         }
         g_mutex_unlock(&c->lock);
         bool done = !c->unsupported && collapse_region(bs, r);

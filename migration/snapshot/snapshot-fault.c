@@ -37,7 +37,7 @@ uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
  */
 #define HUGE_WHOLE_BUDGET_NS (1000 * 1000ULL)
 /* Room left for other faults after a whole save: this share of the pool. */
-#define HUGE_WHOLE_SPARE_DIVISOR 8
+#define HUGE_WHOLE_SPARE_DIVISOR 32
 /* After a slow copy, try whole again every so many huge faults (the machine may have calmed). */
 #define HUGE_WHOLE_REPROBE 32
 
@@ -46,7 +46,8 @@ static bool fault_whole_huge(BackgroundSnapshot *bs)
     uint32_t spare = page_pool_max_take(bs->pool, PAGE_POOL_USER_FAULT) /
                      HUGE_WHOLE_SPARE_DIVISOR;
 
-    if (page_pool_available(bs->pool, PAGE_POOL_USER_FAULT) < SNAPSHOT_HUGE_PAGES + spare) {
+    if (page_pool_available(bs->pool, PAGE_POOL_USER_FAULT) < SNAPSHOT_HUGE_PAGES + spare ||
+        snapshot_pacer_active(bs)) {
         return false;
     }
     if (bs->huge_save_ns > HUGE_WHOLE_BUDGET_NS &&
@@ -73,9 +74,13 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
         }
     }
     uint32_t block_pages = whole ? SNAPSHOT_HUGE_PAGES
-                                 : MAX(snapshot_fault_block_pages(bs), sb->group_pages);
+                                 : MAX(MIN(snapshot_fault_block_pages(bs),
+                                           snapshot_pacer_block_cap(bs)), sb->group_pages);
     uint64_t first = page & ~(uint64_t)(block_pages - 1);
     uint64_t n = MIN((uint64_t)block_pages, sb->pages - first);
+
+    /* A low pool: wait a little now rather than long for the sink later. */
+    snapshot_pacer_admit(bs, (uint32_t)n);
 
     /* Only neighbours nobody has claimed yet: the scan may own some of them. */
     bitmap_claim_range_atomic(sb->claimed, first, n, won);
@@ -153,12 +158,14 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
         return;
     }
     __atomic_fetch_add(&bs->fig.write_faults, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&bs->fault_idle_since_ns, 0, __ATOMIC_RELAXED);
     if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
         /* The image is lost anyway; never hold the guest. */
         uint64_t g = page & ~(uint64_t)(SNAPSHOT_HUGE_PAGES - 1);
         write_tracking_unprotect(bs->wt, block_index, g * SNAPSHOT_PAGE_SIZE,
                                  MIN((uint64_t)SNAPSHOT_HUGE_PAGES, sb->pages - g) *
                                  SNAPSHOT_PAGE_SIZE);
+        __atomic_store_n(&bs->fault_idle_since_ns, write_tracking_now_ns(), __ATOMIC_RELAXED);
         return;
     }
     bool mine = !bitmap_test_and_set_atomic(sb->claimed, page);
@@ -186,7 +193,9 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
                                      group_n * SNAPSHOT_PAGE_SIZE);
         }
     }
-    uint64_t service_ns = write_tracking_now_ns() - read_ns;
+    uint64_t now_ns = write_tracking_now_ns();
+    uint64_t service_ns = now_ns - read_ns;
+    __atomic_store_n(&bs->fault_idle_since_ns, now_ns, __ATOMIC_RELAXED);
     latency_histogram_record(&bs->fault_latency, service_ns);
     uint64_t addr = (uint64_t)(uintptr_t)(sb->rb->host + offset);
     trace_snapshot_fault_served(addr, service_ns);

@@ -87,6 +87,15 @@ typedef struct SnapshotCollapser {
     bool unsupported;           /* the kernel has no MADV_COLLAPSE */
 } SnapshotCollapser;
 
+/* Pacing faults while the pool is low (snapshot-pacer.c); fault thread only. */
+typedef struct SnapshotPacer {
+    uint64_t sample_ns;         /* last drain sample */
+    uint64_t sample_returned;   /* pool pages returned then */
+    double drain_pages_per_s;   /* moving average; 0 until measured */
+    double tokens;              /* pages faults may take before waiting */
+    uint64_t tokens_ns;
+} SnapshotPacer;
+
 /* The writer thread and its queue; it alone writes to the stream while it runs. */
 typedef struct SnapshotWriter {
     StreamFile *f;
@@ -116,6 +125,8 @@ typedef struct SnapshotFigures {
     uint64_t huge_split;        /* atomic: huge pages split to serve a fault small */
     uint64_t huge_restored;     /* atomic: split ones collapsed again (MADV_COLLAPSE) */
     uint64_t huge_collapse_failed; /* atomic */
+    uint64_t paced_faults;      /* atomic: faults that waited for the pacer */
+    uint64_t paced_ns;          /* atomic: and how long, in all */
     uint64_t saved_pages;       /* atomic: pages with their "saved" bit set */
     uint64_t fault_waits_on_scan;
     uint64_t scan_boosts;       /* under scan_prio_lock */
@@ -137,9 +148,12 @@ typedef struct BackgroundSnapshot {
     /* Fault thread only: what saving a whole huge page costs (moving average, ns). */
     uint64_t huge_save_ns;
     uint32_t huge_small_since_probe;
+    /* atomic: 0 while the fault thread serves a fault, else when it last finished (ns) */
+    uint64_t fault_idle_since_ns;
     bool aborting;              /* atomic: give up; fault handler releases without saving */
     int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
     SnapshotCollapser collapser;
+    SnapshotPacer pacer;
     bool finished;
     uint64_t setup_ns;
 
@@ -161,6 +175,14 @@ typedef struct BackgroundSnapshot {
 /* snapshot-engine.c: the lifecycle, free of the migration core (unit-testable) */
 
 typedef struct BackgroundSnapshotStats BackgroundSnapshotStats;
+
+/*
+ * For the snapshot's helper threads (writer, collapse): SCHED_BATCH, which
+ * weighs like normal priority but never preempts a running thread when it
+ * wakes. A writer woken by every record otherwise preempted a vCPU in the
+ * middle of its work and held it for a time slice (milliseconds). Best effort.
+ */
+void snapshot_thread_yield_to_vcpus(void);
 
 /* Pool size for @ram_bytes of guest RAM when the parameter is 0 (auto). */
 uint64_t snapshot_default_pool_size(uint64_t ram_bytes);
@@ -325,6 +347,20 @@ bool snapshot_region_is_huge(SnapshotBlock *sb, uint64_t region);
  * longer huge (someone else split it).
  */
 bool snapshot_region_split(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t region);
+
+/* snapshot-pacer.c (fault thread only) */
+
+/* Sample the pool's drain (pages returned per second) at @now_ns. */
+void snapshot_pacer_update(BackgroundSnapshot *bs, uint64_t now_ns);
+
+/* True while the pool is low enough that faults are paced. */
+bool snapshot_pacer_active(BackgroundSnapshot *bs);
+
+/* Most pages one fault should save now (a power of two), so a paced wait stays short. */
+uint32_t snapshot_pacer_block_cap(BackgroundSnapshot *bs);
+
+/* Before a fault takes @pages buffers: wait as long as pacing asks (at most 2 ms). */
+void snapshot_pacer_admit(BackgroundSnapshot *bs, uint32_t pages);
 
 /* snapshot-fault.c */
 

@@ -61,17 +61,18 @@ void snapshot_scan_boost(BackgroundSnapshot *bs)
 
 void snapshot_scan_boost_starved(BackgroundSnapshot *bs, uint64_t for_ns)
 {
-    struct sched_param normal = { 0 };
+    struct sched_param batch = { 0 };
 
     g_mutex_lock(&bs->scan_prio_lock);
     if (bs->scan_tid && bs->scan_lowered) {
         __atomic_store_n(&bs->scan_starved_until_ns, write_tracking_now_ns() + for_ns,
                          __ATOMIC_RELEASE);
         /*
-         * Normal priority, never real-time for this long (even over a fault's
-         * boost): the vCPUs keep their fair share against the scan.
+         * A fair share, never real-time for this long (even over a fault's
+         * boost): SCHED_BATCH weighs like normal priority but never preempts
+         * a vCPU when it wakes, which would stall the guest for a time slice.
          */
-        if (sched_setscheduler(bs->scan_tid, SCHED_OTHER, &normal) == 0) {
+        if (sched_setscheduler(bs->scan_tid, SCHED_BATCH, &batch) == 0) {
             __atomic_store_n(&bs->scan_boosted, true, __ATOMIC_RELEASE);
             bs->fig.scan_starved_boosts++;
         }

@@ -22,6 +22,8 @@ void background_snapshot_stats_to_json(const BackgroundSnapshotStats *st, JsonBu
     put_u64(b, "buffer-pool-high-water", st->pool_high_water);
     put_u64(b, "buffer-pool-waits", st->pool_waits);
     put_u64(b, "buffer-pool-wait-us", st->pool_wait_us);
+    put_u64(b, "paced-faults", st->paced_faults);
+    put_u64(b, "paced-wait-us", st->paced_us);
     put_u64(b, "pages-unpopulated", st->pages_unpopulated);
     put_u64(b, "huge-pages", st->huge_pages);
     put_u64(b, "huge-page-faults", st->huge_page_faults);
@@ -47,6 +49,8 @@ void background_snapshot_stats_to_hmp(const BackgroundSnapshotStats *st, GString
                            " (%" G_GUINT64_FORMAT " us)\n",
                            st->pool_size >> 10, st->pool_high_water >> 10, st->pool_waits,
                            st->pool_wait_us);
+    g_string_append_printf(out, "faults paced to the sink: %" G_GUINT64_FORMAT " (%"
+                           G_GUINT64_FORMAT " us)\n", st->paced_faults, st->paced_us);
     g_string_append_printf(out, "pages unpopulated: %" G_GUINT64_FORMAT "\n",
                            st->pages_unpopulated);
     g_string_append_printf(out, "huge pages: %" G_GUINT64_FORMAT ", faults served whole %"

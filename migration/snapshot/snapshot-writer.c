@@ -87,6 +87,8 @@ static gpointer writer_thread_main(gpointer opaque)
 {
     SnapshotWriter *w = opaque;
 
+    snapshot_thread_yield_to_vcpus();
+
     for (;;) {
         g_mutex_lock(&w->lock);
         while (g_queue_is_empty(&w->queue) && !w->finishing) {
