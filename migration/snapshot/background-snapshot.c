@@ -87,11 +87,27 @@ static void scan_watchdog(SnapshotRun *run, uint64_t *last_saved, gint64 *last_m
     }
 }
 
+/* The writer, at idle priority, starved the same way: records queued, no bytes written. */
+static void writer_watchdog(SnapshotRun *run, uint64_t *last_bytes, gint64 *last_move)
+{
+    SnapshotWriter *w = &run->bs->writer;
+    uint64_t bytes = __atomic_load_n(&w->bytes, __ATOMIC_RELAXED);
+    gint64 now = g_get_monotonic_time();
+
+    if (bytes != *last_bytes || !snapshot_writer_pending(w)) {
+        *last_bytes = bytes;
+        *last_move = now;
+    } else if (now - *last_move >= SCAN_STARVED_US) {
+        snapshot_writer_boost_starved(w, SCAN_STARVED_BOOST_NS);
+        *last_move = now;
+    }
+}
+
 static gpointer stats_thread_fn(gpointer opaque)
 {
     SnapshotRun *run = opaque;
-    uint64_t last_saved = 0;
-    gint64 last_move = g_get_monotonic_time();
+    uint64_t last_saved = 0, last_bytes = 0;
+    gint64 last_move = g_get_monotonic_time(), last_write = last_move;
 
     g_mutex_lock(&run->stats_lock);
     while (!run->stats_stop) {
@@ -101,6 +117,7 @@ static gpointer stats_thread_fn(gpointer opaque)
         if (!run->stats_stop) {
             refresh_stats(run);
             scan_watchdog(run, &last_saved, &last_move);
+            writer_watchdog(run, &last_bytes, &last_write);
         }
     }
     g_mutex_unlock(&run->stats_lock);

@@ -61,6 +61,7 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
     g_mutex_init(&bs->scan_prio_lock);
     g_mutex_init(&bs->arm_lock);
     snapshot_collapse_init(bs);
+    snapshot_writer_init(&bs->writer);
     bs->fault_idle_since_ns = write_tracking_now_ns();
     bs->prearm_released = g_array_new(false, false, sizeof(SnapshotRange));
     latency_histogram_init(&bs->fault_latency);
@@ -218,6 +219,7 @@ void snapshot_engine_free(BackgroundSnapshot *bs)
     g_mutex_clear(&bs->scan_prio_lock);
     g_mutex_clear(&bs->arm_lock);
     snapshot_collapse_clear(bs);
+    snapshot_writer_clear(&bs->writer);
     g_array_unref(bs->prearm_released);
     g_ptr_array_unref(bs->ram_blocks);
     g_free(bs);

@@ -36,15 +36,16 @@ uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
  * so far stay within this budget, the worst stall a snapshot may cause.
  */
 #define HUGE_WHOLE_BUDGET_NS (1000 * 1000ULL)
-/* Room left for other faults after a whole save: this share of the pool. */
-#define HUGE_WHOLE_SPARE_DIVISOR 32
+/* Room left for other faults after a whole save: this share of the pool, at least 64 pages. */
+#define HUGE_WHOLE_SPARE_DIVISOR 128
+#define HUGE_WHOLE_SPARE_MIN 64u
 /* After a slow copy, try whole again every so many huge faults (the machine may have calmed). */
 #define HUGE_WHOLE_REPROBE 32
 
 static bool fault_whole_huge(BackgroundSnapshot *bs)
 {
-    uint32_t spare = page_pool_max_take(bs->pool, PAGE_POOL_USER_FAULT) /
-                     HUGE_WHOLE_SPARE_DIVISOR;
+    uint32_t spare = MAX(page_pool_capacity(bs->pool) / HUGE_WHOLE_SPARE_DIVISOR,
+                         HUGE_WHOLE_SPARE_MIN);
 
     if (page_pool_available(bs->pool, PAGE_POOL_USER_FAULT) < SNAPSHOT_HUGE_PAGES + spare ||
         snapshot_pacer_active(bs)) {

@@ -114,6 +114,12 @@ typedef struct SnapshotWriter {
     uint64_t bytes;             /* record bytes handed to the stream */
     uint64_t unflushed;         /* writer thread only: bytes since the last flush */
     uint64_t pressure_flushes;  /* writer thread only */
+    /* Priority: SCHED_IDLE, lifted for a while when starved (see snapshot_writer_boost_starved()). */
+    GMutex prio_lock;
+    pid_t tid;                  /* 0 until the thread runs */
+    bool lowered;               /* it runs at SCHED_IDLE */
+    uint64_t boost_until_ns;    /* lifted until then (0: not lifted) */
+    uint64_t starved_boosts;
 } SnapshotWriter;
 
 typedef struct SnapshotFigures {
@@ -177,10 +183,8 @@ typedef struct BackgroundSnapshot {
 typedef struct BackgroundSnapshotStats BackgroundSnapshotStats;
 
 /*
- * For the snapshot's helper threads (writer, collapse): SCHED_BATCH, which
- * weighs like normal priority but never preempts a running thread when it
- * wakes. A writer woken by every record otherwise preempted a vCPU in the
- * middle of its work and held it for a time slice (milliseconds). Best effort.
+ * For the collapse thread: SCHED_BATCH, which weighs like normal priority
+ * but never preempts a running thread when it wakes. Best effort.
  */
 void snapshot_thread_yield_to_vcpus(void);
 
@@ -234,6 +238,10 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
 
 /* snapshot-writer.c */
 
+/* Set up the writer's locks and queue (no thread yet); snapshot_writer_clear() undoes it. */
+void snapshot_writer_init(SnapshotWriter *w);
+void snapshot_writer_clear(SnapshotWriter *w);
+
 /* Start the writer thread draining into @f, giving slots back to @pool. */
 bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, PagePool *pool, GError **errp);
 
@@ -251,6 +259,17 @@ bool snapshot_writer_finish(SnapshotWriter *w, GError **errp);
 
 /* True once a write has failed (checked by the scan to stop early). */
 bool snapshot_writer_failed(SnapshotWriter *w);
+
+/* Records queued and not yet written. */
+unsigned snapshot_writer_pending(SnapshotWriter *w);
+
+/*
+ * Called by a watchdog when the writer made no progress for a while with
+ * records queued: the vCPUs keep every CPU busy and an idle-priority thread
+ * gets none (it would never finish the stream). Run it at SCHED_BATCH for
+ * @for_ns, then let it drop back.
+ */
+void snapshot_writer_boost_starved(SnapshotWriter *w, uint64_t for_ns);
 
 /* Set @errp to "writing RAM failed: <the stream's reason>". Any thread. */
 void snapshot_writer_get_error(SnapshotWriter *w, GError **errp);

@@ -19,9 +19,13 @@
 #define DRAIN_WINDOW_S 0.3
 /* Samples closer together than this say nothing about a bursty sink. */
 #define DRAIN_SAMPLE_MIN_NS (20 * 1000 * 1000ULL)
-/* Pace below this many free pages: an eighth of the pool, or a quarter second of draining. */
-#define PACE_POOL_DIVISOR 8
+/*
+ * Pace below this many free pages: what the sink drains in a quarter second
+ * (longer than the gaps between its bursts), at most half the pool. A large
+ * pool that is far from empty needs no pacing, however full it looks.
+ */
 #define PACE_DRAIN_S 0.25
+#define PACE_MIN_PAGES 64
 /* One paced wait is at most this long (a fault then takes what the pool has, or waits for it). */
 #define PACE_MAX_WAIT_NS (1000 * 1000ULL)
 /* A paced fault saves at most what drains in this time, so its wait stays short. */
@@ -66,7 +70,7 @@ static uint32_t pace_threshold(BackgroundSnapshot *bs)
     if (p->drain_pages_per_s <= 0) {
         return 0;
     }
-    double t = MAX((double)capacity / PACE_POOL_DIVISOR, p->drain_pages_per_s * PACE_DRAIN_S);
+    double t = MAX((double)PACE_MIN_PAGES, p->drain_pages_per_s * PACE_DRAIN_S);
     return (uint32_t)MIN(t, (double)capacity / 2);
 }
 

@@ -46,8 +46,11 @@ static void test_consistent_image(void)
     check_image(g, stream_file_memory_output(f), &res);
     print_stats("snapshot with 2 writers", &res, g);
 
+    /*
+     * Writes hit protected pages; whether a fault saves them itself or finds
+     * the scan got there first depends on timing (both happen).
+     */
     g_assert_cmpuint(res.stats.write_faults, >, 0);
-    g_assert_cmpuint(res.stats.pages_out_of_order, >, 0);
     g_assert_cmpuint(res.stats.pool_size, ==, 8 * MIB);
     g_assert_cmpuint(res.stats.pool_high_water, >, 0);
     g_assert_cmpuint(res.stats.fault_us_max, >=, res.stats.fault_us_p50);
