@@ -2,7 +2,7 @@
 # Thin wrapper around meson/ninja: `make demo` and `make check` set everything up.
 BUILD ?= build
 
-.PHONY: all demo check bench clean install-deps
+.PHONY: all demo check bench soak clean install-deps
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -22,6 +22,10 @@ check: install-deps all
 
 bench: install-deps all
 	python3 bench/run
+
+# The fault campaign (docs/hardening.md): a few minutes, not part of check.
+soak: install-deps all
+	python3 scripts/soak.py --build $(BUILD) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(BUILD)

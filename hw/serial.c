@@ -77,6 +77,7 @@ struct SerialState {
     GMutex lock;              /* vCPU threads do port I/O, the main loop feeds input */
     int out_fd;
     int in_fd;
+    bool drop_when_full;      /* a terminal nobody reads: discard rather than stall */
 
     uint8_t dll, dlm;
     uint8_t ier, lcr, mcr, scr, fcr;
@@ -193,6 +194,10 @@ static void serial_transmit(SerialState *s, uint8_t byte)
     while (s->out_fd >= 0) {
         ssize_t n = write(s->out_fd, &byte, 1);
         if (n == 1) {
+            break;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EIO) && s->drop_when_full) {
+            /* Full, or no terminal on the other side (EIO once its last user left). */
             break;
         }
         if (n < 0 && errno == EAGAIN) {
@@ -489,6 +494,11 @@ SerialState *serial_new(Machine *m, int out_fd, int in_fd, GError **errp)
     ioport_register(m, SERIAL_COM1_BASE, 8, serial_port_read, serial_port_write, s);
     vmstate_register(m, &h);
     return s;
+}
+
+void serial_set_drop_when_full(SerialState *s, bool drop)
+{
+    s->drop_when_full = drop;
 }
 
 void serial_free(SerialState *s)

@@ -2,10 +2,13 @@
 /* The migration HMP commands: parse the words, call the QMP-level API, print as QEMU 7.2 does. */
 #include "migration/migration.h"
 
+#include "migration/restore.h"
+
 #include <inttypes.h>
 #include <string.h>
 
 #include "migration/migration-internal.h"
+#include "migration/restore.h"
 #include "system/machine.h"
 #include "util/error.h"
 
@@ -102,6 +105,15 @@ static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString
         return hmp_parse_size(value, 1, &v, errp) &&
                migration_set_parameters(m->migration, NULL, NULL, &v, errp);
     }
+    if (!strcmp(name, "restore-mode")) {
+        MigrationRestoreMode mode;
+
+        if (!migration_restore_mode_from_name(value, &mode)) {
+            error_setg(errp, "Parameter 'restore-mode' expects lazy, eager or map");
+            return false;
+        }
+        return migration_set_restore_mode(m->migration, mode, errp);
+    }
     if (g_strv_contains(unsupported_parameters, name)) {
         error_setg(errp, "Parameter '%s' is not supported", name);
         return false;
@@ -197,6 +209,9 @@ static bool hmp_info_migrate(Machine *m, int argc, char **argv, GString *out, GE
     } else {
         g_mutex_unlock(&s->lock);
     }
+    if (s->incoming) {
+        restore_stats_to_hmp(s, out);
+    }
     return true;
 }
 
@@ -224,6 +239,8 @@ static bool hmp_info_migrate_parameters(Machine *m, int argc, char **argv, GStri
     g_string_append_printf(out, "background-snapshot-buffer-size: %" PRIu64 " bytes\n",
                            (uint64_t)__atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                                                      __ATOMIC_RELAXED));
+    g_string_append_printf(out, "restore-mode: %s\n", migration_restore_mode_name(
+        (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));
     return true;
 }
 

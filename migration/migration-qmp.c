@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "migration/migration-internal.h"
+#include "migration/restore.h"
 #include "system/machine.h"
 #include "util/error.h"
 
@@ -80,6 +81,7 @@ JsonNode *migration_query(MigrationState *s)
     json_builder_add_string_value(b, migration_status_name(status));
 
     switch (status) {
+    case MIGRATION_STATUS_POSTCOPY_ACTIVE:
     case MIGRATION_STATUS_ACTIVE:
     case MIGRATION_STATUS_DEVICE:
     case MIGRATION_STATUS_CANCELLING:
@@ -115,6 +117,9 @@ JsonNode *migration_query(MigrationState *s)
         background_snapshot_stats_to_json(&st, b);
     } else {
         g_mutex_unlock(&s->lock);
+    }
+    if (s->incoming) {
+        restore_stats_to_json(s, b);
     }
     json_builder_end_object(b);
     return json_builder_get_root(b);
@@ -238,10 +243,23 @@ static JsonNode *qmp_migrate_set_parameters(Machine *m, JsonObject *args, GError
     bool has_bw = get_u64_member(args, "max-bandwidth", &bw);
     bool has_downtime = get_u64_member(args, "downtime-limit", &downtime);
     bool has_buffer = get_u64_member(args, "background-snapshot-buffer-size", &buffer);
+    MigrationRestoreMode mode;
 
-    migration_set_parameters(m->migration, has_bw ? &bw : NULL,
+    if (json_object_has_member(args, "restore-mode")) {
+        const char *name = json_object_get_string_member(args, "restore-mode");
+        if (!migration_restore_mode_from_name(name, &mode)) {
+            error_setg(errp, "Parameter 'restore-mode' does not accept value '%s'", name);
+            return NULL;
+        }
+    }
+    if (!migration_set_parameters(m->migration, has_bw ? &bw : NULL,
                              has_downtime ? &downtime : NULL, has_buffer ? &buffer : NULL,
-                             errp);
+                             errp)) {
+        return NULL;
+    }
+    if (json_object_has_member(args, "restore-mode")) {
+        migration_set_restore_mode(m->migration, mode, errp);
+    }
     return NULL;
 }
 
@@ -256,6 +274,9 @@ static JsonNode *qmp_query_migrate_parameters(Machine *m, JsonObject *args, GErr
     put_uint(b, "background-snapshot-buffer-size",
              __atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                              __ATOMIC_RELAXED));
+    json_builder_set_member_name(b, "restore-mode");
+    json_builder_add_string_value(b, migration_restore_mode_name(
+        (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));
     json_builder_end_object(b);
     return json_builder_get_root(b);
 }

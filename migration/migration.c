@@ -7,7 +7,10 @@
 
 #include "accel/accel.h"
 #include "migration/channel.h"
+#include "migration/mapped-ram.h"
+#include "migration/restore.h"
 #include "migration/migration-internal.h"
+#include "migration/savevm.h"
 #include "migration/ram.h"
 #include "migration/stream-file.h"
 #include "system/machine.h"
@@ -22,6 +25,13 @@ static const char *const status_names[MIGRATION_STATUS__MAX] = {
     [MIGRATION_STATUS_COMPLETED] = "completed",
     [MIGRATION_STATUS_FAILED] = "failed",
     [MIGRATION_STATUS_DEVICE] = "device",
+    [MIGRATION_STATUS_POSTCOPY_ACTIVE] = "postcopy-active",
+};
+
+static const char *const restore_mode_names[MIGRATION_RESTORE__MAX] = {
+    [MIGRATION_RESTORE_LAZY] = "lazy",
+    [MIGRATION_RESTORE_EAGER] = "eager",
+    [MIGRATION_RESTORE_MAP] = "map",
 };
 
 static const char *const capability_names[MIGRATION_CAPABILITY__MAX] = {
@@ -46,6 +56,7 @@ static const char *const capability_names[MIGRATION_CAPABILITY__MAX] = {
     [MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT] = "background-snapshot",
     [MIGRATION_CAPABILITY_ZERO_COPY_SEND] = "zero-copy-send",
     [MIGRATION_CAPABILITY_POSTCOPY_PREEMPT] = "postcopy-preempt",
+    [MIGRATION_CAPABILITY_MAPPED_RAM] = "mapped-ram",
 };
 
 const char *migration_status_name(MigrationStatus status)
@@ -69,6 +80,33 @@ bool migration_capability_from_name(const char *name, MigrationCapability *cap)
         }
     }
     return false;
+}
+
+const char *migration_restore_mode_name(MigrationRestoreMode mode)
+{
+    g_assert(mode < MIGRATION_RESTORE__MAX);
+    return restore_mode_names[mode];
+}
+
+bool migration_restore_mode_from_name(const char *name, MigrationRestoreMode *mode)
+{
+    for (int i = 0; i < MIGRATION_RESTORE__MAX; i++) {
+        if (!strcmp(name, restore_mode_names[i])) {
+            *mode = (MigrationRestoreMode)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool migration_set_restore_mode(MigrationState *s, MigrationRestoreMode mode, GError **errp)
+{
+    if (s->incoming && migration_is_active(s)) {
+        error_setg(errp, "restore-mode cannot change while an incoming migration runs");
+        return false;
+    }
+    __atomic_store_n(&s->parameters.restore_mode, (int)mode, __ATOMIC_RELAXED);
+    return true;
 }
 
 uint64_t migration_now_us(void)
@@ -104,6 +142,8 @@ void migration_free(MigrationState *s)
     }
     g_mutex_unlock(&s->lock);
     migration_wait(s);
+    /* Before the accelerator goes: a vCPU blocked on a restore's fault is released. */
+    restore_free(s->restore);
     g_clear_error(&s->error);
     g_free(s->uri);
     g_mutex_clear(&s->lock);
@@ -314,7 +354,17 @@ static gpointer migration_thread(gpointer opaque)
     StreamFile *f = NULL;
     bool ok;
 
-    ok = channel_connect(ch, &err);
+    /*
+     * Guest RAM still arriving from an image (a lazy restore's fill) is not
+     * ordinary memory yet: a snapshot or precopy starts once the fill ends.
+     */
+    ok = restore_wait_fill(s, &err) && channel_connect(ch, &err);
+    if (ok && migration_capability_enabled(s, MIGRATION_CAPABILITY_MAPPED_RAM)) {
+        s->mapped_ram = mapped_ram_writer_for_machine(s->machine, ch,
+                                                      snapshot ? SAVEVM_STREAM_BACKGROUND_SNAPSHOT
+                                                               : SAVEVM_STREAM_PRECOPY, &err);
+        ok = s->mapped_ram != NULL;
+    }
     if (ok) {
         f = stream_file_new_output(ch);
         /* max-bandwidth applies to precopy and snapshots, and changes apply at once. */
@@ -331,9 +381,12 @@ static gpointer migration_thread(gpointer opaque)
         }
         ok = ok && stream_file_flush(f) && stream_file_check(f, &err);
         if (ok) {
-            migration_stat_set(&s->ram.transferred, stream_file_offset(f));
+            migration_stat_set(&s->ram.transferred, s->mapped_ram
+                               ? mapped_ram_writer_bytes(s->mapped_ram)
+                               : stream_file_offset(f));
         }
     }
+    g_clear_pointer(&s->mapped_ram, mapped_ram_writer_free);
     if (ok && migration_is_cancelling(s)) {
         /* Too late to abort the stream, but the user asked: drop the image. */
         ok = false;
@@ -387,6 +440,27 @@ bool migration_start(MigrationState *s, const char *uri, GError **errp)
     if (!ch) {
         return false;
     }
+    if (!machine_has_guest(m)) {
+        error_setg(errp, "The 'none' machine has no guest to migrate");
+        channel_close(ch, false, NULL);
+        return false;
+    }
+    if (migration_capability_enabled(s, MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT) &&
+        !restore_allows_write_protect(s, errp)) {
+        channel_close(ch, false, NULL);
+        return false;
+    }
+    if (migration_capability_enabled(s, MIGRATION_CAPABILITY_MAPPED_RAM) &&
+        !channel_is_regular_file(ch)) {
+        error_setg(errp, "mapped-ram needs a file: URI, not '%s': pages are written at "
+                   "fixed offsets, which a pipe or a socket cannot take", uri);
+        channel_close(ch, false, NULL);
+        return false;
+    }
+    if (!channel_fd_resolve(ch, m->monitor, errp)) {
+        channel_close(ch, false, NULL);
+        return false;
+    }
     migration_wait(s);
 
     migration_reset(s, uri, false);
@@ -434,7 +508,8 @@ void migration_cancel(MigrationState *s)
 static bool capability_implemented(MigrationCapability cap)
 {
     return cap == MIGRATION_CAPABILITY_EVENTS ||
-           cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT;
+           cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT ||
+           cap == MIGRATION_CAPABILITY_MAPPED_RAM;
 }
 
 /* QEMU refuses these together with background-snapshot. */
@@ -446,6 +521,14 @@ static const MigrationCapability snapshot_incompatible[] = {
     MIGRATION_CAPABILITY_RELEASE_RAM, MIGRATION_CAPABILITY_RDMA_PIN_ALL,
     MIGRATION_CAPABILITY_COMPRESS, MIGRATION_CAPABILITY_XBZRLE, MIGRATION_CAPABILITY_X_COLO,
     MIGRATION_CAPABILITY_VALIDATE_UUID, MIGRATION_CAPABILITY_ZERO_COPY_SEND,
+};
+
+/* Pages at fixed offsets cannot be compressed, deltas or streamed in order. */
+static const MigrationCapability mapped_ram_incompatible[] = {
+    MIGRATION_CAPABILITY_XBZRLE, MIGRATION_CAPABILITY_COMPRESS,
+    MIGRATION_CAPABILITY_POSTCOPY_RAM, MIGRATION_CAPABILITY_X_COLO,
+    MIGRATION_CAPABILITY_RDMA_PIN_ALL, MIGRATION_CAPABILITY_ZERO_COPY_SEND,
+    MIGRATION_CAPABILITY_POSTCOPY_PREEMPT, MIGRATION_CAPABILITY_BLOCK,
 };
 
 bool migration_check_capability(MigrationState *s, const bool *caps,
@@ -466,7 +549,17 @@ bool migration_check_capability(MigrationState *s, const bool *caps,
                 return false;
             }
         }
-        return background_snapshot_check_capability(s->machine, errp);
+        return restore_allows_write_protect(s, errp) &&
+               background_snapshot_check_capability(s->machine, errp);
+    }
+    if (cap == MIGRATION_CAPABILITY_MAPPED_RAM) {
+        for (size_t i = 0; i < G_N_ELEMENTS(mapped_ram_incompatible); i++) {
+            if (caps[mapped_ram_incompatible[i]]) {
+                error_setg(errp, "mapped-ram is not compatible with '%s'",
+                           migration_capability_name(mapped_ram_incompatible[i]));
+                return false;
+            }
+        }
     }
     return true;
 }

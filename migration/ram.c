@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "accel/accel.h"
+#include "migration/mapped-ram.h"
 #include "migration/migration.h"
 #include "migration/savevm.h"
 #include "migration/stream-file.h"
@@ -25,6 +26,7 @@ typedef struct RamSaveState {
     MigrationState *s;
     Machine *m;
     StreamFile *f;
+    MappedRamWriter *mapped;  /* mapped-ram: pages to fixed offsets instead of into @f */
     guint nblocks;
     unsigned long **dirty;    /* per block, one bit per page still to send */
     unsigned long **zero;     /* per block: known zero without reading, until first sent */
@@ -36,6 +38,20 @@ typedef struct RamSaveState {
     bool logging;             /* dirty log started */
 } RamSaveState;
 
+/* Bytes sent so far: the stream's, or the page data of a page-aligned image. */
+static uint64_t ram_bytes_out(RamSaveState *rs)
+{
+    return rs->mapped ? mapped_ram_writer_bytes(rs->mapped) : stream_file_offset(rs->f);
+}
+
+/* A page-aligned image's write failed: the stream carries the error, as for streams. */
+static void ram_mapped_result(RamSaveState *rs, bool ok, GError *err)
+{
+    if (!ok) {
+        stream_file_set_error(rs->f, err);
+    }
+}
+
 static void ram_account(RamSaveState *rs, uint32_t npages, bool zero)
 {
     MigrationRamStats *st = &rs->s->ram;
@@ -46,15 +62,21 @@ static void ram_account(RamSaveState *rs, uint32_t npages, bool zero)
         migration_stat_add(&st->normal, npages);
         migration_stat_add(&st->normal_bytes, (uint64_t)npages * SAVEVM_PAGE_SIZE);
     }
-    migration_stat_set(&st->transferred, stream_file_offset(rs->f));
+    migration_stat_set(&st->transferred, ram_bytes_out(rs));
 }
 
 static void ram_send_zero(RamSaveState *rs, guint bi, uint64_t offset, uint32_t npages)
 {
     uint8_t hdr[SAVEVM_RAM_RECORD_HEADER_SIZE];
 
-    savevm_encode_ram_header(hdr, bi, offset, npages, SAVEVM_RAM_ZERO);
-    stream_file_write(rs->f, hdr, sizeof(hdr));
+    if (rs->mapped) {
+        GError *err = NULL;
+        ram_mapped_result(rs, mapped_ram_writer_zero(rs->mapped, bi, offset / SAVEVM_PAGE_SIZE,
+                                                     npages, &err), err);
+    } else {
+        savevm_encode_ram_header(hdr, bi, offset, npages, SAVEVM_RAM_ZERO);
+        stream_file_write(rs->f, hdr, sizeof(hdr));
+    }
     ram_account(rs, npages, true);
 }
 
@@ -101,9 +123,17 @@ static bool ram_send_run(RamSaveState *rs, guint bi, uint64_t first, uint32_t n)
                 i++;
             } while (i < n && !bitmap_test_bit(zero, first + i) &&
                      !buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE));
-            savevm_encode_ram_header(rs->staging, bi, offset, i - start, SAVEVM_RAM_DATA);
-            stream_file_write(rs->f, rs->staging, SAVEVM_RAM_RECORD_HEADER_SIZE +
-                              (size_t)(i - start) * SAVEVM_PAGE_SIZE);
+            if (rs->mapped) {
+                GError *err = NULL;
+                ram_mapped_result(rs, mapped_ram_writer_put(rs->mapped, bi,
+                                                            offset / SAVEVM_PAGE_SIZE,
+                                                            i - start, data, &err), err);
+            } else {
+                savevm_encode_ram_header(rs->staging, bi, offset, i - start,
+                                         SAVEVM_RAM_DATA);
+                stream_file_write(rs->f, rs->staging, SAVEVM_RAM_RECORD_HEADER_SIZE +
+                                  (size_t)(i - start) * SAVEVM_PAGE_SIZE);
+            }
             ram_account(rs, i - start, false);
         }
     }
@@ -208,7 +238,7 @@ static bool ram_iterate(RamSaveState *rs, GError **errp)
 
     for (;;) {
         uint64_t start = migration_now_us();
-        uint64_t sent_before = stream_file_offset(rs->f);
+        uint64_t sent_before = ram_bytes_out(rs);
         uint64_t elapsed_us, sent, remaining, limit_ms;
         uint64_t sent_pages_before = migration_stat_get(&s->ram.normal) +
                                      migration_stat_get(&s->ram.duplicate);
@@ -218,7 +248,7 @@ static bool ram_iterate(RamSaveState *rs, GError **errp)
             return false;
         }
         elapsed_us = MAX(migration_now_us() - start, 1);
-        sent = stream_file_offset(rs->f) - sent_before;
+        sent = ram_bytes_out(rs) - sent_before;
         pages = migration_stat_get(&s->ram.normal) + migration_stat_get(&s->ram.duplicate) -
                 sent_pages_before;
         if (sent >= 64 * 1024) {
@@ -230,7 +260,7 @@ static bool ram_iterate(RamSaveState *rs, GError **errp)
         migration_stat_set(&s->ram.bandwidth, bandwidth);
         migration_stat_set(&s->ram.pages_per_second, pages * 1000000 / elapsed_us);
         migration_stat_set(&s->ram.dirty_pages_rate, rs->dirty_pages * 1000000 / elapsed_us);
-        migration_stat_set(&s->ram.precopy_bytes, stream_file_offset(rs->f));
+        migration_stat_set(&s->ram.precopy_bytes, ram_bytes_out(rs));
         migration_stat_set(&s->expected_downtime,
                            bandwidth ? remaining * 1000 / bandwidth : 0);
         g_debug("precopy pass: %" PRIu64 " bytes in %" PRIu64 " us, %" PRIu64
@@ -262,7 +292,7 @@ static void ram_save_cleanup(RamSaveState *rs)
 static void ram_stop_guest(RamSaveState *rs)
 {
     rs->stop_us = migration_now_us();
-    rs->stop_offset = stream_file_offset(rs->f);
+    rs->stop_offset = ram_bytes_out(rs);
     rs->s->vm_stopped = true;
     runstate_vm_stop(rs->m, RUN_STATE_FINISH_MIGRATE);
 }
@@ -271,7 +301,7 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
 {
     Machine *m = s->machine;
     const AccelOps *ops = m->accel;
-    RamSaveState rs = { .s = s, .m = m, .f = f };
+    RamSaveState rs = { .s = s, .m = m, .f = f, .mapped = s->mapped_ram };
     g_autoptr(GByteArray) devices = NULL;
     bool live;
     bool ok = false;
@@ -298,7 +328,8 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
     }
     migration_stat_set(&s->ram.remaining, rs.dirty_pages * SAVEVM_PAGE_SIZE);
 
-    if (!savevm_write_header(f, m, SAVEVM_STREAM_PRECOPY, errp)) {
+    /* A page-aligned image gets its header last (mapped_ram_writer_finish()). */
+    if (!rs.mapped && !savevm_write_header(f, m, SAVEVM_STREAM_PRECOPY, errp)) {
         goto out;
     }
     live = runstate_is_running(m) && ops && ops->dirty_log_start && ops->dirty_log_sync &&
@@ -353,16 +384,19 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
         rs.logging = false;
     }
     devices = savevm_save_devices(m, errp);
-    if (!devices ||
-        !savevm_write_ram_end(f, errp) ||
-        !savevm_write_devices(f, devices, errp) ||
-        !savevm_write_footer(f, errp) ||
-        !stream_file_flush(f) || !stream_file_check(f, errp)) {
+    if (!devices || !stream_file_check(f, errp)) {
+        goto out;
+    }
+    if (rs.mapped ? !mapped_ram_writer_finish(rs.mapped, devices->data, devices->len, errp)
+                  : (!savevm_write_ram_end(f, errp) ||
+                     !savevm_write_devices(f, devices, errp) ||
+                     !savevm_write_footer(f, errp) ||
+                     !stream_file_flush(f) || !stream_file_check(f, errp))) {
         goto out;
     }
     migration_stat_set(&s->downtime, (migration_now_us() - rs.stop_us) / 1000);
-    migration_stat_set(&s->ram.downtime_bytes, stream_file_offset(f) - rs.stop_offset);
-    migration_stat_set(&s->ram.transferred, stream_file_offset(f));
+    migration_stat_set(&s->ram.downtime_bytes, ram_bytes_out(&rs) - rs.stop_offset);
+    migration_stat_set(&s->ram.transferred, ram_bytes_out(&rs));
     migration_stat_set(&s->ram.remaining, 0);
     ok = true;
 

@@ -53,6 +53,12 @@ static bool hmp_cont(Machine *m, int argc, char **argv, GString *out, GError **e
     return hmp_call_void(qmp_cont, m, errp);
 }
 
+static bool hmp_system_powerdown(Machine *m, int argc, char **argv, GString *out,
+                                 GError **errp)
+{
+    return hmp_call_void(qmp_system_powerdown, m, errp);
+}
+
 static bool hmp_quit(Machine *m, int argc, char **argv, GString *out, GError **errp)
 {
     return hmp_call_void(qmp_quit, m, errp);
@@ -62,6 +68,8 @@ const HmpCommand monitor_hmp_commands[] = {
     { "info status", "", "show the current VM status (running|paused)", hmp_info_status },
     { "stop", "", "stop the guest's vCPUs", hmp_stop },
     { "cont", "", "start or resume the guest's vCPUs", hmp_cont },
+    { "system_powerdown", "", "press the power button (frostvm's PC: powers off)",
+      hmp_system_powerdown },
     { "quit", "", "quit frostvm", hmp_quit },
     { NULL, NULL, NULL, NULL },
 };

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,10 @@
 
 /* Writes to a pipe of at most this size never block once poll() said POLLOUT. */
 #define UNOWNED_WRITE_CHUNK 4096
+/* Descriptors one message may carry (libvirt sends one per getfd). */
+#define CONN_MAX_FDS_PER_READ 16
+/* Received descriptors nobody claimed; more are closed on arrival. */
+#define CONN_MAX_QUEUED_FDS 64
 
 struct MonitorConn {
     GMainContext *ctx;
@@ -19,6 +24,8 @@ struct MonitorConn {
     int out_fd;
     bool owned;
     bool out_is_socket;
+    bool in_is_socket;       /* read with recvmsg(): it may carry descriptors */
+    GQueue fds;              /* descriptors received with SCM_RIGHTS, oldest first */
     GSource *in_source;
     GSource *out_source;
     GSource *close_source;
@@ -164,11 +171,72 @@ static gboolean conn_out_cb(gint fd, GIOCondition cond, gpointer opaque)
     return G_SOURCE_CONTINUE;
 }
 
+/* Keep the descriptors that came with a message, for getfd. */
+static void conn_take_rights(MonitorConn *c, struct msghdr *msg)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+        int n;
+
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (int i = 0; i < n; i++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (g_queue_get_length(&c->fds) >= CONN_MAX_QUEUED_FDS) {
+                close(fd);
+                continue;
+            }
+            g_queue_push_tail(&c->fds, GINT_TO_POINTER(fd));
+        }
+    }
+}
+
+/*
+ * Read what arrived. On a socket, recvmsg() so that descriptors a client
+ * passes (libvirt's getfd) are received with the bytes they came with,
+ * close-on-exec so they never leak into a migration's exec: child.
+ */
+static ssize_t conn_read(MonitorConn *c, int fd, char *buf, size_t len)
+{
+    union {
+        char buf[CMSG_SPACE(CONN_MAX_FDS_PER_READ * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    struct msghdr msg = {
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = control.buf,
+        .msg_controllen = sizeof(control.buf),
+    };
+    ssize_t n;
+
+    if (!c->in_is_socket) {
+        return read(fd, buf, len);
+    }
+    n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    if (n >= 0) {
+        conn_take_rights(c, &msg);
+    }
+    return n;
+}
+
+int monitor_conn_take_fd(MonitorConn *c)
+{
+    if (g_queue_is_empty(&c->fds)) {
+        return -1;
+    }
+    return GPOINTER_TO_INT(g_queue_pop_head(&c->fds));
+}
+
 static gboolean conn_in_cb(gint fd, GIOCondition cond, gpointer opaque)
 {
     MonitorConn *c = opaque;
     char buf[65536];
-    ssize_t n = read(fd, buf, sizeof(buf));
+    ssize_t n = conn_read(c, fd, buf, sizeof(buf));
 
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
         return G_SOURCE_CONTINUE;
@@ -210,6 +278,8 @@ MonitorConn *monitor_conn_new(GMainContext *ctx, int in_fd, int out_fd, bool own
     c->on_closed = on_closed;
     c->opaque = opaque;
     c->out_is_socket = fstat(out_fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    c->in_is_socket = in_fd >= 0 && fstat(in_fd, &st) == 0 && S_ISSOCK(st.st_mode);
+    g_queue_init(&c->fds);
     if (owned) {
         g_unix_set_fd_nonblocking(in_fd, TRUE, NULL);
         if (out_fd != in_fd) {
@@ -271,6 +341,9 @@ void monitor_conn_free(MonitorConn *c)
     conn_source_drop(&c->in_source);
     conn_source_drop(&c->out_source);
     conn_source_drop(&c->close_source);
+    while (!g_queue_is_empty(&c->fds)) {
+        close(monitor_conn_take_fd(c));
+    }
     if (c->owned) {
         if (c->in_fd >= 0) {
             close(c->in_fd);

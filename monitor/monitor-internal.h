@@ -16,6 +16,11 @@
 #define QMP_NESTING_MAX 1024
 /* A client that lets this much output pile up unread is disconnected. */
 #define MONITOR_OUTPUT_MAX (64 * 1024 * 1024)
+/*
+ * QMP output ends each reply and event with CR LF, as QEMU's monitor does;
+ * libvirt splits its input on exactly that.
+ */
+#define QMP_LINE_END "\r\n"
 /* HMP lines longer than this are refused. */
 #define HMP_LINE_MAX (64 * 1024)
 
@@ -47,6 +52,11 @@ void monitor_conn_write(MonitorConn *c, const char *data, gsize len);
 void monitor_conn_flush(MonitorConn *c, int timeout_ms);
 /* Bytes queued and not yet written. */
 gsize monitor_conn_pending(MonitorConn *c);
+/*
+ * The oldest descriptor the peer passed with SCM_RIGHTS and nobody took yet
+ * (the caller owns it), or -1.
+ */
+int monitor_conn_take_fd(MonitorConn *c);
 void monitor_conn_free(MonitorConn *c);
 
 /* ---- listeners and specs (monitor-server.c) ---- */
@@ -128,6 +138,9 @@ struct Monitor {
     GPtrArray *listeners;         /* MonitorListener * */
     GPtrArray *sessions;          /* MonitorSession * */
 
+    MonitorSession *dispatching;  /* the QMP session whose command runs now, or NULL */
+    GHashTable *named_fds;        /* getfd name -> descriptor (GINT_TO_POINTER) */
+
     GMutex event_lock;            /* guards the two fields below */
     GQueue pending_events;        /* events emitted off the main loop */
     GSource *event_source;        /* idle source that delivers them */
@@ -138,9 +151,15 @@ JsonNode *qmp_quit(Machine *m, JsonObject *args, GError **errp);
 JsonNode *qmp_query_status(Machine *m, JsonObject *args, GError **errp);
 JsonNode *qmp_stop(Machine *m, JsonObject *args, GError **errp);
 JsonNode *qmp_cont(Machine *m, JsonObject *args, GError **errp);
+JsonNode *qmp_system_powerdown(Machine *m, JsonObject *args, GError **errp);
+
+/* Close every descriptor getfd kept (qmp-cmds-fds.c), for monitor_free(). */
+void monitor_fds_close(Monitor *mon);
 
 /* machine.json (qmp-cmds-machine.c). */
 JsonNode *qmp_query_kvm(Machine *m, JsonObject *args, GError **errp);
+/* "/machine/unattached/device[N]", vCPU @index's path in the object tree (g_free). */
+char *monitor_vcpu_qom_path(unsigned index);
 
 /* The built-in tables monitor_new() registers (protocol commands, help). */
 extern const QmpCommand monitor_qmp_builtin_commands[];
@@ -157,6 +176,11 @@ void monitor_events_flush(Monitor *mon);
  * qmp_capabilities. Used by the socket sessions and by tests directly.
  */
 JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize len);
+/*
+ * The same, returning the reply as one line of text (no newline) whose "id"
+ * is the request's id byte for byte, whatever JSON value it is.
+ */
+char *qmp_dispatch_to_string(Monitor *mon, bool *negotiated, const char *text, gsize len);
 
 /* {"error": {"class": ..., "desc": ...}} for @err (id added by the caller). */
 JsonObject *qmp_error_reply(const GError *err);
@@ -167,13 +191,42 @@ JsonObject *qmp_greeting(void);
 /* query-version's value: {"qemu": {...}, "package": "frostvm X.Y.Z"}. */
 JsonNode *qmp_version_info(void);
 
-/* ---- JSON text (qmp-json.c) ---- */
+/* ---- JSON text (qmp-json-parse.c, qmp-json.c) ---- */
+
+/* One parsed JSON text and what a JsonNode tree cannot hold. */
+typedef struct QmpJsonText {
+    JsonNode *root;
+    /*
+     * JsonNode * set (NULL when empty): integers above INT64_MAX up to
+     * UINT64_MAX, stored as int64 nodes holding their uint64 bits, so that
+     * 18446744073709551615 and -1 can be told apart by the argument checker.
+     */
+    GHashTable *wide_ints;
+    /* The top-level object's "id" member exactly as sent (points into the input). */
+    const char *id;
+    gsize id_len;
+} QmpJsonText;
 
 /*
- * Parse one JSON text; refuses duplicate object keys as QEMU does. Errors read
- * "JSON parse error, <reason>".
+ * Parse exactly one JSON text by RFC 8259: no leading zeros, hex, bare
+ * fractions, single quotes, raw control characters or invalid UTF-8; duplicate
+ * keys refused as QEMU does. \u0000 is kept as the bytes C0 80 (QEMU's
+ * modified UTF-8) and written back as \u0000. Errors read "JSON parse error,
+ * <reason>" with QEMU's reasons: "stray '01'" for a lexical error (the token
+ * up to the byte that cannot continue it), "expecting value", "duplicate key".
  */
+bool qmp_json_parse_text(const char *text, gsize len, QmpJsonText *out, GError **errp);
+void qmp_json_text_clear(QmpJsonText *t);
+/* The same, for callers that need only the tree (transfer full). @len -1: NUL-terminated. */
 JsonNode *qmp_json_parse(const char *text, gssize len, GError **errp);
+
+/*
+ * A reply as one line of text: @reply serialized without its "id" member,
+ * then "id" with @id (@id_len bytes) exactly as the client sent it, line
+ * breaks between its tokens turned into spaces so the reply stays one line.
+ * @id NULL: no id.
+ */
+char *qmp_json_reply_to_string(JsonObject *reply, const char *id, gsize id_len);
 
 /* Serialize with QEMU's spacing ({"a": 1, "b": [1, 2]}), ASCII only. */
 void qmp_json_append(GString *out, JsonNode *node);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <glib-unix.h>
 
+#include "system/chardev.h"
 #include "util/error.h"
 
 struct MonitorListener {
@@ -343,6 +344,14 @@ bool monitor_server_add(Monitor *mon, MonitorKind kind, const char *text,
         monitor_spec_clear(&spec);
         return false;
     }
+    if (spec.kind == MONITOR_SPEC_TCP) {
+        /* As in QEMU, but said: a user who copied tcp::4444 should know. */
+        fprintf(stderr, "frostvm: warning: the monitor on %s has no authentication: "
+                "anyone who can connect to %s (every address when none is given) "
+                "controls the VM, and 'migrate exec:' runs shell commands as this "
+                "user; prefer a unix: socket in a private folder\n", text,
+                *spec.host ? spec.host : "this port");
+    }
     l = g_new0(MonitorListener, 1);
     l->mon = mon;
     l->kind = kind;
@@ -372,6 +381,61 @@ bool monitor_server_add(Monitor *mon, MonitorKind kind, const char *text,
     g_source_attach(l->source, mon->context);
     monitor_spec_clear(&spec);
     return true;
+}
+
+/*
+ * A listening socket opened by someone else (libvirt binds monitor.sock and
+ * passes the descriptor). It stays open for the life of the process, so a
+ * client that went away (a restarted libvirtd) reconnects by the path; the
+ * path is not frostvm's to remove.
+ */
+static bool monitor_listen_on_fd(Monitor *mon, MonitorKind kind, int fd, GError **errp)
+{
+    MonitorListener *l;
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening) {
+        error_setg(errp, "monitor: fd %d is not a listening socket", fd);
+        return false;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+    l = g_new0(MonitorListener, 1);
+    l->mon = mon;
+    l->kind = kind;
+    l->fd = fd;
+    g_ptr_array_add(mon->listeners, l);
+    l->source = g_unix_fd_source_new(fd, G_IO_IN);
+    g_source_set_callback(l->source, G_SOURCE_FUNC(listener_accept_cb), l, NULL);
+    g_source_attach(l->source, mon->context);
+    return true;
+}
+
+bool monitor_add_chardev(Monitor *mon, const ChardevOptions *o, bool control,
+                         GError **errp)
+{
+    MonitorKind kind = control ? MONITOR_KIND_QMP : MONITOR_KIND_HMP;
+    g_autofree char *spec = NULL;
+    g_autofree char *path = NULL;
+    g_auto(GStrv) parts = NULL;
+
+    if (o->kind == CHARDEV_STDIO) {
+        return monitor_server_add(mon, kind, "stdio", errp);
+    }
+    g_assert(o->kind == CHARDEV_SOCKET);
+    if (o->fd >= 0) {
+        if (!monitor_listen_on_fd(mon, kind, o->fd, errp)) {
+            g_prefix_error(errp, "-chardev socket,id=%s: ", o->id);
+            return false;
+        }
+        return true;
+    }
+    /* Commas in the path double, as in QEMU's option syntax. */
+    parts = g_strsplit(o->path, ",", -1);
+    path = g_strjoinv(",,", parts);
+    spec = g_strdup_printf("unix:%s,server=on,wait=off", path);
+    return monitor_server_add(mon, kind, spec, errp);
 }
 
 void monitor_servers_close(Monitor *mon)

@@ -35,6 +35,7 @@ Monitor *monitor_new(Machine *m)
     mon->hmp_order = g_ptr_array_new();
     mon->listeners = g_ptr_array_new_with_free_func(monitor_listener_free);
     mon->sessions = g_ptr_array_new();
+    mon->named_fds = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
     g_mutex_init(&mon->event_lock);
     g_queue_init(&mon->pending_events);
     if (m && !m->monitor) {
@@ -124,6 +125,9 @@ void monitor_session_start(Monitor *mon, MonitorKind kind, int in_fd, int out_fd
 
 void monitor_session_free(MonitorSession *sess)
 {
+    if (sess->mon->dispatching == sess) {
+        sess->mon->dispatching = NULL;
+    }
     g_ptr_array_remove(sess->mon->sessions, sess);
     monitor_conn_free(sess->conn);
     qmp_framer_free(sess->framer);
@@ -157,7 +161,7 @@ static void event_deliver(Monitor *mon, const char *name, JsonObject *data,
         json_object_set_object_member(event, "data", json_object_ref(data));
     }
     text = qmp_json_object_to_string(event);
-    line = g_strconcat(text, "\n", NULL);
+    line = g_strconcat(text, QMP_LINE_END, NULL);
     for (guint i = 0; i < mon->sessions->len; i++) {
         MonitorSession *sess = g_ptr_array_index(mon->sessions, i);
 
@@ -264,6 +268,7 @@ void monitor_free(Monitor *mon)
     }
     g_ptr_array_unref(mon->listeners);
     g_ptr_array_unref(mon->sessions);
+    monitor_fds_close(mon);
     g_hash_table_unref(mon->qmp_commands);
     g_ptr_array_unref(mon->qmp_order);
     g_hash_table_unref(mon->hmp_commands);

@@ -4,6 +4,7 @@
 
 #include "system/machine.h"
 #include "system/runstate.h"
+#include "util/error.h"
 
 static gboolean qmp_quit_deferred(gpointer opaque)
 {
@@ -20,6 +21,33 @@ JsonNode *qmp_quit(Machine *m, JsonObject *args, GError **errp)
      * SHUTDOWN before this command's reply; QEMU clients expect the reply first.
      */
     g_source_set_callback(source, qmp_quit_deferred, m, NULL);
+    g_source_attach(source, m->monitor->context);
+    g_source_unref(source);
+    return NULL;
+}
+
+static gboolean qmp_powerdown_deferred(gpointer opaque)
+{
+    runstate_request_shutdown(opaque, "host-qmp-system-powerdown", 0);
+    return G_SOURCE_REMOVE;
+}
+
+/*
+ * The power button. frostvm's PC has no ACPI, so no guest can be told: the
+ * button is the machine's power switch (docs/libvirt.md says why). As with
+ * quit, the power-off follows the reply.
+ */
+JsonNode *qmp_system_powerdown(Machine *m, JsonObject *args, GError **errp)
+{
+    GSource *source;
+
+    if (!machine_has_guest(m)) {
+        error_setg(errp, "The 'none' machine has no guest to power down");
+        return NULL;
+    }
+    monitor_emit_event(m->monitor, "POWERDOWN", NULL);
+    source = g_idle_source_new();
+    g_source_set_callback(source, qmp_powerdown_deferred, m, NULL);
     g_source_attach(source, m->monitor->context);
     g_source_unref(source);
     return NULL;
@@ -65,5 +93,6 @@ const QmpCommand monitor_qmp_commands[] = {
     { "query-status", qmp_query_status },
     { "stop", qmp_stop },
     { "cont", qmp_cont },
+    { "system_powerdown", qmp_system_powerdown },
     { NULL, NULL },
 };

@@ -11,16 +11,25 @@
 
 #define QMP_CAPABILITIES "qmp_capabilities"
 
+/*
+ * The version frostvm claims in "qemu": the QEMU whose command line, QMP and
+ * HMP it follows (Debian 12's, the one its benchmarks compare against).
+ * Clients read that member as the interface they may use; libvirt refuses
+ * anything older than 4.2 and picks its command-line syntax from it.
+ * frostvm's own version is in "package".
+ */
+#define QMP_QEMU_INTERFACE_MAJOR 7
+#define QMP_QEMU_INTERFACE_MINOR 2
+#define QMP_QEMU_INTERFACE_MICRO 0
+
 JsonNode *qmp_version_info(void)
 {
     JsonObject *info = json_object_new();
     JsonObject *triple = json_object_new();
-    int major = 0, minor = 0, micro = 0;
 
-    sscanf(FROSTVM_VERSION, "%d.%d.%d", &major, &minor, &micro);
-    json_object_set_int_member(triple, "micro", micro);
-    json_object_set_int_member(triple, "minor", minor);
-    json_object_set_int_member(triple, "major", major);
+    json_object_set_int_member(triple, "micro", QMP_QEMU_INTERFACE_MICRO);
+    json_object_set_int_member(triple, "minor", QMP_QEMU_INTERFACE_MINOR);
+    json_object_set_int_member(triple, "major", QMP_QEMU_INTERFACE_MAJOR);
     json_object_set_object_member(info, "qemu", triple);
     json_object_set_string_member(info, "package", "frostvm " FROSTVM_VERSION);
     return qmp_object_node(info);
@@ -46,6 +55,8 @@ static const char *error_class(const GError *err)
             return "CommandNotFound";
         case FROSTVM_ERROR_DEVICE_NOT_ACTIVE:
             return "DeviceNotActive";
+        case FROSTVM_ERROR_DEVICE_NOT_FOUND:
+            return "DeviceNotFound";
         default:
             break;
         }
@@ -65,13 +76,13 @@ JsonObject *qmp_error_reply(const GError *err)
 }
 
 static JsonNode *qmp_call(Monitor *mon, const QmpCommand *cmd, JsonObject *args,
-                          GError **errp)
+                          GHashTable *wide_ints, GError **errp)
 {
     g_autoptr(JsonObject) empty = NULL;
     g_autoptr(GError) err = NULL;
     JsonNode *ret;
 
-    if (!qapi_check_arguments(mon->schema, cmd->name, args, errp)) {
+    if (!qapi_check_arguments_wide(mon->schema, cmd->name, args, wide_ints, errp)) {
         return NULL;
     }
     if (!args) {
@@ -93,8 +104,8 @@ static JsonNode *qmp_call(Monitor *mon, const QmpCommand *cmd, JsonObject *args,
     return ret;
 }
 
-JsonNode *monitor_qmp_call(Monitor *mon, const char *command, JsonObject *args,
-                           GError **errp)
+static JsonNode *qmp_call_by_name(Monitor *mon, const char *command, JsonObject *args,
+                                  GHashTable *wide_ints, GError **errp)
 {
     const QmpCommand *cmd = g_hash_table_lookup(mon->qmp_commands, command);
 
@@ -103,7 +114,13 @@ JsonNode *monitor_qmp_call(Monitor *mon, const char *command, JsonObject *args,
                     "The command %s has not been found", command);
         return NULL;
     }
-    return qmp_call(mon, cmd, args, errp);
+    return qmp_call(mon, cmd, args, wide_ints, errp);
+}
+
+JsonNode *monitor_qmp_call(Monitor *mon, const char *command, JsonObject *args,
+                           GError **errp)
+{
+    return qmp_call_by_name(mon, command, args, NULL, errp);
 }
 
 /* qmp_capabilities in negotiation mode: the only state change of a session. */
@@ -172,10 +189,11 @@ static bool qmp_request_check(JsonNode *node, const char **command, JsonObject *
     return true;
 }
 
-JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize len)
+/* The reply to one parsed request (@req NULL: it did not parse, @err says why). */
+static JsonObject *qmp_dispatch_parsed(Monitor *mon, bool *negotiated, QmpJsonText *req,
+                                       GError *err)
 {
-    g_autoptr(GError) err = NULL;
-    g_autoptr(JsonNode) request = qmp_json_parse(text, len, &err);
+    JsonNode *request = req ? req->root : NULL;
     JsonNode *ret = NULL;
     JsonNode *id = NULL;
     JsonObject *reply;
@@ -196,7 +214,7 @@ JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize
             ret = qmp_object_node(json_object_new());
         }
     } else {
-        ret = monitor_qmp_call(mon, command, args, &err);
+        ret = qmp_call_by_name(mon, command, args, req->wide_ints, &err);
     }
     if (ret) {
         reply = json_object_new();
@@ -211,15 +229,55 @@ JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize
     if (id) {
         json_object_set_member(reply, "id", json_node_copy(id));
     }
+    g_clear_error(&err);
     return reply;
+}
+
+JsonObject *qmp_dispatch(Monitor *mon, bool *negotiated, const char *text, gsize len)
+{
+    GError *err = NULL;
+    QmpJsonText req;
+    JsonObject *reply;
+
+    if (!qmp_json_parse_text(text, len, &req, &err)) {
+        return qmp_dispatch_parsed(mon, negotiated, NULL, err);
+    }
+    reply = qmp_dispatch_parsed(mon, negotiated, &req, NULL);
+    qmp_json_text_clear(&req);
+    return reply;
+}
+
+char *qmp_dispatch_to_string(Monitor *mon, bool *negotiated, const char *text, gsize len)
+{
+    GError *err = NULL;
+    QmpJsonText req;
+    g_autoptr(JsonObject) reply = NULL;
+    char *line;
+
+    if (!qmp_json_parse_text(text, len, &req, &err)) {
+        reply = qmp_dispatch_parsed(mon, negotiated, NULL, err);
+        return qmp_json_reply_to_string(reply, NULL, 0);
+    }
+    reply = qmp_dispatch_parsed(mon, negotiated, &req, NULL);
+    /* QEMU answers with the id only for requests that were objects. */
+    line = qmp_json_reply_to_string(reply, json_object_has_member(reply, "id") ?
+                                    req.id : NULL, req.id_len);
+    qmp_json_text_clear(&req);
+    return line;
+}
+
+static void qmp_session_send_text(MonitorSession *sess, const char *text)
+{
+    g_autofree char *line = g_strconcat(text, QMP_LINE_END, NULL);
+
+    monitor_conn_write(sess->conn, line, strlen(line));
 }
 
 static void qmp_session_send(MonitorSession *sess, JsonObject *obj)
 {
     g_autofree char *text = qmp_json_object_to_string(obj);
-    g_autofree char *line = g_strconcat(text, "\n", NULL);
 
-    monitor_conn_write(sess->conn, line, strlen(line));
+    qmp_session_send_text(sess, text);
 }
 
 void qmp_session_greet(MonitorSession *sess)
@@ -233,16 +291,23 @@ static void qmp_session_text(void *opaque, const char *text, gsize len,
                              const char *error)
 {
     MonitorSession *sess = opaque;
-    g_autoptr(JsonObject) reply = NULL;
 
     if (error) {
         g_autoptr(GError) err = g_error_new_literal(FROSTVM_ERROR,
                                                     FROSTVM_ERROR_GENERIC, error);
-        reply = qmp_error_reply(err);
+        g_autoptr(JsonObject) reply = qmp_error_reply(err);
+
+        qmp_session_send(sess, reply);
     } else {
-        reply = qmp_dispatch(sess->mon, &sess->negotiated, text, len);
+        /* getfd takes the descriptors that came over this session's socket. */
+        g_autofree char *line = NULL;
+
+        sess->mon->dispatching = sess;
+        /* The reply carries the request's id exactly as the client wrote it. */
+        line = qmp_dispatch_to_string(sess->mon, &sess->negotiated, text, len);
+        sess->mon->dispatching = NULL;
+        qmp_session_send_text(sess, line);
     }
-    qmp_session_send(sess, reply);
 }
 
 void qmp_session_input(MonitorSession *sess, const char *data, gsize len)

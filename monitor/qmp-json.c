@@ -1,64 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* JSON text for QMP: strict parsing (no duplicate keys) and QEMU-style serialization. */
+/* JSON text for QMP: QEMU-style serialization of replies and events. */
 #include "monitor/monitor-internal.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "util/error.h"
-
-typedef struct DuplicateCheck {
-    GHashTable *counts;   /* JsonObject * -> members seen */
-    bool duplicate;
-} DuplicateCheck;
-
-/*
- * json-glib keeps the last of two equal keys silently; QEMU refuses the input.
- * After each member the object must have grown by one, or the key was there.
- */
-static void on_object_member(JsonParser *parser, JsonObject *object,
-                             const char *member_name, gpointer opaque)
-{
-    DuplicateCheck *check = opaque;
-    guint seen = GPOINTER_TO_UINT(g_hash_table_lookup(check->counts, object)) + 1;
-
-    g_hash_table_insert(check->counts, object, GUINT_TO_POINTER(seen));
-    if (json_object_get_size(object) < seen) {
-        check->duplicate = true;
-    }
-}
-
-JsonNode *qmp_json_parse(const char *text, gssize len, GError **errp)
-{
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(GError) local_err = NULL;
-    DuplicateCheck check = {
-        .counts = g_hash_table_new(g_direct_hash, g_direct_equal),
-    };
-    JsonNode *root;
-    bool ok;
-
-    g_signal_connect(parser, "object-member", G_CALLBACK(on_object_member), &check);
-    ok = json_parser_load_from_data(parser, text, len, &local_err);
-    g_hash_table_unref(check.counts);
-    if (!ok) {
-        const char *reason = strstr(local_err->message, "Parse error: ");
-
-        reason = reason ? reason + strlen("Parse error: ") : local_err->message;
-        error_setg(errp, "JSON parse error, %s", reason);
-        return NULL;
-    }
-    if (check.duplicate) {
-        error_setg(errp, "JSON parse error, duplicate key");
-        return NULL;
-    }
-    root = json_parser_get_root(parser);
-    if (!root) {
-        error_setg(errp, "JSON parse error, expecting value");
-        return NULL;
-    }
-    return json_node_copy(root);
-}
 
 static void append_string(GString *out, const char *s)
 {
@@ -67,7 +13,11 @@ static void append_string(GString *out, const char *s)
         gunichar c = g_utf8_get_char_validated(s, -1);
         const char *next;
 
-        if (c == (gunichar)-1 || c == (gunichar)-2) {
+        if ((guchar)s[0] == 0xC0 && (guchar)s[1] == 0x80) {
+            /* U+0000 as the parser keeps it (modified UTF-8, as QEMU). */
+            c = 0;
+            next = s + 2;
+        } else if (c == (gunichar)-1 || c == (gunichar)-2) {
             /* Not UTF-8: say so rather than pass invalid bytes to clients. */
             c = 0xFFFD;
             next = s + 1;
@@ -206,4 +156,38 @@ char *qmp_json_object_to_string(JsonObject *obj)
     g_autoptr(JsonNode) node = json_node_init_object(json_node_alloc(), obj);
 
     return qmp_json_to_string(node);
+}
+
+char *qmp_json_reply_to_string(JsonObject *reply, const char *id, gsize id_len)
+{
+    GString *out = g_string_new(NULL);
+    g_autoptr(GList) names = json_object_get_members(reply);
+    bool first = true;
+
+    g_string_append_c(out, '{');
+    for (GList *l = names; l; l = l->next) {
+        if (!strcmp(l->data, "id")) {
+            continue;
+        }
+        g_string_append(out, first ? "" : ", ");
+        first = false;
+        append_string(out, l->data);
+        g_string_append(out, ": ");
+        qmp_json_append(out, json_object_get_member(reply, l->data));
+    }
+    if (id) {
+        gsize at;
+
+        g_string_append(out, first ? "\"id\": " : ", \"id\": ");
+        at = out->len;
+        g_string_append_len(out, id, (gssize)id_len);
+        /* Raw control characters cannot be inside its strings: these are whitespace. */
+        for (gsize i = at; i < out->len; i++) {
+            if (out->str[i] == '\n' || out->str[i] == '\r') {
+                out->str[i] = ' ';
+            }
+        }
+    }
+    g_string_append_c(out, '}');
+    return g_string_free(out, FALSE);
 }

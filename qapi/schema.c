@@ -620,6 +620,11 @@ GPtrArray *qapi_schema_commands(QapiSchema *s)
     return s->commands;
 }
 
+GPtrArray *qapi_schema_types(QapiSchema *s)
+{
+    return s->types;
+}
+
 GPtrArray *qapi_schema_events(QapiSchema *s)
 {
     return s->events;

@@ -5,10 +5,12 @@
 set -e
 
 # Build: compiler, meson/ninja, the libraries frostvm links. Test and bench: QEMU
-# (the reference VMM), pv (throttled sinks), gnuplot (plots), python3 (drivers).
+# (the reference VMM), pv (throttled sinks), gnuplot (plots), python3 (drivers),
+# libvirt's daemon, QEMU driver and virsh (the test that libvirt drives frostvm).
 PACKAGES="gcc clang binutils make meson ninja-build pkg-config python3
 libglib2.0-dev libjson-glib-dev liburing-dev libfdt-dev libxxhash-dev systemtap-sdt-dev
-qemu-system-x86 pv gnuplot-nox valgrind libclang-rt-14-dev"
+qemu-system-x86 pv gnuplot-nox valgrind libclang-rt-14-dev
+libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients"
 
 missing=""
 for p in $PACKAGES; do

@@ -78,6 +78,11 @@ bool cmdline_check(MachineConfig *c, GError **errp)
     if (!cmdline_check_ram(c, errp) || !cmdline_check_monitors(c, errp)) {
         return false;
     }
+    if (c->machine_none && (c->incoming || c->kernel)) {
+        error_setg(errp, "-machine none has no guest: it takes neither %s",
+                   c->incoming ? "-incoming" : "-kernel");
+        return false;
+    }
     if (c->incoming && strcmp(c->incoming, "defer") &&
         !channel_uri_check(c->incoming, false, errp)) {
         g_prefix_error(errp, "-incoming %s: ", c->incoming);

@@ -13,6 +13,7 @@
 #include "hw/loader.h"
 #include "hw/pc.h"
 #include "hw/serial.h"
+#include "system/chardev.h"
 #include "system/cmdline.h"
 #include "system/memory-backend.h"
 #include "util/error.h"
@@ -74,6 +75,7 @@ static MemoryBackend *machine_create_ram_backend(MachineConfig *c, GError **errp
     opts->id = g_strdup("pc.ram");
     opts->size = c->ram_size;
     opts->thp = c->thp;
+    opts->dontdump = !c->dump_guest_core;
     b = memory_backend_new(opts, &err);
     memory_backend_options_free(opts);
     if (!b) {
@@ -139,6 +141,28 @@ static bool machine_init_accel(Machine *m, GError **errp)
     return false;
 }
 
+/* COM1 on a -chardev (-device isa-serial,chardev=ID). */
+static void machine_open_serial_chardev(Machine *m, int *out_fd, int *in_fd)
+{
+    Chardev *chr = chardev_find(m, m->config->serial_chardev);
+
+    switch (chr->opts->kind) {
+    case CHARDEV_PTY:
+        *out_fd = dup(chr->fd);
+        *in_fd = dup(chr->fd);
+        break;
+    case CHARDEV_FILE:
+        *out_fd = dup(chr->fd);
+        break;
+    case CHARDEV_STDIO:
+        *out_fd = dup(STDOUT_FILENO);
+        *in_fd = dup(STDIN_FILENO);
+        break;
+    default:
+        break;
+    }
+}
+
 /* Where the guest's COM1 output goes and where its input comes from. */
 static bool machine_open_serial(Machine *m, int *out_fd, int *in_fd, GError **errp)
 {
@@ -146,6 +170,10 @@ static bool machine_open_serial(Machine *m, int *out_fd, int *in_fd, GError **er
 
     *out_fd = -1;
     *in_fd = -1;
+    if (m->config->serial_chardev) {
+        machine_open_serial_chardev(m, out_fd, in_fd);
+        return true;
+    }
     if (!spec || !strcmp(spec, "null") || !strcmp(spec, "none")) {
         return true;
     }
@@ -161,7 +189,8 @@ static bool machine_open_serial(Machine *m, int *out_fd, int *in_fd, GError **er
         return true;
     }
     if (g_str_has_prefix(spec, "file:")) {
-        *out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        /* What the guest prints is its data: private, as images are. */
+        *out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (*out_fd < 0) {
             error_setg_errno(errp, errno, "-serial %s: cannot open '%s'", spec, spec + 5);
             return false;
@@ -172,14 +201,11 @@ static bool machine_open_serial(Machine *m, int *out_fd, int *in_fd, GError **er
     return false;
 }
 
-Machine *machine_new(MachineConfig *config, GError **errp)
+Machine *machine_alloc(MachineConfig *config)
 {
-    g_autoptr(GError) err = NULL;
     Machine *m = g_new0(Machine, 1);
-    RamBlock *block;
-    MemoryBackend *backend;
+
     m->config = config;
-    m->smp = config->smp;
     m->main_context = g_main_context_ref_thread_default();
     g_mutex_init(&m->runstate_lock);
     g_mutex_init(&m->transition_lock);
@@ -187,6 +213,17 @@ Machine *machine_new(MachineConfig *config, GError **errp)
     m->serial_out_fd = -1;
     m->serial_in_fd = -1;
     m->ram_blocks = g_ptr_array_new_with_free_func(ram_block_free);
+    return m;
+}
+
+Machine *machine_new(MachineConfig *config, GError **errp)
+{
+    g_autoptr(GError) err = NULL;
+    Machine *m = machine_alloc(config);
+    RamBlock *block;
+    MemoryBackend *backend;
+
+    m->smp = config->smp;
 
     backend = machine_create_ram_backend(config, &err);
     if (!backend) {
@@ -207,12 +244,18 @@ Machine *machine_new(MachineConfig *config, GError **errp)
     if (!machine_init_accel(m, &err)) {
         goto fail;
     }
-    if (!machine_open_serial(m, &m->serial_out_fd, &m->serial_in_fd, &err)) {
+    if (!chardevs_open(m, &err) ||
+        !machine_open_serial(m, &m->serial_out_fd, &m->serial_in_fd, &err)) {
         goto fail;
     }
     m->serial = serial_new(m, m->serial_out_fd, m->serial_in_fd, &err);
     if (!m->serial) {
         goto fail;
+    }
+    if (config->serial_chardev) {
+        Chardev *chr = chardev_find(m, config->serial_chardev);
+
+        serial_set_drop_when_full(m->serial, chr->opts->kind == CHARDEV_PTY);
     }
     debug_exit_init(m);
     return m;
@@ -251,6 +294,7 @@ void machine_free(Machine *m)
     if (m->serial_in_fd >= 0) {
         close(m->serial_in_fd);
     }
+    chardevs_close(m);
     ioport_table_free(m);
     if (m->vmstate_handlers) {
         g_array_unref(m->vmstate_handlers);

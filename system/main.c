@@ -13,6 +13,7 @@
 #include "accel/accel.h"
 #include "migration/migration.h"
 #include "monitor/monitor.h"
+#include "system/chardev.h"
 #include "system/cmdline.h"
 #include "system/machine.h"
 #include "system/runstate.h"
@@ -89,6 +90,35 @@ static bool main_write_pidfile(const char *path, GError **errp)
     return true;
 }
 
+/* Errors for the user, time-stamped with -msg timestamp=on as QEMU's are. */
+static void main_error(const MachineConfig *c, const char *msg)
+{
+    g_autofree char *stamp = NULL;
+
+    if (c && c->msg_timestamp) {
+        g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+
+        stamp = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S.%fZ ");
+    }
+    fprintf(stderr, "%sfrostvm: %s\n", stamp ? stamp : "", msg);
+}
+
+/* Monitors on -chardev sockets (-mon chardev=ID[,mode=control]), as libvirt gives them. */
+static bool main_start_mon_options(Machine *m, GError **errp)
+{
+    MachineConfig *c = m->config;
+
+    for (unsigned i = 0; i < c->mons->len; i++) {
+        MonOptions *mon = g_ptr_array_index(c->mons, i);
+        ChardevOptions *o = chardev_options_find(c->chardevs, mon->chardev);
+
+        if (!monitor_add_chardev(m->monitor, o, mon->control, errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static bool main_start_monitors(Machine *m, GError **errp)
 {
     MachineConfig *c = m->config;
@@ -97,6 +127,10 @@ static bool main_start_monitors(Machine *m, GError **errp)
     /* Explicit order: core commands, then each subsystem's table. */
     monitor_register_qmp(m->monitor, monitor_qmp_commands);
     monitor_register_qmp(m->monitor, monitor_qmp_machine_commands);
+    monitor_register_qmp(m->monitor, monitor_qmp_fd_commands);
+    monitor_register_qmp(m->monitor, monitor_qmp_qom_commands);
+    monitor_register_qmp(m->monitor, monitor_qmp_introspect_commands);
+    monitor_register_qmp(m->monitor, monitor_qmp_device_commands);
     monitor_register_qmp(m->monitor, migration_qmp_commands);
     monitor_register_hmp(m->monitor, monitor_hmp_commands);
     monitor_register_hmp(m->monitor, monitor_hmp_machine_commands);
@@ -112,7 +146,7 @@ static bool main_start_monitors(Machine *m, GError **errp)
             return false;
         }
     }
-    return true;
+    return main_start_mon_options(m, errp);
 }
 
 /* Load the kernel (or wait for an incoming stream) and start the vCPUs unless -S. */
@@ -120,6 +154,10 @@ static bool main_start_guest(Machine *m, GError **errp)
 {
     MachineConfig *c = m->config;
 
+    if (!machine_has_guest(m)) {
+        /* -machine none: nothing to load or run; the monitors answer. */
+        return true;
+    }
     if (c->incoming) {
         runstate_set(m, RUN_STATE_INMIGRATE);
         if (!strcmp(c->incoming, "defer")) {
@@ -152,7 +190,7 @@ int main(int argc, char **argv)
 
     config = cmdline_parse(argc - 1, argv + 1, &exit_now, &err);
     if (!config) {
-        fprintf(stderr, "frostvm: %s\n", err->message);
+        main_error(NULL, err->message);
         return 1;
     }
     if (exit_now) {
@@ -166,23 +204,30 @@ int main(int argc, char **argv)
         ready_fd = main_daemonize();
     }
 
-    m = machine_new(config, &err);
+    m = config->machine_none ? machine_new_none(config, &err) : machine_new(config, &err);
     if (!m) {
-        fprintf(stderr, "frostvm: %s\n", err->message);
+        main_error(config, err->message);
         machine_config_free(config);
         return 1;
     }
     if (m->accel_fallback_note) {
         /* QEMU says so too when it falls back from one -accel to the next. */
-        fprintf(stderr, "frostvm: %s\n", m->accel_fallback_note);
+        main_error(config, m->accel_fallback_note);
     }
     m->main_loop = g_main_loop_new(m->main_context, FALSE);
     m->migration = migration_new(m);
+    if (config->restore_mode) {
+        MigrationRestoreMode mode = MIGRATION_RESTORE_LAZY;
+
+        /* Checked by the command line parser already. */
+        migration_restore_mode_from_name(config->restore_mode, &mode);
+        m->migration->parameters.restore_mode = (int)mode;
+    }
 
     if (!main_start_monitors(m, &err) ||
         (config->pidfile && !main_write_pidfile(config->pidfile, &err)) ||
         !main_start_guest(m, &err)) {
-        fprintf(stderr, "frostvm: %s\n", err->message);
+        main_error(config, err->message);
         status = 1;
         goto out;
     }
@@ -198,7 +243,7 @@ int main(int argc, char **argv)
     status = m->exit_status;
     if (status && m->shutdown_reason && !g_str_has_prefix(m->shutdown_reason, "guest-") &&
         !g_str_has_prefix(m->shutdown_reason, "host-")) {
-        fprintf(stderr, "frostvm: %s\n", m->shutdown_reason);
+        main_error(config, m->shutdown_reason);
     }
 
 out:

@@ -424,6 +424,9 @@ MemoryBackend *memory_backend_new(const MemoryBackendOptions *opts, GError **err
      * copy-on-write under a running guest.
      */
     madvise(b->host, b->size, MADV_DONTFORK);
+    if (opts->dontdump) {
+        madvise(b->host, b->size, MADV_DONTDUMP);
+    }
 
     if (opts->prealloc && !memory_backend_prealloc(b, errp)) {
         return NULL;

@@ -2,6 +2,8 @@
 /* Run states, and the one place that stops, starts and shuts down the machine. */
 #include "system/runstate.h"
 
+#include <string.h>
+
 #include "accel/accel.h"
 #include "monitor/monitor.h"
 #include "system/machine.h"
@@ -107,6 +109,11 @@ bool runstate_vm_start(Machine *m, GError **errp)
     default:
         break;
     }
+    if (!machine_has_guest(m)) {
+        g_mutex_unlock(&m->transition_lock);
+        error_setg(errp, "The 'none' machine has no guest to run");
+        return false;
+    }
     if (!m->vcpus_started) {
         if (!m->accel->start_vcpus(m, errp)) {
             g_mutex_unlock(&m->transition_lock);
@@ -126,11 +133,24 @@ typedef struct ShutdownRequest {
     char *reason;
 } ShutdownRequest;
 
+/*
+ * -no-shutdown, as QEMU: a power-off (by the guest, or the power switch)
+ * leaves the process stopped in "shutdown" for the manager to inspect and
+ * kill; quit, signals and errors still exit.
+ */
+static bool runstate_shutdown_stays(Machine *m, const char *reason)
+{
+    return m->config && m->config->no_shutdown && strcmp(reason, "host-qmp-quit") &&
+           strcmp(reason, "host-signal") && strcmp(reason, "host-error");
+}
+
 static gboolean runstate_shutdown_cb(gpointer opaque)
 {
     ShutdownRequest *req = opaque;
     Machine *m = req->m;
     JsonObject *data = json_object_new();
+
+    bool stay = runstate_shutdown_stays(m, req->reason);
 
     runstate_stop(m, RUN_STATE_SHUTDOWN, false);
     json_object_set_boolean_member(data, "guest",
@@ -140,6 +160,13 @@ static gboolean runstate_shutdown_cb(gpointer opaque)
         monitor_emit_event(m->monitor, "SHUTDOWN", data);
     } else {
         json_object_unref(data);
+    }
+    if (stay) {
+        /* A later quit or signal must still end the process. */
+        g_mutex_lock(&m->runstate_lock);
+        m->shutdown_requested = false;
+        g_mutex_unlock(&m->runstate_lock);
+        return G_SOURCE_REMOVE;
     }
     if (m->main_loop) {
         g_main_loop_quit(m->main_loop);
@@ -165,6 +192,8 @@ void runstate_request_shutdown(Machine *m, const char *reason, int exit_status)
         return;
     }
     m->shutdown_requested = true;
+    /* After -no-shutdown kept the process, a later request replaces the reason. */
+    g_free(m->shutdown_reason);
     m->shutdown_reason = g_strdup(reason);
     m->exit_status = exit_status;
     g_mutex_unlock(&m->runstate_lock);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* frostvm-img: inspect (info), verify (check) and extract guest RAM from (dump-ram) migration images. */
+/* frostvm-img: inspect (info), verify (check) and extract guest RAM from (dump-ram) stream images; the command line. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,15 +14,13 @@
 #include <libfdt.h>
 
 #include "config-host.h"
+#include "tools/frostvm-img.h"
 #include "migration/channel.h"
 #include "migration/savevm-parse.h"
 #include "migration/stream-file.h"
+#include "util/atomic-file.h"
 #include "util/error.h"
 #include "util/zero-page.h"
-
-/* qemu-img check's exit codes: 2 means the image is corrupt. */
-#define EXIT_IMAGE_ERROR 1
-#define EXIT_CORRUPT 2
 
 #define IMG_MAX_BLOCKS 64
 
@@ -184,7 +182,7 @@ static bool img_parse(const char *path, const SavevmParseOps *ops, void *opaque,
     return ok;
 }
 
-static char *human_size(uint64_t bytes)
+char *human_size(uint64_t bytes)
 {
     if (bytes >= (1ull << 30)) {
         return g_strdup_printf("%.1f GiB", bytes / (double)(1ull << 30));
@@ -198,13 +196,13 @@ static char *human_size(uint64_t bytes)
     return g_strdup_printf("%" PRIu64 " bytes", bytes);
 }
 
-static const char *fdt_str(const void *fdt, const char *path, const char *prop)
+const char *fdt_str(const void *fdt, const char *path, const char *prop)
 {
     const char *s = savevm_fdt_get_string(fdt, path, prop);
     return s ? s : "?";
 }
 
-static uint64_t fdt_u64(const void *fdt, const char *path, const char *prop)
+uint64_t fdt_u64(const void *fdt, const char *path, const char *prop)
 {
     uint64_t v = 0;
     savevm_fdt_get_u64(fdt, path, prop, &v);
@@ -212,7 +210,7 @@ static uint64_t fdt_u64(const void *fdt, const char *path, const char *prop)
 }
 
 /* Call @fn for each child of @parent with its full path. */
-static void fdt_each_child(const void *fdt, const char *parent,
+void fdt_each_child(const void *fdt, const char *parent,
                            void (*fn)(const void *fdt, const char *path, void *opaque),
                            void *opaque)
 {
@@ -246,7 +244,7 @@ static void print_range(const void *fdt, const char *path, void *opaque)
            gpa, gpa + size - 1, fdt_u64(fdt, path, "block"), fdt_u64(fdt, path, "offset"));
 }
 
-static const char *flag_names(uint32_t flags, char *buf, size_t len)
+const char *flag_names(uint32_t flags, char *buf, size_t len)
 {
     buf[0] = '\0';
     if (flags & SAVEVM_STREAM_BACKGROUND_SNAPSHOT) {
@@ -265,6 +263,8 @@ static const char *flag_names(uint32_t flags, char *buf, size_t len)
     return buf;
 }
 
+static void print_info_sections(ImgInfo *info);
+
 static void print_info_human(const char *path, uint64_t file_size, ImgInfo *info)
 {
     const void *fdt = info->fdt ? g_bytes_get_data(info->fdt, NULL) : NULL;
@@ -276,6 +276,14 @@ static void print_info_human(const char *path, uint64_t file_size, ImgInfo *info
     printf("format: frostvm migration stream, version %u\n", info->version);
     printf("stream flags: %s\n", flag_names(info->flags, flags, sizeof(flags)));
     if (fdt) {
+        img_print_machine(fdt);
+    }
+    print_info_sections(info);
+}
+
+void img_print_machine(const void *fdt)
+{
+    {
         time_t created = (time_t)fdt_u64(fdt, "/", "created");
         char when[64] = "?";
         g_autofree char *ram = human_size(fdt_u64(fdt, "/", "ram-size"));
@@ -298,6 +306,10 @@ static void print_info_human(const char *path, uint64_t file_size, ImgInfo *info
                fdt_str(fdt, "/cpu", "host-model"));
         printf("  host cpu features: %s\n", fdt_str(fdt, "/cpu", "host-features"));
     }
+}
+
+static void print_info_sections(ImgInfo *info)
+{
     printf("sections:\n");
     if (info->records) {
         g_autofree char *data = human_size(info->data_pages * SAVEVM_PAGE_SIZE);
@@ -326,13 +338,13 @@ static void print_info_human(const char *path, uint64_t file_size, ImgInfo *info
     }
 }
 
-static void json_put_u64(JsonBuilder *b, const char *name, uint64_t v)
+void json_put_u64(JsonBuilder *b, const char *name, uint64_t v)
 {
     json_builder_set_member_name(b, name);
     json_builder_add_int_value(b, (gint64)v);
 }
 
-static void json_put_str(JsonBuilder *b, const char *name, const char *v)
+void json_put_str(JsonBuilder *b, const char *name, const char *v)
 {
     json_builder_set_member_name(b, name);
     json_builder_add_string_value(b, v);
@@ -355,9 +367,6 @@ static void print_info_json(const char *path, uint64_t file_size, ImgInfo *info,
                             const GError *err)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = NULL;
-    g_autofree char *text = NULL;
     const void *fdt = info->fdt ? g_bytes_get_data(info->fdt, NULL) : NULL;
     char flags[128];
 
@@ -413,7 +422,15 @@ static void print_info_json(const char *path, uint64_t file_size, ImgInfo *info,
         json_put_str(b, "error", err->message);
     }
     json_builder_end_object(b);
-    root = json_builder_get_root(b);
+    img_print_json(b);
+}
+
+void img_print_json(JsonBuilder *b)
+{
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    g_autofree char *text = NULL;
+
     json_generator_set_root(gen, root);
     json_generator_set_pretty(gen, TRUE);
     text = json_generator_to_data(gen, NULL);
@@ -529,17 +546,21 @@ static bool dump_machine(void *opaque, const void *fdt, size_t len, GError **err
     return true;
 }
 
+void *img_scratch(uint8_t **buf, size_t *size, size_t need)
+{
+    if (need > *size) {
+        g_free(*buf);
+        *buf = g_malloc(need);
+        *size = need;
+    }
+    return *buf;
+}
+
 static void *dump_ram_target(void *opaque, const SavevmRamRecord *rec, GError **errp)
 {
     Dump *d = opaque;
-    size_t need = (size_t)rec->npages * SAVEVM_PAGE_SIZE;
 
-    if (need > d->scratch_size) {
-        g_free(d->scratch);
-        d->scratch = g_malloc(need);
-        d->scratch_size = need;
-    }
-    return d->scratch;
+    return img_scratch(&d->scratch, &d->scratch_size, (size_t)rec->npages * SAVEVM_PAGE_SIZE);
 }
 
 /* Copy (or zero) one record's pages to wherever the RAM ranges put them. */
@@ -575,8 +596,7 @@ static int cmd_dump_ram(const char *path, const char *out_path)
     SavevmParseOps ops = { .machine = dump_machine };
     Dump d = { 0 };
     g_autoptr(GError) err = NULL;
-    g_autofree char *tmp = g_strdup_printf("%s.tmp-XXXXXX", out_path);
-    int fd = -1;
+    AtomicFile *out;
     bool ok;
 
     /* First pass: the RAM layout, to size the output. */
@@ -584,20 +604,21 @@ static int cmd_dump_ram(const char *path, const char *out_path)
         g_printerr("frostvm-img: %s: %s\n", path, err->message);
         return EXIT_CORRUPT;
     }
-    fd = g_mkstemp_full(tmp, O_RDWR | O_CLOEXEC, 0644);
-    if (fd < 0 || ftruncate(fd, (off_t)d.out_size) < 0) {
-        g_printerr("frostvm-img: cannot create '%s': %s\n", out_path, g_strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(tmp);
-        }
+    /* Guest memory: 0600, and whole at OUT or not there at all. */
+    out = atomic_file_create(out_path, true, false, &err);
+    if (!out) {
+        g_printerr("frostvm-img: %s\n", err->message);
         return EXIT_IMAGE_ERROR;
     }
-    d.out = mmap(NULL, d.out_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (ftruncate(out->fd, (off_t)d.out_size) < 0) {
+        g_printerr("frostvm-img: cannot size '%s': %s\n", out_path, g_strerror(errno));
+        atomic_file_abort(out);
+        return EXIT_IMAGE_ERROR;
+    }
+    d.out = mmap(NULL, d.out_size, PROT_READ | PROT_WRITE, MAP_SHARED, out->fd, 0);
     if (d.out == MAP_FAILED) {
         g_printerr("frostvm-img: cannot map '%s': %s\n", out_path, g_strerror(errno));
-        close(fd);
-        unlink(tmp);
+        atomic_file_abort(out);
         return EXIT_IMAGE_ERROR;
     }
     d.nranges = 0;
@@ -606,17 +627,14 @@ static int cmd_dump_ram(const char *path, const char *out_path)
     ok = img_parse(path, &ops, &d, &err);
     munmap(d.out, d.out_size);
     g_free(d.scratch);
-    if (ok && (fsync(fd) < 0 || rename(tmp, out_path) < 0)) {
-        g_printerr("frostvm-img: cannot write '%s': %s\n", out_path, g_strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return EXIT_IMAGE_ERROR;
-    }
-    close(fd);
     if (!ok) {
-        unlink(tmp);
+        atomic_file_abort(out);
         g_printerr("frostvm-img: %s: %s\n", path, err->message);
         return EXIT_CORRUPT;
+    }
+    if (!atomic_file_commit(out, &err)) {
+        g_printerr("frostvm-img: cannot write '%s': %s\n", out_path, err->message);
+        return EXIT_IMAGE_ERROR;
     }
     printf("wrote %" PRIu64 " bytes of guest-physical memory to %s\n", d.out_size, out_path);
     return 0;
@@ -624,10 +642,11 @@ static int cmd_dump_ram(const char *path, const char *out_path)
 
 static const char usage[] =
     "COMMAND IMAGE [OUTPUT]\n\n"
-    "Commands:\n"
+    "Commands (stream and page-aligned images alike):\n"
     "  info IMAGE           header, machine description, sections, page counts\n"
-    "  check IMAGE          verify structure and checksum (exit 2 if corrupt)\n"
-    "  dump-ram IMAGE OUT   write guest-physical memory 0..end of RAM to OUT";
+    "  check IMAGE          verify structure and checksums (exit 2 if corrupt)\n"
+    "  dump-ram IMAGE OUT   write guest-physical memory 0..end of RAM to OUT\n"
+    "  convert IMAGE OUT    a stream image to a page-aligned one, or back";
 
 int main(int argc, char **argv)
 {
@@ -661,6 +680,20 @@ int main(int argc, char **argv)
         return EXIT_IMAGE_ERROR;
     }
     cmd = argc > 1 ? argv[1] : NULL;
+    if (cmd && !strcmp(cmd, "convert") && argc == 4) {
+        return img_convert(argv[2], argv[3]);
+    }
+    if (cmd && argc >= 3 && img_is_mapped(argv[2])) {
+        if (!strcmp(cmd, "info") && argc == 3) {
+            return img_mapped_info(argv[2], output);
+        }
+        if (!strcmp(cmd, "check") && argc == 3) {
+            return img_mapped_check(argv[2]);
+        }
+        if (!strcmp(cmd, "dump-ram") && argc == 4) {
+            return img_mapped_dump_ram(argv[2], argv[3]);
+        }
+    }
     if (cmd && !strcmp(cmd, "info") && argc == 3) {
         return cmd_info(argv[2], output);
     }

@@ -138,6 +138,13 @@ static void kvm_accel_resume_vcpus(Machine *m)
     kvm_vcpus_resume(kvm_state(m));
 }
 
+static int kvm_accel_vcpu_thread_id(Machine *m, unsigned index)
+{
+    KvmState *s = m->accel_state;
+
+    return index < m->smp ? __atomic_load_n(&s->vcpus[index].kernel_tid, __ATOMIC_ACQUIRE) : 0;
+}
+
 const AccelOps kvm_accel_ops = {
     .name = "kvm",
     .init = kvm_accel_init,
@@ -148,5 +155,6 @@ const AccelOps kvm_accel_ops = {
     .dirty_log_start = kvm_dirty_log_start,
     .dirty_log_sync = kvm_dirty_log_sync,
     .dirty_log_stop = kvm_dirty_log_stop,
+    .vcpu_thread_id = kvm_accel_vcpu_thread_id,
     .destroy = kvm_accel_destroy,
 };

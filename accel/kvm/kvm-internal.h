@@ -28,6 +28,7 @@ typedef struct KvmVcpu {
     struct kvm_run *run;          /* shared page(s) mapped from the vCPU fd */
     GThread *thread;
     pthread_t tid;                /* valid once thread_ready */
+    int kernel_tid;               /* gettid() of the thread, 0 until it runs (atomic) */
     bool thread_ready;            /* under KvmState.lock */
     bool parked;                  /* under KvmState.lock: waiting, not in KVM_RUN */
     bool stopped;                 /* shut down or failed: parks until destroy */

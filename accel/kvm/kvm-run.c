@@ -6,8 +6,10 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/ioctl.h>
 
+#include "accel/accel.h"
 #include "system/runstate.h"
 #include "util/error.h"
 
@@ -101,6 +103,8 @@ static gpointer kvm_vcpu_thread(gpointer opaque)
         runstate_request_shutdown(s->m, "host-error", 1);
     }
 
+    accel_vcpu_thread_name(s->m, v->index, "KVM");
+    __atomic_store_n(&v->kernel_tid, (int)gettid(), __ATOMIC_RELEASE);
     g_mutex_lock(&s->lock);
     v->tid = pthread_self();
     v->thread_ready = true;

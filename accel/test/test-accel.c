@@ -232,8 +232,25 @@ static void test_accel_pause_vcpus(Machine *m)
 
     g_mutex_lock(&a->lock);
     g_atomic_int_set(&a->pause_requested, 1);
-    while (a->parked < a->nr_running) {
+    while (a->parked + a->blocked < a->nr_running) {
         g_cond_wait(&a->cond, &a->lock);
+    }
+    g_mutex_unlock(&a->lock);
+}
+
+static void test_accel_vcpu_blocked(Machine *m, int tid)
+{
+    TestAccel *a = m->accel_state;
+
+    g_mutex_lock(&a->lock);
+    for (unsigned i = 0; i < MACHINE_MAX_VCPUS; i++) {
+        TestVcpu *v = &a->vcpus[i];
+        if (v->thread && !v->blocked &&
+            __atomic_load_n(&v->kernel_tid, __ATOMIC_ACQUIRE) == tid) {
+            v->blocked = true;
+            a->blocked++;
+            g_cond_broadcast(&a->cond);
+        }
     }
     g_mutex_unlock(&a->lock);
 }
@@ -315,6 +332,13 @@ static void test_accel_destroy(Machine *m)
     m->accel_state = NULL;
 }
 
+static int test_accel_vcpu_thread_id(Machine *m, unsigned index)
+{
+    TestAccel *a = m->accel_state;
+
+    return index < m->smp ? __atomic_load_n(&a->vcpus[index].kernel_tid, __ATOMIC_ACQUIRE) : 0;
+}
+
 const AccelOps test_accel_ops = {
     .name = "test",
     .init = test_accel_init,
@@ -325,5 +349,7 @@ const AccelOps test_accel_ops = {
     .dirty_log_start = test_accel_dirty_log_start,
     .dirty_log_sync = test_accel_dirty_log_sync,
     .dirty_log_stop = test_accel_dirty_log_stop,
+    .vcpu_thread_id = test_accel_vcpu_thread_id,
+    .vcpu_blocked = test_accel_vcpu_blocked,
     .destroy = test_accel_destroy,
 };

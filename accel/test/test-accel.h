@@ -32,6 +32,7 @@ typedef struct TestVcpu {
     TestAccel *accel;
     unsigned index;
     GThread *thread;
+    int kernel_tid;         /* gettid() of the thread, 0 until it runs (atomic) */
     /* "registers" */
     uint64_t reg_steps;     /* like the payload's r14 */
     uint64_t reg_csum;      /* like the payload's r15 */
@@ -41,6 +42,7 @@ typedef struct TestVcpu {
     uint64_t elapsed_us;    /* run time before a restore */
     gint64 t_start;         /* monotonic time the run started (not saved) */
     bool stopped;           /* sweeps=N reached */
+    bool blocked;           /* under lock: blocked on memory that never comes */
 } TestVcpu;
 
 struct TestAccel {
@@ -56,6 +58,7 @@ struct TestAccel {
     GCond cond;
     int pause_requested;    /* atomic: vCPUs park at the next step */
     unsigned parked;
+    unsigned blocked;       /* vCPUs blocked for good (vcpu_blocked); count as parked */
     bool quit;
     unsigned nr_running;    /* threads started */
 

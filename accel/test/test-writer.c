@@ -7,9 +7,11 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <x86intrin.h>
 
 #include "accel/test/test-accel.h"
+#include "accel/accel.h"
 #include "hw/ioport.h"
 
 #define TEST_SERIAL_PORT 0x3f8
@@ -314,6 +316,8 @@ gpointer test_vcpu_thread(gpointer opaque)
     uint64_t budget = 0;
     char line[200];
 
+    accel_vcpu_thread_name(a->m, v->index, "TEST");
+    __atomic_store_n(&v->kernel_tid, (int)gettid(), __ATOMIC_RELEASE);
     if (!test_vcpu_checkpoint(v)) {
         return NULL;
     }
@@ -331,7 +335,11 @@ gpointer test_vcpu_thread(gpointer opaque)
                      (unsigned)PAYLOAD_CTL_GPA);
             test_serial_line(a, line);
         }
+        /* Other writers wait for writer 0's control block, still pausable meanwhile. */
         while (__atomic_load_n(&a->ctl->magic, __ATOMIC_ACQUIRE) != PAYLOAD_MAGIC) {
+            if (!test_vcpu_checkpoint(v)) {
+                return NULL;
+            }
             g_usleep(100);
         }
         v->reg_csum = payload_csum_seed(v->index);
@@ -374,6 +382,13 @@ gpointer test_vcpu_thread(gpointer opaque)
                     }
                 }
             }
+        }
+        /*
+         * A sweep of no pages (bookkeeping that reads as zero: memory a
+         * failed restore could not give) must still reach the pause point.
+         */
+        if (!n && !test_vcpu_checkpoint(v)) {
+            goto quit;
         }
         v->pos = 0;
         v->sweep++;

@@ -48,6 +48,20 @@ typedef struct AccelOps {
                            GError **errp);
     void (*dirty_log_stop)(Machine *m);
 
+    /*
+     * The kernel thread id (gettid()) of the host thread that runs vCPU
+     * @index, or 0 before it started. Managers pin it and put it in cgroups.
+     */
+    int (*vcpu_thread_id)(Machine *m, unsigned index);
+
+    /*
+     * Optional. Thread @tid is blocked for good on guest memory that cannot
+     * be given to it (a lazy restore whose image failed its check): if it is
+     * a vCPU thread that pause_vcpus() cannot reach, count it as parked.
+     * KVM should need nothing: its kick interrupts a vCPU waiting on a fault.
+     */
+    void (*vcpu_blocked)(Machine *m, int tid);
+
     /* Stop and join the vCPU threads, free everything init made. */
     void (*destroy)(Machine *m);
 } AccelOps;
@@ -68,5 +82,11 @@ bool test_accel_check_config(const MachineConfig *c, GError **errp);
  * calls "present"). On false, @why (if not NULL) gets the reason.
  */
 bool kvm_accel_available(char **why);
+
+/*
+ * Called first thing in a vCPU thread: names it "CPU N/ACCEL" as QEMU's
+ * -name debug-threads=on does (when the machine asks for it).
+ */
+void accel_vcpu_thread_name(Machine *m, unsigned index, const char *accel);
 
 #endif

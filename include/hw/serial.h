@@ -26,6 +26,14 @@ typedef struct SerialState SerialState;
 SerialState *serial_new(Machine *m, int out_fd, int in_fd, GError **errp);
 
 /*
+ * With @drop, output that @out_fd (non-blocking) cannot take at once is
+ * discarded, as a UART's bytes are lost when no terminal listens: for a
+ * pseudo-terminal whose slave nobody may have opened. Otherwise a full
+ * output waits, so files and pipes lose nothing.
+ */
+void serial_set_drop_when_full(SerialState *s, bool drop);
+
+/*
  * Detach from the main loop and free. The vCPUs must be stopped; the port
  * handlers and the state record must not be used afterwards.
  */

@@ -14,10 +14,11 @@ typedef enum {
     MIGRATION_CHANNEL_EXEC,   /* exec:COMMAND, run with /bin/sh -c */
     MIGRATION_CHANNEL_UNIX,   /* unix:PATH */
     MIGRATION_CHANNEL_TCP,    /* tcp:HOST:PORT, tcp:[IPV6]:PORT */
-    MIGRATION_CHANNEL_FD,     /* fd:N, an inherited file descriptor number */
+    MIGRATION_CHANNEL_FD,     /* fd:N, an inherited descriptor; fd:NAME, one passed to getfd */
 } MigrationChannelKind;
 
 typedef struct MigrationChannel MigrationChannel;
+typedef struct Monitor Monitor;
 
 /*
  * Parse @uri and create a channel without any I/O yet (no file opened, no
@@ -26,6 +27,13 @@ typedef struct MigrationChannel MigrationChannel;
  * NULL with @errp set for a malformed URI or an unknown scheme.
  */
 MigrationChannel *channel_new(const char *uri, bool outgoing, GError **errp);
+
+/*
+ * For fd:NAME (a name, not a number): take the descriptor a QMP client passed
+ * with getfd under NAME from @mon, as QEMU does (the name is used up). Other
+ * channels: nothing to do. Main thread, right after channel_new().
+ */
+bool channel_fd_resolve(MigrationChannel *ch, Monitor *mon, GError **errp);
 
 /* Whether @uri parses as channel_new() would take it; nothing is opened. */
 bool channel_uri_check(const char *uri, bool outgoing, GError **errp);

@@ -13,8 +13,14 @@
 
 typedef struct Machine Machine;
 typedef struct MigrationChannel MigrationChannel;
+typedef struct MappedRamWriter MappedRamWriter;
+typedef struct RestoreState RestoreState;
 
-/* QEMU's MigrationStatus, in QEMU's order (the postcopy and COLO states are never entered). */
+/*
+ * QEMU's MigrationStatus (the COLO and postcopy recovery states are never
+ * entered). postcopy-active is the restored side of a lazy restore: the
+ * guest runs while its RAM still arrives from the image, as in QEMU's postcopy.
+ */
 typedef enum {
     MIGRATION_STATUS_NONE,
     MIGRATION_STATUS_SETUP,
@@ -24,10 +30,14 @@ typedef enum {
     MIGRATION_STATUS_COMPLETED,
     MIGRATION_STATUS_FAILED,
     MIGRATION_STATUS_DEVICE,
+    MIGRATION_STATUS_POSTCOPY_ACTIVE,
     MIGRATION_STATUS__MAX,
 } MigrationStatus;
 
-/* QEMU 7.2's capabilities, in its order (query-migrate-capabilities lists them so). */
+/*
+ * QEMU 7.2's capabilities, in its order (query-migrate-capabilities lists them
+ * so), then mapped-ram from QEMU 9.0.
+ */
 typedef enum {
     MIGRATION_CAPABILITY_XBZRLE,
     MIGRATION_CAPABILITY_RDMA_PIN_ALL,
@@ -50,6 +60,7 @@ typedef enum {
     MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT,
     MIGRATION_CAPABILITY_ZERO_COPY_SEND,
     MIGRATION_CAPABILITY_POSTCOPY_PREEMPT,
+    MIGRATION_CAPABILITY_MAPPED_RAM,          /* QEMU 9.0's, last in its list too */
     MIGRATION_CAPABILITY__MAX,
 } MigrationCapability;
 
@@ -58,10 +69,19 @@ typedef enum {
 #define MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS 300ULL
 #define MIGRATION_MAX_DOWNTIME_LIMIT_MS 2000000ULL /* QEMU's bound */
 
+/* How -incoming loads a page-aligned image (the restore-mode parameter). */
+typedef enum {
+    MIGRATION_RESTORE_LAZY,    /* run at once; pages on demand (userfaultfd) and by a fill thread */
+    MIGRATION_RESTORE_EAGER,   /* read every page before the guest runs */
+    MIGRATION_RESTORE_MAP,     /* map the image privately: clones share its page cache */
+    MIGRATION_RESTORE__MAX,
+} MigrationRestoreMode;
+
 typedef struct MigrationParameters {
     uint64_t max_bandwidth;                    /* bytes per second; 0: unlimited */
     uint64_t downtime_limit;                   /* milliseconds */
     uint64_t background_snapshot_buffer_size;  /* bytes; 0: automatic (background-snapshot.c decides) */
+    int restore_mode;                          /* MigrationRestoreMode */
 } MigrationParameters;
 
 /*
@@ -136,6 +156,14 @@ struct MigrationState {
     /* Filled by background_snapshot_run() through migration_update_snapshot_stats(). */
     BackgroundSnapshotStats snapshot;
     bool snapshot_ran;
+
+    /*
+     * Outgoing with mapped-ram: pages go to their fixed offsets through this
+     * writer instead of the stream (set by the migration thread for the run).
+     */
+    MappedRamWriter *mapped_ram;
+    /* Incoming from a page-aligned image: the restore and its fill (lazy or map). */
+    RestoreState *restore;
 };
 
 /* Create the migration state of @m (parameters and capabilities at their defaults). */
@@ -190,6 +218,13 @@ uint64_t migration_downtime_limit(MigrationState *s);
 void migration_update_snapshot_stats(MigrationState *s, const BackgroundSnapshotStats *st,
                                      uint64_t data_pages, uint64_t zero_pages,
                                      uint64_t bytes, uint64_t remaining_pages);
+
+/* "lazy", "eager", "map"; and back (false if @name is none of them). */
+const char *migration_restore_mode_name(MigrationRestoreMode mode);
+bool migration_restore_mode_from_name(const char *name, MigrationRestoreMode *mode);
+
+/* Set the restore-mode parameter (not while an incoming migration runs). */
+bool migration_set_restore_mode(MigrationState *s, MigrationRestoreMode mode, GError **errp);
 
 /* The error text of the last failed migration, or NULL. The caller frees it. */
 char *migration_error_desc(MigrationState *s);

@@ -67,6 +67,14 @@ typedef struct SavevmParseOps {
 bool savevm_parse(StreamFile *f, const SavevmParseOps *ops, void *opaque,
                   GError **errp);
 
+/*
+ * Parse device records (DEVC, and padding or optional records) until the end
+ * of @f: the device section of a page-aligned image, which keeps it apart
+ * from the pages. Only @ops->device and @ops->skipped are called.
+ */
+bool savevm_parse_devices(StreamFile *f, const SavevmParseOps *ops, void *opaque,
+                          GError **errp);
+
 /* "MACH" for a record type; the caller frees it. Non-printable bytes as \xNN. */
 char *savevm_record_type_name(uint32_t type);
 

@@ -129,4 +129,13 @@ bool savevm_load(StreamFile *f, Machine *m, GError **errp);
 bool savevm_load_full(StreamFile *f, Machine *m, SavevmLoadInfo *info,
                       GError **errp);
 
+/*
+ * Load the device records @records (DEVC records back to back, as
+ * savevm_save_devices() makes them; verified by the caller) into @m's
+ * handlers, with the same checks as a stream's; the source's run state goes
+ * into @info.
+ */
+bool savevm_load_devices(Machine *m, const void *records, size_t len, SavevmLoadInfo *info,
+                         GError **errp);
+
 #endif

@@ -10,6 +10,7 @@
 
 typedef struct Machine Machine;
 typedef struct Monitor Monitor;
+typedef struct ChardevOptions ChardevOptions;
 
 /*
  * A QMP command. Arguments have been checked against the schema (the qapi/ JSON files)
@@ -67,9 +68,21 @@ Monitor *monitor_new(Machine *m);
 extern const QmpCommand monitor_qmp_commands[];
 extern const HmpCommand monitor_hmp_commands[];
 
-/* machine.json (monitor/qmp-cmds-machine.c): query-kvm; HMP info kvm. */
+/*
+ * machine.json (monitor/qmp-cmds-machine.c): query-kvm, query-target,
+ * query-machines, query-cpus-fast; HMP info kvm.
+ */
 extern const QmpCommand monitor_qmp_machine_commands[];
 extern const HmpCommand monitor_hmp_machine_commands[];
+
+/* getfd, closefd (monitor/qmp-cmds-fds.c). */
+extern const QmpCommand monitor_qmp_fd_commands[];
+/* qom.json (monitor/qmp-cmds-qom.c): qom-list-types, qom-list, *-list-properties. */
+extern const QmpCommand monitor_qmp_qom_commands[];
+/* introspect.json (monitor/qmp-cmds-introspect.c): query-qmp-schema, query-command-line-options. */
+extern const QmpCommand monitor_qmp_introspect_commands[];
+/* devices.json (monitor/qmp-cmds-devices.c): query-chardev, query-block, query-iothreads. */
+extern const QmpCommand monitor_qmp_device_commands[];
 
 /*
  * Add a table of commands, terminated by an entry with name NULL. Called from
@@ -88,6 +101,22 @@ void monitor_register_hmp(Monitor *mon, const HmpCommand *table);
  * only the monitor (sockets never raise it).
  */
 bool monitor_add_qmp(Monitor *mon, const char *spec, GError **errp);
+
+/*
+ * A monitor on a -chardev (-mon chardev=ID): a QMP one with @control, else
+ * HMP. A socket given by fd= (a listening socket the manager bound) is
+ * accepted on for the life of the process, so clients may reconnect by its
+ * path; path= listens there; stdio uses the terminal.
+ */
+bool monitor_add_chardev(Monitor *mon, const ChardevOptions *o, bool control,
+                         GError **errp);
+
+/*
+ * Take the descriptor a QMP client named with getfd (SCM_RIGHTS), as QEMU's
+ * fd: migration URIs do: the caller owns it afterwards. -1 with @errp set
+ * when no descriptor has that name. Main thread only.
+ */
+int monitor_fd_take(Monitor *mon, const char *name, GError **errp);
 
 /* Whether @spec is a monitor address monitor_add_qmp() would take; opens nothing. */
 bool monitor_spec_check(const char *spec, GError **errp);

@@ -110,8 +110,9 @@ const QapiCommand *qapi_schema_find_command(QapiSchema *s, const char *name);
 const QapiEvent *qapi_schema_find_event(QapiSchema *s, const char *name);
 const QapiType *qapi_schema_find_type(QapiSchema *s, const char *name);
 
-/* Every command / event in load order (the schema owns the array). */
+/* Every command / event / declared type in load order (the schema owns the array). */
 GPtrArray *qapi_schema_commands(QapiSchema *s);
+GPtrArray *qapi_schema_types(QapiSchema *s);
 GPtrArray *qapi_schema_events(QapiSchema *s);
 
 /*

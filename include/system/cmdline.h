@@ -25,6 +25,18 @@ void machine_config_free(MachineConfig *c);
  */
 bool cmdline_check(MachineConfig *c, GError **errp);
 
+/* One option that takes key=value parameters, as query-command-line-options lists it. */
+typedef struct CmdlineOptionInfo {
+    const char *name;                 /* without the dash: "chardev" */
+    const char *const *keys[3];       /* NULL-terminated key lists (a union); unused are NULL */
+} CmdlineOptionInfo;
+
+/*
+ * Every option frostvm accepts with key=value parameters, from the table the
+ * parser itself uses; *@n gets the count.
+ */
+const CmdlineOptionInfo *cmdline_option_infos(size_t *n);
+
 /* "kvm", "test" or "tcg". */
 const char *cmdline_accel_name(AccelKind kind);
 

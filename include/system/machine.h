@@ -67,15 +67,40 @@ typedef struct MachineConfig {
     bool daemonize;               /* -daemonize */
     bool start_paused;            /* -S */
     char *incoming;               /* -incoming URI|defer, or NULL */
+    char *restore_mode;           /* -global migration.restore-mode=, or NULL */
     GPtrArray *qmp;               /* -qmp specs (char *) */
     GPtrArray *monitors;          /* -monitor specs (char *) */
     char *serial;                 /* -serial stdio|file:PATH|null|none */
     char *memory_backend_id;      /* -machine memory-backend=ID */
     GPtrArray *objects;           /* MemoryBackendOptions * from -object */
     bool thp;                     /* -machine thp=on|off (frostvm) */
+    bool dump_guest_core;         /* -machine dump-guest-core=on|off (default on) */
     char *test_accel_args;        /* -accel test,args=... (pattern for the writer threads) */
     unsigned debug;               /* -d */
+
+    /* What a manager such as libvirt passes (system/cmdline-*.c). */
+    bool machine_none;            /* -machine none: no guest, monitors only (probing) */
+    bool nodefaults;              /* -nodefaults: no default serial port */
+    bool nographic;               /* -nographic: COM1 on stdio unless given */
+    bool no_shutdown;             /* -no-shutdown: a guest power-off stops, not exits */
+    bool debug_threads;           /* -name debug-threads=on: "CPU N/ACCEL" thread names */
+    bool msg_timestamp;           /* -msg timestamp=on: time-stamped error messages */
+    char *uuid;                   /* -uuid, canonical text, or NULL */
+    unsigned sockets, cores, threads, maxcpus;  /* -smp topology (filled in) */
+    GPtrArray *chardevs;          /* ChardevOptions * (system/chardev.h) */
+    GPtrArray *mons;              /* MonOptions * */
+    GArray *fdsets;               /* FdsetEntry (system/fdset.h) */
+    char *serial_chardev;         /* -device isa-serial,chardev=ID (COM1), or NULL */
+    char *serial_device_id;       /* its id= ("serial0"), or NULL */
+    GPtrArray *secrets;           /* SecretObject * (-object secret) */
 } MachineConfig;
+
+/* A -object secret: kept for the life of the process, as QEMU keeps it. */
+typedef struct SecretObject {
+    char *id;
+    char *format;                 /* "raw" or "base64" */
+    GBytes *data;                 /* from data= or file= (decoded for base64) */
+} SecretObject;
 
 struct Machine {
     MachineConfig *config;
@@ -91,7 +116,10 @@ struct Machine {
     const AccelOps *accel;        /* the accelerator in use (the first that worked) */
     void *accel_state;            /* owned by the accelerator */
     char *accel_fallback_note;    /* why earlier accelerators were passed over, or NULL */
+    AccelKind none_accel;         /* -machine none: the accelerator a guest would get */
+    bool none_accel_usable;       /* -machine none: false when none of the list works */
 
+    GPtrArray *chardevs;          /* Chardev *, opened backends (system/chardev.c) */
     SerialState *serial;
     int serial_out_fd;            /* COM1's output and input, or -1 */
     int serial_in_fd;
@@ -117,10 +145,29 @@ void *machine_gpa_to_host(Machine *m, uint64_t gpa, uint64_t len);
 RamBlock *machine_find_ram_block(Machine *m, const char *name);
 
 /*
+ * A machine with nothing in it yet (no RAM, accelerator or devices), in
+ * prelaunch; machine_free() frees it at any stage of building.
+ */
+Machine *machine_alloc(MachineConfig *config);
+
+/*
  * Build the machine from its config: RAM (from the memory backend), the RAM
  * layout, the accelerator, the devices. Does not load a kernel or start vCPUs.
  */
 Machine *machine_new(MachineConfig *config, GError **errp);
+
+/*
+ * The empty machine of -machine none (system/machine-none.c): no RAM, no
+ * vCPUs, no devices; only monitors, so a manager can ask what frostvm offers.
+ * The accelerator list is checked for usability without creating a VM.
+ */
+Machine *machine_new_none(MachineConfig *config, GError **errp);
+
+/* Whether @m has a guest (false for -machine none). */
+static inline bool machine_has_guest(const Machine *m)
+{
+    return m->accel != NULL;
+}
 
 /* Load -kernel/-append into guest RAM and set the boot vCPU's entry state. */
 bool machine_load_kernel(Machine *m, GError **errp);

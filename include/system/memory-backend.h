@@ -32,6 +32,7 @@ typedef struct MemoryBackendOptions {
     bool thp;              /* anonymous: MADV_HUGEPAGE (default on) or MADV_NOHUGEPAGE */
     char *mem_path;        /* file: a file, or a directory to create a temporary file in */
     bool prealloc;         /* populate every page at creation */
+    bool dontdump;         /* MADV_DONTDUMP: keep guest RAM out of core dumps (dump=off) */
 } MemoryBackendOptions;
 
 typedef struct MemoryBackend {

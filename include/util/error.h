@@ -12,6 +12,7 @@ typedef enum {
     FROSTVM_ERROR_GENERIC,            /* "GenericError" */
     FROSTVM_ERROR_COMMAND_NOT_FOUND,  /* "CommandNotFound" */
     FROSTVM_ERROR_DEVICE_NOT_ACTIVE,  /* "DeviceNotActive" */
+    FROSTVM_ERROR_DEVICE_NOT_FOUND,   /* "DeviceNotFound" */
 } FrostvmErrorCode;
 
 GQuark frostvm_error_quark(void);

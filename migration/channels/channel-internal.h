@@ -17,7 +17,7 @@ struct MigrationChannel {
     int cancel_fd;        /* eventfd: readable once cancelled */
 
     /* file: */
-    char *tmp_path;       /* outgoing: the temporary name until rename */
+    struct AtomicFile *file;  /* outgoing: the image until it gets its name */
     uint64_t written;     /* outgoing: bytes written so far */
     uint64_t synced;      /* outgoing: bytes already handed to writeback */
 
@@ -28,6 +28,9 @@ struct MigrationChannel {
 
     /* unix: incoming, the path to unlink when done */
     char *unlink_path;
+
+    /* fd:NAME: the descriptor getfd kept under NAME, taken at creation; else -1 */
+    int named_fd;
 };
 
 /* Block until @fd is ready for @events or the channel is cancelled (false, errp set). */
@@ -38,6 +41,9 @@ bool channel_socket_connect(MigrationChannel *ch, GError **errp);
 bool channel_socket_listen(MigrationChannel *ch, GError **errp);
 bool channel_socket_accept(MigrationChannel *ch, GError **errp);
 char *channel_socket_listen_uri(const MigrationChannel *ch);
+
+/* channel-fd.c: fd:N (a number) or fd:NAME (taken by channel_fd_resolve()). */
+bool channel_fd_open(MigrationChannel *ch, GError **errp);
 
 /* channel-exec.c */
 bool channel_exec_start(MigrationChannel *ch, GError **errp);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "migration/channels/channel-internal.h"
+#include "util/atomic-file.h"
 #include "util/error.h"
 
 static const struct {
@@ -64,6 +65,7 @@ MigrationChannel *channel_new(const char *uri, bool outgoing, GError **errp)
     ch->target = g_strdup(target);
     ch->fd = -1;
     ch->listen_fd = -1;
+    ch->named_fd = -1;
     ch->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (ch->cancel_fd < 0) {
         error_setg_errno(errp, errno, "cannot create the cancel event of %s", uri);
@@ -95,42 +97,16 @@ static bool channel_file_open(MigrationChannel *ch, GError **errp)
     }
 
     /*
-     * Write beside the final name so the rename stays in one file system and
-     * a reader never sees a half-written image under PATH.
+     * An image appears at PATH complete or not at all, and a crash leaves
+     * nothing behind (util/atomic-file.h); 0600 as QEMU creates file: images,
+     * since it holds the guest's memory.
      */
-    ch->tmp_path = g_strdup_printf("%s.tmp-XXXXXX", ch->target);
-    ch->fd = g_mkstemp_full(ch->tmp_path, O_WRONLY | O_CLOEXEC, 0644);
-    if (ch->fd < 0) {
-        int err = errno;
-        g_autofree char *dir = g_path_get_dirname(ch->target);
-        error_setg_errno(errp, err, "cannot create a file in '%s' for %s", dir,
-                         ch->uri);
-        g_clear_pointer(&ch->tmp_path, g_free);
+    ch->file = atomic_file_create(ch->target, false, false, errp);
+    if (!ch->file) {
+        g_prefix_error(errp, "%s: ", ch->uri);
         return false;
     }
-    return true;
-}
-
-static bool channel_fd_open(MigrationChannel *ch, GError **errp)
-{
-    char *end;
-    long n = strtol(ch->target, &end, 10);
-    int flags;
-
-    if (*end || n < 0 || n > INT32_MAX) {
-        error_setg(errp, "fd: needs a file descriptor number, not '%s'", ch->target);
-        return false;
-    }
-    /* Our own copy: closing the channel must not close the caller's number. */
-    ch->fd = fcntl((int)n, F_DUPFD_CLOEXEC, 3);
-    if (ch->fd < 0) {
-        error_setg_errno(errp, errno, "%s is not an open file descriptor", ch->uri);
-        return false;
-    }
-    flags = fcntl(ch->fd, F_GETFL);
-    if (flags >= 0) {
-        fcntl(ch->fd, F_SETFL, flags | O_NONBLOCK);
-    }
+    ch->fd = ch->file->fd;
     return true;
 }
 
@@ -258,8 +234,7 @@ static void channel_write_error(MigrationChannel *ch, int err, GError **errp)
         return;
     }
     if (err == ENOSPC || err == EDQUOT) {
-        error_setg_errno(errp, err, "cannot write %s",
-                         ch->tmp_path ? ch->tmp_path : ch->uri);
+        error_setg_errno(errp, err, "cannot write %s", ch->uri);
         return;
     }
     error_setg_errno(errp, err, "write to %s failed", ch->uri);
@@ -374,48 +349,20 @@ ssize_t channel_read(MigrationChannel *ch, void *buf, size_t len, GError **errp)
     }
 }
 
-/* fsync the folder holding @path so the rename itself is durable. */
-static bool channel_sync_dir(const char *path, GError **errp)
-{
-    g_autofree char *dir = g_path_get_dirname(path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-    if (fd < 0) {
-        error_setg_errno(errp, errno, "cannot open folder '%s'", dir);
-        return false;
-    }
-    if (fsync(fd) < 0 && errno != EINVAL) {
-        int err = errno;
-        close(fd);
-        error_setg_errno(errp, err, "cannot sync folder '%s'", dir);
-        return false;
-    }
-    close(fd);
-    return true;
-}
-
 static bool channel_file_finish(MigrationChannel *ch, bool success, GError **errp)
 {
-    bool ok = success;
+    AtomicFile *file = g_steal_pointer(&ch->file);
 
-    if (!ch->outgoing || !ch->tmp_path) {
+    if (!file) {
         return true;
     }
-    if (ok && fsync(ch->fd) < 0) {
-        error_setg_errno(errp, errno, "cannot sync %s", ch->tmp_path);
-        ok = false;
+    /* The file owns the descriptor from here on. */
+    ch->fd = -1;
+    if (!success) {
+        atomic_file_abort(file);
+        return true;
     }
-    if (ok && rename(ch->tmp_path, ch->target) < 0) {
-        error_setg_errno(errp, errno, "cannot rename %s to %s", ch->tmp_path,
-                         ch->target);
-        ok = false;
-    }
-    if (ok) {
-        ok = channel_sync_dir(ch->target, errp);
-    } else {
-        unlink(ch->tmp_path);
-    }
-    return ok || !success;
+    return atomic_file_commit(file, errp);
 }
 
 static bool channel_exec_finish(MigrationChannel *ch, bool success, GError **errp)
@@ -474,6 +421,9 @@ bool channel_close(MigrationChannel *ch, bool success, GError **errp)
     if (ch->listen_fd >= 0) {
         close(ch->listen_fd);
     }
+    if (ch->named_fd >= 0) {
+        close(ch->named_fd);
+    }
     if (ch->unlink_path) {
         unlink(ch->unlink_path);
         g_free(ch->unlink_path);
@@ -484,7 +434,6 @@ bool channel_close(MigrationChannel *ch, bool success, GError **errp)
     if (ch->cancel_fd >= 0) {
         close(ch->cancel_fd);
     }
-    g_free(ch->tmp_path);
     g_free(ch->target);
     g_free(ch->uri);
     g_free(ch);

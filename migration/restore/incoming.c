@@ -6,6 +6,7 @@
 
 #include "migration/channel.h"
 #include "migration/migration-internal.h"
+#include "migration/restore.h"
 #include "migration/savevm.h"
 #include "migration/stream-file.h"
 #include "system/machine.h"
@@ -40,6 +41,11 @@ static gboolean incoming_finish(gpointer opaque)
      */
     /* Leave "inmigrate" first: starting from it only means "run once loaded". */
     runstate_set(m, RUN_STATE_PAUSED);
+    if (!restore_image_may_run(s)) {
+        /* A lazy restore's image failed its check before the guest ran. */
+        restore_image_guest_started(s);
+        return G_SOURCE_REMOVE;
+    }
     if (r->source_running && !(m->config && m->config->start_paused)) {
         if (!runstate_vm_start(m, &err)) {
             migration_record_error(s, err);
@@ -49,6 +55,11 @@ static gboolean incoming_finish(gpointer opaque)
             runstate_request_shutdown(m, "host-error", 1);
             return G_SOURCE_REMOVE;
         }
+    }
+    if (s->restore) {
+        /* A page-aligned image: completed now, or once its fill ends. */
+        restore_image_guest_started(s);
+        return G_SOURCE_REMOVE;
     }
     /* As QEMU: "completed" once the guest is in its final state, not before. */
     migration_set_state(s, MIGRATION_STATUS_ACTIVE, MIGRATION_STATUS_COMPLETED);
@@ -69,6 +80,12 @@ static gpointer incoming_thread(gpointer opaque)
     ok = channel_accept(ch, &err);
     if (ok) {
         migration_set_state(s, MIGRATION_STATUS_SETUP, MIGRATION_STATUS_ACTIVE);
+    }
+    if (ok && restore_channel_is_mapped_image(ch)) {
+        ok = restore_image_start(s, ch, &info, &err);
+        migration_stat_set(&s->ram.normal, info.data_pages);
+        migration_stat_set(&s->ram.normal_bytes, info.data_pages * MACHINE_PAGE_SIZE);
+    } else if (ok) {
         f = stream_file_new_input(ch);
         ok = savevm_load_full(f, m, &info, &err);
         migration_stat_set(&s->ram.transferred, stream_file_offset(f));
@@ -134,7 +151,11 @@ bool migration_incoming_start(Machine *m, const char *uri, GError **errp)
         error_setg(errp, "There's a migration process in progress");
         return false;
     }
-    ch = channel_open_incoming(uri, errp);
+    ch = channel_new(uri, false, errp);
+    if (ch && (!channel_fd_resolve(ch, m->monitor, errp) || !channel_connect(ch, errp))) {
+        channel_close(ch, false, NULL);
+        ch = NULL;
+    }
     if (!ch) {
         return false;
     }

@@ -247,6 +247,24 @@ bool savevm_load_full(StreamFile *f, Machine *m, SavevmLoadInfo *info, GError **
     return ok;
 }
 
+bool savevm_load_devices(Machine *m, const void *records, size_t len, SavevmLoadInfo *info,
+                         GError **errp)
+{
+    LoadContext c = {
+        .m = m,
+        .info = info,
+        .devices = g_ptr_array_new_with_free_func(pending_device_free),
+    };
+    StreamFile *f = stream_file_new_memory_input(records, len);
+    bool ok;
+
+    c.info->source_running = true;
+    ok = savevm_parse_devices(f, &load_ops, &c, errp) && load_apply_devices(&c, errp);
+    stream_file_free(f);
+    g_ptr_array_unref(c.devices);
+    return ok;
+}
+
 bool savevm_load(StreamFile *f, Machine *m, GError **errp)
 {
     return savevm_load_full(f, m, NULL, errp);

@@ -2,6 +2,7 @@
 /* The background snapshot thread: pause, save devices and arm write tracking, resume, save RAM, finish the stream. */
 #include "migration/background-snapshot.h"
 
+#include "migration/mapped-ram.h"
 #include "migration/migration.h"
 #include "migration/page-pool.h"
 #include "migration/savevm.h"
@@ -190,11 +191,12 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     uint64_t pool_bytes = __atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                                           __ATOMIC_RELAXED);
 
-    if (!savevm_write_header(f, m, SAVEVM_STREAM_BACKGROUND_SNAPSHOT, errp)) {
+    /* mapped-ram: the image's header is written last, by mapped_ram_writer_finish(). */
+    if (!s->mapped_ram && !savevm_write_header(f, m, SAVEVM_STREAM_BACKGROUND_SNAPSHOT, errp)) {
         goto out;
     }
     /* From here until snapshot_engine_finish() only the writer thread writes to @f. */
-    run.bs = snapshot_engine_new(m->ram_blocks, pool_bytes, f, errp);
+    run.bs = snapshot_engine_new(m->ram_blocks, pool_bytes, f, s->mapped_ram, errp);
     if (!run.bs) {
         goto out;
     }
@@ -214,11 +216,15 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     if (!snapshot_engine_finish(run.bs, errp)) {
         goto out;
     }
-    ok = savevm_write_ram_end(f, errp) &&
-         savevm_write_devices(f, devices, errp) &&
-         savevm_write_footer(f, errp) &&
-         stream_file_flush(f) &&
-         stream_file_check(f, errp);
+    if (s->mapped_ram) {
+        ok = mapped_ram_writer_finish(s->mapped_ram, devices->data, devices->len, errp);
+    } else {
+        ok = savevm_write_ram_end(f, errp) &&
+             savevm_write_devices(f, devices, errp) &&
+             savevm_write_footer(f, errp) &&
+             stream_file_flush(f) &&
+             stream_file_check(f, errp);
+    }
     if (!ok && errp && !*errp) {
         error_setg(errp, "background-snapshot: writing the stream failed");
     }

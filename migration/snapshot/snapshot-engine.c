@@ -47,7 +47,8 @@ static uint32_t pow2_floor(uint32_t v)
 }
 
 BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
-                                        StreamFile *f, GError **errp)
+                                        StreamFile *f, MappedRamWriter *mapped,
+                                        GError **errp)
 {
     uint64_t start = write_tracking_now_ns();
     BackgroundSnapshot *bs = g_new0(BackgroundSnapshot, 1);
@@ -118,7 +119,7 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
     if (!bs->wt) {
         goto fail;
     }
-    if (!snapshot_writer_start(&bs->writer, f, bs->pool, errp)) {
+    if (!snapshot_writer_start(&bs->writer, f, mapped, bs->pool, errp)) {
         goto fail;
     }
     if (!snapshot_collapse_start(bs, errp)) {

@@ -14,6 +14,7 @@
 
 typedef struct RamBlock RamBlock;
 typedef struct StreamFile StreamFile;
+typedef struct MappedRamWriter MappedRamWriter;
 
 #define SNAPSHOT_PAGE_SIZE 4096u
 /* Largest backing page supported (2 MiB hugetlbfs): a fault must fit in the pool. */
@@ -99,6 +100,7 @@ typedef struct SnapshotPacer {
 /* The writer thread and its queue; it alone writes to the stream while it runs. */
 typedef struct SnapshotWriter {
     StreamFile *f;
+    MappedRamWriter *mapped;    /* mapped-ram: pages go to their offsets, not into @f */
     PagePool *pool;
     GThread *thread;
     GMutex lock;
@@ -193,11 +195,14 @@ uint64_t snapshot_default_pool_size(uint64_t ram_bytes);
 
 /*
  * Before the pause: register @blocks (RamBlock *) for write-protect, map a
- * pool of @pool_bytes (0: the default), start the writer on @f and the fault
- * handler. Nothing is protected yet. NULL with @errp set on failure.
+ * pool of @pool_bytes (0: the default), start the writer on @f (or, with
+ * @mapped not NULL, on that page-aligned image: positioned writes, nothing
+ * into @f) and the fault handler. Nothing is protected yet. NULL with @errp
+ * set on failure.
  */
 BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
-                                        StreamFile *f, GError **errp);
+                                        StreamFile *f, MappedRamWriter *mapped,
+                                        GError **errp);
 
 /*
  * Before the pause, with the guest running: write-protect all RAM now, so the
@@ -242,8 +247,12 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
 void snapshot_writer_init(SnapshotWriter *w);
 void snapshot_writer_clear(SnapshotWriter *w);
 
-/* Start the writer thread draining into @f, giving slots back to @pool. */
-bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, PagePool *pool, GError **errp);
+/*
+ * Start the writer thread draining into @f (or into @mapped, see
+ * snapshot_engine_new()), giving slots back to @pool.
+ */
+bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, MappedRamWriter *mapped,
+                           PagePool *pool, GError **errp);
 
 /*
  * Queue a record (ownership passes to the writer). After a write failure the

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 
+#include "migration/mapped-ram.h"
 #include "migration/savevm.h"
 #include "migration/stream-file.h"
 #include "util/error.h"
@@ -41,6 +42,42 @@ static bool writer_flush_if_pressed(SnapshotWriter *w, size_t just_written)
 }
 
 /*
+ * mapped-ram: the record's pages go straight to their offsets, one vectored
+ * positioned write per record; zero pages are left as holes (absent). A
+ * failure is recorded in the stream, where the writer's callers look.
+ */
+static bool write_record_mapped(SnapshotWriter *w, const SnapshotRecord *rec)
+{
+    g_autoptr(GError) err = NULL;
+    void *pages[SNAPSHOT_FAULT_BLOCK_MAX_PAGES];
+    bool ok = true;
+
+    for (uint32_t done = 0; !rec->zero && ok && done < rec->npages;) {
+        uint32_t n = MIN(rec->npages - done, (uint32_t)G_N_ELEMENTS(pages));
+
+        for (uint32_t i = 0; i < n; i++) {
+            pages[i] = page_pool_page(w->pool, rec->slots[done + i]);
+        }
+        ok = mapped_ram_writer_putv(w->mapped, rec->block_index,
+                                    rec->offset / SNAPSHOT_PAGE_SIZE + done, n, pages, &err);
+        done += n;
+    }
+    if (!rec->zero) {
+        page_pool_put(w->pool, rec->slots, rec->npages);
+    }
+    if (!ok) {
+        stream_file_set_error(w->f, g_steal_pointer(&err));
+        return false;
+    }
+    __atomic_fetch_add(&w->records, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(rec->zero ? &w->zero_pages : &w->data_pages, rec->npages,
+                       __ATOMIC_RELAXED);
+    __atomic_fetch_add(&w->bytes, rec->zero ? 0 : (uint64_t)rec->npages * SNAPSHOT_PAGE_SIZE,
+                       __ATOMIC_RELAXED);
+    return true;
+}
+
+/*
  * Write one record and give its buffers back as their pages are handed to
  * the stream (stream_file_write() copies or writes them before it returns).
  * False once the stream has failed; the buffers are returned either way.
@@ -50,6 +87,9 @@ static bool write_record(SnapshotWriter *w, const SnapshotRecord *rec)
     uint8_t header[SAVEVM_RAM_RECORD_HEADER_SIZE];
     bool ok;
 
+    if (w->mapped) {
+        return write_record_mapped(w, rec);
+    }
     savevm_encode_ram_header(header, rec->block_index, rec->offset, rec->npages,
                              rec->zero ? SAVEVM_RAM_ZERO : SAVEVM_RAM_DATA);
     ok = stream_file_write(w->f, header, sizeof(header));
@@ -203,9 +243,11 @@ void snapshot_writer_clear(SnapshotWriter *w)
     g_cond_clear(&w->cond);
 }
 
-bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, PagePool *pool, GError **errp)
+bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, MappedRamWriter *mapped,
+                           PagePool *pool, GError **errp)
 {
     w->f = f;
+    w->mapped = mapped;
     w->pool = pool;
     w->thread = g_thread_try_new("snapshot-writer", writer_thread_main, w, errp);
     if (!w->thread) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <libfdt.h>
 
+#include "migration/mapped-ram.h"
 #include "migration/stream-file.h"
 #include "util/error.h"
 
@@ -108,6 +109,12 @@ static bool parse_header(Parser *p, GError **errp)
         return parse_fail(p, 8, errp,
                           "stream format version %u; this build reads versions 1 to %u",
                           version, SAVEVM_VERSION);
+    }
+    if (flags & MAPPED_RAM_STREAM_FLAG) {
+        error_setg(errp, "this is a page-aligned image (mapped-ram): it is read at "
+                   "random offsets, so it loads only from a file: URI (or convert it "
+                   "with 'frostvm-img convert')");
+        return false;
     }
     if (flags & SAVEVM_STREAM_FLAGS_REQUIRED_MASK) {
         return parse_fail(p, 12, errp, "unknown required stream flags 0x%08x",
@@ -484,6 +491,39 @@ bool savevm_parse(StreamFile *f, const SavevmParseOps *ops, void *opaque,
         g_free(p.seen[i]);
     }
     return ok;
+}
+
+bool savevm_parse_devices(StreamFile *f, const SavevmParseOps *ops, void *opaque,
+                          GError **errp)
+{
+    Parser p = { .f = f, .ops = ops, .opaque = opaque, .state = PARSE_DEVICES };
+
+    while (!stream_file_at_eof(f)) {
+        uint64_t rec_off = stream_file_offset(f);
+        uint32_t type, flags;
+        uint64_t len;
+        bool ok;
+
+        if (!stream_file_get_u32(f, &type) || !stream_file_get_u32(f, &flags) ||
+            !stream_file_get_u64(f, &len)) {
+            stream_file_check(f, errp);
+            error_prefix(errp, "reading a device record header at offset %" PRIu64 ": ",
+                         rec_off);
+            return false;
+        }
+        if (type == SAVEVM_REC_DEVICE) {
+            ok = parse_device(&p, rec_off, len, errp);
+        } else if (type == SAVEVM_REC_PADDING || (flags & SAVEVM_RECORD_OPTIONAL)) {
+            ok = parse_skip(&p, type, flags, rec_off, len, errp);
+        } else {
+            g_autofree char *name = savevm_record_type_name(type);
+            ok = parse_fail(&p, rec_off, errp, "a %s record among the device records", name);
+        }
+        if (!ok) {
+            return false;
+        }
+    }
+    return stream_file_check(f, errp);
 }
 
 const char *savevm_fdt_get_string(const void *fdt, const char *path, const char *prop)

@@ -5,20 +5,8 @@
 #include <string.h>
 #include <glib.h>
 
+#include "fuzz-files.h"
 #include "fuzz-savevm.h"
-
-static int replay_file(const char *path)
-{
-    g_autofree char *data = NULL;
-    gsize len;
-
-    if (!g_file_get_contents(path, &data, &len, NULL)) {
-        g_printerr("fuzz-savevm-replay: cannot read %s\n", path);
-        return 1;
-    }
-    LLVMFuzzerTestOneInput((const uint8_t *)data, len);
-    return 0;
-}
 
 /*
  * Without libFuzzer: deterministic mutations of the seeds (flipped bytes,
@@ -81,32 +69,12 @@ static int smoke(const char *dir, int rounds)
     return 0;
 }
 
+static bool make_seeds(const char *dir)
+{
+    return fuzz_savevm_write_seeds(dir) == 3;
+}
+
 int main(int argc, char **argv)
 {
-    int files = 0, failed = 0;
-
-    if (argc == 4 && !strcmp(argv[1], "--smoke")) {
-        return smoke(argv[2], atoi(argv[3]));
-    }
-    if (argc == 3 && !strcmp(argv[1], "--make-seeds")) {
-        g_mkdir_with_parents(argv[2], 0755);
-        return fuzz_savevm_write_seeds(argv[2]) == 3 ? 0 : 1;
-    }
-    for (int i = 1; i < argc; i++) {
-        if (g_file_test(argv[i], G_FILE_TEST_IS_DIR)) {
-            g_autoptr(GDir) d = g_dir_open(argv[i], 0, NULL);
-            const char *name;
-
-            while (d && (name = g_dir_read_name(d))) {
-                g_autofree char *p = g_build_filename(argv[i], name, NULL);
-                failed += replay_file(p);
-                files++;
-            }
-        } else {
-            failed += replay_file(argv[i]);
-            files++;
-        }
-    }
-    printf("replayed %d inputs\n", files);
-    return failed ? 1 : 0;
+    return fuzz_replay_main(argc, argv, smoke, make_seeds);
 }

@@ -271,7 +271,7 @@ void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
                   SnapshotResult *res)
 {
     memset(res, 0, sizeof(*res));
-    BackgroundSnapshot *bs = snapshot_engine_new(g->blocks, pool_bytes, f, &res->error);
+    BackgroundSnapshot *bs = snapshot_engine_new(g->blocks, pool_bytes, f, NULL, &res->error);
     g_assert_no_error(res->error);
 
     /* Protect while the writers run, and let them write for a while before the pause. */

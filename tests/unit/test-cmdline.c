@@ -2,6 +2,8 @@
 /* Tests for the QEMU-style command line: options, comma syntax, sizes, errors. */
 #include "system/cmdline.h"
 
+#include <string.h>
+
 #include "system/memory-backend.h"
 
 static MachineConfig *parse(const char *line, GError **errp)
@@ -197,6 +199,30 @@ static void test_accel_lists(void)
     }
 }
 
+/* -global migration.restore-mode chooses how -incoming restores a page-aligned image. */
+static void test_global_restore_mode(void)
+{
+    static const char *const bad[] = {
+        "-accel test -global migration.restore-mode=fast",
+        "-accel test -global migration.downtime-limit=5",
+        "-accel test -global kvm-pit.lost_tick_policy=discard",
+    };
+    g_autoptr(GError) err = NULL;
+    MachineConfig *c = parse("-accel test -m 512 -global migration.restore-mode=map -incoming defer",
+                             &err);
+
+    g_assert_no_error(err);
+    g_assert_cmpstr(c->restore_mode, ==, "map");
+    machine_config_free(c);
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autoptr(GError) e = NULL;
+
+        g_assert_null(parse(bad[i], &e));
+        g_assert_nonnull(e);
+        g_assert_nonnull(strstr(e->message, "-global"));
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -207,5 +233,6 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/errors", test_errors);
     g_test_add_func("/cmdline/defaults", test_defaults);
     g_test_add_func("/cmdline/accel-lists", test_accel_lists);
+    g_test_add_func("/cmdline/global-restore-mode", test_global_restore_mode);
     return g_test_run();
 }

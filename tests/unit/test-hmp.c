@@ -291,7 +291,7 @@ static void test_dispatch(Fixture *f, gconstpointer data)
                                   "Try \"help migrate\" for more information\r\n");
     assert_hmp(f, "migrate 'oops", "unterminated single quote in 'migrate 'oops'\r\n");
     assert_hmp(f, "info migrate", "argv0=migrate\r\nStatus: none\r\n");
-    assert_hmp(f, "info version", "0.1.0 (frostvm 0.1.0)\r\n");
+    assert_hmp(f, "info version", "7.2.0 (frostvm 0.1.0)\r\n");
     g_assert_cmpuint(f->calls->len, ==, 0);
 
     assert_hmp(f, "migrate -d \"exec:cat > x\"", "");

@@ -182,13 +182,47 @@ static void test_request_shape(Fixture *f, gconstpointer data)
     }
 }
 
+/* The text a session sends: the id exactly as written, none when the input did not parse. */
+static void test_reply_text(Fixture *f, gconstpointer data)
+{
+    static const struct {
+        const char *input;
+        const char *reply;
+    } cases[] = {
+        { "{\"execute\": \"migrate_cancel\", \"id\": 18446744073709551616}",
+          "{\"error\": {\"class\": \"DeviceNotActive\", \"desc\": \"No migration is "
+          "running\"}, \"id\": 18446744073709551616}" },
+        { "{\"id\": \"a\\u0000b\", \"execute\": \"migrate\", \"arguments\": "
+          "{\"uri\": \"x\\u0000y\"}}",
+          "{\"return\": \"x\\u0000y\", \"id\": \"a\\u0000b\"}" },
+        { "{\"execute\": \"nope\", \"id\": 1e400}",
+          "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command nope has "
+          "not been found\"}, \"id\": 1e400}" },
+        { "{\"execute\": \"query-status\", \"id\": 010}",
+          "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, "
+          "stray '01'\"}}" },
+        { "[{\"id\": 5}]",
+          "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON "
+          "object\"}}" },
+    };
+
+    f->negotiated = true;
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *reply = qmp_dispatch_to_string(f->mon, &f->negotiated,
+                                                        cases[i].input,
+                                                        strlen(cases[i].input));
+
+        g_assert_cmpstr(reply, ==, cases[i].reply);
+    }
+}
+
 static void test_core_commands(Fixture *f, gconstpointer data)
 {
     g_autofree char *commands = NULL;
 
     f->negotiated = true;
     assert_reply(f, "{\"execute\": \"query-version\"}",
-                 "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 1, \"major\": 0}, "
+                 "{\"return\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
                  "\"package\": \"frostvm 0.1.0\"}}");
     assert_reply(f, "{\"execute\": \"stop\"}", "{\"return\": {}}");
     assert_reply(f, "{\"execute\": \"query-status\"}",
@@ -210,7 +244,8 @@ static void test_core_commands(Fixture *f, gconstpointer data)
                     "{\"name\": \"query-version\"}, {\"name\": \"query-commands\"}, "
                     "{\"name\": \"human-monitor-command\"}, {\"name\": \"quit\"}, "
                     "{\"name\": \"query-status\"}, {\"name\": \"stop\"}, "
-                    "{\"name\": \"cont\"}, {\"name\": \"migrate\"}, "
+                    "{\"name\": \"cont\"}, {\"name\": \"system_powerdown\"}, "
+                    "{\"name\": \"migrate\"}, "
                     "{\"name\": \"migrate_cancel\"}]}");
 }
 
@@ -713,6 +748,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     ADD("/qmp/dispatch/negotiation", test_negotiation);
     ADD("/qmp/dispatch/request-shape", test_request_shape);
+    ADD("/qmp/dispatch/reply-text", test_reply_text);
     ADD("/qmp/dispatch/core-commands", test_core_commands);
     ADD("/qmp/dispatch/runstate-edges", test_runstate_edges);
     ADD("/qmp/server/unix-session", test_unix_session);

@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* The restore of a page-aligned image as its modes (eager, lazy, map) share it. */
+#ifndef MIGRATION_RESTORE_INTERNAL_H
+#define MIGRATION_RESTORE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <glib.h>
+
+#include "migration/mapped-ram.h"
+#include "migration/migration.h"
+#include "migration/restore.h"
+#include "util/latency-histogram.h"
+
+typedef struct RamBlock RamBlock;
+
+typedef enum {
+    RESTORE_FILL_NONE,       /* eager: nothing left after the load */
+    RESTORE_FILL_RUNNING,
+    RESTORE_FILL_DONE,
+    RESTORE_FILL_FAILED,
+} RestoreFillState;
+
+struct RestoreState {
+    MigrationState *s;
+    Machine *m;
+    MappedRamImage *img;
+    MigrationRestoreMode mode;
+
+    /* Progress, read by query-migrate while the threads move it. */
+    uint64_t pages_total;        /* present pages of the image */
+    uint64_t pages_filled;       /* atomic: present pages in guest RAM (or verified, map) */
+    uint64_t faults;             /* atomic: missing-page faults served */
+    uint64_t fault_pages;        /* atomic: present pages copied by faults */
+    LatencyHistogram fault_latency;
+    uint64_t start_us;           /* monotonic, when restore_image_start() began */
+    uint64_t running_us;         /* when the guest could run (setup done) */
+    uint64_t fill_us;            /* atomic: the fill's duration, once done */
+
+    int fill_state;              /* atomic: RestoreFillState */
+    GMutex lock;                 /* guards error and the condition */
+    GCond cond;                  /* signalled when the fill ends */
+    GError *error;               /* why the fill failed */
+
+    /* Main loop only. */
+    bool guest_started;
+    bool announced;
+
+    /* Lazy mode (restore-lazy.c). */
+    unsigned long *resolved[MAPPED_RAM_MAX_BLOCKS];   /* present pages filled, atomic bits */
+    int uffd;
+    int wake_fd;                 /* eventfd: stops the fault thread */
+    GThread *fault_thread;
+    GThread *fill_thread;        /* also the map mode's verifier */
+    bool stopping;               /* atomic: threads leave at the next check */
+    uint64_t throttle_start_us;  /* fill thread only: restore_throttle()'s window */
+    uint64_t throttle_bytes;
+};
+
+/* restore-image.c: shared by the modes */
+
+/* Add @pages to the fill's progress. */
+void restore_progress(RestoreState *r, uint64_t pages);
+
+/* The fill (or verification) ended well: announce it on the main loop. */
+void restore_fill_done(RestoreState *r);
+
+/*
+ * The fill met a page it cannot give the guest (@err, taken): stop the VM
+ * with the error on the main loop. The first failure wins. Any thread.
+ */
+void restore_fill_failed(RestoreState *r, GError *err);
+
+/*
+ * Fill thread: @bytes more were read; sleep as long as max-bandwidth asks
+ * (on the restored side it limits the background fill; faults are never
+ * throttled).
+ */
+void restore_throttle(RestoreState *r, uint64_t bytes);
+
+/* True once the fill failed or is being stopped: threads stop serving. */
+bool restore_should_stop(RestoreState *r);
+
+/*
+ * Forget whatever guest RAM of @b holds now (it must read as zero again, and
+ * for the lazy mode fault again). 0 or -errno.
+ */
+int restore_ram_discard(RamBlock *b);
+
+/* restore-eager.c */
+
+/* Read every present page into guest RAM, checked; absent pages stay zero. */
+bool restore_eager_load(RestoreState *r, GError **errp);
+
+/* restore-lazy.c */
+
+/* Register guest RAM for missing faults, start the fault and fill threads. */
+bool restore_lazy_start(RestoreState *r, GError **errp);
+
+/*
+ * Stop the fill thread (the map mode's verifier too) and the fault thread,
+ * and release guest RAM (blocked threads wake). Idempotent.
+ */
+void restore_lazy_stop(RestoreState *r);
+
+/* restore-map.c */
+
+/* Whether @r's machine can map the image (private anonymous RAM). */
+bool restore_map_check(RestoreState *r, GError **errp);
+
+/* Map the image over guest RAM (MAP_PRIVATE), start the verifier (in fill_thread). */
+bool restore_map_start(RestoreState *r, GError **errp);
+
+#endif
