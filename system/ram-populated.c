@@ -4,12 +4,17 @@
 
 #include <errno.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include "system/machine.h"
 #include "system/memory-backend.h"
 #include "util/bitmap.h"
 #include "util/error.h"
 #include "util/pagemap.h"
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
 
 /* Shared mappings of the backend's own file: their holes are the unpopulated pages. */
 static bool ram_block_is_shared_file(RamBlock *rb)
@@ -112,4 +117,44 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
         *source = src;
     }
     return true;
+}
+
+uint64_t ram_block_collapse_filled(RamBlock *rb, int pagemap_fd)
+{
+    uint64_t pages = rb->size / MACHINE_PAGE_SIZE;
+    uint64_t regions = pages / PAGEMAP_HUGE_PAGES;
+    uint64_t collapsed = 0;
+
+    if (!ram_block_is_anonymous(rb) || pagemap_fd < 0 ||
+        (uintptr_t)rb->host % PAGEMAP_HUGE_SIZE || !regions) {
+        return 0;
+    }
+    PagemapMaps maps = {
+        .populated = bitmap_new(pages),
+        .zero = bitmap_new(pages),
+        .huge = bitmap_new(regions),
+    };
+    PagemapWalkInfo info;
+    if (pagemap_walk(pagemap_fd, rb->host, regions * PAGEMAP_HUGE_SIZE, &maps, false,
+                     &info) == 0 && info.huge_known) {
+        for (uint64_t r = 0; r < regions; r++) {
+            uint64_t first = r * PAGEMAP_HUGE_PAGES;
+            if (bitmap_test_bit(maps.huge, r) ||
+                !bitmap_range_is_set_atomic(maps.populated, first, PAGEMAP_HUGE_PAGES) ||
+                bitmap_find_next_set(maps.zero, first + PAGEMAP_HUGE_PAGES, first) <
+                first + PAGEMAP_HUGE_PAGES) {
+                continue;
+            }
+            if (madvise(rb->host + r * PAGEMAP_HUGE_SIZE, PAGEMAP_HUGE_SIZE,
+                        MADV_COLLAPSE) == 0) {
+                collapsed++;
+            } else if (errno == EINVAL) {
+                break;      /* no such advice here (before Linux 6.1) */
+            }
+        }
+    }
+    bitmap_free(maps.populated);
+    bitmap_free(maps.zero);
+    bitmap_free(maps.huge);
+    return collapsed;
 }

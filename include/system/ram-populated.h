@@ -41,4 +41,16 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
  */
 uint32_t ram_block_file_extent(RamBlock *rb, uint64_t offset, uint32_t n, bool *hole);
 
+/*
+ * Put transparent huge pages back where RAM was filled 4 KiB at a time (a
+ * lazy restore's UFFDIO_COPY, which never allocates huge pages): every
+ * 2 MiB region of anonymous @rb whose pages are all present, none the zero
+ * page, and that is not mapped huge already, is collapsed (MADV_COLLAPSE,
+ * Linux 6.1+; it copies 2 MiB, about a millisecond here). Regions with holes
+ * are left alone: collapsing would allocate the holes. @rb must not be
+ * registered with a userfaultfd any more. Returns the regions collapsed;
+ * kernels without the advice collapse none.
+ */
+uint64_t ram_block_collapse_filled(RamBlock *rb, int pagemap_fd);
+
 #endif
