@@ -82,15 +82,15 @@ static bool huge_snapshot(uint64_t pool, const char *what, SnapshotResult *res)
 }
 
 /*
- * A pool larger than the hot set: faults on huge pages save and release
- * them whole (some may still be split and put back, if a copy was slow on a
- * loaded machine).
+ * A pool larger than all of RAM (never low, never paced): faults on huge
+ * pages save and release them whole (some may still be split and put back,
+ * if a copy was slow on a loaded machine).
  */
 static void test_huge_kept(void)
 {
     SnapshotResult res;
 
-    if (huge_snapshot(64 * MIB, "snapshot of THP-backed RAM, 64 MiB pool", &res)) {
+    if (huge_snapshot(128 * MIB, "snapshot of THP-backed RAM, 128 MiB pool", &res)) {
         g_assert_cmpuint(res.stats.write_faults, >, 0);
         g_assert_cmpuint(res.stats.huge_page_faults, >, 0);
         result_clear(&res);
