@@ -5,8 +5,9 @@ import os
 import subprocess
 import time
 
-from metrics import guest_clock_offset, line_stall_ms, window_figures
-from vm import BenchError, QMPError, RssSampler, Vm, read_cpu, read_status_kib
+from metrics import after_figures, guest_clock_offset, line_stall_ms, window_figures
+from vm import (BenchError, QMPError, RssSampler, ThreadCpuSampler, Vm, is_migration_thread,
+                read_cpu, read_status_kib)
 
 TERMINAL = ('completed', 'failed', 'cancelled')
 MAX_BANDWIDTH = 4294967296   # QEMU 7.2 throttles migration to 32 MiB/s by default
@@ -17,7 +18,8 @@ class Job:
     migration) or smc (stop, migrate, cont); sink is tmpfs, disk, or a pv rate (100m)."""
 
     def __init__(self, scenario, kind, sink, reps=3, bound_s=None, params=None,
-                 vmms=('frostvm', 'qemu'), keep_image=False):
+                 vmms=('frostvm', 'qemu'), keep_image=False, after_s=0):
+        self.after_s = after_s      # watch the guest this long after the end (huge pages, rate)
         self.scenario = scenario
         self.kind = kind
         self.sink = sink
@@ -101,6 +103,43 @@ def image_info(ctx, path):
     return pages, err
 
 
+def guest_ram_thp_kib(pid, ram_mib):
+    """(AnonHugePages, Rss) in KiB of the VMM's guest RAM: the smallest mapping at least
+    as large as guest RAM (QEMU's TCG translation buffer is larger still)."""
+    best = None
+    cur = None
+    with open(f'/proc/{pid}/smaps') as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            if not parts[0].endswith(':') and '-' in parts[0]:
+                a, b = (int(x, 16) for x in parts[0].split('-'))
+                cur = {'size': b - a, 'thp': 0, 'rss': 0}
+                if b - a >= ram_mib << 20 and (best is None or cur['size'] < best['size']):
+                    best = cur
+            elif cur is not None and parts[0] == 'AnonHugePages:':
+                cur['thp'] = int(parts[1])
+            elif cur is not None and parts[0] == 'Rss:':
+                cur['rss'] = int(parts[1])
+    return (best['thp'], best['rss']) if best else (0, 0)
+
+
+def watch_after(vm, t1, after_s):
+    """Huge pages of guest RAM right after the end and 1 s and 5 s later (as late as
+    after_s allows): [(seconds after the end, AnonHugePages KiB)]."""
+    points = [(time.monotonic() - t1, guest_ram_thp_kib(vm.pid, vm.guest.ram_mib)[0])]
+    for at in (1.0, 5.0):
+        if at > after_s:
+            break
+        while time.monotonic() < t1 + at:
+            time.sleep(0.005)
+        points.append((time.monotonic() - t1, guest_ram_thp_kib(vm.pid, vm.guest.ram_mib)[0]))
+    while time.monotonic() < t1 + after_s:
+        time.sleep(0.02)
+    return points
+
+
 def prepare(vm, job):
     q = vm.qmp
     caps = [{'capability': 'events', 'state': True},
@@ -164,6 +203,9 @@ def run_migration(vm, job, rep, ctx):
     hwm0 = read_status_kib(vm.pid, 'VmHWM')
     sampler = RssSampler(vm.pid)
     sampler.start()
+    threads = ThreadCpuSampler(vm.pid)
+    threads.start()
+    thp_before = guest_ram_thp_kib(vm.pid, vm.guest.ram_mib) if job.after_s else None
     q.events.clear()
     timeout = job.bound_s or 600
     unconverged = None
@@ -194,7 +236,11 @@ def run_migration(vm, job, rep, ctx):
                 t1 = time.monotonic()
     finally:
         rss_peak = sampler.stop()
+        thread_ms = threads.stop()
     cpu1, vcpu1 = read_cpu(vm.pid)
+    if job.after_s and status == 'completed':
+        res['thp_before_kib'], res['rss_before_kib'] = thp_before
+        res['thp_after'] = watch_after(vm, t1, job.after_s)
     hwm1 = read_status_kib(vm.pid, 'VmHWM')
     vm.quiet_since = time.monotonic()
     events = list(q.events)
@@ -216,6 +262,8 @@ def run_migration(vm, job, rep, ctx):
     res['cpu_ms'] = (cpu1 - cpu0) * 1000
     res['cpu_vcpu_ms'] = cpu_vcpu * 1000
     res['cpu_other_ms'] = max(0.0, res['cpu_ms'] - res['cpu_vcpu_ms'])
+    res['thread_cpu_ms'] = thread_ms
+    res['cpu_migration_ms'] = sum(v for k, v in thread_ms.items() if is_migration_thread(k))
     res['rss_delta_mib'] = max(0, rss_peak - rss0) / 1024
     res['hwm_delta_mib'] = max(0, hwm1 - hwm0) / 1024
     res['rss_before_mib'] = rss0 / 1024
@@ -252,7 +300,7 @@ def run_migration(vm, job, rep, ctx):
     # The guest's view: rates and stalls around the window, and its health.
     # A second of the guest after the run, for the plots (the gap before the next run
     # covers it anyway).
-    lines = wait_progress_after(vm, t1 + 1.0)
+    lines = wait_progress_after(vm, t1 + max(1.0, job.after_s))
     before = [p for p in lines if t0 - 3.0 <= p['wall'] <= t0]
     offset = guest_clock_offset(before or lines)
     if offset is not None and not vm.guest.idle:
@@ -261,7 +309,9 @@ def run_migration(vm, job, rep, ctx):
         res['trace'] = [(p['t_us'] / 1e6 - g0, p['rate'],
                          line_stall_ms(p, prev, vm.guest.report_ms))
                         for prev, p in zip(lines, lines[1:])
-                        if g0 - 2.5 <= p['t_us'] / 1e6 <= g1 + 1.0]
+                        if g0 - 2.5 <= p['t_us'] / 1e6 <= g1 + max(1.0, job.after_s)]
+        if job.after_s:
+            res.update(after_figures(lines, g1, job.after_s))
         res['window_s'] = g1 - g0
         if job.kind == 'bg':
             res['dirty_rate_mib_s'] = res.get('rate_before', 0) * 4096 / 2**20

@@ -68,6 +68,31 @@ def window_figures(lines, g0, g1, report_ms, before_s=2.0):
     return out
 
 
+def after_figures(lines, g1, after_s):
+    """The guest's rate after a run ended at guest time g1 (seconds): the median rate of
+    the reports wholly inside [g1, g1 + 1), [g1 + 1, g1 + 2) and [g1 + 5, g1 + 6) (those
+    the watch covers), as 'rate_after': {'0s': ..., '1s': ..., '5s': ...}; and the median
+    of every report from 1 s on, 'rate_from_1s'."""
+    out = {}
+    windows = {'0s': (0, 1), '1s': (1, 2), '5s': (5, 6)}
+    prev = None
+    inside = {k: [] for k in windows}
+    from_1s = []
+    for p in lines:
+        if prev is not None:
+            a, b = prev['t_us'] / 1e6 - g1, p['t_us'] / 1e6 - g1
+            for k, (lo, hi) in windows.items():
+                if a >= lo and b <= hi:
+                    inside[k].append(p['rate'])
+            if a >= 1 and b <= after_s:
+                from_1s.append(p['rate'])
+        prev = p
+    out['rate_after'] = {k: statistics.median(v) for k, v in inside.items() if v}
+    if from_1s:
+        out['rate_from_1s'] = statistics.median(from_1s)
+    return out
+
+
 def percentile(sorted_values, pct):
     """Nearest-rank percentile of an already sorted list."""
     if not sorted_values:

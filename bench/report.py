@@ -5,7 +5,7 @@ import re
 import shutil
 
 from metrics import Runs, num, reason, summarize
-from scenarios import QEMU_REFERENCE, TITLES
+from scenarios import AFTER, QEMU_REFERENCE, TITLES
 import plots
 import targets
 
@@ -55,6 +55,12 @@ def fill_nonzero(results):
                 r['nonzero_method'] = f'from {twin}'
 
 
+def cpu_per_gib(r):
+    """CPU ms of the migration threads (frostvm: migration and snapshot-*; QEMU:
+    live_migration, bg_snapshot) per GiB of image written."""
+    return r['cpu_migration_ms'] / (r['image_bytes'] / 2**30)
+
+
 # (label, getter, formatter, frostvm only)
 ROWS = [
     ('runs completed', None, None, False),
@@ -78,6 +84,8 @@ ROWS = [
     ('VMM CPU time, all threads (ms)', lambda r: r['cpu_ms'], num, False),
     ('VMM CPU time, not vCPU threads (ms)', lambda r: r['cpu_other_ms'], num, False),
     ('VMM peak RSS growth (MiB)', lambda r: r['rss_delta_mib'], num, False),
+    ('CPU of the migration threads (ms)', lambda r: r['cpu_migration_ms'], num, False),
+    ('CPU of the migration threads per GiB of image (ms)', cpu_per_gib, num, False),
     ('write faults served', lambda r: r['bgs']['write-faults'], lambda v: f'{v:,.0f}', True),
     ('fault service p50 / p99 / p99.9 / max (us)',
      lambda r: (r['bgs']['fault-service-p50-us'], r['bgs']['fault-service-p99-us'],
@@ -87,6 +95,11 @@ ROWS = [
                 r['bgs']['buffer-pool-waits']), None, True),
     ('pages skipped as never populated', lambda r: r['bgs']['pages-unpopulated'],
      lambda v: f'{v:,.0f}', True),
+    ('faults paced to the sink (count, total wait ms)',
+     lambda r: (r['bgs']['paced-faults'], r['bgs']['paced-wait-us'] / 1000), None, True),
+    ('huge pages in the pause / faults served whole / split / restored',
+     lambda r: (r['bgs']['huge-pages'], r['bgs']['huge-page-faults'],
+                r['bgs']['huge-pages-split'], r['bgs']['huge-pages-restored']), None, True),
 ]
 
 
@@ -102,6 +115,8 @@ def tuple_cell(runs, fn, kind):
         return (f'{meds[0][0] / 2**20:.0f} / {meds[1][0] / 2**20:.1f} '
                 f'(max {meds[1][2] / 2**20:.1f}), {meds[2][0]:.0f} (max {meds[2][2]:.0f})')
     text = ' / '.join(f'{m[0]:.0f}' for m in meds)
+    if kind == 'plain':
+        return text
     return text + f' (max of runs {meds[-1][2]:.0f})' if len(vals) > 1 else text
 
 
@@ -118,7 +133,8 @@ def scenario_table(results, scenario):
         if fonly:
             if not f.values(fn):
                 continue
-            kind = 'pool' if 'pool' in label else 'pct'
+            kind = ('pool' if 'pool' in label else
+                    'plain' if label.startswith(('huge', 'faults paced')) else 'pct')
             cell = tuple_cell(f, fn, kind) if fmt is None else f.cell(fn, fmt)
             lines.append(f'| {label} | {cell} | n/a | |')
             continue
@@ -156,6 +172,54 @@ def summary_table(results, scenarios):
                      f'{pair(s, lambda r: r["kept"], pct)} | '
                      f'{pair(s, lambda r: r["stall_ms"], ms_us)} |')
     return '\n'.join(lines)
+
+
+def thp_at(r, at):
+    """AnonHugePages of guest RAM (KiB) at the watch point nearest @at s after the end."""
+    pts = r.get('thp_after') or []
+    return min(pts, key=lambda p: abs(p[0] - at))[1] if pts else None
+
+
+def after_table(results):
+    """Issue 15: huge pages and rate before, right after, 1 s and 5 s after a snapshot, run
+    by run (the first run of each VMM's guest starts fresh; later ones start from what the
+    earlier runs left, which is the point for a VMM that does not restore them)."""
+    rows = ['| scenario | VMM | run | THP-backed guest RAM (KiB): before / right after / '
+            '1 s / 5 s | rate right after / 1 s / 5 s after, share of before | rate from 1 s '
+            'on, share of before |', '|---|---|---|---|---|---|']
+    for s, _ in AFTER:
+        for vmm in ('frostvm', 'qemu'):
+            runs = Runs(results, s, vmm)
+            for r in runs.all:
+                if not r.get('ok'):
+                    rows.append(f'| `{s}` | {vmm} | {r["rep"] + 1} | failed: {reason(r)} | | |')
+                    continue
+                thp = [r.get('thp_before_kib')] + [thp_at(r, a) for a in (0, 1, 5)]
+                before = r.get('rate_before')
+                rate = [r.get('rate_after', {}).get(k) for k in ('0s', '1s', '5s')]
+                from1 = r.get('rate_from_1s')
+                rows.append(f'| `{s}` | {vmm} | {r["rep"] + 1} | ' +
+                            ' / '.join('-' if v is None else f'{v:,.0f}' for v in thp) + ' | ' +
+                            ' / '.join(pct(v / before if v is not None and before else None)
+                                       for v in rate) +
+                            f' | {pct(from1 / before if from1 and before else None)} |')
+    return '\n'.join(rows) if len(rows) > 2 else ''
+
+
+def cpu_table(results, scenarios):
+    """Issue 13: CPU time of the threads that copy, per GiB of image, both VMMs."""
+    rows = ['| scenario | frostvm: migration threads (ms) | QEMU: migration thread (ms) | '
+            'frostvm ms per GiB | QEMU ms per GiB | ratio |', '|---|---|---|---|---|---|']
+    for s in scenarios:
+        f = Runs(results, s, 'frostvm')
+        q = Runs(results, QEMU_REFERENCE.get(s, s), 'qemu')
+        fm, qm = f.median(cpu_per_gib), q.median(cpu_per_gib)
+        if fm is None and qm is None:
+            continue
+        rows.append(f'| `{s}` | {f.cell(lambda r: r["cpu_migration_ms"], num)} | '
+                    f'{q.cell(lambda r: r["cpu_migration_ms"], num)} | '
+                    f'{num(fm)} | {num(qm)} | {ratio(fm, qm)} |')
+    return '\n'.join(rows) if len(rows) > 2 else ''
 
 
 def restore_table(results):
@@ -242,7 +306,17 @@ How each figure is measured (bench/jobs.py, bench/metrics.py):
   a stall too.
 - CPU time: utime + stime of the VMM process (all threads, 10 ms ticks) from `migrate`
   to completion; the vCPU threads' share (from their schedstat) is subtracted for the
-  "not vCPU" row. The `exec:` child (cat, pv) is not counted for either VMM.
+  "not vCPU" row. The `exec:` child (cat, pv) is not counted for either VMM. The
+  migration threads' CPU: every thread's schedstat sampled every 5 ms during the run (a
+  thread's last sample counts, so a thread that ends loses at most 5 ms), summed over
+  frostvm's `migration` and `snapshot-*` threads and QEMU's `live_migration` and
+  `bg_snapshot` (named with `-name debug-threads=on`); per GiB of the image file.
+- After the snapshot (`thp-*`): AnonHugePages of the VMM's largest mapping (its guest RAM)
+  from /proc/PID/smaps just before `migrate`, right after the completed event, and 1 s
+  and 5 s after it; the guest's rate as the median of the reports wholly inside the first,
+  second and sixth second after the end (and of every report from 1 s to 6 s), over its
+  median rate in the 2 s before. The guest is fresh (no earlier snapshot) for the first
+  run; later runs start from what the previous ones left.
 - Peak RSS growth: VmRSS sampled every 10 ms during the run, peak minus the value at the
   start (the memory the snapshot costs beyond guest RAM).
 - Restore: a new VMM process with `-incoming "exec:cat IMAGE"` (tmpfs); to running = the
@@ -273,7 +347,17 @@ def build_markdown(data, plot_files):
     rt = restore_table(results)
     if rt:
         out += ['Restore, process start to running again (medians, min-max):', '', rt, '']
-    out += ['### Targets (issue 6, and frostvm\'s own from issue 5)', '',
+    ct = cpu_table(results, present)
+    if ct:
+        out += ['CPU time of the threads that copy (frostvm: the migration thread and the '
+                'snapshot\'s fault, writer, collapse and stats threads; QEMU: its migration '
+                'thread), per GiB of image, medians:', '', ct, '']
+    at = after_table(results)
+    if at:
+        out += ['After the snapshot: transparent huge pages backing guest RAM (AnonHugePages '
+                'of the VMM\'s guest RAM mapping) and the guest\'s rate, each run (run 1 on a '
+                'fresh guest):', '', at, '']
+    out += ['### Targets (issues 6, 13 and 15, and frostvm\'s own from issue 5)', '',
             targets.table(results), '']
     if plot_files:
         out += ['### Plots', '']

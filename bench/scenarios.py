@@ -29,7 +29,14 @@ TITLES = {
     'bg-1g-idle': 'Background snapshot, 1 GiB guest, idle (1 MiB written once), to tmpfs',
     'bg-2g': 'Background snapshot, 2 GiB guest sweeping 1 GiB, to tmpfs',
     'bg-2g-idle': 'Background snapshot, 2 GiB guest, idle (1 MiB written once), to tmpfs',
+    'thp-tmpfs': 'After a background snapshot to tmpfs: huge pages and rate of a fresh 512 MiB '
+                 'guest sweeping 128 MiB, watched for 6 s after the end',
+    'thp-20m': 'After a background snapshot to 20 MiB/s: huge pages and rate, watched for 6 s '
+               'after the end',
 }
+
+# Scenarios that watch the guest after the snapshot (issue 15), with their sink's label.
+AFTER = [('thp-tmpfs', 'tmpfs sink'), ('thp-20m', '20 MiB/s sink')]
 
 # Background snapshot rows of the image-size-against-dirty-rate plot, with their precopy twin.
 DIRTY_PLOT = [('bg-100m-idle', 'precopy-100m-idle'), ('bg-100m-random', 'precopy-100m-random'),
@@ -66,6 +73,12 @@ def full_plan():
             Job('precopy-tmpfs', 'precopy', 'tmpfs', bound_s=30),
             Job('precopy-100m', 'precopy', '100m', reps=1, bound_s=10),
         ], restore='bg-tmpfs'),
+        # A fresh guest: its huge pages before the first snapshot are the kernel's, not
+        # left over from other scenarios.
+        GuestPlan(guest('512t', 512, 'mem=128M order=seq'), [
+            Job('thp-tmpfs', 'bg', 'tmpfs', after_s=6),
+            Job('thp-20m', 'bg', '20m', after_s=6),
+        ]),
         GuestPlan(guest('512r', 512, 'mem=128M order=random'), [
             Job('bg-100m-random', 'bg', '100m', reps=1),
             Job('precopy-100m-random', 'precopy', '100m', reps=1, bound_s=10),

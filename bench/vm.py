@@ -217,6 +217,66 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
+class ThreadCpuSampler(threading.Thread):
+    """Samples every thread's CPU time (schedstat, ns) every 5 ms while a run lasts.
+
+    Migration threads come and go with each run, so their time must be read while they
+    exist: the last sample of a thread is its time (at most one period short).
+    """
+
+    def __init__(self, pid, period=0.005):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.period = period
+        self.first = {}      # tid -> ns at the first sample (threads present at the start)
+        self.last = {}       # tid -> (comm, ns)
+        self.stopping = False
+        self._sample(initial=True)
+
+    def _sample(self, initial=False):
+        try:
+            tids = os.listdir(f'/proc/{self.pid}/task')
+        except OSError:
+            return
+        for tid in tids:
+            try:
+                with open(f'/proc/{self.pid}/task/{tid}/comm') as f:
+                    comm = f.read().strip()
+                with open(f'/proc/{self.pid}/task/{tid}/schedstat') as f:
+                    ns = int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            if initial:
+                self.first[tid] = ns
+            self.last[tid] = (comm, ns)
+
+    def run(self):
+        while not self.stopping:
+            time.sleep(self.period)
+            self._sample()
+
+    def stop(self):
+        """{thread name: CPU ms used during the run}, names summed over threads."""
+        self.stopping = True
+        self.join()
+        self._sample()
+        out = {}
+        for tid, (comm, ns) in self.last.items():
+            used = (ns - self.first.get(tid, 0)) / 1e6
+            if used > 0:
+                out[comm] = out.get(comm, 0.0) + used
+        return out
+
+
+# Threads that do the copying: frostvm's migration thread and its snapshot helpers, QEMU's
+# migration thread (live_migration; bg_snapshot for a background snapshot).
+MIGRATION_THREADS = ('migration', 'snapshot-', 'live_migration', 'bg_snapshot')
+
+
+def is_migration_thread(comm):
+    return comm.startswith(MIGRATION_THREADS)
+
+
 class Vm:
     """A running VM: process, QMP connection, serial log."""
 

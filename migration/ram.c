@@ -15,9 +15,11 @@
 #include "migration/stream-file.h"
 #include "system/machine.h"
 #include "system/memory-backend.h"
+#include "system/ram-populated.h"
 #include "system/runstate.h"
 #include "util/bitmap.h"
 #include "util/error.h"
+#include "util/pagemap.h"
 #include "util/zero-page.h"
 
 typedef struct RamSaveState {
@@ -27,6 +29,7 @@ typedef struct RamSaveState {
     MappedRamWriter *mapped;  /* mapped-ram: pages to fixed offsets instead of into @f */
     guint nblocks;
     unsigned long **dirty;    /* per block, one bit per page still to send */
+    unsigned long **zero;     /* per block: known zero without reading, until first sent */
     uint64_t *npages;         /* per block */
     uint64_t dirty_pages;     /* set bits over all blocks */
     uint8_t *staging;         /* a record header and up to RAM_RECORD_MAX_PAGES pages */
@@ -62,40 +65,6 @@ static void ram_account(RamSaveState *rs, uint32_t npages, bool zero)
     migration_stat_set(&st->transferred, ram_bytes_out(rs));
 }
 
-/*
- * For a block mapped shared from a file or memfd: how many pages from byte
- * @offset (at most @n) are all hole (*@hole true: zero, and not to be read,
- * since reading a shmem hole allocates a page on the source for every page
- * the guest never used) or all data. Other blocks: @n pages of data. Private
- * file mappings count as data: their written pages never reach the file.
- */
-static uint32_t ram_file_extent(RamBlock *b, uint64_t offset, uint32_t n, bool *hole)
-{
-    MemoryBackend *be = b->backend;
-    off_t next;
-
-    *hole = false;
-    if (!be || be->fd < 0 || !be->opts.share || (void *)b->host != be->host) {
-        return n;
-    }
-    next = lseek(be->fd, (off_t)offset, SEEK_DATA);
-    if (next < 0) {
-        /* ENXIO: only holes from @offset to the end of the file. */
-        *hole = errno == ENXIO;
-        return n;
-    }
-    if ((uint64_t)next > offset) {
-        *hole = true;
-    } else {
-        next = lseek(be->fd, (off_t)offset, SEEK_HOLE);
-        if (next < 0) {
-            return n;
-        }
-    }
-    /* Holes and data are page-granular in the page cache; never return 0. */
-    return (uint32_t)MAX(1, MIN((uint64_t)n, ((uint64_t)next - offset) / SAVEVM_PAGE_SIZE));
-}
-
 static void ram_send_zero(RamSaveState *rs, guint bi, uint64_t offset, uint32_t npages)
 {
     uint8_t hdr[SAVEVM_RAM_RECORD_HEADER_SIZE];
@@ -114,30 +83,34 @@ static void ram_send_zero(RamSaveState *rs, guint bi, uint64_t offset, uint32_t 
 /*
  * Send @n dirty pages of block @bi from page @first. The caller has cleared
  * their dirty bits already: a guest write from now on shows up in the next
- * sync, so whatever we read here is either current or sent again. Data is
- * copied to the staging buffer first: the checksum and the bytes written
+ * sync, so whatever we read here is either current or sent again. Pages
+ * known to be zero (never populated) are sent as such without being read:
+ * reading would map the zero page into them, 4 KiB at a time once the
+ * region has a page table, which costs a page fault each and leaves the
+ * guest a small page where its first write would have got a huge one. Data
+ * is copied to the staging buffer first: the checksum and the bytes written
  * must be the same bytes, and the guest may change its page in between.
  */
 static bool ram_send_run(RamSaveState *rs, guint bi, uint64_t first, uint32_t n)
 {
     RamBlock *b = g_ptr_array_index(rs->m->ram_blocks, bi);
     const uint8_t *host = b->host + first * SAVEVM_PAGE_SIZE;
-    uint32_t i = 0, end = 0;
-    bool hole = false;
+    unsigned long *zero = rs->zero[bi];
+    uint32_t i = 0;
 
     while (i < n) {
         uint32_t start = i;
         uint64_t offset = (first + start) * SAVEVM_PAGE_SIZE;
 
-        if (i == end) {
-            end = i + ram_file_extent(b, offset, n - i, &hole);
-        }
-        if (hole) {
-            i = end;
+        if (bitmap_test_bit(zero, first + i)) {
+            while (i < n && bitmap_test_bit(zero, first + i)) {
+                bitmap_clear_bit(zero, first + i);
+                i++;
+            }
             ram_send_zero(rs, bi, offset, i - start);
         } else if (buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE)) {
-            while (i < end && buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE,
-                                             SAVEVM_PAGE_SIZE)) {
+            while (i < n && !bitmap_test_bit(zero, first + i) &&
+                   buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE)) {
                 i++;
             }
             ram_send_zero(rs, bi, offset, i - start);
@@ -148,8 +121,8 @@ static bool ram_send_run(RamSaveState *rs, guint bi, uint64_t first, uint32_t n)
                 memcpy(data + (uint64_t)(i - start) * SAVEVM_PAGE_SIZE,
                        host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE);
                 i++;
-            } while (i < end && !buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE,
-                                                SAVEVM_PAGE_SIZE));
+            } while (i < n && !bitmap_test_bit(zero, first + i) &&
+                     !buffer_is_zero(host + (uint64_t)i * SAVEVM_PAGE_SIZE, SAVEVM_PAGE_SIZE));
             if (rs->mapped) {
                 GError *err = NULL;
                 ram_mapped_result(rs, mapped_ram_writer_put(rs->mapped, bi,
@@ -165,6 +138,32 @@ static bool ram_send_run(RamSaveState *rs, guint bi, uint64_t first, uint32_t n)
         }
     }
     return !stream_file_error(rs->f);
+}
+
+/*
+ * Before the first pass, with writes already tracked (or the guest
+ * stopped): which pages hold nothing yet. A page that gets data after this
+ * is dirty and sent again, so a stale "zero" is never the last word.
+ */
+static bool ram_find_zero(RamSaveState *rs, GError **errp)
+{
+    int fd = pagemap_open();
+
+    for (guint bi = 0; bi < rs->nblocks; bi++) {
+        RamBlock *b = g_ptr_array_index(rs->m->ram_blocks, bi);
+
+        if (!ram_block_find_zero(b, fd, rs->zero[bi], NULL, NULL, errp)) {
+            error_prefix(errp, "migration: ");
+            if (fd >= 0) {
+                close(fd);
+            }
+            return false;
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    return true;
 }
 
 static bool ram_cancelled(RamSaveState *rs, GError **errp)
@@ -282,8 +281,10 @@ static void ram_save_cleanup(RamSaveState *rs)
     }
     for (guint bi = 0; bi < rs->nblocks; bi++) {
         bitmap_free(rs->dirty[bi]);
+        bitmap_free(rs->zero[bi]);
     }
     g_free(rs->dirty);
+    g_free(rs->zero);
     g_free(rs->npages);
     free(rs->staging);
 }
@@ -307,12 +308,14 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
 
     rs.nblocks = m->ram_blocks->len;
     rs.dirty = g_new0(unsigned long *, rs.nblocks);
+    rs.zero = g_new0(unsigned long *, rs.nblocks);
     rs.npages = g_new0(uint64_t, rs.nblocks);
     for (guint bi = 0; bi < rs.nblocks; bi++) {
         RamBlock *b = g_ptr_array_index(m->ram_blocks, bi);
 
         rs.npages[bi] = b->size / SAVEVM_PAGE_SIZE;
         rs.dirty[bi] = bitmap_new(rs.npages[bi]);
+        rs.zero[bi] = bitmap_new(rs.npages[bi]);
         /* The first pass sends everything. */
         bitmap_set_range(rs.dirty[bi], 0, rs.npages[bi]);
         rs.dirty_pages += rs.npages[bi];
@@ -340,6 +343,9 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
     } else {
         /* Nothing can track writes (or nothing writes): stop, then copy once. */
         ram_stop_guest(&rs);
+    }
+    if (!ram_find_zero(&rs, errp)) {
+        goto out;
     }
     if (!migration_set_state(s, MIGRATION_STATUS_SETUP, MIGRATION_STATUS_ACTIVE)) {
         error_setg(errp, "migration cancelled");

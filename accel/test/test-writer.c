@@ -159,6 +159,7 @@ static void test_ctl_init(TestAccel *a)
 typedef struct TestReport {
     gint64 t_start;        /* monotonic us, adjusted by elapsed_us after a restore */
     gint64 next;
+    uint64_t next_tsc;     /* TSC at which the next report is due (0: not known yet) */
     gint64 last_t;
     uint64_t last_steps;
     gint64 clock0;         /* monotonic us and TSC when this thread started timing */
@@ -178,6 +179,21 @@ static gint64 test_tsc_to_us(const TestReport *r, uint64_t cycles, gint64 now)
         return 0;
     }
     return (gint64)((double)cycles * (double)elapsed_us / (double)elapsed_tsc);
+}
+
+/*
+ * The TSC value @us microseconds from now, at the rate the TSC ran since the
+ * thread started; 0 until a millisecond has passed to measure that rate.
+ */
+static uint64_t test_us_to_tsc_deadline(const TestReport *r, gint64 us, gint64 now)
+{
+    uint64_t tsc = __rdtsc();
+    gint64 elapsed_us = now - r->clock0;
+
+    if (elapsed_us < 1000 || tsc <= r->tsc0) {
+        return 0;
+    }
+    return tsc + (uint64_t)((double)us * (double)(tsc - r->tsc0) / (double)elapsed_us);
 }
 
 static void test_report(TestVcpu *v, TestReport *r, gint64 now)
@@ -220,6 +236,7 @@ static void test_report(TestVcpu *v, TestReport *r, gint64 now)
     r->last_steps = steps;
     r->maxstall_tsc = 0;
     r->next = now + a->work.report_ms * 1000;
+    r->next_tsc = test_us_to_tsc_deadline(r, a->work.report_ms * 1000, now);
 }
 
 /* sweeps=N reached: the payload's last line, then its exit through the debug port. */
@@ -244,7 +261,13 @@ static void test_done(TestVcpu *v, const TestReport *r, gint64 now)
                  errors || r->regs_failures ? PAYLOAD_EXIT_ERRORS : PAYLOAD_EXIT_SUCCESS);
 }
 
-/* Per step: timing for the stall figure, pacing, reports and pause points. */
+/*
+ * Per step: timing for the stall figure, pacing, reports and pause points.
+ * Like the payload, the report deadline is checked at every step (by TSC,
+ * which costs nanoseconds): a guest slowed to a few thousand steps per
+ * second by a snapshot still reports on time, so a late report means a
+ * stall, not a long batch of slow steps.
+ */
 static bool test_vcpu_after_step(TestVcpu *v, TestReport *r, uint64_t *budget)
 {
     uint64_t tsc = __rdtsc();
@@ -256,6 +279,15 @@ static bool test_vcpu_after_step(TestVcpu *v, TestReport *r, uint64_t *budget)
     r->prev_tsc = tsc;
     if (!test_vcpu_checkpoint(v)) {
         return false;
+    }
+    if (v->index == 0 && r->next_tsc && tsc >= r->next_tsc) {
+        now = g_get_monotonic_time();
+        if (now >= r->next) {
+            test_report(v, r, now);
+            r->prev_tsc = __rdtsc();
+        } else {
+            r->next_tsc = test_us_to_tsc_deadline(r, r->next - now, now);
+        }
     }
     if (*budget && --*budget) {
         return true;

@@ -24,7 +24,14 @@ typedef struct BackgroundSnapshotStats {
     uint64_t pool_high_water;       /* bytes in use at most */
     uint64_t pool_waits;            /* times a fault had to wait for a free buffer */
     uint64_t pool_wait_us;          /* total time faults waited for buffers */
-    uint64_t pages_unpopulated;     /* pages skipped as never populated (saved as zero) */
+    uint64_t pages_unpopulated;     /* pages known zero in the pause (saved as zero, not read) */
+    uint64_t huge_pages;            /* 2 MiB regions mapped huge in the pause */
+    uint64_t huge_page_faults;      /* faults served by saving a whole huge page */
+    uint64_t huge_pages_split;      /* huge pages split to serve a fault in a smaller piece */
+    uint64_t huge_pages_restored;   /* split ones collapsed back into huge pages */
+    uint64_t huge_collapse_failed;  /* split ones the kernel would not collapse */
+    uint64_t paced_faults;          /* faults slowed to the sink's pace (pool low) */
+    uint64_t paced_us;              /* their total wait */
     uint64_t downtime_us;           /* vCPUs stopped, in microseconds */
     uint64_t wp_setup_us;           /* time to register and write-protect RAM */
     bool incremental;               /* saved only what changed since snapshot-base */

@@ -66,6 +66,18 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
 /* Give pages back; wakes waiters. */
 void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n);
 
+/*
+ * True while a take by the scan waits for pages (back-pressure from the
+ * sink, as opposed to a scan that gets no CPU). A hint; no lock.
+ */
+bool page_pool_scan_waiting(PagePool *p);
+
+/* Pages given back since creation: its growth over time is the sink's drain rate. */
+uint64_t page_pool_returned(PagePool *p);
+
+/* Pages in the pool. */
+uint32_t page_pool_capacity(PagePool *p);
+
 /* The memory of slot @slot (PAGE_POOL_PAGE_SIZE bytes). */
 uint8_t *page_pool_page(PagePool *p, uint32_t slot);
 

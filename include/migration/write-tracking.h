@@ -38,13 +38,20 @@ bool write_tracking_check(GPtrArray *blocks, WriteTrackingFeatures *features, GE
 
 /*
  * Open a userfaultfd and register every block of @blocks (RamBlock *, kept by
- * reference) for write-protect. Without UFFD_FEATURE_WP_UNPOPULATED, first
- * populates every block by reading it (never writing: that would change the
- * guest's memory and allocate it), because write protection only sticks to
- * populated pages. Nothing is protected yet. NULL with @errp set on failure
- * (already registered ranges are released).
+ * reference) for write-protect. Nothing is protected yet. NULL with @errp set
+ * on failure (already registered ranges are released).
+ *
+ * Protection only sticks to pages that exist. With @protect_unpopulated,
+ * never-touched anonymous memory must be protected too: with
+ * UFFD_FEATURE_WP_UNPOPULATED the kernel leaves a marker in each such page
+ * (allocating page tables, 4 KiB at a time, where a huge page could later
+ * have gone), else every block is populated by reading it (never writing:
+ * that would change and allocate the guest's memory). Without it, the caller
+ * takes care of never-touched pages itself (a background snapshot saves them
+ * as zero in the pause) and they are left as they are. Shared memory
+ * (shmem, hugetlbfs) always keeps protection on pages that are not mapped.
  */
-WriteTracking *write_tracking_new(GPtrArray *blocks, GError **errp);
+WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, GError **errp);
 
 /*
  * Start the fault handler thread: it polls the userfaultfd, reads events in

@@ -18,8 +18,10 @@
 
 #include "accel/accel.h"
 #include "system/machine.h"
+#include "system/ram-populated.h"
 #include "util/bitmap.h"
 #include "util/error.h"
+#include "util/pagemap.h"
 #include "util/userfaultfd.h"
 
 /*
@@ -225,6 +227,29 @@ static void lazy_release(RestoreState *r)
     r->uffd = -1;
 }
 
+/*
+ * UFFDIO_COPY fills 4 KiB pages only: without this a lazily restored guest
+ * runs on small pages for good (TLB misses; on a paravirtual host each
+ * first touch of a small page costs the hypervisor a fault too). Once the
+ * fill is over, regions it filled completely become huge pages again.
+ */
+static void lazy_collapse_huge(RestoreState *r)
+{
+    int fd = pagemap_open();
+
+    if (fd < 0) {
+        return;
+    }
+    for (uint32_t i = 0; i < r->m->ram_blocks->len && !restore_should_stop(r); i++) {
+        uint64_t n = ram_block_collapse_filled(lazy_block(r, i), fd);
+        if (n) {
+            g_debug("restore: %" G_GUINT64_FORMAT " huge pages of RAM block '%s' collapsed "
+                    "after the fill", n, lazy_block(r, i)->name);
+        }
+    }
+    close(fd);
+}
+
 static void lazy_stop_fault_thread(RestoreState *r)
 {
     uint64_t one = 1;
@@ -287,6 +312,7 @@ static gpointer lazy_fill_thread(gpointer opaque)
         return NULL;
     }
     lazy_release(r);
+    lazy_collapse_huge(r);
     restore_fill_done(r);
     return NULL;
 }

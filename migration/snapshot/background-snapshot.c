@@ -69,8 +69,10 @@ static void refresh_stats(SnapshotRun *run)
 /*
  * The scan runs at SCHED_IDLE so that it yields to the vCPUs; on a host whose
  * CPUs are all busy that starves it (a 1 GiB guest took 57 times longer with
- * two CPU hogs). No progress for this long with room in the pool means
- * starvation, not back-pressure: lift the scan to normal priority for a while.
+ * two CPU hogs). No progress for this long while the scan is not waiting for
+ * the pool means starvation, not back-pressure: lift the scan for a while.
+ * (Judging by the pool's free share instead lifted it every 200 ms for the
+ * whole of a snapshot to a slow sink, where it then preempted the vCPU.)
  */
 #define SCAN_STARVED_US (200 * 1000)
 #define SCAN_STARVED_BOOST_NS (100 * 1000 * 1000ULL)
@@ -84,8 +86,24 @@ static void scan_watchdog(SnapshotRun *run, uint64_t *last_saved, gint64 *last_m
         *last_saved = saved;
         *last_move = now;
     } else if (now - *last_move >= SCAN_STARVED_US &&
-               page_pool_free_fraction(run->bs->pool) > 0.25) {
+               !page_pool_scan_waiting(run->bs->pool)) {
         snapshot_scan_boost_starved(run->bs, SCAN_STARVED_BOOST_NS);
+        *last_move = now;
+    }
+}
+
+/* The writer, at idle priority, starved the same way: records queued, no bytes written. */
+static void writer_watchdog(SnapshotRun *run, uint64_t *last_bytes, gint64 *last_move)
+{
+    SnapshotWriter *w = &run->bs->writer;
+    uint64_t bytes = __atomic_load_n(&w->bytes, __ATOMIC_RELAXED);
+    gint64 now = g_get_monotonic_time();
+
+    if (bytes != *last_bytes || !snapshot_writer_pending(w)) {
+        *last_bytes = bytes;
+        *last_move = now;
+    } else if (now - *last_move >= SCAN_STARVED_US) {
+        snapshot_writer_boost_starved(w, SCAN_STARVED_BOOST_NS);
         *last_move = now;
     }
 }
@@ -93,8 +111,8 @@ static void scan_watchdog(SnapshotRun *run, uint64_t *last_saved, gint64 *last_m
 static gpointer stats_thread_fn(gpointer opaque)
 {
     SnapshotRun *run = opaque;
-    uint64_t last_saved = 0;
-    gint64 last_move = g_get_monotonic_time();
+    uint64_t last_saved = 0, last_bytes = 0;
+    gint64 last_move = g_get_monotonic_time(), last_write = last_move;
 
     g_mutex_lock(&run->stats_lock);
     while (!run->stats_stop) {
@@ -104,6 +122,7 @@ static gpointer stats_thread_fn(gpointer opaque)
         if (!run->stats_stop) {
             refresh_stats(run);
             scan_watchdog(run, &last_saved, &last_move);
+            writer_watchdog(run, &last_bytes, &last_write);
         }
     }
     g_mutex_unlock(&run->stats_lock);

@@ -186,7 +186,8 @@ EpochTracking *epoch_tracking_new(GPtrArray *blocks, GError **errp)
         /* Nothing is protected yet: everything is open for the first prearm. */
         bitmap_set_range(eb->open, 0, eb->pages);
     }
-    et->wt = write_tracking_new(blocks, errp);
+    /* Never-touched pages too: their first write changes them (zero to data). */
+    et->wt = write_tracking_new(blocks, true, errp);
     if (!et->wt) {
         error_prefix(errp, "incremental-snapshot: ");
         epoch_tracking_free(et);
@@ -311,6 +312,10 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
     }
     if (bs) {
         snapshot_engine_set_needed(bs, base ? base->since : NULL);
+        if (!snapshot_arm_tracked(bs, base ? base->since : NULL, errp)) {
+            g_mutex_unlock(&et->lock);
+            return false;
+        }
         et->snapshot = bs;
     }
     g_mutex_unlock(&et->lock);

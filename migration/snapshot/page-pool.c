@@ -14,8 +14,12 @@
 
 #define MIN_PAGES 16
 
+/* Transparent huge page size: the pool is aligned to it and advised huge. */
+#define POOL_HUGE_SIZE (2ULL << 20)
+
 struct PagePool {
     uint8_t *memory;
+    uint8_t *map_base;          /* the mapping, before alignment */
     uint64_t map_len;
     uint32_t capacity;
     uint32_t reserve;
@@ -36,6 +40,8 @@ struct PagePool {
     uint32_t nr_free;         /* nr_warm + nr_cold; read without the lock as a hint */
     uint32_t keep_warm;
     bool closed;
+    bool scan_waiting;        /* atomic reads: a scan take waits for pages */
+    uint64_t returned;        /* atomic reads: pages given back so far */
     PagePoolStats stats;
 };
 
@@ -50,23 +56,31 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     }
 
     uint64_t len = pages * PAGE_POOL_PAGE_SIZE;
-    void *mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED) {
+    uint64_t map_len = len + POOL_HUGE_SIZE;
+    uint8_t *base = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
         error_setg_errno(errp, errno, "page pool: cannot map %" G_GUINT64_FORMAT " bytes",
                          len);
         return NULL;
     }
     /*
-     * No transparent huge pages: a fault that must use a buffer nobody has
-     * touched yet would pay for clearing 2 MiB (milliseconds here) instead of
-     * 4 KiB per page.
+     * Transparent huge pages: copying 2 MiB into pool buffers that are 4 KiB
+     * mappings took 2.5-2.9 ms the first time each buffer was touched on a
+     * paravirtual host (each new 4 KiB mapping costs the hypervisor a fault),
+     * 0.15 ms with huge pages; populating 32 MiB took 7.6 ms against 1.8 ms.
+     * A buffer nobody has touched yet costs a 2 MiB clear (0.2 ms here) once
+     * per huge page instead of a fault per 4 KiB page; faults take populated
+     * buffers first anyway.
      */
-    madvise(mem, len, MADV_NOHUGEPAGE);
+    uint8_t *mem = (uint8_t *)(((uintptr_t)base + POOL_HUGE_SIZE - 1) &
+                               ~(uintptr_t)(POOL_HUGE_SIZE - 1));
+    madvise(mem, len, MADV_HUGEPAGE);
 
     PagePool *p = g_new0(PagePool, 1);
     p->memory = mem;
-    p->map_len = len;
+    p->map_base = base;
+    p->map_len = map_len;
     p->capacity = (uint32_t)pages;
     p->reserve = (uint32_t)MIN(reserve_bytes / PAGE_POOL_PAGE_SIZE, pages - 1);
     g_mutex_init(&p->lock);
@@ -104,7 +118,7 @@ void page_pool_free(PagePool *p)
         return;
     }
     g_assert(p->nr_free == p->capacity);
-    munmap(p->memory, p->map_len);
+    munmap(p->map_base, p->map_len);
     g_free(p->warm_slots);
     g_free(p->cold_slots);
     g_mutex_clear(&p->lock);
@@ -150,8 +164,14 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
             return false;
         }
         gint64 start = g_get_monotonic_time();
+        if (user == PAGE_POOL_USER_SCAN) {
+            __atomic_store_n(&p->scan_waiting, true, __ATOMIC_RELAXED);
+        }
         while (!p->closed && available_locked(p, user) < n) {
             g_cond_wait(&p->freed, &p->lock);
+        }
+        if (user == PAGE_POOL_USER_SCAN) {
+            __atomic_store_n(&p->scan_waiting, false, __ATOMIC_RELAXED);
         }
         uint64_t waited_ns = (uint64_t)(g_get_monotonic_time() - start) * 1000;
         if (user == PAGE_POOL_USER_FAULT) {
@@ -205,8 +225,24 @@ void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n)
     memcpy(&p->warm_slots[p->nr_warm], slots, n * sizeof(*slots));
     p->nr_warm += n;
     __atomic_store_n(&p->nr_free, p->nr_free + n, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->returned, p->returned + n, __ATOMIC_RELAXED);
     g_cond_broadcast(&p->freed);
     g_mutex_unlock(&p->lock);
+}
+
+bool page_pool_scan_waiting(PagePool *p)
+{
+    return __atomic_load_n(&p->scan_waiting, __ATOMIC_RELAXED);
+}
+
+uint64_t page_pool_returned(PagePool *p)
+{
+    return __atomic_load_n(&p->returned, __ATOMIC_RELAXED);
+}
+
+uint32_t page_pool_capacity(PagePool *p)
+{
+    return p->capacity;
 }
 
 uint8_t *page_pool_page(PagePool *p, uint32_t slot)

@@ -25,15 +25,64 @@ uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
     return pages;
 }
 
+/*
+ * Serving a fault on a huge page: save all 2 MiB and release them in one
+ * piece, which keeps the mapping huge, or save a small block, which splits
+ * it (the collapse thread mends it later, for about a millisecond of copying
+ * and a moment of the mmap lock; until then the guest runs on 4 KiB
+ * mappings, which cost it TLB misses, and on this paravirtual host up to ten
+ * times the CPU per page touched). Whole costs a 2 MiB copy on the vCPU's
+ * wait (0.2-0.3 ms here, DESIGN.md's 1 ms on older machines) and 2 MiB of
+ * pool. So: whole while the pool has room to spare and the copies measured
+ * so far stay within this budget, the worst stall a snapshot may cause.
+ */
+#define HUGE_WHOLE_BUDGET_NS (1000 * 1000ULL)
+/* Room left for other faults after a whole save: this share of the pool, at least 64 pages. */
+#define HUGE_WHOLE_SPARE_DIVISOR 128
+#define HUGE_WHOLE_SPARE_MIN 64u
+/* After a slow copy, try whole again every so many huge faults (the machine may have calmed). */
+#define HUGE_WHOLE_REPROBE 32
+
+static bool fault_whole_huge(BackgroundSnapshot *bs)
+{
+    uint32_t spare = MAX(page_pool_capacity(bs->pool) / HUGE_WHOLE_SPARE_DIVISOR,
+                         HUGE_WHOLE_SPARE_MIN);
+
+    if (page_pool_available(bs->pool, PAGE_POOL_USER_FAULT) < SNAPSHOT_HUGE_PAGES + spare ||
+        snapshot_pacer_active(bs)) {
+        return false;
+    }
+    if (bs->huge_save_ns > HUGE_WHOLE_BUDGET_NS &&
+        ++bs->huge_small_since_probe < HUGE_WHOLE_REPROBE) {
+        return false;
+    }
+    bs->huge_small_since_probe = 0;
+    return true;
+}
+
 /* The faulting page is ours: save an aligned block around it, then release it. */
 static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
 {
     SnapshotBlock *sb = &bs->blocks[block_index];
     unsigned long won[BITMAP_WORDS(SNAPSHOT_FAULT_BLOCK_MAX_PAGES)];
     uint32_t slots[SNAPSHOT_FAULT_BLOCK_MAX_PAGES];
-    uint32_t block_pages = MAX(snapshot_fault_block_pages(bs), sb->group_pages);
+    uint64_t region = page / SNAPSHOT_HUGE_PAGES;
+    bool whole = false;
+
+    if (snapshot_region_is_huge(sb, region)) {
+        whole = fault_whole_huge(bs);
+        if (!whole) {
+            snapshot_region_split(bs, sb, region);
+        }
+    }
+    uint32_t block_pages = whole ? SNAPSHOT_HUGE_PAGES
+                                 : MAX(MIN(snapshot_fault_block_pages(bs),
+                                           snapshot_pacer_block_cap(bs)), sb->group_pages);
     uint64_t first = page & ~(uint64_t)(block_pages - 1);
     uint64_t n = MIN((uint64_t)block_pages, sb->pages - first);
+
+    /* A low pool: wait a little now rather than long for the sink later. */
+    snapshot_pacer_admit(bs, (uint32_t)n);
 
     /* Only neighbours nobody has claimed yet: the scan may own some of them. */
     bitmap_claim_range_atomic(sb->claimed, first, n, won);
@@ -52,6 +101,8 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
                                  n * SNAPSHOT_PAGE_SIZE);
         return;
     }
+    /* The cost of the choice is the copy and the release; a pool wait would be the same either way. */
+    uint64_t copy_start_ns = write_tracking_now_ns();
     uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
     __atomic_fetch_add(&bs->fig.pages_out_of_order, saved, __ATOMIC_RELAXED);
     if (bs->epoch) {
@@ -60,6 +111,12 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
                                      page & ~(uint64_t)(sb->group_pages - 1));
     } else {
         snapshot_unprotect_saved(bs, block_index, first, n, true);
+    }
+    if (whole) {
+        /* A moving average over the last few whole saves. */
+        uint64_t ns = write_tracking_now_ns() - copy_start_ns;
+        bs->huge_save_ns = bs->huge_save_ns ? (3 * bs->huge_save_ns + ns) / 4 : ns;
+        __atomic_fetch_add(&bs->fig.huge_whole_faults, 1, __ATOMIC_RELAXED);
     }
 }
 
@@ -103,18 +160,20 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
     BackgroundSnapshot *bs = opaque;
     SnapshotBlock *sb = &bs->blocks[block_index];
     uint64_t page = offset / SNAPSHOT_PAGE_SIZE;
-    /* The backing page around it: protection only changes in whole ones. */
-    uint64_t group = page & ~(uint64_t)(sb->group_pages - 1);
-    uint64_t group_bytes = (uint64_t)sb->group_pages * SNAPSHOT_PAGE_SIZE;
 
     if (__atomic_load_n(&bs->prearmed, __ATOMIC_ACQUIRE)) {
         snapshot_prearm_release(bs, block_index, offset);
         return;
     }
     __atomic_fetch_add(&bs->fig.write_faults, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&bs->fault_idle_since_ns, 0, __ATOMIC_RELAXED);
     if (__atomic_load_n(&bs->aborting, __ATOMIC_ACQUIRE)) {
         /* The image is lost anyway; never hold the guest. */
-        write_tracking_unprotect(bs->wt, block_index, group * SNAPSHOT_PAGE_SIZE, group_bytes);
+        uint64_t g = page & ~(uint64_t)(SNAPSHOT_HUGE_PAGES - 1);
+        write_tracking_unprotect(bs->wt, block_index, g * SNAPSHOT_PAGE_SIZE,
+                                 MIN((uint64_t)SNAPSHOT_HUGE_PAGES, sb->pages - g) *
+                                 SNAPSHOT_PAGE_SIZE);
+        __atomic_store_n(&bs->fault_idle_since_ns, write_tracking_now_ns(), __ATOMIC_RELAXED);
         return;
     }
     bool mine = !bitmap_test_and_set_atomic(sb->claimed, page);
@@ -122,24 +181,33 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
         fault_save_block(bs, block_index, page);
     }
     /*
-     * Not ours, or (on huge backing pages) ours but sharing its backing page
-     * with pages the scan is still copying: release it once all are saved.
+     * Protection only changes in whole units: the backing page (hugetlbfs),
+     * or the 2 MiB region while it is mapped huge. Not ours, or ours but
+     * sharing that unit with pages the scan is still copying: release it
+     * once all are saved.
      */
-    if (!mine || !bitmap_range_is_set_atomic(sb->saved, group, sb->group_pages)) {
-        fault_wait_saved(bs, sb, group, sb->group_pages);
-        if (bitmap_range_is_set_atomic(sb->saved, group, sb->group_pages)) {
+    uint64_t unit = snapshot_region_is_huge(sb, page / SNAPSHOT_HUGE_PAGES)
+                    ? SNAPSHOT_HUGE_PAGES : sb->group_pages;
+    uint64_t group = page & ~(unit - 1);
+    uint64_t group_n = MIN(unit, sb->pages - group);
+
+    if (!mine || !bitmap_range_is_set_atomic(sb->saved, group, group_n)) {
+        fault_wait_saved(bs, sb, group, group_n);
+        if (bitmap_range_is_set_atomic(sb->saved, group, group_n)) {
             if (bs->epoch) {
                 epoch_tracking_release_saved(bs->epoch, bs, block_index, group);
             } else {
-                snapshot_unprotect_saved(bs, block_index, group, sb->group_pages, true);
+                snapshot_unprotect_saved(bs, block_index, group, group_n, true);
             }
         } else {
             /* Stopping: the snapshot is abandoned, let the guest go. */
             write_tracking_unprotect(bs->wt, block_index, group * SNAPSHOT_PAGE_SIZE,
-                                     group_bytes);
+                                     group_n * SNAPSHOT_PAGE_SIZE);
         }
     }
-    uint64_t service_ns = write_tracking_now_ns() - read_ns;
+    uint64_t now_ns = write_tracking_now_ns();
+    uint64_t service_ns = now_ns - read_ns;
+    __atomic_store_n(&bs->fault_idle_since_ns, now_ns, __ATOMIC_RELAXED);
     latency_histogram_record(&bs->fault_latency, service_ns);
     uint64_t addr = (uint64_t)(uintptr_t)(sb->rb->host + offset);
     trace_snapshot_fault_served(addr, service_ns);

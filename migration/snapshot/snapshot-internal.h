@@ -24,6 +24,8 @@ typedef struct EpochTracking EpochTracking;
 #define SNAPSHOT_SCAN_CHUNK_PAGES 512u
 /* Largest aligned block a fault saves around the faulting page (the THP size). */
 #define SNAPSHOT_FAULT_BLOCK_MAX_PAGES 512u
+/* A transparent huge page, in 4 KiB pages: protection changes in these where RAM is mapped huge. */
+#define SNAPSHOT_HUGE_PAGES 512u
 
 /*
  * Per RAM block claim state. A page is "claimed" by whoever sets its bit
@@ -34,9 +36,26 @@ typedef struct EpochTracking EpochTracking;
 typedef struct SnapshotBlock {
     RamBlock *rb;
     uint64_t pages;
+    uint64_t regions;           /* 2 MiB regions (the last may be partial) */
     uint32_t group_pages;       /* backing page in 4 KiB pages: protection changes in these */
     unsigned long *claimed;
     unsigned long *saved;
+    /*
+     * Pages known zero without reading (never populated, or the zero page):
+     * before the early protect (see snapshot_engine_prearm()) and in the
+     * pause. Those of the pause are claimed and saved there, and were never
+     * protected; the scan writes their zero records.
+     */
+    unsigned long *zero_before;
+    unsigned long *zero_at_pause;
+    /*
+     * Per 2 MiB region: mapped by one huge PMD in the pause and still whole
+     * (atomic; protection changes only for the whole region while set), and
+     * split by us because a fault had to be served small (atomic; the region
+     * goes to the collapse thread once saved).
+     */
+    unsigned long *huge;
+    unsigned long *split;
 } SnapshotBlock;
 
 /* A range of one RAM block. */
@@ -54,6 +73,30 @@ typedef struct SnapshotRecord {
     bool zero;                  /* no data: the pages are all zero */
     uint32_t slots[];           /* npages pool slots holding the data (unless zero) */
 } SnapshotRecord;
+
+/*
+ * The thread that puts split huge pages back together (MADV_COLLAPSE), off
+ * the fault thread and the vCPUs: a collapse copies 2 MiB with the mmap lock
+ * held for writing, about a millisecond.
+ */
+typedef struct SnapshotCollapser {
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    GQueue queue;               /* SnapshotRange *: regions saved and released */
+    GQueue later;               /* refused while still protected: after the snapshot */
+    bool finishing;             /* protection is gone: do what is left, then stop */
+    bool unsupported;           /* the kernel has no MADV_COLLAPSE */
+} SnapshotCollapser;
+
+/* Pacing faults while the pool is low (snapshot-pacer.c); fault thread only. */
+typedef struct SnapshotPacer {
+    uint64_t sample_ns;         /* last drain sample */
+    uint64_t sample_returned;   /* pool pages returned then */
+    double drain_pages_per_s;   /* moving average; 0 until measured */
+    double tokens;              /* pages faults may take before waiting */
+    uint64_t tokens_ns;
+} SnapshotPacer;
 
 /* The writer thread and its queue; it alone writes to the stream while it runs. */
 typedef struct SnapshotWriter {
@@ -74,12 +117,25 @@ typedef struct SnapshotWriter {
     uint64_t bytes;             /* record bytes handed to the stream */
     uint64_t unflushed;         /* writer thread only: bytes since the last flush */
     uint64_t pressure_flushes;  /* writer thread only */
+    /* Priority: SCHED_IDLE, lifted for a while when starved (see snapshot_writer_boost_starved()). */
+    GMutex prio_lock;
+    pid_t tid;                  /* 0 until the thread runs */
+    bool lowered;               /* it runs at SCHED_IDLE */
+    uint64_t boost_until_ns;    /* lifted until then (0: not lifted) */
+    uint64_t starved_boosts;
 } SnapshotWriter;
 
 typedef struct SnapshotFigures {
     uint64_t write_faults;      /* atomic: fault events served */
     uint64_t pages_out_of_order;
-    uint64_t pages_unpopulated;
+    uint64_t pages_unpopulated; /* known zero in the pause */
+    uint64_t huge_in_pause;     /* 2 MiB regions mapped huge in the pause */
+    uint64_t huge_whole_faults; /* atomic: faults served by saving a whole huge page */
+    uint64_t huge_split;        /* atomic: huge pages split to serve a fault small */
+    uint64_t huge_restored;     /* atomic: split ones collapsed again (MADV_COLLAPSE) */
+    uint64_t huge_collapse_failed; /* atomic */
+    uint64_t paced_faults;      /* atomic: faults that waited for the pacer */
+    uint64_t paced_ns;          /* atomic: and how long, in all */
     uint64_t saved_pages;       /* atomic: pages with their "saved" bit set */
     uint64_t pages_unchanged;   /* incremental: pages not written since the base (not saved) */
     uint64_t fault_waits_on_scan;
@@ -108,9 +164,15 @@ typedef struct BackgroundSnapshot {
     LatencyHistogram fault_latency;
     SnapshotFigures fig;
     uint32_t fault_block_max_pages;   /* power of two, 1..SNAPSHOT_FAULT_BLOCK_MAX_PAGES */
+    /* Fault thread only: what saving a whole huge page costs (moving average, ns). */
+    uint64_t huge_save_ns;
+    uint32_t huge_small_since_probe;
+    /* atomic: 0 while the fault thread serves a fault, else when it last finished (ns) */
+    uint64_t fault_idle_since_ns;
     bool aborting;              /* atomic: give up; fault handler releases without saving */
     int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
-    bool swap_active;           /* the host had swap when the snapshot started */
+    SnapshotCollapser collapser;
+    SnapshotPacer pacer;
     bool finished;
     uint64_t setup_ns;
 
@@ -118,7 +180,8 @@ typedef struct BackgroundSnapshot {
     GMutex arm_lock;
     bool prearmed;              /* atomic reads; changed under arm_lock */
     GArray *prearm_released;    /* SnapshotRange: released by faults before the pause */
-    uint64_t arm_ns;            /* the protect inside the pause */
+    uint64_t prearm_ns;         /* the early protect, before the pause */
+    uint64_t arm_ns;            /* finding zero pages and protecting, inside the pause */
 
     /* The scan runs at SCHED_IDLE; a fault waiting on its claims boosts it. */
     GMutex scan_prio_lock;
@@ -131,6 +194,12 @@ typedef struct BackgroundSnapshot {
 /* snapshot-engine.c: the lifecycle, free of the migration core (unit-testable) */
 
 typedef struct BackgroundSnapshotStats BackgroundSnapshotStats;
+
+/*
+ * For the collapse thread: SCHED_BATCH, which weighs like normal priority
+ * but never preempts a running thread when it wakes. Best effort.
+ */
+void snapshot_thread_yield_to_vcpus(void);
 
 /* Pool size for @ram_bytes of guest RAM when the parameter is 0 (auto). */
 uint64_t snapshot_default_pool_size(uint64_t ram_bytes);
@@ -180,6 +249,13 @@ bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp);
 bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp);
 
 /*
+ * The pause under epoch tracking (called by it, after snapshot_engine_set_needed()):
+ * every page is protected already; the pages to save (@needed, NULL: all)
+ * that are zero now are saved as zero without being read.
+ */
+bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp);
+
+/*
  * After the pause: scan, and wait until every page is saved (faults may
  * still be copying theirs). @tick as for snapshot_scan_run().
  */
@@ -204,6 +280,10 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
 
 /* snapshot-writer.c */
 
+/* Set up the writer's locks and queue (no thread yet); snapshot_writer_clear() undoes it. */
+void snapshot_writer_init(SnapshotWriter *w);
+void snapshot_writer_clear(SnapshotWriter *w);
+
 /*
  * Start the writer thread draining into @f (or into @mapped, see
  * snapshot_engine_new()), giving slots back to @pool.
@@ -225,6 +305,17 @@ bool snapshot_writer_finish(SnapshotWriter *w, GError **errp);
 
 /* True once a write has failed (checked by the scan to stop early). */
 bool snapshot_writer_failed(SnapshotWriter *w);
+
+/* Records queued and not yet written. */
+unsigned snapshot_writer_pending(SnapshotWriter *w);
+
+/*
+ * Called by a watchdog when the writer made no progress for a while with
+ * records queued: the vCPUs keep every CPU busy and an idle-priority thread
+ * gets none (it would never finish the stream). Run it at SCHED_BATCH for
+ * @for_ns, then let it drop back.
+ */
+void snapshot_writer_boost_starved(SnapshotWriter *w, uint64_t for_ns);
 
 /* Set @errp to "writing RAM failed: <the stream's reason>". Any thread. */
 void snapshot_writer_get_error(SnapshotWriter *w, GError **errp);
@@ -283,10 +374,58 @@ uint64_t snapshot_save_claimed(BackgroundSnapshot *bs, unsigned block_index, uin
 /*
  * Remove protection from [@first, @first + @n) of block @block_index where
  * the pages are saved (one call when all are). Pages still being copied by
- * another thread stay protected.
+ * another thread stay protected. A region still mapped huge is released
+ * whole or not at all (so it stays huge), and a region we split goes to the
+ * collapse thread once all of it is saved.
  */
 void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                               uint64_t n, bool by_fault);
+
+/* snapshot-collapse.c */
+
+/* Set up the collapser's queue (no thread yet); snapshot_collapse_clear() undoes it. */
+void snapshot_collapse_init(BackgroundSnapshot *bs);
+void snapshot_collapse_clear(BackgroundSnapshot *bs);
+
+/* Start the collapse thread. */
+bool snapshot_collapse_start(BackgroundSnapshot *bs, GError **errp);
+
+/* Queue the split region @region of block @block_index: all its pages are saved. */
+void snapshot_collapse_push(BackgroundSnapshot *bs, unsigned block_index, uint64_t region);
+
+/*
+ * All protection is removed: collapse what is still queued or was refused
+ * while protected, then let the thread end. Does not wait.
+ */
+void snapshot_collapse_unprotected(BackgroundSnapshot *bs);
+
+/* As snapshot_collapse_unprotected(), and wait for the thread. Safe when never started. */
+void snapshot_collapse_finish(BackgroundSnapshot *bs);
+
+/* Whether 2 MiB region @region of @sb is mapped huge and whole (atomic read). */
+bool snapshot_region_is_huge(SnapshotBlock *sb, uint64_t region);
+
+/*
+ * A fault must be served small in huge region @region: from now on its
+ * protection changes in pieces (the kernel splits the mapping). Counts the
+ * split and marks the region for the collapse thread. False if it was no
+ * longer huge (someone else split it).
+ */
+bool snapshot_region_split(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t region);
+
+/* snapshot-pacer.c (fault thread only) */
+
+/* Sample the pool's drain (pages returned per second) at @now_ns. */
+void snapshot_pacer_update(BackgroundSnapshot *bs, uint64_t now_ns);
+
+/* True while the pool is low enough that faults are paced. */
+bool snapshot_pacer_active(BackgroundSnapshot *bs);
+
+/* Most pages one fault should save now (a power of two), so a paced wait stays short. */
+uint32_t snapshot_pacer_block_cap(BackgroundSnapshot *bs);
+
+/* Before a fault takes @pages buffers: wait as long as pacing asks (at most 2 ms). */
+void snapshot_pacer_admit(BackgroundSnapshot *bs, uint32_t pages);
 
 /* snapshot-fault.c */
 

@@ -13,63 +13,6 @@
 #include "util/bitmap.h"
 #include "util/error.h"
 
-/* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst). */
-#define PAGEMAP_PRESENT (1ULL << 63)
-#define PAGEMAP_SWAPPED (1ULL << 62)
-#define PAGEMAP_FRAME_MASK ((1ULL << 55) - 1)
-/* Swap entries show "type | offset << 5"; type 31 is the kernel's PTE marker. */
-#define PAGEMAP_SWAP_TYPE(e) ((e) & 0x1f)
-#define PAGEMAP_SWAP_TYPE_PTE_MARKER 31
-
-/*
- * Never populated? Write-protecting never-touched memory
- * (UFFD_FEATURE_WP_UNPOPULATED) leaves a PTE marker, which pagemap shows as
- * a swap entry of the marker type. Without CAP_SYS_ADMIN the swap type is
- * hidden (frame 0, impossible for a real swap slot), and then only a machine
- * without active swap can tell it is a marker.
- */
-static bool pagemap_unpopulated(uint64_t e, bool swap_active)
-{
-    if (e & PAGEMAP_PRESENT) {
-        return false;
-    }
-    if (!(e & PAGEMAP_SWAPPED)) {
-        return true;
-    }
-    if ((e & PAGEMAP_FRAME_MASK) == 0) {
-        return !swap_active;
-    }
-    return PAGEMAP_SWAP_TYPE(e) == PAGEMAP_SWAP_TYPE_PTE_MARKER;
-}
-
-/*
- * Mark in @unpopulated the pages of [@first, @first + @n) that have never
- * been populated (neither present nor swapped out): their content is zero
- * and reading them would only populate them. Without pagemap, none are.
- */
-static void find_unpopulated(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t first,
-                             uint64_t n, unsigned long *unpopulated)
-{
-    uint64_t entries[SNAPSHOT_SCAN_CHUNK_PAGES];
-
-    bitmap_clear_range(unpopulated, 0, n);
-    if (bs->pagemap_fd < 0) {
-        return;
-    }
-    uint64_t vpage = (uint64_t)(uintptr_t)(sb->rb->host + first * SNAPSHOT_PAGE_SIZE) /
-                     SNAPSHOT_PAGE_SIZE;
-    ssize_t len = pread(bs->pagemap_fd, entries, n * sizeof(entries[0]),
-                        (off_t)(vpage * sizeof(entries[0])));
-    if (len != (ssize_t)(n * sizeof(entries[0]))) {
-        return;     /* treat as populated: read everything */
-    }
-    for (uint64_t i = 0; i < n; i++) {
-        if (pagemap_unpopulated(entries[i], bs->swap_active)) {
-            bitmap_set_bit(unpopulated, i);
-        }
-    }
-}
-
 /*
  * Pages the scan claims at a time: a faulting vCPU that hits a page the scan
  * claimed waits until the scan has copied it, so claims are one word of the
@@ -118,17 +61,18 @@ void snapshot_scan_boost(BackgroundSnapshot *bs)
 
 void snapshot_scan_boost_starved(BackgroundSnapshot *bs, uint64_t for_ns)
 {
-    struct sched_param normal = { 0 };
+    struct sched_param batch = { 0 };
 
     g_mutex_lock(&bs->scan_prio_lock);
     if (bs->scan_tid && bs->scan_lowered) {
         __atomic_store_n(&bs->scan_starved_until_ns, write_tracking_now_ns() + for_ns,
                          __ATOMIC_RELEASE);
         /*
-         * Normal priority, never real-time for this long (even over a fault's
-         * boost): the vCPUs keep their fair share against the scan.
+         * A fair share, never real-time for this long (even over a fault's
+         * boost): SCHED_BATCH weighs like normal priority but never preempts
+         * a vCPU when it wakes, which would stall the guest for a time slice.
          */
-        if (sched_setscheduler(bs->scan_tid, SCHED_OTHER, &normal) == 0) {
+        if (sched_setscheduler(bs->scan_tid, SCHED_BATCH, &batch) == 0) {
             __atomic_store_n(&bs->scan_boosted, true, __ATOMIC_RELEASE);
             bs->fig.scan_starved_boosts++;
         }
@@ -136,18 +80,32 @@ void snapshot_scan_boost_starved(BackgroundSnapshot *bs, uint64_t for_ns)
     g_mutex_unlock(&bs->scan_prio_lock);
 }
 
+/* Zero records for the pages of [@first, @first + @n) known zero in the pause (saved there). */
+static void scan_emit_zero(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
+                           uint64_t n)
+{
+    SnapshotBlock *sb = &bs->blocks[block_index];
+    uint64_t end = first + n;
+
+    for (uint64_t p = bitmap_find_next_set(sb->zero_at_pause, end, first); p < end;) {
+        uint64_t stop = bitmap_find_next_zero(sb->zero_at_pause, end, p);
+        snapshot_writer_push(&bs->writer, snapshot_record_new(block_index, p, stop - p, true,
+                                                              NULL));
+        p = stop < end ? bitmap_find_next_set(sb->zero_at_pause, end, stop) : end;
+    }
+}
+
 /* Save one chunk of a block: returns false when the pool was closed under us. */
 static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                        uint64_t n)
 {
     SnapshotBlock *sb = &bs->blocks[block_index];
-    unsigned long unpopulated[BITMAP_WORDS(SNAPSHOT_SCAN_CHUNK_PAGES)];
     uint32_t slots[SNAPSHOT_SCAN_CHUNK_PAGES];
 
+    scan_emit_zero(bs, block_index, first, n);
     if (bitmap_range_is_set_atomic(sb->claimed, first, n)) {
-        return true;    /* faults saved all of it */
+        return true;    /* faults, or the pause's zero pages, saved all of it */
     }
-    find_unpopulated(bs, sb, first, n, unpopulated);
 
     /*
      * Take buffers before claiming: a page we claim blocks a faulting vCPU
@@ -156,7 +114,7 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
      */
     uint32_t need = 0;
     for (uint64_t i = 0; i < n; i++) {
-        if (!bitmap_test_bit(unpopulated, i) && !bitmap_test_atomic(sb->claimed, first + i)) {
+        if (!bitmap_test_atomic(sb->claimed, first + i)) {
             need++;
         }
     }
@@ -169,28 +127,27 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
     for (uint64_t sub = 0; sub < n; sub += SCAN_CLAIM_PAGES) {
         uint64_t m = MIN((uint64_t)SCAN_CLAIM_PAGES, n - sub);
         unsigned long won;
-        unsigned long unpop = unpopulated[sub / BITMAP_BITS_PER_WORD];
 
         if (!bitmap_claim_range_atomic(sb->claimed, first + sub, m, &won)) {
             continue;
         }
         any = true;
-        trace_snapshot_page_claimed(block_index, (first + sub) * SNAPSHOT_PAGE_SIZE,
-                                    __builtin_popcountl(won), 0);
-        uint32_t k = __builtin_popcountl(won & ~unpop);
-        bs->fig.pages_unpopulated += __builtin_popcountl(won & unpop);
+        uint32_t k = __builtin_popcountl(won);
+        trace_snapshot_page_claimed(block_index, (first + sub) * SNAPSHOT_PAGE_SIZE, k, 0);
         g_assert(used + k <= need);
-        snapshot_save_claimed(bs, block_index, first + sub, m, &won, slots + used, k, &unpop);
+        snapshot_save_claimed(bs, block_index, first + sub, m, &won, slots + used, k, NULL);
         used += k;
         scan_unboost(bs);
     }
     page_pool_put(bs->pool, slots + used, need - used);
-    /*
-     * Release as soon as copied, not when written: the guest runs on. Under
-     * epoch tracking the pages stay protected: the next write to each is
-     * what the next increment must see.
-     */
     if (any && !bs->epoch) {
+        /*
+         * Release as soon as copied, not when written: the guest runs on.
+         * Chunks without a page of ours (all zero in the pause, or saved by
+         * faults) cost no call: nothing there is ours to release. Under
+         * epoch tracking the pages stay protected: the next write to each is
+         * what the next increment must see.
+         */
         snapshot_unprotect_saved(bs, block_index, first, n, false);
     }
     return true;

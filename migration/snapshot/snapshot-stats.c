@@ -22,7 +22,13 @@ void background_snapshot_stats_to_json(const BackgroundSnapshotStats *st, JsonBu
     put_u64(b, "buffer-pool-high-water", st->pool_high_water);
     put_u64(b, "buffer-pool-waits", st->pool_waits);
     put_u64(b, "buffer-pool-wait-us", st->pool_wait_us);
+    put_u64(b, "paced-faults", st->paced_faults);
+    put_u64(b, "paced-wait-us", st->paced_us);
     put_u64(b, "pages-unpopulated", st->pages_unpopulated);
+    put_u64(b, "huge-pages", st->huge_pages);
+    put_u64(b, "huge-page-faults", st->huge_page_faults);
+    put_u64(b, "huge-pages-split", st->huge_pages_split);
+    put_u64(b, "huge-pages-restored", st->huge_pages_restored);
     put_u64(b, "downtime-us", st->downtime_us);
     put_u64(b, "write-protect-setup-us", st->wp_setup_us);
     json_builder_set_member_name(b, "incremental");
@@ -46,8 +52,14 @@ void background_snapshot_stats_to_hmp(const BackgroundSnapshotStats *st, GString
                            " (%" G_GUINT64_FORMAT " us)\n",
                            st->pool_size >> 10, st->pool_high_water >> 10, st->pool_waits,
                            st->pool_wait_us);
+    g_string_append_printf(out, "faults paced to the sink: %" G_GUINT64_FORMAT " (%"
+                           G_GUINT64_FORMAT " us)\n", st->paced_faults, st->paced_us);
     g_string_append_printf(out, "pages unpopulated: %" G_GUINT64_FORMAT "\n",
                            st->pages_unpopulated);
+    g_string_append_printf(out, "huge pages: %" G_GUINT64_FORMAT ", faults served whole %"
+                           G_GUINT64_FORMAT ", split %" G_GUINT64_FORMAT ", restored %"
+                           G_GUINT64_FORMAT "\n", st->huge_pages, st->huge_page_faults,
+                           st->huge_pages_split, st->huge_pages_restored);
     g_string_append_printf(out, "snapshot downtime: %" G_GUINT64_FORMAT " us\n",
                            st->downtime_us);
     g_string_append_printf(out, "write-protect setup: %" G_GUINT64_FORMAT " us\n",

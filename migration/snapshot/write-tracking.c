@@ -127,7 +127,7 @@ static void populate_by_reading(RamBlock *rb)
     }
 }
 
-WriteTracking *write_tracking_new(GPtrArray *blocks, GError **errp)
+WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, GError **errp)
 {
     WriteTrackingFeatures feat;
     uint64_t start = write_tracking_now_ns();
@@ -143,7 +143,8 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, GError **errp)
     wt->stop_fd = -1;
 
     uint64_t missing = 0;
-    int fd = uffd_open(feat.wanted, O_CLOEXEC | O_NONBLOCK, &missing);
+    uint64_t features = protect_unpopulated ? feat.wanted : feat.required;
+    int fd = uffd_open(features, O_CLOEXEC | O_NONBLOCK, &missing);
     if (fd < 0) {
         g_autofree char *names = uffd_features_to_string(missing);
         error_setg_errno(errp, -fd, "background-snapshot: cannot open a userfaultfd with "
@@ -152,7 +153,7 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, GError **errp)
         return NULL;
     }
     wt->uffd = fd;
-    wt->features = feat.wanted;
+    wt->features = features;
 
     wt->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wt->stop_fd < 0) {
@@ -164,7 +165,7 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, GError **errp)
         RamBlock *rb = block_at(wt, i);
         uint64_t ioctls = 0;
 
-        if (!(wt->features & UFFD_FEATURE_WP_UNPOPULATED)) {
+        if (protect_unpopulated && !(wt->features & UFFD_FEATURE_WP_UNPOPULATED)) {
             populate_by_reading(rb);
         }
         int ret = uffd_register(wt->uffd, rb->host, rb->size, UFFDIO_REGISTER_MODE_WP,

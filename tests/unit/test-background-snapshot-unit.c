@@ -6,6 +6,7 @@
  */
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 
@@ -21,348 +22,11 @@
 #include "system/memory-backend.h"
 #include "util/bitmap.h"
 #include "util/error.h"
+#include "util/pagemap.h"
 #include "util/userfaultfd.h"
 
-#define MIB (1024 * 1024ULL)
-#define PAGE 4096ULL
-#define NR_WRITERS 2
+#include "snapshot-test-guest.h"
 
-/*
- * Two RAM blocks. In the first, the writers sweep the hot part; the cold part
- * is written once at start; the rest is never touched (unpopulated).
- */
-#define BLOCK0_SIZE (48 * MIB)
-#define BLOCK1_SIZE (16 * MIB)
-#define HOT_SIZE (16 * MIB)
-#define COLD_SIZE (8 * MIB)
-
-typedef struct TestGuest {
-    RamBlock rb[2];
-    MemoryBackend *backend[2];  /* or NULL: private anonymous mappings */
-    GPtrArray *blocks;
-    GThread *writers[NR_WRITERS];
-    GMutex lock;
-    GCond cond;
-    bool pause_requested;       /* atomic read by writers */
-    unsigned parked;
-    unsigned nr_writers;
-    bool quit;
-    bool all_touched;           /* every page was written at least once */
-    uint64_t steps;             /* atomic: page writes done */
-} TestGuest;
-
-typedef struct WriterArg {
-    TestGuest *g;
-    unsigned index;
-} WriterArg;
-
-static WriterArg writer_args[NR_WRITERS];
-
-/* Park here while a pause is requested; false when told to quit. */
-static bool writer_checkpoint(TestGuest *g)
-{
-    if (!__atomic_load_n(&g->pause_requested, __ATOMIC_ACQUIRE)) {
-        return true;
-    }
-    g_mutex_lock(&g->lock);
-    g->parked++;
-    g_cond_broadcast(&g->cond);
-    while (g->pause_requested && !g->quit) {
-        g_cond_wait(&g->cond, &g->lock);
-    }
-    g->parked--;
-    bool go_on = !g->quit;
-    g_mutex_unlock(&g->lock);
-    return go_on;
-}
-
-/*
- * Like the test payload: each writer owns every NR_WRITERS-th page of the hot
- * part and stamps a running counter into it, at a moving position, so every
- * pass changes every page it owns.
- */
-static gpointer writer_main(gpointer opaque)
-{
-    WriterArg *a = opaque;
-    TestGuest *g = a->g;
-    uint8_t *hot = g->rb[0].host;
-    uint64_t counter = 1;
-
-    for (;;) {
-        for (uint64_t p = a->index; p < HOT_SIZE / PAGE; p += NR_WRITERS) {
-            if (!writer_checkpoint(g)) {
-                return NULL;
-            }
-            uint64_t *word = (uint64_t *)(hot + p * PAGE) + counter % (PAGE / 8);
-            *word = counter++;
-            __atomic_fetch_add(&g->steps, 1, __ATOMIC_RELAXED);
-        }
-        if (__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE)) {
-            return NULL;
-        }
-    }
-}
-
-static void guest_pause(TestGuest *g)
-{
-    g_mutex_lock(&g->lock);
-    __atomic_store_n(&g->pause_requested, true, __ATOMIC_RELEASE);
-    while (g->parked < g->nr_writers) {
-        g_cond_wait(&g->cond, &g->lock);
-    }
-    g_mutex_unlock(&g->lock);
-}
-
-static void guest_resume(TestGuest *g)
-{
-    g_mutex_lock(&g->lock);
-    __atomic_store_n(&g->pause_requested, false, __ATOMIC_RELEASE);
-    g_cond_broadcast(&g->cond);
-    g_mutex_unlock(&g->lock);
-}
-
-static uint8_t *map_ram(uint64_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    g_assert(p != MAP_FAILED);
-    return p;
-}
-
-static TestGuest *guest_new_backed(bool start_writers, const MemoryBackendOptions *opts)
-{
-    TestGuest *g = g_new0(TestGuest, 1);
-    static char *names[2] = { "pc.ram", "extra.ram" };
-    uint64_t sizes[2] = { BLOCK0_SIZE, BLOCK1_SIZE };
-
-    g->blocks = g_ptr_array_new();
-    for (int i = 0; i < 2; i++) {
-        g->rb[i] = (RamBlock){ .name = names[i], .size = sizes[i], .page_size = PAGE };
-        if (opts) {
-            g_autoptr(GError) err = NULL;
-            g_autoptr(MemoryBackendOptions) o = memory_backend_options_new(opts->kind);
-            o->size = sizes[i];
-            o->share = opts->share;
-            o->hugetlb = opts->hugetlb;
-            g->backend[i] = memory_backend_new(o, &err);
-            g_assert_no_error(err);
-            g->rb[i].backend = g->backend[i];
-            g->rb[i].host = g->backend[i]->host;
-            g->rb[i].page_size = g->backend[i]->page_size;
-        } else {
-            g->rb[i].host = map_ram(sizes[i]);
-        }
-        g_ptr_array_add(g->blocks, &g->rb[i]);
-    }
-    /* Cold data, and a recognisable pattern in the second block. */
-    for (uint64_t off = 0; off < COLD_SIZE; off += 8) {
-        *(uint64_t *)(g->rb[0].host + HOT_SIZE + off) = off * 0x9e3779b97f4a7c15ULL;
-    }
-    memset(g->rb[1].host, 0xc3, BLOCK1_SIZE / 2);
-    g_mutex_init(&g->lock);
-    g_cond_init(&g->cond);
-    g->nr_writers = start_writers ? NR_WRITERS : 0;
-    for (unsigned i = 0; i < g->nr_writers; i++) {
-        writer_args[i] = (WriterArg){ .g = g, .index = i };
-        g->writers[i] = g_thread_new("guest-writer", writer_main, &writer_args[i]);
-    }
-    return g;
-}
-
-static TestGuest *guest_new(bool start_writers)
-{
-    return guest_new_backed(start_writers, NULL);
-}
-
-static void guest_free(TestGuest *g)
-{
-    g_mutex_lock(&g->lock);
-    __atomic_store_n(&g->quit, true, __ATOMIC_RELEASE);
-    g_cond_broadcast(&g->cond);
-    g_mutex_unlock(&g->lock);
-    for (unsigned i = 0; i < NR_WRITERS; i++) {
-        if (g->writers[i]) {
-            g_thread_join(g->writers[i]);
-        }
-    }
-    for (int i = 0; i < 2; i++) {
-        if (g->backend[i]) {
-            memory_backend_free(g->backend[i]);
-        } else {
-            munmap(g->rb[i].host, g->rb[i].size);
-        }
-    }
-    g_ptr_array_unref(g->blocks);
-    g_free(g);
-}
-
-static bool wp_available(void)
-{
-    g_autoptr(GPtrArray) none = g_ptr_array_new();
-    g_autoptr(GError) err = NULL;
-
-    if (!write_tracking_check(none, NULL, &err)) {
-        g_test_skip(err->message);
-        return false;
-    }
-    return true;
-}
-
-/* What one snapshot produced. */
-typedef struct SnapshotResult {
-    bool ok;
-    GError *error;
-    BackgroundSnapshotStats stats;
-    uint64_t zero_pages;
-    uint64_t data_pages;
-    uint8_t *at_pause[2];       /* RAM copied inside the pause */
-} SnapshotResult;
-
-typedef struct TickCtx {
-    unsigned ticks;
-    unsigned cancel_after;      /* 0: never */
-} TickCtx;
-
-static bool tick(void *opaque)
-{
-    TickCtx *t = opaque;
-    t->ticks++;
-    return !t->cancel_after || t->ticks < t->cancel_after;
-}
-
-/* Run the engine as background_snapshot_run() does, with the test guest's pause. */
-static void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
-                         SnapshotResult *res)
-{
-    memset(res, 0, sizeof(*res));
-    BackgroundSnapshot *bs = snapshot_engine_new(g->blocks, pool_bytes, f, NULL, &res->error);
-    g_assert_no_error(res->error);
-
-    /* Protect while the writers run, and let them write for a while before the pause. */
-    g_assert_true(snapshot_engine_prearm(bs, &res->error));
-    g_usleep(5000);
-
-    uint64_t t0 = write_tracking_now_ns();
-    guest_pause(g);
-    /*
-     * Copy what the guest wrote; the rest was never touched and reading it
-     * would populate it (then the snapshot could not skip it).
-     */
-    uint64_t touched[2] = { HOT_SIZE + COLD_SIZE, BLOCK1_SIZE / 2 };
-    if (g->all_touched) {
-        touched[0] = BLOCK0_SIZE;
-        touched[1] = BLOCK1_SIZE;
-    }
-    for (int i = 0; i < 2; i++) {
-        res->at_pause[i] = g_malloc0(g->rb[i].size);
-        memcpy(res->at_pause[i], g->rb[i].host, touched[i]);
-    }
-    snapshot_engine_arm(bs, &res->error);
-    g_assert_no_error(res->error);
-    guest_resume(g);
-    uint64_t downtime = write_tracking_now_ns() - t0;
-
-    res->ok = snapshot_engine_save_ram(bs, tick, t, &res->error) &&
-              snapshot_engine_finish(bs, &res->error);
-    if (!res->ok) {
-        snapshot_engine_abort(bs);
-    }
-    snapshot_engine_get_stats(bs, &res->stats);
-    res->stats.downtime_us = downtime / 1000;
-    res->zero_pages = bs->writer.zero_pages;
-    res->data_pages = bs->writer.data_pages;
-    snapshot_engine_free(bs);
-}
-
-static void result_clear(SnapshotResult *res)
-{
-    g_clear_error(&res->error);
-    g_free(res->at_pause[0]);
-    g_free(res->at_pause[1]);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_LE(v);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_LE(v);
-}
-
-/*
- * Read the RAM records back (the engine writes nothing else) and compare with
- * RAM at the pause: every page present exactly once, every byte equal.
- */
-static void check_image(TestGuest *g, const GByteArray *out, const SnapshotResult *res)
-{
-    uint8_t *image[2];
-    unsigned long *seen[2];
-    size_t pos = 0;
-    uint64_t zero = 0, data = 0;
-
-    for (int i = 0; i < 2; i++) {
-        image[i] = g_malloc0(g->rb[i].size);
-        seen[i] = bitmap_new(g->rb[i].size / PAGE);
-    }
-    while (pos < out->len) {
-        const uint8_t *h = out->data + pos;
-        g_assert_cmpuint(out->len - pos, >=, SAVEVM_RAM_RECORD_HEADER_SIZE);
-        g_assert_cmpuint(get_u32(h), ==, SAVEVM_REC_RAM);
-        uint32_t flags = get_u32(h + 4);
-        uint64_t len = get_u64(h + 8);
-        uint32_t block = get_u32(h + 16);
-        uint32_t npages = get_u32(h + 20);
-        uint64_t offset = get_u64(h + 24);
-
-        g_assert_cmpuint(block, <, 2);
-        g_assert_cmpuint(offset + npages * PAGE, <=, g->rb[block].size);
-        for (uint64_t p = offset / PAGE; p < offset / PAGE + npages; p++) {
-            /* Each page once: the claim bitmap's promise. */
-            g_assert_false(bitmap_test_bit(seen[block], p));
-            bitmap_set_bit(seen[block], p);
-        }
-        if (flags == SAVEVM_RAM_DATA) {
-            g_assert_cmpuint(len, ==, 16 + npages * PAGE);
-            memcpy(image[block] + offset, h + SAVEVM_RAM_RECORD_HEADER_SIZE, npages * PAGE);
-            data += npages;
-        } else {
-            g_assert_cmpuint(flags, ==, SAVEVM_RAM_ZERO);
-            g_assert_cmpuint(len, ==, 16);
-            zero += npages;
-        }
-        pos += SAVEVM_RECORD_HEADER_SIZE + len;
-    }
-    for (int i = 0; i < 2; i++) {
-        uint64_t pages = g->rb[i].size / PAGE;
-        g_assert_cmpuint(bitmap_count_set(seen[i], pages), ==, pages);
-        for (uint64_t p = 0; p < pages; p++) {
-            if (memcmp(image[i] + p * PAGE, res->at_pause[i] + p * PAGE, PAGE)) {
-                g_error("block %d page %" G_GUINT64_FORMAT " differs from RAM at the pause", i, p);
-            }
-        }
-        g_free(image[i]);
-        bitmap_free(seen[i]);
-    }
-    g_assert_cmpuint(zero, ==, res->zero_pages);
-    g_assert_cmpuint(data, ==, res->data_pages);
-    /* Zero pages cost a flag: only the hot, cold and patterned pages carry data. */
-    if (!g->all_touched) {
-        g_assert_cmpuint(data, <=, (HOT_SIZE + COLD_SIZE + BLOCK1_SIZE / 2) / PAGE);
-    }
-}
-
-static void print_stats(const char *what, const SnapshotResult *res, TestGuest *g)
-{
-    g_autoptr(GString) s = g_string_new(NULL);
-    background_snapshot_stats_to_hmp(&res->stats, s);
-    g_test_message("%s (guest page writes so far %" G_GUINT64_FORMAT "):\n%s", what,
-                   __atomic_load_n(&g->steps, __ATOMIC_RELAXED), s->str);
-}
 
 static void test_consistent_image(void)
 {
@@ -382,19 +46,26 @@ static void test_consistent_image(void)
     check_image(g, stream_file_memory_output(f), &res);
     print_stats("snapshot with 2 writers", &res, g);
 
+    /*
+     * Writes hit protected pages; whether a fault saves them itself or finds
+     * the scan got there first depends on timing (both happen).
+     */
     g_assert_cmpuint(res.stats.write_faults, >, 0);
-    g_assert_cmpuint(res.stats.pages_out_of_order, >, 0);
     g_assert_cmpuint(res.stats.pool_size, ==, 8 * MIB);
     g_assert_cmpuint(res.stats.pool_high_water, >, 0);
     g_assert_cmpuint(res.stats.fault_us_max, >=, res.stats.fault_us_p50);
 
-    uint64_t kernel = 0;
-    g_assert_cmpint(uffd_query_features(&kernel, NULL), ==, 0);
-    if (kernel & UFFD_FEATURE_WP_UNPOPULATED) {
-        /* The untouched tail of block 0 and of block 1 is skipped, not read. */
-        uint64_t untouched = (BLOCK0_SIZE - HOT_SIZE - COLD_SIZE + BLOCK1_SIZE / 2) / PAGE;
-        g_assert_cmpuint(res.stats.pages_unpopulated, ==, untouched);
-    }
+    /*
+     * The untouched tail of block 0 and of block 1 is saved as zero in the
+     * pause, never read, never protected (so never populated), and so are hot
+     * pages the writers had not reached yet.
+     */
+    uint64_t untouched = (BLOCK0_SIZE - HOT_SIZE - COLD_SIZE + BLOCK1_SIZE / 2) / PAGE;
+    g_assert_cmpuint(res.stats.pages_unpopulated, >=, untouched);
+    g_assert_cmpuint(res.stats.pages_unpopulated, <=, untouched + HOT_SIZE / PAGE);
+    g_assert_cmpuint(populated_pages(g->rb[0].host + HOT_SIZE + COLD_SIZE,
+                                     BLOCK0_SIZE - HOT_SIZE - COLD_SIZE), ==, 0);
+    g_assert_cmpuint(populated_pages(g->rb[1].host + BLOCK1_SIZE / 2, BLOCK1_SIZE / 2), ==, 0);
     result_clear(&res);
     stream_file_free(f);
     guest_free(g);

@@ -16,6 +16,7 @@
 #include "system/memory-backend.h"
 #include "system/runstate.h"
 #include "util/bitmap.h"
+#include "util/pagemap.h"
 #include "util/error.h"
 
 #define MiB (1024ull * 1024)
@@ -389,6 +390,53 @@ static void test_precopy_memfd_holes(void)
     g_rmdir(dir);
 }
 
+/* Pages of @b's host memory [first, first + n) that the page tables show populated. */
+static uint64_t populated_pages(RamBlock *b, uint64_t first, uint64_t n)
+{
+    int fd = pagemap_open();
+    PagemapMaps maps = { .populated = bitmap_new(n) };
+    uint64_t count;
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(pagemap_walk(fd, b->host + first * MACHINE_PAGE_SIZE,
+                                 n * MACHINE_PAGE_SIZE, &maps, false, NULL), ==, 0);
+    count = bitmap_count_set(maps.populated, n);
+    bitmap_free(maps.populated);
+    close(fd);
+    return count;
+}
+
+/*
+ * Anonymous RAM: the half the guest never touched is sent as zero without
+ * being read, live and stopped alike, so it stays unpopulated (no zero pages
+ * mapped, no page tables; the guest's first write there may still get a
+ * huge page).
+ */
+static void test_precopy_anonymous_untouched(gconstpointer data)
+{
+    bool live = GPOINTER_TO_INT(data);
+    g_autofree char *dir = NULL;
+    g_autofree char *path = tmp_image(&dir);
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    uint64_t pages = 32 * MiB / MACHINE_PAGE_SIZE;
+    Machine *m = fake_machine_new(32 * MiB, true);
+    RamBlock *b = g_ptr_array_index(m->ram_blocks, 0);
+    g_autoptr(GError) err = NULL;
+
+    if (!live) {
+        runstate_vm_stop(m, RUN_STATE_PAUSED);
+    }
+    g_assert_cmpuint(populated_pages(b, pages / 2, pages / 2), ==, 0);
+    g_assert_true(migration_start(m->migration, uri, &err));
+    g_assert_cmpint(wait_done(m->migration), ==, MIGRATION_STATUS_COMPLETED);
+    g_assert_cmpuint(populated_pages(b, pages / 2, pages / 2), ==, 0);
+    g_assert_cmpuint(migration_stat_get(&m->migration->ram.duplicate), >=, pages / 2);
+    check_image_matches(path, m);
+    fake_machine_free(m);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
 static void test_cancel_keeps_source_running(void)
 {
     g_autofree char *dir = NULL;
@@ -742,6 +790,10 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/precopy/file-live", test_precopy_file_live);
     g_test_add_func("/migration/precopy/paused-guest", test_precopy_paused_guest);
     g_test_add_func("/migration/precopy/memfd-holes-not-read", test_precopy_memfd_holes);
+    g_test_add_data_func("/migration/precopy/untouched-not-read/live", GINT_TO_POINTER(1),
+                         test_precopy_anonymous_untouched);
+    g_test_add_data_func("/migration/precopy/untouched-not-read/stopped", GINT_TO_POINTER(0),
+                         test_precopy_anonymous_untouched);
     g_test_add_func("/migration/precopy/live-tcp", test_live_tcp);
     g_test_add_func("/migration/precopy/live-unix", test_live_unix);
     g_test_add_func("/migration/cancel/source-keeps-running", test_cancel_keeps_source_running);

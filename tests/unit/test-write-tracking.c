@@ -50,7 +50,7 @@ static void fixture_init(Fixture *fx, bool touch)
     g_mutex_init(&fx->lock);
     fx->faults = g_array_new(false, false, sizeof(uint64_t));
     fx->release = true;
-    fx->wt = write_tracking_new(fx->blocks, &err);
+    fx->wt = write_tracking_new(fx->blocks, true, &err);
     g_assert_no_error(err);
 }
 

@@ -1,0 +1,292 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Arming a background snapshot: protect RAM early, then in the pause protect what changed and save never-populated pages as zero. */
+#include "migration/snapshot/snapshot-internal.h"
+
+#include "migration/epoch-tracking.h"
+#include "system/machine.h"
+#include "system/memory-backend.h"
+#include "system/ram-populated.h"
+#include "util/bitmap.h"
+#include "util/error.h"
+
+#define MIB (1024ULL * 1024)
+/* Before the pause a fault releases a whole THP-sized block: it is protected again in the pause. */
+#define PREARM_RELEASE_BYTES (2 * MIB)
+/*
+ * Each ioctl flushes TLBs (costly in a VM): past this many ranges, one pass
+ * over all of a block is cheaper than many small ones.
+ */
+#define PROTECT_MAX_RANGES 8
+
+/*
+ * Anonymous memory can be protected whole: the kernel only touches the
+ * pages that exist. Shared memory gets a marker in every hole (and page
+ * tables for them), so there only the populated regions are protected.
+ */
+static bool block_protects_holes(SnapshotBlock *sb)
+{
+    return sb->rb->backend && sb->rb->backend->backing != MEMORY_BACKING_ANONYMOUS;
+}
+
+/* Fill @zero (and @huge) of every block; false with @errp set if the kernel refuses. */
+static bool find_zero_pages(BackgroundSnapshot *bs, bool at_pause, GError **errp)
+{
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+
+        if (!ram_block_find_zero(sb->rb, bs->pagemap_fd,
+                                 at_pause ? sb->zero_at_pause : sb->zero_before,
+                                 at_pause ? sb->huge : NULL, NULL, errp)) {
+            error_prefix(errp, "background-snapshot: ");
+            return false;
+        }
+    }
+    return true;
+}
+
+static void range_add(GArray *ranges, unsigned block_index, uint64_t first_page, uint64_t npages)
+{
+    SnapshotRange r = {
+        .block_index = block_index,
+        .offset = first_page * SNAPSHOT_PAGE_SIZE,
+        .len = npages * SNAPSHOT_PAGE_SIZE,
+    };
+    g_array_append_val(ranges, r);
+}
+
+/*
+ * The 2 MiB regions of @sb that hold a page set in @map (@invert: a page
+ * clear in it), as ranges; with @and_not (may be NULL) only pages also
+ * clear there.
+ */
+static void regions_with(GArray *ranges, unsigned block_index, SnapshotBlock *sb,
+                         const unsigned long *map, bool invert, const unsigned long *and_not)
+{
+    for (uint64_t r = 0; r < sb->regions; r++) {
+        uint64_t first = r * SNAPSHOT_HUGE_PAGES;
+        uint64_t n = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, sb->pages - first);
+
+        for (uint64_t w = first / BITMAP_BITS_PER_WORD;
+             w < (first + n + BITMAP_BITS_PER_WORD - 1) / BITMAP_BITS_PER_WORD; w++) {
+            unsigned long bits = invert ? ~map[w] : map[w];
+            if (and_not) {
+                bits &= ~and_not[w];
+            }
+            if (bits) {
+                range_add(ranges, block_index, first, n);
+                break;
+            }
+        }
+    }
+}
+
+static gint range_compare(gconstpointer a, gconstpointer b)
+{
+    const SnapshotRange *x = a, *y = b;
+
+    if (x->block_index != y->block_index) {
+        return x->block_index < y->block_index ? -1 : 1;
+    }
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Sort and merge overlapping or touching ranges in place. */
+static void ranges_merge(GArray *ranges)
+{
+    guint out = 0;
+
+    g_array_sort(ranges, range_compare);
+    for (guint i = 0; i < ranges->len; i++) {
+        SnapshotRange *r = &g_array_index(ranges, SnapshotRange, i);
+        SnapshotRange *last = out ? &g_array_index(ranges, SnapshotRange, out - 1) : NULL;
+        if (last && last->block_index == r->block_index &&
+            r->offset <= last->offset + last->len) {
+            last->len = MAX(last->len, r->offset + r->len - last->offset);
+        } else {
+            g_array_index(ranges, SnapshotRange, out++) = *r;
+        }
+    }
+    g_array_set_size(ranges, out);
+}
+
+static bool protect_ranges(BackgroundSnapshot *bs, GArray *ranges, GError **errp)
+{
+    ranges_merge(ranges);
+    for (guint i = 0; i < ranges->len; i++) {
+        SnapshotRange *r = &g_array_index(ranges, SnapshotRange, i);
+        int ret = write_tracking_protect(bs->wt, r->block_index, r->offset, r->len);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "background-snapshot: cannot write-protect RAM "
+                             "block '%s'", bs->blocks[r->block_index].rb->name);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Protect every block: whole, or (shared memory) the regions that hold data per @zero. */
+static bool protect_populated(BackgroundSnapshot *bs, bool at_pause, GError **errp)
+{
+    g_autoptr(GArray) ranges = g_array_new(false, false, sizeof(SnapshotRange));
+
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+        guint before = ranges->len;
+
+        if (block_protects_holes(sb)) {
+            regions_with(ranges, i, sb, at_pause ? sb->zero_at_pause : sb->zero_before, true,
+                         NULL);
+        }
+        if (!block_protects_holes(sb) || ranges->len - before > PROTECT_MAX_RANGES) {
+            g_array_set_size(ranges, before);
+            range_add(ranges, i, 0, sb->pages);
+        }
+    }
+    return protect_ranges(bs, ranges, errp);
+}
+
+bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp)
+{
+    uint64_t start = write_tracking_now_ns();
+
+    if (bs->epoch) {
+        /* Epoch tracking protects what was written since its last instant. */
+        bool ok = epoch_tracking_prearm(bs->epoch, errp);
+        bs->prearm_ns = write_tracking_now_ns() - start;
+        return ok;
+    }
+
+    /*
+     * What holds data now is protected now. Pages that get data after this
+     * walk were not, and the pause protects them (see snapshot_engine_arm()).
+     */
+    if (!find_zero_pages(bs, false, errp)) {
+        return false;
+    }
+    g_mutex_lock(&bs->arm_lock);
+    __atomic_store_n(&bs->prearmed, true, __ATOMIC_RELEASE);
+    g_mutex_unlock(&bs->arm_lock);
+    if (!protect_populated(bs, false, errp)) {
+        g_mutex_lock(&bs->arm_lock);
+        __atomic_store_n(&bs->prearmed, false, __ATOMIC_RELEASE);
+        g_mutex_unlock(&bs->arm_lock);
+        return false;
+    }
+    bs->prearm_ns = write_tracking_now_ns() - start;
+    return true;
+}
+
+void snapshot_prearm_release(BackgroundSnapshot *bs, unsigned block_index, uint64_t offset)
+{
+    SnapshotBlock *sb = &bs->blocks[block_index];
+    uint64_t len = PREARM_RELEASE_BYTES;
+    uint64_t start = offset & ~(len - 1);
+
+    len = MIN(len, sb->rb->size - start);
+    /*
+     * Holding arm_lock orders this against the pause: either the release is
+     * recorded before arm() protects again, or it happens after and the
+     * fault is served as a real one.
+     */
+    g_mutex_lock(&bs->arm_lock);
+    if (!bs->prearmed) {
+        g_mutex_unlock(&bs->arm_lock);
+        snapshot_fault_handle(bs, block_index, offset, write_tracking_now_ns());
+        return;
+    }
+    SnapshotRange r = { .block_index = block_index, .offset = start, .len = len };
+    g_array_append_val(bs->prearm_released, r);
+    write_tracking_unprotect(bs->wt, block_index, start, len);
+    g_mutex_unlock(&bs->arm_lock);
+}
+
+/*
+ * In the pause: pages known zero now are saved (claimed, saved, counted;
+ * the scan writes their records) and need no protection. They hold no data,
+ * so the guest may write them from now on without a fault; the image has
+ * them as they were, zero.
+ */
+static void save_zero_pages(BackgroundSnapshot *bs)
+{
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+        uint64_t zero = bitmap_count_set(sb->zero_at_pause, sb->pages);
+
+        for (size_t w = 0; w < BITMAP_WORDS(sb->pages); w++) {
+            sb->claimed[w] |= sb->zero_at_pause[w];
+            sb->saved[w] |= sb->zero_at_pause[w];
+        }
+        bs->fig.pages_unpopulated += zero;
+        __atomic_fetch_add(&bs->fig.saved_pages, zero, __ATOMIC_RELAXED);
+        if (sb->huge) {
+            bs->fig.huge_in_pause += bitmap_count_set(sb->huge, sb->regions);
+        }
+    }
+    /* The fault and scan threads read the maps from now on. */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp)
+{
+    /*
+     * Tracking protected every page (and keeps them protected: a write after
+     * the instant must fault, zero page or not). Only learn which pages to
+     * save are zero now, to save them without reading. Huge-page care stays
+     * off: tracking releases pages in its own runs.
+     */
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+
+        if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, sb->zero_at_pause, NULL, NULL, errp)) {
+            error_prefix(errp, "background-snapshot: ");
+            return false;
+        }
+        for (size_t w = 0; needed && w < BITMAP_WORDS(sb->pages); w++) {
+            /* The others are unchanged since the base: not in this image at all. */
+            sb->zero_at_pause[w] &= needed[i][w];
+        }
+    }
+    save_zero_pages(bs);
+    return true;
+}
+
+bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
+{
+    uint64_t start = write_tracking_now_ns();
+
+    if (bs->epoch) {
+        bool tracked = epoch_tracking_instant(bs->epoch, bs, bs->has_base ? bs->base_uuid : NULL,
+                                              errp);
+        bs->arm_ns = write_tracking_now_ns() - start;
+        return tracked;
+    }
+    g_autoptr(GArray) ranges = g_array_new(false, false, sizeof(SnapshotRange));
+    bool ok = find_zero_pages(bs, true, errp);
+
+    g_mutex_lock(&bs->arm_lock);
+    if (ok && bs->prearmed) {
+        /*
+         * Protect again what faults released before the pause, and protect
+         * what got data since the early protect: it held none then, so
+         * nothing protected it.
+         */
+        g_array_append_vals(ranges, bs->prearm_released->data, bs->prearm_released->len);
+        for (unsigned i = 0; i < bs->nr_blocks; i++) {
+            SnapshotBlock *sb = &bs->blocks[i];
+            regions_with(ranges, i, sb, sb->zero_before, false, sb->zero_at_pause);
+        }
+        ranges_merge(ranges);
+    }
+    if (ok) {
+        ok = (bs->prearmed && ranges->len <= PROTECT_MAX_RANGES)
+             ? protect_ranges(bs, ranges, errp) : protect_populated(bs, true, errp);
+    }
+    if (ok) {
+        save_zero_pages(bs);
+    }
+    g_array_set_size(bs->prearm_released, 0);
+    __atomic_store_n(&bs->prearmed, false, __ATOMIC_RELEASE);
+    g_mutex_unlock(&bs->arm_lock);
+    bs->arm_ns = write_tracking_now_ns() - start;
+    return ok;
+}

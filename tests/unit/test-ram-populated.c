@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Tests of system/ram-populated.c: known-zero pages of RAM blocks, and collapsing filled regions. */
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <glib.h>
+
+#include "system/machine.h"
+#include "system/memory-backend.h"
+#include "system/ram-populated.h"
+#include "util/bitmap.h"
+#include "util/pagemap.h"
+
+#define PAGE 4096ULL
+#define HUGE (2ULL << 20)
+
+typedef struct Block {
+    RamBlock rb;
+    uint8_t *raw;
+} Block;
+
+static void block_init(Block *b, uint64_t size, int advice)
+{
+    b->raw = mmap(NULL, size + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g_assert(b->raw != MAP_FAILED);
+    b->rb = (RamBlock){ .name = (char *)"pc.ram", .size = size, .page_size = PAGE };
+    b->rb.host = (uint8_t *)(((uintptr_t)b->raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+    g_assert_cmpint(madvise(b->rb.host, size, advice), ==, 0);
+}
+
+static void block_fini(Block *b)
+{
+    munmap(b->raw, b->rb.size + HUGE);
+}
+
+/* Anonymous RAM: pages never written and zero-page mappings are known zero; data is not. */
+static void test_anonymous_zero(void)
+{
+    Block b;
+    int fd = pagemap_open();
+    unsigned long *zero;
+    RamZeroSource src;
+    g_autoptr(GError) err = NULL;
+
+    g_assert_cmpint(fd, >=, 0);
+    block_init(&b, 4 * HUGE, MADV_NOHUGEPAGE);
+    zero = bitmap_new(4 * HUGE / PAGE);
+    memset(b.rb.host, 1, 3 * PAGE);                              /* pages 0-2: data */
+    (void)*(volatile uint8_t *)(b.rb.host + 10 * PAGE);          /* page 10: zero page */
+    g_assert_true(ram_block_find_zero(&b.rb, fd, zero, NULL, &src, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(src, ==, RAM_ZERO_BY_PAGE_TABLE);
+    for (uint64_t p = 0; p < 4 * HUGE / PAGE; p++) {
+        bool data = p < 3;
+        if (p == 10 && !pagemap_has_scan(fd)) {
+            continue;   /* only PAGEMAP_SCAN tells the zero page apart */
+        }
+        g_assert_cmpint(bitmap_test_bit(zero, p), ==, !data);
+    }
+    /* Without the page tables nothing is known. */
+    g_assert_true(ram_block_find_zero(&b.rb, -1, zero, NULL, &src, &err));
+    g_assert_cmpint(src, ==, RAM_ZERO_BY_NOTHING);
+    g_assert_cmpuint(bitmap_count_set(zero, 4 * HUGE / PAGE), ==, 0);
+    bitmap_free(zero);
+    block_fini(&b);
+    close(fd);
+}
+
+/* Shared memory (memfd): the file's holes are the zero pages. */
+static void test_memfd_holes(void)
+{
+    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
+    g_autoptr(GError) err = NULL;
+    MemoryBackend *be;
+    RamZeroSource src;
+
+    opts->size = 4 * HUGE;
+    be = memory_backend_new(opts, &err);
+    if (!be) {
+        g_test_skip(err->message);
+        return;
+    }
+    RamBlock rb = { .name = (char *)"pc.ram", .backend = be, .host = be->host,
+                    .size = be->size, .page_size = be->page_size };
+    unsigned long *zero = bitmap_new(rb.size / PAGE);
+    memset(rb.host + HUGE, 7, PAGE);
+    g_assert_true(ram_block_find_zero(&rb, -1, zero, NULL, &src, &err));
+    g_assert_cmpint(src, ==, RAM_ZERO_BY_FILE_HOLES);
+    g_assert_false(bitmap_test_bit(zero, HUGE / PAGE));
+    g_assert_true(bitmap_test_bit(zero, 0));
+    g_assert_true(bitmap_test_bit(zero, rb.size / PAGE - 1));
+    bitmap_free(zero);
+    memory_backend_free(be);
+}
+
+/*
+ * Regions filled 4 KiB at a time become huge pages; a region with a hole, an
+ * untouched one and one of zero pages are left as they are (no memory added).
+ */
+static void test_collapse_filled(void)
+{
+    g_autofree char *enabled = NULL;
+    Block b;
+    int fd = pagemap_open();
+
+    if (!g_file_get_contents("/sys/kernel/mm/transparent_hugepage/enabled", &enabled, NULL,
+                             NULL) || strstr(enabled, "[never]") || !pagemap_has_scan(fd)) {
+        g_test_skip("needs transparent huge pages and PAGEMAP_SCAN");
+        close(fd);
+        return;
+    }
+    /* Written as small pages, then allowed to be huge: what a lazy fill leaves. */
+    block_init(&b, 4 * HUGE, MADV_NOHUGEPAGE);
+    memset(b.rb.host, 1, HUGE);                         /* region 0: full */
+    memset(b.rb.host + HUGE, 1, HUGE - PAGE);           /* region 1: one hole */
+    for (uint64_t off = 3 * HUGE; off < 4 * HUGE; off += PAGE) {
+        (void)*(volatile uint8_t *)(b.rb.host + off);   /* region 3: zero pages */
+    }
+    g_assert_cmpint(madvise(b.rb.host, 4 * HUGE, MADV_HUGEPAGE), ==, 0);
+    uint64_t n = ram_block_collapse_filled(&b.rb, fd);
+    if (n == 0) {
+        g_test_skip("the kernel collapsed nothing (no MADV_COLLAPSE, or no free huge page)");
+    } else {
+        PagemapMaps maps = { .populated = bitmap_new(4 * HUGE / PAGE),
+                             .huge = bitmap_new(4) };
+        g_assert_cmpuint(n, ==, 1);
+        g_assert_cmpint(pagemap_walk(fd, b.rb.host, 4 * HUGE, &maps, false, NULL), ==, 0);
+        g_assert_true(bitmap_test_bit(maps.huge, 0));
+        g_assert_false(bitmap_test_bit(maps.huge, 1));
+        g_assert_cmpuint(bitmap_count_set(maps.populated, 4 * HUGE / PAGE), ==,
+                         2 * HUGE / PAGE - 1 + HUGE / PAGE);
+        g_assert_cmpint(memcmp(b.rb.host, b.rb.host + HUGE, HUGE - PAGE), ==, 0);
+        bitmap_free(maps.populated);
+        bitmap_free(maps.huge);
+    }
+    block_fini(&b);
+    close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/ram-populated/anonymous-zero", test_anonymous_zero);
+    g_test_add_func("/ram-populated/memfd-holes", test_memfd_holes);
+    g_test_add_func("/ram-populated/collapse-filled", test_collapse_filled);
+    return g_test_run();
+}
