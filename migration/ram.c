@@ -247,7 +247,8 @@ static bool ram_iterate(RamSaveState *rs, GError **errp)
         if (!ram_send_dirty(rs, errp) || !ram_sync(rs, errp)) {
             return false;
         }
-        elapsed_us = MAX(migration_now_us() - start, 1);
+        elapsed_us = migration_now_us() - start;
+        elapsed_us = MAX(elapsed_us, 1);     /* MAX() would read the clock twice */
         sent = ram_bytes_out(rs) - sent_before;
         pages = migration_stat_get(&s->ram.normal) + migration_stat_get(&s->ram.duplicate) -
                 sent_pages_before;

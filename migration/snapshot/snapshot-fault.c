@@ -75,9 +75,15 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
             snapshot_region_split(bs, sb, region);
         }
     }
+    /*
+     * Each bound read once: both move with the pool, and MIN() evaluates its
+     * arguments twice (a pacing cap of 8 read as 512 the second time gave a
+     * 64-page pool a 512-page block).
+     */
+    uint32_t size_cap = snapshot_fault_block_pages(bs);
+    uint32_t pace_cap = snapshot_pacer_block_cap(bs);
     uint32_t block_pages = whole ? SNAPSHOT_HUGE_PAGES
-                                 : MAX(MIN(snapshot_fault_block_pages(bs),
-                                           snapshot_pacer_block_cap(bs)), sb->group_pages);
+                                 : MAX(MIN(size_cap, pace_cap), sb->group_pages);
     uint64_t first = page & ~(uint64_t)(block_pages - 1);
     uint64_t n = MIN((uint64_t)block_pages, sb->pages - first);
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Tests of the snapshot's page pool: bounds, the fault reserve, blocking takes and their accounting, close. */
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <glib.h>
 
 #include "migration/page-pool.h"
@@ -67,14 +69,42 @@ typedef struct Taker {
     PagePoolUser user;
     uint32_t n;
     bool result;
+    int tid;                    /* atomic: set before the take */
     uint32_t slots[PAGES];
 } Taker;
 
 static gpointer take_thread(gpointer opaque)
 {
     Taker *t = opaque;
+    __atomic_store_n(&t->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
     t->result = page_pool_take(t->pool, t->n, t->user, true, t->slots);
     return NULL;
+}
+
+/*
+ * Until @t's thread sleeps: its take is then blocked on the pool (nothing
+ * else in it can sleep), so the waits that follow are all counted. Timing a
+ * fixed head start instead failed on a loaded machine.
+ */
+static void wait_taker_blocked(Taker *t)
+{
+    int tid;
+
+    while (!(tid = __atomic_load_n(&t->tid, __ATOMIC_ACQUIRE))) {
+        g_usleep(100);
+    }
+    g_autofree char *path = g_strdup_printf("/proc/self/task/%d/stat", tid);
+    for (;;) {
+        g_autofree char *stat = NULL;
+        g_assert_true(g_file_get_contents(path, &stat, NULL, NULL));
+        /* "tid (comm) S ...": the state follows the last parenthesis. */
+        const char *close = strrchr(stat, ')');
+        g_assert_nonnull(close);
+        if (close[1] == ' ' && close[2] == 'S') {
+            return;
+        }
+        g_usleep(100);
+    }
 }
 
 static void test_blocking_take(void)
@@ -85,6 +115,7 @@ static void test_blocking_take(void)
 
     g_assert_true(page_pool_take(p, PAGES, PAGE_POOL_USER_FAULT, false, all));
     GThread *th = g_thread_new("taker", take_thread, &t);
+    wait_taker_blocked(&t);
     g_usleep(20000);
     /* Three pages are not enough for a take of four. */
     page_pool_put(p, all, 3);
