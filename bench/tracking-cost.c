@@ -29,7 +29,7 @@
  */
 
 #define PAGE 4096ull
-#define MIB (1ull << 20)
+#define MIB ((uint64_t)1 << 20)
 
 /* PAGEMAP_SCAN (Linux 6.7) for older UAPI headers: the kernel's own values. */
 #ifndef PAGEMAP_SCAN
