@@ -8,7 +8,6 @@
 #include "migration/incremental-snapshot.h"
 #include "migration/mapped-ram.h"
 #include "migration/migration.h"
-#include "migration/page-pool.h"
 #include "migration/savevm.h"
 #include "migration/snapshot/snapshot-internal.h"
 #include "migration/stream-file.h"
@@ -17,7 +16,7 @@
 #include "system/runstate.h"
 #include "util/error.h"
 
-/* query-migrate's figures are refreshed (and the scan watched) this often. */
+/* query-migrate's figures are refreshed this often. */
 #define STATS_REFRESH_US (50 * 1000)
 
 typedef struct SnapshotRun {
@@ -27,7 +26,8 @@ typedef struct SnapshotRun {
     /*
      * A small thread refreshes the figures (the migration thread may sit for
      * long in a pool wait or in the final drain to a slow sink, and
-     * query-migrate must keep moving meanwhile) and watches the scan.
+     * query-migrate must keep moving meanwhile). The engine watches its own
+     * threads for starvation (snapshot-watchdog.c).
      */
     GThread *stats_thread;
     GMutex stats_lock;
@@ -66,53 +66,9 @@ static void refresh_stats(SnapshotRun *run)
         run->bs->total_pages - __atomic_load_n(&run->bs->fig.saved_pages, __ATOMIC_RELAXED));
 }
 
-/*
- * The scan runs at SCHED_IDLE so that it yields to the vCPUs; on a host whose
- * CPUs are all busy that starves it (a 1 GiB guest took 57 times longer with
- * two CPU hogs). No progress for this long while the scan is not waiting for
- * the pool means starvation, not back-pressure: lift the scan for a while.
- * (Judging by the pool's free share instead lifted it every 200 ms for the
- * whole of a snapshot to a slow sink, where it then preempted the vCPU.)
- */
-#define SCAN_STARVED_US (200 * 1000)
-#define SCAN_STARVED_BOOST_NS (100 * 1000 * 1000ULL)
-
-static void scan_watchdog(SnapshotRun *run, uint64_t *last_saved, gint64 *last_move)
-{
-    uint64_t saved = __atomic_load_n(&run->bs->fig.saved_pages, __ATOMIC_RELAXED);
-    gint64 now = g_get_monotonic_time();
-
-    if (saved != *last_saved) {
-        *last_saved = saved;
-        *last_move = now;
-    } else if (now - *last_move >= SCAN_STARVED_US &&
-               !page_pool_scan_waiting(run->bs->pool)) {
-        snapshot_scan_boost_starved(run->bs, SCAN_STARVED_BOOST_NS);
-        *last_move = now;
-    }
-}
-
-/* The writer, at idle priority, starved the same way: records queued, no bytes written. */
-static void writer_watchdog(SnapshotRun *run, uint64_t *last_bytes, gint64 *last_move)
-{
-    SnapshotWriter *w = &run->bs->writer;
-    uint64_t bytes = __atomic_load_n(&w->bytes, __ATOMIC_RELAXED);
-    gint64 now = g_get_monotonic_time();
-
-    if (bytes != *last_bytes || !snapshot_writer_pending(w)) {
-        *last_bytes = bytes;
-        *last_move = now;
-    } else if (now - *last_move >= SCAN_STARVED_US) {
-        snapshot_writer_boost_starved(w, SCAN_STARVED_BOOST_NS);
-        *last_move = now;
-    }
-}
-
 static gpointer stats_thread_fn(gpointer opaque)
 {
     SnapshotRun *run = opaque;
-    uint64_t last_saved = 0, last_bytes = 0;
-    gint64 last_move = g_get_monotonic_time(), last_write = last_move;
 
     g_mutex_lock(&run->stats_lock);
     while (!run->stats_stop) {
@@ -121,8 +77,6 @@ static gpointer stats_thread_fn(gpointer opaque)
         g_cond_wait_until(&run->stats_cond, &run->stats_lock, deadline);
         if (!run->stats_stop) {
             refresh_stats(run);
-            scan_watchdog(run, &last_saved, &last_move);
-            writer_watchdog(run, &last_bytes, &last_write);
         }
     }
     g_mutex_unlock(&run->stats_lock);

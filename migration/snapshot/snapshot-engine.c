@@ -70,6 +70,7 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
     g_mutex_init(&bs->scan_prio_lock);
     g_mutex_init(&bs->arm_lock);
     snapshot_collapse_init(bs);
+    snapshot_watchdog_init(bs);
     snapshot_writer_init(&bs->writer);
     bs->fault_idle_since_ns = write_tracking_now_ns();
     bs->prearm_released = g_array_new(false, false, sizeof(SnapshotRange));
@@ -189,6 +190,8 @@ void snapshot_engine_set_needed(BackgroundSnapshot *bs, unsigned long *const *ne
 bool snapshot_engine_save_ram(BackgroundSnapshot *bs, bool (*tick)(void *opaque),
                               void *opaque, GError **errp)
 {
+    /* Stopped by snapshot_engine_finish(), which every end of a snapshot goes through. */
+    snapshot_watchdog_start(bs);
     if (!snapshot_scan_run(bs, tick, opaque, errp)) {
         return false;
     }
@@ -235,6 +238,7 @@ bool snapshot_engine_finish(BackgroundSnapshot *bs, GError **errp)
     /* Split huge pages come back while the writer drains. */
     snapshot_collapse_unprotected(bs);
     bool ok = snapshot_writer_finish(&bs->writer, errp);
+    snapshot_watchdog_stop(bs);     /* after the drain: the writer may starve in it too */
     snapshot_collapse_finish(bs);
     return ok;
 }
@@ -275,6 +279,7 @@ void snapshot_engine_free(BackgroundSnapshot *bs)
     g_mutex_clear(&bs->scan_prio_lock);
     g_mutex_clear(&bs->arm_lock);
     snapshot_collapse_clear(bs);
+    snapshot_watchdog_clear(bs);
     snapshot_writer_clear(&bs->writer);
     g_array_unref(bs->prearm_released);
     g_ptr_array_unref(bs->ram_blocks);

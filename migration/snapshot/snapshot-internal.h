@@ -89,6 +89,14 @@ typedef struct SnapshotCollapser {
     bool unsupported;           /* the kernel has no MADV_COLLAPSE */
 } SnapshotCollapser;
 
+/* The starvation watchdog (snapshot-watchdog.c): a thread from the scan's start to the drain's end. */
+typedef struct SnapshotWatchdog {
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    bool stop;
+} SnapshotWatchdog;
+
 /* Pacing faults while the pool is low (snapshot-pacer.c); fault thread only. */
 typedef struct SnapshotPacer {
     uint64_t sample_ns;         /* last drain sample */
@@ -173,6 +181,7 @@ typedef struct BackgroundSnapshot {
     int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
     SnapshotCollapser collapser;
     SnapshotPacer pacer;
+    SnapshotWatchdog watchdog;
     bool finished;
     uint64_t setup_ns;
 
@@ -382,6 +391,16 @@ void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint
                               uint64_t n, bool by_fault);
 
 /* snapshot-collapse.c */
+
+/* snapshot-watchdog.c: lifts the idle-priority scan and writer when they starve */
+
+void snapshot_watchdog_init(BackgroundSnapshot *bs);
+/* Stops the thread if it runs. */
+void snapshot_watchdog_clear(BackgroundSnapshot *bs);
+/* Watch from now on (idempotent). */
+void snapshot_watchdog_start(BackgroundSnapshot *bs);
+/* Stop watching and wait for the thread; safe when never started. */
+void snapshot_watchdog_stop(BackgroundSnapshot *bs);
 
 /* Set up the collapser's queue (no thread yet); snapshot_collapse_clear() undoes it. */
 void snapshot_collapse_init(BackgroundSnapshot *bs);
