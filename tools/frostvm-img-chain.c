@@ -68,16 +68,10 @@ static GPtrArray *chain_walk(const char *top, GError **errp)
                          child->id.base_path);
             return NULL;
         }
-        if (!l->id.has_uuid || memcmp(l->id.uuid, child->id.base_uuid, IMAGE_UUID_SIZE)) {
-            g_autofree char *want = image_uuid_string(child->id.base_uuid);
-            error_setg(errp, "the base '%s' of image '%s' is another image (the increment "
-                       "was taken on %s)", l->path, child->path, want);
-            return NULL;
-        }
-        if (l->id.digest != child->id.base_digest) {
-            error_setg(errp, "the base '%s' of image '%s' has changed since the increment was "
-                       "taken: its digest is %016" PRIx64 ", the increment names %016" PRIx64,
-                       l->path, child->path, l->id.digest, child->id.base_digest);
+        /* A base without an identity has a zero UUID: "another image". */
+        if (!image_link_check_uuid(l->id.uuid, child->id.base_uuid, errp) ||
+            !image_link_check_digest(l->id.digest, child->id.base_digest, errp)) {
+            error_prefix(errp, "the base '%s' of image '%s': ", l->path, child->path);
             return NULL;
         }
         if (l->id.page_aligned != child->id.page_aligned) {

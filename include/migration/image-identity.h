@@ -45,6 +45,15 @@ char *image_uuid_string(const uint8_t uuid[IMAGE_UUID_SIZE]);
 void image_identity_clear(ImageIdentity *id);
 
 /*
+ * One link of a chain: is the base the image an increment was taken on
+ * (@recorded_uuid), and is it unchanged since (@recorded_digest)? The errors
+ * say "it ..."; callers prefix which base of which image.
+ */
+bool image_link_check_uuid(const uint8_t base_uuid[IMAGE_UUID_SIZE],
+                           const uint8_t recorded_uuid[IMAGE_UUID_SIZE], GError **errp);
+bool image_link_check_digest(uint64_t base_digest, uint64_t recorded_digest, GError **errp);
+
+/*
  * The payload of a stream's IDNT record for @id (uuid, base, base path),
  * appended to @out.
  */

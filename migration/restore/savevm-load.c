@@ -67,11 +67,7 @@ static bool load_identity(void *opaque, const ImageIdentity *id, GError **errp)
     LoadContext *c = opaque;
 
     c->identified = true;
-    if (c->expect && memcmp(id->uuid, c->expect->base_uuid, IMAGE_UUID_SIZE)) {
-        g_autofree char *got = image_uuid_string(id->uuid);
-        g_autofree char *want = image_uuid_string(c->expect->base_uuid);
-        error_setg(errp, "it is another image: its UUID is %s, the increment was taken on %s",
-                   got, want);
+    if (c->expect && !image_link_check_uuid(id->uuid, c->expect->base_uuid, errp)) {
         return false;
     }
     if (!id->has_base) {
@@ -296,10 +292,7 @@ bool savevm_load_base(Machine *m, const char *path, const ImageIdentity *expect,
     if (ok && !c.identified) {
         error_setg(errp, "it has no identity (written before frostvm recorded them)");
         ok = false;
-    } else if (ok && c.checksum != expect->base_digest) {
-        error_setg(errp, "it has changed since the increment was taken: its digest is %016"
-                   G_GINT64_MODIFIER "x, the increment names %016" G_GINT64_MODIFIER "x",
-                   c.checksum, expect->base_digest);
+    } else if (ok && !image_link_check_digest(c.checksum, expect->base_digest, errp)) {
         ok = false;
     }
     return ok;

@@ -45,6 +45,29 @@ void image_identity_clear(ImageIdentity *id)
     memset(id, 0, sizeof(*id));
 }
 
+bool image_link_check_uuid(const uint8_t base_uuid[IMAGE_UUID_SIZE],
+                           const uint8_t recorded_uuid[IMAGE_UUID_SIZE], GError **errp)
+{
+    if (!memcmp(base_uuid, recorded_uuid, IMAGE_UUID_SIZE)) {
+        return true;
+    }
+    g_autofree char *got = image_uuid_string(base_uuid);
+    g_autofree char *want = image_uuid_string(recorded_uuid);
+    error_setg(errp, "it is another image: its UUID is %s, the increment was taken on %s",
+               got, want);
+    return false;
+}
+
+bool image_link_check_digest(uint64_t base_digest, uint64_t recorded_digest, GError **errp)
+{
+    if (base_digest == recorded_digest) {
+        return true;
+    }
+    error_setg(errp, "it has changed since the increment was taken: its digest is %016"
+               PRIx64 ", the increment names %016" PRIx64, base_digest, recorded_digest);
+    return false;
+}
+
 static void put_le32(GByteArray *out, uint32_t v)
 {
     v = GUINT32_TO_LE(v);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "migration/image-identity.h"
 #include "util/error.h"
 
 /* Entries in one page of a checksum table. */
@@ -164,17 +165,10 @@ bool mapped_ram_image_attach_base(MappedRamImage *img, MappedRamImage *base, GEr
     g_autoptr(MappedRamImage) owned = base;
 
     g_assert(!img->base && (img->h.layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE));
-    if (memcmp(base->h.uuid, img->h.base_uuid, MAPPED_RAM_UUID_SIZE)) {
-        g_autofree char *want = mapped_ram_uuid_string(img->h.base_uuid);
-        g_autofree char *got = mapped_ram_uuid_string(base->h.uuid);
-        error_setg(errp, "the base '%s' of image %s is another image: its UUID is %s, the "
-                   "increment was taken on %s", base->path, img->path, got, want);
-        return false;
-    }
-    if (base->h.digest != img->h.base_digest) {
-        error_setg(errp, "the base '%s' of image %s has changed since the increment was "
-                   "taken: its digest is %016" PRIx64 ", the increment names %016" PRIx64,
-                   base->path, img->path, base->h.digest, img->h.base_digest);
+    G_STATIC_ASSERT(MAPPED_RAM_UUID_SIZE == IMAGE_UUID_SIZE);
+    if (!image_link_check_uuid(base->h.uuid, img->h.base_uuid, errp) ||
+        !image_link_check_digest(base->h.digest, img->h.base_digest, errp)) {
+        error_prefix(errp, "the base '%s' of image %s: ", base->path, img->path);
         return false;
     }
     if (base->h.nblocks != img->h.nblocks) {
