@@ -123,12 +123,19 @@ static void test_collapse_filled(void)
     } else {
         PagemapMaps maps = { .populated = bitmap_new(4 * HUGE / PAGE),
                              .huge = bitmap_new(4) };
+        /* Only the full region: the holed one would have counted too. */
         g_assert_cmpuint(n, ==, 1);
         g_assert_cmpint(pagemap_walk(fd, b.rb.host, 4 * HUGE, &maps, false, NULL), ==, 0);
         g_assert_true(bitmap_test_bit(maps.huge, 0));
-        g_assert_false(bitmap_test_bit(maps.huge, 1));
-        g_assert_cmpuint(bitmap_count_set(maps.populated, 4 * HUGE / PAGE), ==,
-                         2 * HUGE / PAGE - 1 + HUGE / PAGE);
+        /*
+         * khugepaged may collapse the holed region on its own (it accepts
+         * holes; seen under ASan's slower run): then it is huge and its hole
+         * populated, which says nothing about the function under test.
+         */
+        if (!bitmap_test_bit(maps.huge, 1)) {
+            g_assert_cmpuint(bitmap_count_set(maps.populated, 4 * HUGE / PAGE), ==,
+                             2 * HUGE / PAGE - 1 + HUGE / PAGE);
+        }
         g_assert_cmpint(memcmp(b.rb.host, b.rb.host + HUGE, HUGE - PAGE), ==, 0);
         bitmap_free(maps.populated);
         bitmap_free(maps.huge);
