@@ -15,6 +15,7 @@
 #include "migration/savevm.h"
 #include "migration/stream-file.h"
 #include "util/error.h"
+#include "util/le-bytes.h"
 
 /* IDNT payload: uuid, base uuid, base digest, u32 path length, the path. */
 #define IDNT_FIXED_LEN (2 * IMAGE_UUID_SIZE + 8 + 4)
@@ -70,28 +71,16 @@ bool image_link_check_digest(uint64_t base_digest, uint64_t recorded_digest, GEr
 
 static void put_le32(GByteArray *out, uint32_t v)
 {
-    v = GUINT32_TO_LE(v);
-    g_byte_array_append(out, (const guint8 *)&v, 4);
+    uint8_t b[4];
+    le_put32(b, v);
+    g_byte_array_append(out, b, sizeof(b));
 }
 
 static void put_le64(GByteArray *out, uint64_t v)
 {
-    v = GUINT64_TO_LE(v);
-    g_byte_array_append(out, (const guint8 *)&v, 8);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_LE(v);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_LE(v);
+    uint8_t b[8];
+    le_put64(b, v);
+    g_byte_array_append(out, b, sizeof(b));
 }
 
 void image_identity_encode_record(const ImageIdentity *id, GByteArray *out)
@@ -125,7 +114,7 @@ bool image_identity_decode_record(ImageIdentity *id, const uint8_t *p, size_t le
         error_setg(errp, "identity record of %zu bytes", len);
         return false;
     }
-    path_len = get_le32(p + 2 * IMAGE_UUID_SIZE + 8);
+    path_len = le_get32(p + 2 * IMAGE_UUID_SIZE + 8);
     if (path_len > IMAGE_BASE_PATH_MAX || len != IDNT_FIXED_LEN + path_len) {
         error_setg(errp, "identity record of %zu bytes with a base path of %u bytes", len,
                    path_len);
@@ -134,7 +123,7 @@ bool image_identity_decode_record(ImageIdentity *id, const uint8_t *p, size_t le
     memcpy(id->uuid, p, IMAGE_UUID_SIZE);
     id->has_uuid = true;
     memcpy(id->base_uuid, p + IMAGE_UUID_SIZE, IMAGE_UUID_SIZE);
-    id->base_digest = get_le64(p + 2 * IMAGE_UUID_SIZE);
+    id->base_digest = le_get64(p + 2 * IMAGE_UUID_SIZE);
     id->has_base = !uuid_is_zero(id->base_uuid);
     if (uuid_is_zero(id->uuid)) {
         error_setg(errp, "identity record without an image UUID");
@@ -172,18 +161,18 @@ static bool identity_read_stream(int fd, const char *path, uint64_t size, ImageI
 
     if (size < SAVEVM_HEADER_SIZE + SAVEVM_FOOTER_SIZE ||
         !pread_exact(fd, foot, sizeof(foot), size - SAVEVM_FOOTER_SIZE) ||
-        get_le32(foot) != SAVEVM_REC_FOOTER || get_le64(foot + 16) != size) {
+        le_get32(foot) != SAVEVM_REC_FOOTER || le_get64(foot + 16) != size) {
         error_setg(errp, "image '%s' has no footer at its end (truncated or not complete)",
                    path);
         return false;
     }
-    id->digest = get_le64(foot + 24);
+    id->digest = le_get64(foot + 24);
     for (int i = 0; i < 2; i++) {
         if (!pread_exact(fd, rec, sizeof(rec), off)) {
             break;
         }
-        uint32_t type = get_le32(rec);
-        uint64_t len = get_le64(rec + 8);
+        uint32_t type = le_get32(rec);
+        uint64_t len = le_get64(rec + 8);
         if (type == SAVEVM_REC_IDENTITY) {
             g_autofree uint8_t *payload = NULL;
             if (len > IDNT_FIXED_LEN + IMAGE_BASE_PATH_MAX) {

@@ -10,6 +10,7 @@
 
 #include "migration/savevm.h"
 #include "util/error.h"
+#include "util/le-bytes.h"
 
 /* Sanity bounds, as the stream parser's: anything larger is corruption. */
 #define MAPPED_RAM_MAX_BLOCK_SIZE (1ull << 42)
@@ -19,40 +20,6 @@
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
     return (v + a - 1) / a * a;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) {
-        p[i] = (uint8_t)(v >> (8 * i));
-    }
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v = 0;
-
-    for (int i = 0; i < 4; i++) {
-        v |= (uint32_t)p[i] << (8 * i);
-    }
-    return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v |= (uint64_t)p[i] << (8 * i);
-    }
-    return v;
 }
 
 uint64_t mapped_ram_block_pages(uint64_t size)
@@ -127,43 +94,43 @@ void mapped_ram_header_encode(const MappedRamHeader *h, uint8_t *p, uint8_t *t)
     memset(p, 0, MAPPED_RAM_HEADER_SIZE);
     memset(t, 0, MAPPED_RAM_HEADER_SIZE);
     memcpy(p, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE);
-    put_le32(p + 8, SAVEVM_VERSION);
-    put_le32(p + 12, h->stream_flags | MAPPED_RAM_STREAM_FLAG);
-    put_le32(p + 16, MAPPED_RAM_TAG);
-    put_le32(p + 20, MAPPED_RAM_LAYOUT_VERSION);
-    put_le32(p + 24, h->layout_flags);
-    put_le32(p + 28, MAPPED_RAM_PAGE_SIZE);
+    le_put32(p + 8, SAVEVM_VERSION);
+    le_put32(p + 12, h->stream_flags | MAPPED_RAM_STREAM_FLAG);
+    le_put32(p + 16, MAPPED_RAM_TAG);
+    le_put32(p + 20, MAPPED_RAM_LAYOUT_VERSION);
+    le_put32(p + 24, h->layout_flags);
+    le_put32(p + 28, MAPPED_RAM_PAGE_SIZE);
     memcpy(p + 32, h->uuid, MAPPED_RAM_UUID_SIZE);
     memcpy(p + 48, h->base_uuid, MAPPED_RAM_UUID_SIZE);
-    put_le64(p + 64, h->base_digest);
-    put_le32(p + 72, h->nblocks);
+    le_put64(p + 64, h->base_digest);
+    le_put32(p + 72, h->nblocks);
     if (h->layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE) {
         uint32_t n = (uint32_t)strnlen(h->base_path, MAPPED_RAM_BASE_PATH_MAX);
 
-        put_le32(p + 76, MAPPED_RAM_BASE_PATH_OFFSET + 4 + n);
-        put_le32(p + MAPPED_RAM_BASE_PATH_OFFSET, n);
+        le_put32(p + 76, MAPPED_RAM_BASE_PATH_OFFSET + 4 + n);
+        le_put32(p + MAPPED_RAM_BASE_PATH_OFFSET, n);
         memcpy(p + MAPPED_RAM_BASE_PATH_OFFSET + 4, h->base_path, n);
     } else {
-        put_le32(p + 76, MAPPED_RAM_HEADER_USED);
+        le_put32(p + 76, MAPPED_RAM_HEADER_USED);
     }
-    put_le64(p + 80, h->machine_offset);
-    put_le64(p + 88, h->machine_len);
-    put_le64(p + 96, h->devices_offset);
-    put_le64(p + 104, h->devices_len);
-    put_le64(p + 112, h->image_len);
-    put_le64(p + 120, h->created);
-    put_le64(p + 128, h->digest);
+    le_put64(p + 80, h->machine_offset);
+    le_put64(p + 88, h->machine_len);
+    le_put64(p + 96, h->devices_offset);
+    le_put64(p + 104, h->devices_len);
+    le_put64(p + 112, h->image_len);
+    le_put64(p + 120, h->created);
+    le_put64(p + 128, h->digest);
     for (uint32_t i = 0; i < h->nblocks; i++) {
         const MappedRamBlock *b = &h->blocks[i];
         uint8_t *e = t + (size_t)i * MAPPED_RAM_TABLE_ENTRY_SIZE;
 
-        put_le64(e, b->size);
-        put_le64(e + 8, b->pages_offset);
-        put_le64(e + 16, b->bitmap_offset);
-        put_le64(e + 24, b->csum_offset);
-        put_le64(e + 32, b->present_pages);
-        put_le64(e + 40, b->bitmap_csum);
-        put_le64(e + 48, b->table_csum);
+        le_put64(e, b->size);
+        le_put64(e + 8, b->pages_offset);
+        le_put64(e + 16, b->bitmap_offset);
+        le_put64(e + 24, b->csum_offset);
+        le_put64(e + 32, b->present_pages);
+        le_put64(e + 40, b->bitmap_csum);
+        le_put64(e + 48, b->table_csum);
     }
 }
 
@@ -189,13 +156,13 @@ static bool header_decode_blocks(MappedRamHeader *h, const uint8_t *t, GError **
         const uint8_t *e = t + (size_t)i * MAPPED_RAM_TABLE_ENTRY_SIZE;
         MappedRamBlock *b = &h->blocks[i];
 
-        b->size = get_le64(e);
-        b->pages_offset = get_le64(e + 8);
-        b->bitmap_offset = get_le64(e + 16);
-        b->csum_offset = get_le64(e + 24);
-        b->present_pages = get_le64(e + 32);
-        b->bitmap_csum = get_le64(e + 40);
-        b->table_csum = get_le64(e + 48);
+        b->size = le_get64(e);
+        b->pages_offset = le_get64(e + 8);
+        b->bitmap_offset = le_get64(e + 16);
+        b->csum_offset = le_get64(e + 24);
+        b->present_pages = le_get64(e + 32);
+        b->bitmap_csum = le_get64(e + 40);
+        b->table_csum = le_get64(e + 48);
         if (!b->size || b->size % MAPPED_RAM_PAGE_SIZE || b->size > MAPPED_RAM_MAX_BLOCK_SIZE) {
             return header_fail(errp, "RAM block %u has size %" PRIu64, i, b->size);
         }
@@ -231,12 +198,12 @@ static bool header_decode_blocks(MappedRamHeader *h, const uint8_t *t, GError **
 static bool header_decode_base(MappedRamHeader *h, const uint8_t *p, GError **errp)
 {
     static const uint8_t none[MAPPED_RAM_UUID_SIZE];
-    uint32_t used = get_le32(p + 76);
+    uint32_t used = le_get32(p + 76);
     bool has_base = h->layout_flags & MAPPED_RAM_LAYOUT_HAS_BASE;
     uint32_t n;
 
-    if (get_le32(p + 28) != MAPPED_RAM_PAGE_SIZE) {
-        return header_fail(errp, "page size %u", get_le32(p + 28));
+    if (le_get32(p + 28) != MAPPED_RAM_PAGE_SIZE) {
+        return header_fail(errp, "page size %u", le_get32(p + 28));
     }
     if (!has_base) {
         if (used != MAPPED_RAM_HEADER_USED) {
@@ -244,7 +211,7 @@ static bool header_decode_base(MappedRamHeader *h, const uint8_t *p, GError **er
         }
         return true;
     }
-    n = get_le32(p + MAPPED_RAM_BASE_PATH_OFFSET);
+    n = le_get32(p + MAPPED_RAM_BASE_PATH_OFFSET);
     if (n == 0 || n > MAPPED_RAM_BASE_PATH_MAX || used != MAPPED_RAM_BASE_PATH_OFFSET + 4 + n) {
         return header_fail(errp, "incremental image with a base path of %u bytes (header "
                            "size %u)", n, used);
@@ -269,8 +236,8 @@ bool mapped_ram_header_decode(MappedRamHeader *h, const uint8_t *p, const uint8_
     if (memcmp(p, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE)) {
         return header_fail(errp, "not a frostvm image (bad magic)");
     }
-    version = get_le32(p + 8);
-    flags = get_le32(p + 12);
+    version = le_get32(p + 8);
+    flags = le_get32(p + 12);
     if (version == 0 || version > SAVEVM_VERSION) {
         return header_fail(errp, "stream format version %u; this build reads 1 to %u",
                            version, SAVEVM_VERSION);
@@ -282,30 +249,30 @@ bool mapped_ram_header_decode(MappedRamHeader *h, const uint8_t *p, const uint8_
     if (required) {
         return header_fail(errp, "unknown required stream flags 0x%08x", required);
     }
-    if (get_le32(p + 16) != MAPPED_RAM_TAG || get_le32(p + 20) != MAPPED_RAM_LAYOUT_VERSION) {
+    if (le_get32(p + 16) != MAPPED_RAM_TAG || le_get32(p + 20) != MAPPED_RAM_LAYOUT_VERSION) {
         return header_fail(errp, "layout header tag 0x%08x version %u (this build reads "
-                           "version %u)", get_le32(p + 16), get_le32(p + 20),
+                           "version %u)", le_get32(p + 16), le_get32(p + 20),
                            MAPPED_RAM_LAYOUT_VERSION);
     }
     h->stream_flags = flags;
-    h->layout_flags = get_le32(p + 24);
+    h->layout_flags = le_get32(p + 24);
     memcpy(h->uuid, p + 32, MAPPED_RAM_UUID_SIZE);
     memcpy(h->base_uuid, p + 48, MAPPED_RAM_UUID_SIZE);
-    h->base_digest = get_le64(p + 64);
+    h->base_digest = le_get64(p + 64);
     if (h->layout_flags & MAPPED_RAM_LAYOUT_REQUIRED_MASK & ~MAPPED_RAM_LAYOUT_KNOWN_REQUIRED) {
         return header_fail(errp, "unknown required layout flags 0x%08x", h->layout_flags);
     }
     if (!header_decode_base(h, p, errp)) {
         return false;
     }
-    h->nblocks = get_le32(p + 72);
-    h->machine_offset = get_le64(p + 80);
-    h->machine_len = get_le64(p + 88);
-    h->devices_offset = get_le64(p + 96);
-    h->devices_len = get_le64(p + 104);
-    h->image_len = get_le64(p + 112);
-    h->created = get_le64(p + 120);
-    h->digest = get_le64(p + 128);
+    h->nblocks = le_get32(p + 72);
+    h->machine_offset = le_get64(p + 80);
+    h->machine_len = le_get64(p + 88);
+    h->devices_offset = le_get64(p + 96);
+    h->devices_len = le_get64(p + 104);
+    h->image_len = le_get64(p + 112);
+    h->created = le_get64(p + 120);
+    h->digest = le_get64(p + 128);
     if (h->nblocks == 0 || h->nblocks > MAPPED_RAM_MAX_BLOCKS) {
         return header_fail(errp, "%u RAM blocks", h->nblocks);
     }
@@ -342,5 +309,5 @@ char *mapped_ram_uuid_string(const uint8_t u[MAPPED_RAM_UUID_SIZE])
 bool mapped_ram_is_image_header(const uint8_t *p, size_t len)
 {
     return len >= SAVEVM_HEADER_SIZE && !memcmp(p, SAVEVM_MAGIC, SAVEVM_MAGIC_SIZE) &&
-           (get_le32(p + 12) & MAPPED_RAM_STREAM_FLAG);
+           (le_get32(p + 12) & MAPPED_RAM_STREAM_FLAG);
 }

@@ -11,25 +11,14 @@
 #include "migration/vmstate.h"
 #include "system/machine.h"
 #include "util/error.h"
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    v = GUINT32_TO_LE(v);
-    memcpy(p, &v, sizeof(v));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    v = GUINT64_TO_LE(v);
-    memcpy(p, &v, sizeof(v));
-}
+#include "util/le-bytes.h"
 
 static void encode_record_header(uint8_t *dst, uint32_t type, uint32_t flags,
                                  uint64_t len)
 {
-    put_le32(dst, type);
-    put_le32(dst + 4, flags);
-    put_le64(dst + 8, len);
+    le_put32(dst, type);
+    le_put32(dst + 4, flags);
+    le_put64(dst + 8, len);
 }
 
 static bool write_record_header(StreamFile *f, uint32_t type, uint32_t flags,
@@ -48,9 +37,9 @@ void savevm_encode_ram_header(uint8_t *dst, uint32_t block_index, uint64_t offse
 
     encode_record_header(dst, SAVEVM_REC_RAM, flags,
                          SAVEVM_RAM_RECORD_HEADER_SIZE - SAVEVM_RECORD_HEADER_SIZE + data);
-    put_le32(dst + 16, block_index);
-    put_le32(dst + 20, npages);
-    put_le64(dst + 24, offset);
+    le_put32(dst + 16, block_index);
+    le_put32(dst + 20, npages);
+    le_put64(dst + 24, offset);
 }
 
 int savevm_ram_block_index(Machine *m, RamBlock *block)

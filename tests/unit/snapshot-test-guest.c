@@ -11,6 +11,7 @@
 #include "migration/write-tracking.h"
 #include "util/bitmap.h"
 #include "util/error.h"
+#include "util/le-bytes.h"
 #include "util/pagemap.h"
 
 typedef struct WriterArg {
@@ -322,20 +323,6 @@ void result_clear(SnapshotResult *res)
     g_free(res->at_pause[1]);
 }
 
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return GUINT32_FROM_LE(v);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return GUINT64_FROM_LE(v);
-}
-
 void check_image(TestGuest *g, const GByteArray *out, const SnapshotResult *res)
 {
     uint8_t *image[2];
@@ -350,12 +337,12 @@ void check_image(TestGuest *g, const GByteArray *out, const SnapshotResult *res)
     while (pos < out->len) {
         const uint8_t *h = out->data + pos;
         g_assert_cmpuint(out->len - pos, >=, SAVEVM_RAM_RECORD_HEADER_SIZE);
-        g_assert_cmpuint(get_u32(h), ==, SAVEVM_REC_RAM);
-        uint32_t flags = get_u32(h + 4);
-        uint64_t len = get_u64(h + 8);
-        uint32_t block = get_u32(h + 16);
-        uint32_t npages = get_u32(h + 20);
-        uint64_t offset = get_u64(h + 24);
+        g_assert_cmpuint(le_get32(h), ==, SAVEVM_REC_RAM);
+        uint32_t flags = le_get32(h + 4);
+        uint64_t len = le_get64(h + 8);
+        uint32_t block = le_get32(h + 16);
+        uint32_t npages = le_get32(h + 20);
+        uint64_t offset = le_get64(h + 24);
 
         g_assert_cmpuint(block, <, 2);
         g_assert_cmpuint(offset + npages * PAGE, <=, g->rb[block].size);
