@@ -473,6 +473,12 @@ bool migration_start(MigrationState *s, const char *uri, GError **errp)
         channel_close(ch, false, NULL);
         return false;
     }
+    /*
+     * A background snapshot's exec: command yields to the vCPUs as the
+     * snapshot's own writer does (snapshot-writer.c lifts both if starved).
+     */
+    channel_set_child_idle(ch, migration_capability_enabled(s,
+                                   MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT));
     migration_wait(s);
     /* snapshot-base is checked now, so a refusal is the command's error. */
     IncrementalSnapshot *inc = incremental_snapshot_prepare(s, uri, errp);

@@ -2,10 +2,14 @@
 /* exec: migration channels: the command under /bin/sh -c, its pipe, its exit status. */
 #include "migration/channel.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -26,12 +30,17 @@
  */
 static void exec_child_setup(gpointer data)
 {
+    const MigrationChannel *ch = data;
+    struct sched_param idle = { 0 };
     sigset_t none;
 
     signal(SIGPIPE, SIG_DFL);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     setpgid(0, 0);
+    if (ch->child_idle) {
+        sched_setscheduler(0, SCHED_IDLE, &idle);
+    }
 }
 
 bool channel_exec_start(MigrationChannel *ch, GError **errp)
@@ -45,13 +54,13 @@ bool channel_exec_start(MigrationChannel *ch, GError **errp)
 
     if (ch->outgoing) {
         ok = g_spawn_async_with_pipes(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
-                                      exec_child_setup, NULL, &pid, &fd, NULL, NULL,
+                                      exec_child_setup, ch, &pid, &fd, NULL, NULL,
                                       &err);
     } else {
         ok = g_spawn_async_with_pipes(NULL, argv, NULL,
                                       G_SPAWN_DO_NOT_REAP_CHILD |
                                       G_SPAWN_STDIN_FROM_DEV_NULL,
-                                      exec_child_setup, NULL, &pid, NULL, &fd, NULL,
+                                      exec_child_setup, ch, &pid, NULL, &fd, NULL,
                                       &err);
     }
     if (!ok) {
@@ -68,6 +77,75 @@ bool channel_exec_start(MigrationChannel *ch, GError **errp)
     /* Best effort: unprivileged users may be capped by pipe-max-size. */
     fcntl(fd, F_SETPIPE_SZ, EXEC_PIPE_SIZE);
     return true;
+}
+
+/* The process group of @pid from /proc/PID/stat (field 5, after the command's parentheses). */
+static pid_t exec_pgrp_of(const char *pid)
+{
+    char path[300], buf[512];
+    pid_t pgrp = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+    f = fopen(path, "re");
+    if (!f) {
+        return -1;
+    }
+    if (fgets(buf, sizeof(buf), f)) {
+        const char *close = strrchr(buf, ')');
+        int pg;
+        if (close && sscanf(close + 1, " %*c %*d %d", &pg) == 1) {
+            pgrp = pg;
+        }
+    }
+    fclose(f);
+    return pgrp;
+}
+
+/* Every thread of process @pid to @policy. */
+static void exec_set_threads(const char *pid, int policy)
+{
+    struct sched_param param = { 0 };
+    char path[300];
+    struct dirent *t;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "/proc/%s/task", pid);
+    d = opendir(path);
+    if (!d) {
+        return;
+    }
+    while ((t = readdir(d))) {
+        if (t->d_name[0] != '.') {
+            sched_setscheduler((pid_t)atoi(t->d_name), policy, &param);
+        }
+    }
+    closedir(d);
+}
+
+void channel_set_child_idle(MigrationChannel *ch, bool idle)
+{
+    struct dirent *e;
+    DIR *proc;
+
+    if (ch->kind != MIGRATION_CHANNEL_EXEC) {
+        return;
+    }
+    ch->child_idle = idle;
+    if (!ch->pid || ch->child_exited) {
+        return;     /* not started yet: it starts so */
+    }
+    /* The command's pipeline is its process group (exec_child_setup()). */
+    proc = opendir("/proc");
+    if (!proc) {
+        return;
+    }
+    while ((e = readdir(proc))) {
+        if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && exec_pgrp_of(e->d_name) == ch->pid) {
+            exec_set_threads(e->d_name, idle ? SCHED_IDLE : SCHED_BATCH);
+        }
+    }
+    closedir(proc);
 }
 
 static bool exec_try_reap(MigrationChannel *ch)

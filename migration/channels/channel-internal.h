@@ -25,6 +25,7 @@ struct MigrationChannel {
     pid_t pid;            /* 0 when there is no child (or it was reaped) */
     bool child_exited;
     int child_status;     /* waitpid() status once reaped */
+    bool child_idle;      /* the command runs at SCHED_IDLE (channel_set_child_idle()) */
 
     /* unix: incoming, the path to unlink when done */
     char *unlink_path;

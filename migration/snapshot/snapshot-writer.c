@@ -2,6 +2,8 @@
 /* The background snapshot's writer thread: drains queued RAM records to the stream and frees their buffers. */
 #include "migration/snapshot/snapshot-internal.h"
 
+#include "migration/channel.h"
+
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -151,6 +153,20 @@ static void writer_lower_priority(SnapshotWriter *w)
     g_mutex_unlock(&w->prio_lock);
 }
 
+/*
+ * The command behind an exec: sink (cat, pv) runs at SCHED_IDLE for the same
+ * reason as the writer (migration.c starts it so); when the writer starves,
+ * so does it, and both are lifted and lowered together.
+ */
+static void writer_sink_idle(SnapshotWriter *w, bool idle)
+{
+    MigrationChannel *ch = w->f ? stream_file_channel(w->f) : NULL;
+
+    if (ch) {
+        channel_set_child_idle(ch, idle);
+    }
+}
+
 /* Back to SCHED_IDLE once a starvation boost has run its time. */
 static void writer_unboost_if_due(SnapshotWriter *w)
 {
@@ -163,6 +179,7 @@ static void writer_unboost_if_due(SnapshotWriter *w)
     g_mutex_lock(&w->prio_lock);
     if (w->boost_until_ns && write_tracking_now_ns() >= w->boost_until_ns) {
         pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
+        writer_sink_idle(w, true);
         __atomic_store_n(&w->boost_until_ns, 0, __ATOMIC_RELAXED);
     }
     g_mutex_unlock(&w->prio_lock);
@@ -177,6 +194,7 @@ void snapshot_writer_boost_starved(SnapshotWriter *w, uint64_t for_ns)
         sched_setscheduler(w->tid, SCHED_BATCH, &batch) == 0) {
         __atomic_store_n(&w->boost_until_ns, write_tracking_now_ns() + for_ns,
                          __ATOMIC_RELAXED);
+        writer_sink_idle(w, false);
         w->starved_boosts++;
     }
     g_mutex_unlock(&w->prio_lock);

@@ -154,6 +154,78 @@ static void test_exec_early_exit(void)
     channel_close(ch, false, NULL);
 }
 
+/* Waits up to 5 s for the policy line `chrt -p` wrote to @path to name @policy. */
+static bool wait_policy(const char *path, const char *policy)
+{
+    for (int i = 0; i < 500; i++) {
+        g_autofree char *text = NULL;
+        if (g_file_get_contents(path, &text, NULL, NULL) && strstr(text, policy)) {
+            return true;
+        }
+        g_usleep(10 * 1000);
+    }
+    return false;
+}
+
+/*
+ * A background snapshot's sink runs at SCHED_IDLE, every process of its
+ * pipeline; lifted, every one moves to SCHED_BATCH. A process of the
+ * pipeline reports its own policy into a file, again and again.
+ */
+static void test_exec_child_idle(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *out = g_build_filename(dir, "policy", NULL);
+    g_autofree char *uri = NULL;
+    g_autofree char *chrt = g_find_program_in_path("chrt");
+    MigrationChannel *ch;
+
+    if (!chrt) {
+        g_test_skip("chrt (util-linux) is not installed");
+        remove_dir(dir);
+        return;
+    }
+    uri = g_strdup_printf("exec:sh -c 'for i in $(seq 500); do chrt -p $$ > %s.tmp && "
+                          "mv %s.tmp %s; sleep 0.01; done' & cat > /dev/null", out, out, out);
+    ch = channel_new(uri, true, &err);
+    g_assert_no_error(err);
+    channel_set_child_idle(ch, true);
+    g_assert_true(channel_connect(ch, &err));
+    g_assert_true(wait_policy(out, "SCHED_IDLE"));
+    channel_set_child_idle(ch, false);
+    g_assert_true(wait_policy(out, "SCHED_BATCH"));
+    channel_set_child_idle(ch, true);
+    g_assert_true(wait_policy(out, "SCHED_IDLE"));
+    /* A failed close kills the whole group, the reporting loop too. */
+    channel_close(ch, false, NULL);
+    remove_dir(dir);
+}
+
+/* Without the request the command runs as frostvm does (a precopy's sink). */
+static void test_exec_child_normal(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *out = g_build_filename(dir, "policy", NULL);
+    g_autofree char *uri = NULL;
+    g_autofree char *chrt = g_find_program_in_path("chrt");
+    MigrationChannel *ch;
+
+    if (!chrt) {
+        g_test_skip("chrt (util-linux) is not installed");
+        remove_dir(dir);
+        return;
+    }
+    uri = g_strdup_printf("exec:chrt -p $$ > %s; cat > /dev/null", out);
+    ch = channel_open_outgoing(uri, &err);
+    g_assert_no_error(err);
+    g_assert_true(wait_policy(out, "SCHED_OTHER"));
+    g_assert_true(channel_close(ch, true, &err));
+    g_assert_no_error(err);
+    remove_dir(dir);
+}
+
 static void test_exec_incoming(void)
 {
     g_autoptr(GError) err = NULL;
@@ -369,6 +441,8 @@ int main(int argc, char **argv)
     g_test_add_func("/channel/exec/killed-by-signal", test_exec_signal);
     g_test_add_func("/channel/exec/early-exit-epipe", test_exec_early_exit);
     g_test_add_func("/channel/exec/incoming", test_exec_incoming);
+    g_test_add_func("/channel/exec/child-idle", test_exec_child_idle);
+    g_test_add_func("/channel/exec/child-normal", test_exec_child_normal);
     g_test_add_func("/channel/unix/roundtrip", test_unix_roundtrip);
     g_test_add_func("/channel/tcp/ipv4-roundtrip", test_tcp_ipv4_roundtrip);
     g_test_add_func("/channel/tcp/ipv6-roundtrip", test_tcp_ipv6_roundtrip);
