@@ -286,6 +286,20 @@ static void channel_file_writeback(MigrationChannel *ch)
     }
 }
 
+/*
+ * The most one write() to a pipe or socket copies. This kernel does not
+ * preempt a copy into a pipe: a vCPU woken while the snapshot's writer (at
+ * idle priority) copied 1 MiB waited 0.4-0.5 ms for it. One write() into a
+ * pipe took 160 us (p90 380 us) for 1 MiB here, 24 us (p90 50 us) for
+ * 128 KiB; the price is 7 more calls per megabyte.
+ */
+#define CHANNEL_WRITE_MAX (128u << 10)
+
+static size_t channel_write_max(const MigrationChannel *ch)
+{
+    return ch->kind == MIGRATION_CHANNEL_FILE ? SIZE_MAX : CHANNEL_WRITE_MAX;
+}
+
 bool channel_write_all(MigrationChannel *ch, const void *buf, size_t len,
                        GError **errp)
 {
@@ -298,7 +312,7 @@ bool channel_write_all(MigrationChannel *ch, const void *buf, size_t len,
             error_setg(errp, "%s: cancelled", ch->uri);
             return false;
         }
-        r = channel_write_nosignal(ch, p, len);
+        r = channel_write_nosignal(ch, p, MIN(len, channel_write_max(ch)));
         if (r < 0) {
             if (errno == EINTR) {
                 continue;

@@ -168,6 +168,23 @@ static bool wait_policy(const char *path, const char *policy)
 }
 
 /*
+ * A temporary folder and the path of the policy file in it; false (the test
+ * skipped) without chrt, which the commands use to report their policy.
+ */
+static bool policy_setup(char **dir, char **out)
+{
+    g_autofree char *chrt = g_find_program_in_path("chrt");
+
+    if (!chrt) {
+        g_test_skip("chrt (util-linux) is not installed");
+        return false;
+    }
+    *dir = make_tmpdir();
+    *out = g_build_filename(*dir, "policy", NULL);
+    return true;
+}
+
+/*
  * A background snapshot's sink runs at SCHED_IDLE, every process of its
  * pipeline; lifted, every one moves to SCHED_BATCH. A process of the
  * pipeline reports its own policy into a file, again and again.
@@ -175,15 +192,10 @@ static bool wait_policy(const char *path, const char *policy)
 static void test_exec_child_idle(void)
 {
     g_autoptr(GError) err = NULL;
-    g_autofree char *dir = make_tmpdir();
-    g_autofree char *out = g_build_filename(dir, "policy", NULL);
-    g_autofree char *uri = NULL;
-    g_autofree char *chrt = g_find_program_in_path("chrt");
+    g_autofree char *dir = NULL, *out = NULL, *uri = NULL;
     MigrationChannel *ch;
 
-    if (!chrt) {
-        g_test_skip("chrt (util-linux) is not installed");
-        remove_dir(dir);
+    if (!policy_setup(&dir, &out)) {
         return;
     }
     uri = g_strdup_printf("exec:sh -c 'for i in $(seq 500); do chrt -p $$ > %s.tmp && "
@@ -206,15 +218,10 @@ static void test_exec_child_idle(void)
 static void test_exec_child_normal(void)
 {
     g_autoptr(GError) err = NULL;
-    g_autofree char *dir = make_tmpdir();
-    g_autofree char *out = g_build_filename(dir, "policy", NULL);
-    g_autofree char *uri = NULL;
-    g_autofree char *chrt = g_find_program_in_path("chrt");
+    g_autofree char *dir = NULL, *out = NULL, *uri = NULL;
     MigrationChannel *ch;
 
-    if (!chrt) {
-        g_test_skip("chrt (util-linux) is not installed");
-        remove_dir(dir);
+    if (!policy_setup(&dir, &out)) {
         return;
     }
     uri = g_strdup_printf("exec:chrt -p $$ > %s; cat > /dev/null", out);
