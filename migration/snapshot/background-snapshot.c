@@ -2,6 +2,8 @@
 /* The background snapshot thread: pause, save devices and arm write tracking, resume, save RAM, finish the stream. */
 #include "migration/background-snapshot.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include "migration/image-identity.h"
@@ -15,9 +17,12 @@
 #include "system/memory-backend.h"
 #include "system/runstate.h"
 #include "util/error.h"
+#include "util/idle-section.h"
 
 /* query-migrate's figures are refreshed this often. */
 #define STATS_REFRESH_US (50 * 1000)
+/* Longest the set-up before the pause stays at idle priority (vCPUs on every CPU). */
+#define SETUP_IDLE_MAX_MS 50
 
 typedef struct SnapshotRun {
     MigrationState *s;
@@ -69,6 +74,10 @@ static void refresh_stats(SnapshotRun *run)
 static gpointer stats_thread_fn(gpointer opaque)
 {
     SnapshotRun *run = opaque;
+    struct sched_param idle = { 0 };
+
+    /* Figures for query-migrate can wait; a vCPU waited 1 ms behind this thread's start. */
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
 
     g_mutex_lock(&run->stats_lock);
     while (!run->stats_stop) {
@@ -143,6 +152,7 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     bool tracked = s->incremental &&
                    migration_capability_enabled(s, MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT);
     ImageIdentity id = { .has_uuid = true };
+    IdleSection *setup_idle = NULL;
     bool ok = false;
 
     g_mutex_init(&run.stats_lock);
@@ -174,6 +184,13 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
                                              errp)) {
         goto out;
     }
+    /*
+     * The set-up yields to the vCPUs (util/idle-section.h): at normal
+     * priority its long system calls (populating the pool, registering and
+     * protecting RAM) kept a woken vCPU waiting 3-4 ms (bpftrace). The pause
+     * itself runs at the thread's own priority.
+     */
+    setup_idle = idle_section_begin(SETUP_IDLE_MAX_MS);
     /* From here until snapshot_engine_finish() only the writer thread writes to @f. */
     run.bs = tracked ? snapshot_engine_new_tracked(m->ram_blocks, pool_bytes, f, s->mapped_ram,
                                                    s->epoch, errp)
@@ -188,6 +205,7 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     if (!snapshot_engine_prearm(run.bs, errp)) {
         goto out;
     }
+    g_clear_pointer(&setup_idle, idle_section_end);
     devices = pause_and_arm(&run, m, errp);
     if (!devices) {
         goto out;
@@ -218,6 +236,7 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     }
 
 out:
+    g_clear_pointer(&setup_idle, idle_section_end);
     stats_thread_stop(&run);
     g_mutex_clear(&run.stats_lock);
     g_cond_clear(&run.stats_cond);

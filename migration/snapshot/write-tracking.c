@@ -195,6 +195,9 @@ static void raise_own_priority(void)
     if (pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0) {
         return;
     }
+    /* Started from an idle-priority set-up it would inherit SCHED_IDLE, which nice can't lift. */
+    sp.sched_priority = 0;
+    pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
     /* On Linux, PRIO_PROCESS with a thread id sets that thread's nice. */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), -10);
 }
