@@ -103,7 +103,7 @@ static gpointer kvm_vcpu_thread(gpointer opaque)
         runstate_request_shutdown(s->m, "host-error", 1);
     }
 
-    accel_vcpu_thread_name(s->m, v->index, "KVM");
+    accel_vcpu_thread_start(s->m, v->index, "KVM");
     __atomic_store_n(&v->kernel_tid, (int)gettid(), __ATOMIC_RELEASE);
     g_mutex_lock(&s->lock);
     v->tid = pthread_self();

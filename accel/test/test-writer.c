@@ -316,7 +316,7 @@ gpointer test_vcpu_thread(gpointer opaque)
     uint64_t budget = 0;
     char line[200];
 
-    accel_vcpu_thread_name(a->m, v->index, "TEST");
+    accel_vcpu_thread_start(a->m, v->index, "TEST");
     __atomic_store_n(&v->kernel_tid, (int)gettid(), __ATOMIC_RELEASE);
     if (!test_vcpu_checkpoint(v)) {
         return NULL;
