@@ -36,12 +36,12 @@ struct vcpu_sched_attr {
     uint32_t sched_util_max;
 };
 
-bool accel_vcpu_short_slice(void)
+bool accel_vcpu_short_slice(uint64_t slice_ns)
 {
     struct vcpu_sched_attr attr = {
         .size = sizeof(attr),
         .sched_policy = SCHED_OTHER,
-        .sched_runtime = VCPU_SLICE_NS,
+        .sched_runtime = slice_ns,
     };
 
     errno = 0;
@@ -55,9 +55,15 @@ bool accel_vcpu_short_slice(void)
 
 void accel_vcpu_thread_start(Machine *m, unsigned index, const char *accel)
 {
+    uint64_t slice_ns = VCPU_SLICE_NS;
     char name[16];
 
-    accel_vcpu_short_slice();
+    if (m->config && m->config->vcpu_slice_set) {
+        slice_ns = m->config->vcpu_slice_us * 1000ULL;
+    }
+    if (slice_ns) {
+        accel_vcpu_short_slice(slice_ns);
+    }
 
     if (!m->config || !m->config->debug_threads) {
         return;

@@ -14,7 +14,7 @@ const char *const cmdline_keys_smp[] = {
     "cpus", "sockets", "dies", "cores", "threads", "maxcpus", NULL
 };
 const char *const cmdline_keys_accel[] = {
-    "accel", NULL
+    "accel", "x-vcpu-slice-us", NULL
 };
 const char *const cmdline_keys_machine[] = {
     "type", "accel", "memory-backend", "thp", "usb", "dump-guest-core", "acpi",
@@ -172,6 +172,25 @@ static bool add_accel(MachineConfig *c, const char *opt, const char *name, GErro
     return true;
 }
 
+/*
+ * x-vcpu-slice-us=N: the time slice vCPU threads ask the scheduler for
+ * (accel/vcpu-thread.c; 100 by default), 0 to keep the kernel's. The kernel
+ * takes 100 us to 100 ms. Applies to every accelerator named.
+ */
+static bool parse_vcpu_slice(MachineConfig *c, const char *v, GError **errp)
+{
+    guint64 us;
+
+    if (!g_ascii_string_to_unsigned(v, 10, 0, 100000, &us, NULL) || (us && us < 100)) {
+        error_setg(errp, "-accel: x-vcpu-slice-us=%s: expected 0 (the kernel's slice) or "
+                   "100 to 100000 microseconds", v);
+        return false;
+    }
+    c->vcpu_slice_set = true;
+    c->vcpu_slice_us = (unsigned)us;
+    return true;
+}
+
 /* -accel NAME (repeatable; each one is tried in the order given, as in QEMU). */
 bool cmdline_parse_accel(MachineConfig *c, const char *arg, GError **errp)
 {
@@ -182,6 +201,10 @@ bool cmdline_parse_accel(MachineConfig *c, const char *arg, GError **errp)
     }
     if (c->accel_from_machine) {
         error_setg(errp, "The -accel and \"-machine accel=\" options are incompatible");
+        return false;
+    }
+    const char *slice = g_hash_table_lookup(h, "x-vcpu-slice-us");
+    if (slice && !parse_vcpu_slice(c, slice, errp)) {
         return false;
     }
     return add_accel(c, "-accel", g_hash_table_lookup(h, "accel"), errp);

@@ -86,18 +86,20 @@ bool kvm_accel_available(char **why);
 /*
  * Called first thing in a vCPU thread: names it "CPU N/ACCEL" as QEMU's
  * -name debug-threads=on does (when the machine asks for it), and asks the
- * scheduler for a short time slice (accel_vcpu_short_slice()).
+ * scheduler for a short time slice (accel_vcpu_short_slice(), the machine's
+ * -accel x-vcpu-slice-us=).
  */
 void accel_vcpu_thread_start(Machine *m, unsigned index, const char *accel);
 
 /*
- * The calling thread asks for a 100 us time slice (Linux 6.12 and later): a
+ * The calling thread asks for a time slice of @slice_ns (Linux 6.12 and
+ * later; 100 us for vCPUs unless -accel x-vcpu-slice-us= says otherwise): a
  * woken task with a shorter slice than the running one preempts it, so a
  * vCPU released from a fault or a sleep does not wait for the rest of
  * another task's slice (1.4 ms here). Returns false where the kernel
  * refused it or the thread is not SCHED_OTHER; older kernels that ignore
  * the field return true and keep their slice.
  */
-bool accel_vcpu_short_slice(void);
+bool accel_vcpu_short_slice(uint64_t slice_ns);
 
 #endif

@@ -59,6 +59,8 @@ typedef struct MachineConfig {
     AccelKind accels[MACHINE_MAX_ACCELS]; /* -accel / -machine accel=, tried in order */
     unsigned nr_accels;                   /* 0 until an option names one; then >= 1 */
     bool accel_from_machine;              /* named by -machine accel= (not -accel) */
+    bool vcpu_slice_set;          /* -accel ...,x-vcpu-slice-us= was given */
+    unsigned vcpu_slice_us;       /* its value; 0: the kernel's own slice */
     char *kernel;                 /* -kernel */
     char *initrd;                 /* -initrd */
     char *append;                 /* -append */

@@ -619,6 +619,61 @@ static void test_accel_fallback(TestVmFixture *f, gconstpointer data)
     }
 }
 
+/* se.slice (ns) of the thread of @pid named @comm, from /proc; 0 when not shown. */
+static guint64 thread_slice_ns(pid_t pid, const char *comm)
+{
+    g_autofree char *dir = g_strdup_printf("/proc/%d/task", (int)pid);
+    g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+    const char *tid;
+
+    while (d && (tid = g_dir_read_name(d))) {
+        g_autofree char *cpath = g_strdup_printf("%s/%s/comm", dir, tid);
+        g_autofree char *spath = g_strdup_printf("%s/%s/sched", dir, tid);
+        g_autofree char *name = NULL, *sched = NULL;
+        const char *line;
+
+        if (g_file_get_contents(cpath, &name, NULL, NULL) && !strcmp(g_strstrip(name), comm) &&
+            g_file_get_contents(spath, &sched, NULL, NULL) &&
+            (line = strstr(sched, "se.slice")) && (line = strchr(line, ':'))) {
+            return g_ascii_strtoull(line + 1, NULL, 10);
+        }
+    }
+    return 0;
+}
+
+/*
+ * The vCPU thread's time slice: frostvm's 100 us by default, what
+ * -accel test,x-vcpu-slice-us= says, or the kernel's own with 0.
+ */
+static void test_vcpu_slice(TestVmFixture *f, gconstpointer data)
+{
+    const char *value = data;
+    g_autofree char *payload = test_vm_payload_path();
+    g_autofree char *accel = value ? g_strdup_printf("test,x-vcpu-slice-us=%s", value)
+                                   : g_strdup("test");
+    g_autoptr(GError) err = NULL;
+    PayloadProgress p;
+
+    f->vm = test_vm_new(TEST_VM_DEFAULT);
+    test_vm_add_args(f->vm, "-accel", accel, "-m", "64", "-kernel", payload, "-append",
+                     "mem=8M", NULL);
+    test_vm_launch_or_fail(f->vm);
+    test_vm_wait_progress(f->vm, TEST_VM_TIMEOUT_MS, &p, &err);
+    g_assert_no_error(err);
+    guint64 ns = thread_slice_ns(test_vm_pid(f->vm), "test-vcpu0");
+    if (!ns) {
+        g_test_skip("this kernel does not show se.slice in /proc (before Linux 6.6)");
+        return;
+    }
+    if (!value) {
+        g_assert_cmpuint(ns, ==, 100 * 1000);
+    } else if (!strcmp(value, "0")) {
+        g_assert_cmpuint(ns, !=, 100 * 1000);   /* the kernel's default, whatever it is */
+    } else {
+        g_assert_cmpuint(ns, ==, g_ascii_strtoull(value, NULL, 10) * 1000);
+    }
+}
+
 /* A failing start under -daemonize: the command itself exits 1 with the message. */
 static void test_daemonize_failure(TestVmFixture *f, gconstpointer data)
 {
@@ -671,6 +726,9 @@ int main(int argc, char **argv)
     add("/cmdline/serial/stdio", NULL, test_serial_stdio);
     add("/cmdline/serial/null", NULL, test_serial_null);
     add("/cmdline/nographic", NULL, test_nographic);
+    add("/cmdline/vcpu-slice/default", NULL, test_vcpu_slice);
+    add("/cmdline/vcpu-slice/kernel", "0", test_vcpu_slice);
+    add("/cmdline/vcpu-slice/500us", "500", test_vcpu_slice);
     add("/cmdline/backend-file-image/kvm", "kvm", test_backend_file_image);
     add("/cmdline/backend-file-image/test", "test", test_backend_file_image);
     add("/cmdline/qmp/wait-on", NULL, test_qmp_wait_on);

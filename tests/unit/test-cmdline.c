@@ -137,6 +137,9 @@ static void test_errors(void)
         { "-device e1000", "e1000" },
         { "kernel.elf", "kernel.elf" },
         { "-machine pc,thp=maybe", "thp" },
+        { "-accel test,x-vcpu-slice-us=50", "x-vcpu-slice-us=50" },
+        { "-accel test,x-vcpu-slice-us=200000", "100000" },
+        { "-accel test,x-vcpu-slice-us=fast", "x-vcpu-slice-us=fast" },
         { "-qmp unix:a -monitor", "-monitor" },
     };
 
@@ -199,6 +202,28 @@ static void test_accel_lists(void)
     }
 }
 
+/* x-vcpu-slice-us: unset (frostvm's 100 us), a value, or 0 for the kernel's own slice. */
+static void test_vcpu_slice(void)
+{
+    g_autoptr(GError) err = NULL;
+    MachineConfig *c = parse("-m 512 -accel test", &err);
+
+    g_assert_no_error(err);
+    g_assert_false(c->vcpu_slice_set);
+    machine_config_free(c);
+    c = parse("-m 512 -accel kvm,x-vcpu-slice-us=250 -accel test", &err);
+    g_assert_no_error(err);
+    g_assert_true(c->vcpu_slice_set);
+    g_assert_cmpuint(c->vcpu_slice_us, ==, 250);
+    g_assert_cmpuint(c->nr_accels, ==, 2);
+    machine_config_free(c);
+    c = parse("-m 512 -accel test,x-vcpu-slice-us=0", &err);
+    g_assert_no_error(err);
+    g_assert_true(c->vcpu_slice_set);
+    g_assert_cmpuint(c->vcpu_slice_us, ==, 0);
+    machine_config_free(c);
+}
+
 /* -global migration.restore-mode chooses how -incoming restores a page-aligned image. */
 static void test_global_restore_mode(void)
 {
@@ -231,6 +256,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/full-line", test_full_line);
     g_test_add_func("/cmdline/memory-backend-object", test_memory_backend_object);
     g_test_add_func("/cmdline/errors", test_errors);
+    g_test_add_func("/cmdline/vcpu-slice", test_vcpu_slice);
     g_test_add_func("/cmdline/defaults", test_defaults);
     g_test_add_func("/cmdline/accel-lists", test_accel_lists);
     g_test_add_func("/cmdline/global-restore-mode", test_global_restore_mode);

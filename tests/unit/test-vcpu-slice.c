@@ -33,7 +33,7 @@ static gpointer slice_thread(gpointer opaque)
     pid_t tid = (pid_t)syscall(SYS_gettid);
 
     r->before_ns = thread_slice_ns(tid);
-    r->asked = accel_vcpu_short_slice();
+    r->asked = accel_vcpu_short_slice(100 * 1000);
     r->after_ns = thread_slice_ns(tid);
     return NULL;
 }
