@@ -61,6 +61,7 @@ static void print_help(void)
            "  -smp N[,sockets=S,cores=C,threads=T]   vCPUs (1 to %d)\n"
            "  -accel kvm|test|tcg   accelerator, repeatable: the first that works is used\n"
            "                        (test: host threads write RAM, no /dev/kvm; tcg: none)\n"
+           "     [,x-vcpu-slice-us=N]  vCPU time slice asked of the scheduler (100; 0: kernel's)\n"
            "  -enable-kvm           same as -accel kvm\n"
            "  -machine pc|pc-i440fx-X.Y|none[,accel=a:b][,memory-backend=ID][,thp=on|off]\n"
            "  -object memory-backend-{ram,memfd,file},id=ID,size=SIZE[,mem-path=P][,share=on]\n"
