@@ -290,8 +290,9 @@ static void channel_file_writeback(MigrationChannel *ch)
  * The most one write() to a pipe or socket copies. This kernel does not
  * preempt a copy into a pipe: a vCPU woken while the snapshot's writer (at
  * idle priority) copied 1 MiB waited 0.4-0.5 ms for it. One write() into a
- * pipe took 160 us (p90 380 us) for 1 MiB here, 24 us (p90 50 us) for
- * 128 KiB; the price is 7 more calls per megabyte.
+ * pipe took 71-185 us (p90 100-260 us) for 1 MiB here, 15-34 us (p90
+ * 25-43 us) for 128 KiB (build/bench/pipe-write-cost); the price is 7 more
+ * calls per megabyte.
  */
 #define CHANNEL_WRITE_MAX (128u << 10)
 

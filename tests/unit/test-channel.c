@@ -169,11 +169,10 @@ static long proc_stat_field(const char *pid, int field)
     }
     p++;
     for (int f = 3; f <= field && *p; f++) {
-        char *end;
         while (*p == ' ') {
             p++;
         }
-        v = f == 3 ? -1 : strtol(p, &end, 10);
+        v = f == 3 ? -1 : strtol(p, NULL, 10);
         while (*p && *p != ' ') {
             p++;
         }
