@@ -28,36 +28,25 @@ uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
 /*
  * Serving a fault on a huge page: save all 2 MiB and release them in one
  * piece, which keeps the mapping huge, or save a small block, which splits
- * it (the collapse thread mends it later, for about a millisecond of copying
- * and a moment of the mmap lock; until then the guest runs on 4 KiB
- * mappings, which cost it TLB misses, and on this paravirtual host up to ten
- * times the CPU per page touched). Whole costs a 2 MiB copy on the vCPU's
- * wait (0.2-0.3 ms here, DESIGN.md's 1 ms on older machines) and 2 MiB of
- * pool. So: whole while the pool has room to spare and the copies measured
- * so far stay within this budget, the worst stall a snapshot may cause.
+ * it. A split costs the guest TLB misses (on this paravirtual host up to
+ * ten times the CPU per page touched) until the collapse after the
+ * snapshot, and the collapse holds the mmap lock for 0.13-12 ms. Whole
+ * costs a 2 MiB copy on the vCPU's wait (0.2-0.9 ms, a few over 1 ms) and
+ * 2 MiB of pool. So: whole whenever the pool has room to spare and is not
+ * being paced. (Splitting after slow whole copies was tried: the collapses
+ * it caused stalled the guest longer than the copies it avoided.)
  */
-#define HUGE_WHOLE_BUDGET_NS (1000 * 1000ULL)
 /* Room left for other faults after a whole save: this share of the pool, at least 64 pages. */
 #define HUGE_WHOLE_SPARE_DIVISOR 128
 #define HUGE_WHOLE_SPARE_MIN 64u
-/* After a slow copy, try whole again every so many huge faults (the machine may have calmed). */
-#define HUGE_WHOLE_REPROBE 32
 
 static bool fault_whole_huge(BackgroundSnapshot *bs)
 {
     uint32_t spare = MAX(page_pool_capacity(bs->pool) / HUGE_WHOLE_SPARE_DIVISOR,
                          HUGE_WHOLE_SPARE_MIN);
 
-    if (page_pool_available(bs->pool, PAGE_POOL_USER_FAULT) < SNAPSHOT_HUGE_PAGES + spare ||
-        snapshot_pacer_active(bs)) {
-        return false;
-    }
-    if (bs->huge_save_ns > HUGE_WHOLE_BUDGET_NS &&
-        ++bs->huge_small_since_probe < HUGE_WHOLE_REPROBE) {
-        return false;
-    }
-    bs->huge_small_since_probe = 0;
-    return true;
+    return page_pool_available(bs->pool, PAGE_POOL_USER_FAULT) >= SNAPSHOT_HUGE_PAGES + spare &&
+           !snapshot_pacer_active(bs);
 }
 
 /* The faulting page is ours: save an aligned block around it, then release it. */
@@ -107,10 +96,9 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
                                  n * SNAPSHOT_PAGE_SIZE);
         return;
     }
-    /* The cost of the choice is the copy and the release; a pool wait would be the same either way. */
-    uint64_t copy_start_ns = write_tracking_now_ns();
     uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
     __atomic_fetch_add(&bs->fig.pages_out_of_order, saved, __ATOMIC_RELAXED);
+    snapshot_scan_hint(bs, block_index, first + n);
     if (bs->epoch) {
         /* Epoch tracking: the written page goes (and saved ones ahead of a sequential writer). */
         epoch_tracking_release_saved(bs->epoch, bs, block_index,
@@ -119,9 +107,6 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
         snapshot_unprotect_saved(bs, block_index, first, n, true);
     }
     if (whole) {
-        /* A moving average over the last few whole saves. */
-        uint64_t ns = write_tracking_now_ns() - copy_start_ns;
-        bs->huge_save_ns = bs->huge_save_ns ? (3 * bs->huge_save_ns + ns) / 4 : ns;
         __atomic_fetch_add(&bs->fig.huge_whole_faults, 1, __ATOMIC_RELAXED);
     }
 }

@@ -84,8 +84,8 @@ typedef struct SnapshotCollapser {
     GMutex lock;
     GCond cond;
     GQueue queue;               /* SnapshotRange *: regions saved and released */
-    GQueue later;               /* refused while still protected: after the snapshot */
-    bool finishing;             /* protection is gone: do what is left, then stop */
+    bool finishing;             /* protection is gone: collapse the queue, then stop */
+    bool drained;               /* the thread has emptied the queue and is ending */
     bool unsupported;           /* the kernel has no MADV_COLLAPSE */
 } SnapshotCollapser;
 
@@ -136,6 +136,7 @@ typedef struct SnapshotWriter {
 typedef struct SnapshotFigures {
     uint64_t write_faults;      /* atomic: fault events served */
     uint64_t pages_out_of_order;
+    uint64_t pages_saved_ahead; /* atomic: saved by the scan running ahead of a fault */
     uint64_t pages_unpopulated; /* known zero in the pause */
     uint64_t huge_in_pause;     /* 2 MiB regions mapped huge in the pause */
     uint64_t huge_whole_faults; /* atomic: faults served by saving a whole huge page */
@@ -172,9 +173,6 @@ typedef struct BackgroundSnapshot {
     LatencyHistogram fault_latency;
     SnapshotFigures fig;
     uint32_t fault_block_max_pages;   /* power of two, 1..SNAPSHOT_FAULT_BLOCK_MAX_PAGES */
-    /* Fault thread only: what saving a whole huge page costs (moving average, ns). */
-    uint64_t huge_save_ns;
-    uint32_t huge_small_since_probe;
     /* atomic: 0 while the fault thread serves a fault, else when it last finished (ns) */
     uint64_t fault_idle_since_ns;
     bool aborting;              /* atomic: give up; fault handler releases without saving */
@@ -198,6 +196,8 @@ typedef struct BackgroundSnapshot {
     bool scan_lowered;          /* the scan thread is at SCHED_IDLE */
     bool scan_boosted;          /* atomic */          /* registering, populating, pool, threads */
     uint64_t scan_starved_until_ns; /* atomic: a starvation boost holds until then */
+    /* atomic: (block << 40 | page after the last fault's block) + 1, or 0; see snapshot-scan.c */
+    uint64_t scan_hint;
 } BackgroundSnapshot;
 
 /* snapshot-engine.c: the lifecycle, free of the migration core (unit-testable) */
@@ -350,6 +350,12 @@ bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void 
  * claims, so an idle-priority scan never holds a vCPU (priority inversion).
  */
 void snapshot_scan_boost(BackgroundSnapshot *bs);
+
+/*
+ * Called by the fault thread after saving a block that ends before @page:
+ * the scan saves the memory from @page on next (a sequential writer's path).
+ */
+void snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
 
 /*
  * Called by a watchdog when the scan made no progress for a while although

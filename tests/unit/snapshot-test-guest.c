@@ -265,6 +265,9 @@ bool tick(void *opaque)
 {
     TickCtx *t = opaque;
     t->ticks++;
+    if (t->on_tick) {
+        t->on_tick(t);
+    }
     return !t->cancel_after || t->ticks < t->cancel_after;
 }
 

@@ -81,9 +81,12 @@ typedef struct SnapshotResult {
 typedef struct TickCtx {
     unsigned ticks;
     unsigned cancel_after;      /* 0: never */
+    /* Called in the scan thread before each chunk it saves, after counting (may be NULL). */
+    void (*on_tick)(struct TickCtx *t);
+    void *opaque;
 } TickCtx;
 
-/* The scan's progress callback: counts, and cancels after cancel_after ticks. */
+/* The scan's progress callback: counts, runs on_tick, and cancels after cancel_after ticks. */
 bool tick(void *opaque);
 
 /* Run the engine as background_snapshot_run() does, with the test guest's pause. */
