@@ -702,8 +702,9 @@ static void assert_info_migrate_completed(const char *out)
 {
     static const char *const lines[] = {
         "Migration status: completed", "transferred ram: ", "write faults: ",
-        "pages saved out of order: ", "pages saved ahead of faults: ", "fault service (us): p50 ", "buffer pool: ",
-        "pages unpopulated: ", "snapshot downtime: ", "write-protect setup: ",
+        "pages saved out of order: ", "pages saved ahead of faults: ",
+        "fault service (us): p50 ", "buffer pool: ", "pages unpopulated: ",
+        "snapshot downtime: ", "write-protect setup: ",
     };
 
     for (guint i = 0; i < G_N_ELEMENTS(lines); i++) {
