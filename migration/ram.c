@@ -227,14 +227,51 @@ static bool ram_sync(RamSaveState *rs, GError **errp)
 }
 
 /*
+ * Settling (see ram.h): once what is left fits the limit, a few more live
+ * passes while each at least halves it. Each costs its copy time with the
+ * guest running, and the pause shrinks with what is left: QEMU's rule alone
+ * stopped a 512 MiB guest writing 128 MiB for 15 ms of copying, where two or
+ * three more passes of a few milliseconds leave well under one.
+ */
+bool ram_switch_over_ready(RamConvergence *c, uint64_t remaining, uint64_t bandwidth,
+                           uint64_t limit_ms)
+{
+    if (remaining == 0 || !bandwidth) {
+        return true;
+    }
+    bool halved = remaining <= c->last_remaining / 2;
+
+    c->last_remaining = remaining;
+    if (remaining > bandwidth / 1000 * limit_ms) {
+        return false;       /* QEMU's rule: not yet */
+    }
+    /*
+     * A pass that did not halve the rest ends settling, unless the rest grew
+     * past the best so far (a pass slowed by the host or the sink): then one
+     * more is likely to bring it back down.
+     */
+    bool ready = remaining <= RAM_SETTLE_BYTES || c->settle_passes == RAM_SETTLE_PASSES ||
+                 (!halved && c->best_remaining && remaining <= c->best_remaining);
+    if (!c->best_remaining || remaining < c->best_remaining) {
+        c->best_remaining = remaining;
+    }
+    if (!ready) {
+        c->settle_passes++;
+    }
+    return ready;
+}
+
+/*
  * Live passes until what is left fits the downtime limit at the bandwidth
- * the last pass achieved (QEMU's switch-over rule). A guest that dirties
- * faster than the sink drains never converges; migrate_cancel ends it.
+ * the last pass achieved (QEMU's switch-over rule), then settling. A guest
+ * that dirties faster than the sink drains never converges; migrate_cancel
+ * ends it.
  */
 static bool ram_iterate(RamSaveState *rs, GError **errp)
 {
     MigrationState *s = rs->s;
     uint64_t bandwidth = 0;
+    RamConvergence conv = { .last_remaining = UINT64_MAX };
 
     for (;;) {
         uint64_t start = migration_now_us();
@@ -267,8 +304,7 @@ static bool ram_iterate(RamSaveState *rs, GError **errp)
         g_debug("precopy pass: %" PRIu64 " bytes in %" PRIu64 " us, %" PRIu64
                 " bytes dirty, bandwidth %" PRIu64 " B/s", sent, elapsed_us, remaining,
                 bandwidth);
-        if (remaining == 0 || !bandwidth ||
-            remaining <= bandwidth / 1000 * limit_ms) {
+        if (ram_switch_over_ready(&conv, remaining, bandwidth, limit_ms)) {
             return true;
         }
     }

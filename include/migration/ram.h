@@ -4,6 +4,7 @@
 #define MIGRATION_RAM_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <glib.h>
 
 typedef struct MigrationState MigrationState;
@@ -24,5 +25,28 @@ typedef struct StreamFile StreamFile;
  * resuming. Fails on stream errors and when cancelled.
  */
 bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp);
+
+/*
+ * Settling: once what is left fits the limit, up to this many more live
+ * passes while each at least halves it (or it grew past its best) and it
+ * is over RAM_SETTLE_BYTES.
+ */
+#define RAM_SETTLE_PASSES 4u
+#define RAM_SETTLE_BYTES (256u * 1024u)
+
+/* Precopy's switch-over decision, one per migration. */
+typedef struct RamConvergence {
+    uint64_t last_remaining;    /* dirty bytes after the pass before; UINT64_MAX at first */
+    uint64_t best_remaining;    /* the least left after a pass within the limit; 0: none yet */
+    unsigned settle_passes;     /* passes made although the limit was already met */
+} RamConvergence;
+
+/*
+ * After a live pass left @remaining dirty bytes at @bandwidth (bytes/s):
+ * true to stop the guest and send the rest. QEMU's rule (the rest fits
+ * @limit_ms at that bandwidth), then settling.
+ */
+bool ram_switch_over_ready(RamConvergence *c, uint64_t remaining, uint64_t bandwidth,
+                           uint64_t limit_ms);
 
 #endif

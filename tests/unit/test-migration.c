@@ -9,6 +9,7 @@
 
 #include "accel/accel.h"
 #include "migration/channel.h"
+#include "migration/ram.h"
 #include "migration/savevm.h"
 #include "migration/stream-file.h"
 #include "migration/vmstate.h"
@@ -333,6 +334,57 @@ static void test_precopy_file_live(void)
     fake_machine_free(m);
     g_unlink(path);
     g_rmdir(dir);
+}
+
+/* The switch-over rule, then settling passes while each halves what is left. */
+static void test_switch_over_settles(void)
+{
+    const uint64_t bw = 1000 * MiB;     /* 1 MiB per ms: a 300 ms limit allows 300 MiB */
+    RamConvergence c = { .last_remaining = UINT64_MAX };
+
+    /* Over the limit: go on, whatever the trend. */
+    g_assert_false(ram_switch_over_ready(&c, 400 * MiB, bw, 300));
+    /* Under it: settle while each pass at least halves the rest. */
+    g_assert_false(ram_switch_over_ready(&c, 35 * MiB, bw, 300));
+    g_assert_false(ram_switch_over_ready(&c, 6 * MiB, bw, 300));
+    g_assert_false(ram_switch_over_ready(&c, 1 * MiB, bw, 300));
+    /* Small enough: stop. */
+    g_assert_true(ram_switch_over_ready(&c, RAM_SETTLE_BYTES, bw, 300));
+
+    /* A pass that does not halve the rest ends settling. */
+    c = (RamConvergence){ .last_remaining = UINT64_MAX };
+    g_assert_false(ram_switch_over_ready(&c, 40 * MiB, bw, 300));
+    g_assert_true(ram_switch_over_ready(&c, 30 * MiB, bw, 300));
+
+    /*
+     * Unless the rest grew past its best (a slow pass): go on, also through
+     * passes over the limit, which do not count.
+     */
+    c = (RamConvergence){ .last_remaining = UINT64_MAX };
+    g_assert_false(ram_switch_over_ready(&c, 35 * MiB, bw, 300));
+    g_assert_false(ram_switch_over_ready(&c, 128 * MiB, 100 * MiB, 300));
+    g_assert_false(ram_switch_over_ready(&c, 100 * MiB, bw, 300));
+    g_assert_false(ram_switch_over_ready(&c, 8 * MiB, bw, 300));
+    g_assert_true(ram_switch_over_ready(&c, 7 * MiB, bw, 300));
+    g_assert_cmpuint(c.settle_passes, ==, 3);
+
+    /* At most RAM_SETTLE_PASSES more passes, however fast it shrinks. */
+    c = (RamConvergence){ .last_remaining = UINT64_MAX };
+    uint64_t rest = 256 * MiB;
+    unsigned passes = 0;
+    while (!ram_switch_over_ready(&c, rest, bw, 300)) {
+        passes++;
+        rest /= 3;
+    }
+    g_assert_cmpuint(passes, ==, RAM_SETTLE_PASSES);
+    g_assert_cmpuint(rest, >, RAM_SETTLE_BYTES);
+
+    /* Nothing left, or no bandwidth measured yet: stop (as before). */
+    c = (RamConvergence){ .last_remaining = UINT64_MAX };
+    g_assert_true(ram_switch_over_ready(&c, 0, bw, 300));
+    g_assert_true(ram_switch_over_ready(&c, 10 * MiB, 0, 300));
+    /* downtime-limit 0: only nothing left switches over. */
+    g_assert_false(ram_switch_over_ready(&c, 4096, bw, 0));
 }
 
 static void test_precopy_paused_guest(void)
@@ -789,6 +841,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/migration/precopy/file-live", test_precopy_file_live);
     g_test_add_func("/migration/precopy/paused-guest", test_precopy_paused_guest);
+    g_test_add_func("/migration/precopy/switch-over-settles", test_switch_over_settles);
     g_test_add_func("/migration/precopy/memfd-holes-not-read", test_precopy_memfd_holes);
     g_test_add_data_func("/migration/precopy/untouched-not-read/live", GINT_TO_POINTER(1),
                          test_precopy_anonymous_untouched);
