@@ -293,6 +293,7 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
     st->write_faults = __atomic_load_n(&bs->fig.write_faults, __ATOMIC_RELAXED);
     st->pages_out_of_order = __atomic_load_n(&bs->fig.pages_out_of_order, __ATOMIC_RELAXED);
     st->pages_saved_ahead = __atomic_load_n(&bs->fig.pages_saved_ahead, __ATOMIC_RELAXED);
+    st->pages_saved_in_pause = __atomic_load_n(&bs->fig.pages_saved_in_pause, __ATOMIC_RELAXED);
     st->fault_us_p50 = latency_histogram_percentile_us(h, 50);
     st->fault_us_p99 = latency_histogram_percentile_us(h, 99);
     st->fault_us_p999 = latency_histogram_percentile_us(h, 99.9);

@@ -137,6 +137,7 @@ typedef struct SnapshotFigures {
     uint64_t write_faults;      /* atomic: fault events served */
     uint64_t pages_out_of_order;
     uint64_t pages_saved_ahead; /* atomic: saved by the scan running ahead of a fault */
+    uint64_t pages_saved_in_pause; /* written in the pause only: hot ranges saved there */
     uint64_t pages_unpopulated; /* known zero in the pause */
     uint64_t huge_in_pause;     /* 2 MiB regions mapped huge in the pause */
     uint64_t huge_whole_faults; /* atomic: faults served by saving a whole huge page */

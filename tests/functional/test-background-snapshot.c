@@ -703,6 +703,7 @@ static void assert_info_migrate_completed(const char *out)
     static const char *const lines[] = {
         "Migration status: completed", "transferred ram: ", "write faults: ",
         "pages saved out of order: ", "pages saved ahead of faults: ",
+        "pages saved in the pause: ",
         "fault service (us): p50 ", "buffer pool: ", "pages unpopulated: ",
         "snapshot downtime: ", "write-protect setup: ",
     };

@@ -83,6 +83,8 @@ typedef struct TickCtx {
     unsigned cancel_after;      /* 0: never */
     /* Called in the scan thread before each chunk it saves, after counting (may be NULL). */
     void (*on_tick)(struct TickCtx *t);
+    /* Called by run_snapshot() between the early protect and the pause (may be NULL). */
+    void (*before_pause)(struct TickCtx *t);
     void *opaque;
 } TickCtx;
 
