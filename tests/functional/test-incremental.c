@@ -199,7 +199,8 @@ static TestVm *restore_and_continue(const IncCase *c, const char *path, const ch
 static void test_chain(IncFixture *f, gconstpointer data)
 {
     const IncCase *c = data;
-    g_autofree char *paths[I_CHAIN] = { NULL };
+    /* A NULL-terminated vector: g_autofree on an array would free only its first string. */
+    g_auto(GStrv) paths = g_new0(char *, I_CHAIN + 1);
     uint64_t steps[I_CHAIN];
 
     if (case_skip(c)) {
