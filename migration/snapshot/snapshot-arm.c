@@ -315,6 +315,52 @@ static bool save_hot_range(BackgroundSnapshot *bs, const SnapshotRange *r, GErro
     return true;
 }
 
+/*
+ * Under arm_lock, in the pause: what faults released before it is returned
+ * to be saved here (hot), or added to @protect, to be protected again; so is
+ * what got data since the early protect (it held none then, so nothing
+ * protected it), unless it is hot. @protect comes back merged.
+ */
+static GArray *split_hot_ranges(BackgroundSnapshot *bs, GArray *protect)
+{
+    GArray *hot = g_array_new(false, false, sizeof(SnapshotRange));
+    g_autoptr(GArray) fresh = g_array_new(false, false, sizeof(SnapshotRange));
+    uint64_t pool_bytes = (uint64_t)page_pool_capacity(bs->pool) * SNAPSHOT_PAGE_SIZE;
+    uint64_t hot_bytes = 0;
+
+    for (guint i = 0; i < bs->prearm_released->len; i++) {
+        SnapshotRange *r = &g_array_index(bs->prearm_released, SnapshotRange, i);
+        /* Pages larger than 2 MiB (hugetlbfs) change protection whole: protect them. */
+        g_array_append_val(bs->blocks[r->block_index].group_pages > SNAPSHOT_HUGE_PAGES
+                           ? protect : hot, *r);
+    }
+    ranges_merge(hot);
+    for (guint i = 0; i < hot->len; i++) {
+        hot_bytes += g_array_index(hot, SnapshotRange, i).len;
+    }
+    if (hot_bytes > MIN(HOT_SAVE_MAX_BYTES, pool_bytes / 8)) {
+        /* A guest writing this much: too long a pause, or too much of a small pool. */
+        g_array_append_vals(protect, hot->data, hot->len);
+        g_array_set_size(hot, 0);
+    }
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+        regions_with(fresh, i, sb, sb->zero_before, false, sb->zero_at_pause);
+    }
+    for (guint i = 0; i < fresh->len; i++) {
+        SnapshotRange *r = &g_array_index(fresh, SnapshotRange, i);
+        if (!overlaps_any(hot, r)) {
+            g_array_append_val(protect, *r);
+        }
+    }
+    ranges_merge(protect);
+    if (protect->len > PROTECT_MAX_RANGES) {
+        /* Then all of RAM is protected, hot ranges included: nothing to save early. */
+        g_array_set_size(hot, 0);
+    }
+    return hot;
+}
+
 bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
 {
     uint64_t start = write_tracking_now_ns();
@@ -331,51 +377,7 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
 
     g_mutex_lock(&bs->arm_lock);
     if (ok && bs->prearmed) {
-        /*
-         * What faults released before the pause is saved here (hot) or
-         * protected again; what got data since the early protect held none
-         * then, so nothing protected it: protect it (unless it is hot).
-         */
-        hot = g_array_new(false, false, sizeof(SnapshotRange));
-        for (guint i = 0; i < bs->prearm_released->len; i++) {
-            SnapshotRange *r = &g_array_index(bs->prearm_released, SnapshotRange, i);
-            /* Pages larger than 2 MiB (hugetlbfs) change protection whole: protect them. */
-            if (bs->blocks[r->block_index].group_pages > SNAPSHOT_HUGE_PAGES) {
-                g_array_append_val(ranges, *r);
-            } else {
-                g_array_append_val(hot, *r);
-            }
-        }
-        ranges_merge(hot);
-        uint64_t hot_bytes = 0;
-        for (guint i = 0; i < hot->len; i++) {
-            hot_bytes += g_array_index(hot, SnapshotRange, i).len;
-        }
-        uint64_t pool_bytes = (uint64_t)page_pool_capacity(bs->pool) * SNAPSHOT_PAGE_SIZE;
-        if (hot_bytes > MIN(HOT_SAVE_MAX_BYTES, pool_bytes / 8)) {
-            /*
-             * A guest writing this much: too long a pause, or too much of a
-             * small pool; protect it all again.
-             */
-            g_array_append_vals(ranges, hot->data, hot->len);
-            g_array_set_size(hot, 0);
-        }
-        g_autoptr(GArray) fresh = g_array_new(false, false, sizeof(SnapshotRange));
-        for (unsigned i = 0; i < bs->nr_blocks; i++) {
-            SnapshotBlock *sb = &bs->blocks[i];
-            regions_with(fresh, i, sb, sb->zero_before, false, sb->zero_at_pause);
-        }
-        for (guint i = 0; i < fresh->len; i++) {
-            SnapshotRange *r = &g_array_index(fresh, SnapshotRange, i);
-            if (!overlaps_any(hot, r)) {
-                g_array_append_val(ranges, *r);
-            }
-        }
-        ranges_merge(ranges);
-        if (ranges->len > PROTECT_MAX_RANGES) {
-            /* Protected whole below, hot ranges included: nothing to save early. */
-            g_array_set_size(hot, 0);
-        }
+        hot = split_hot_ranges(bs, ranges);
     }
     if (ok) {
         ok = (bs->prearmed && ranges->len <= PROTECT_MAX_RANGES)

@@ -211,7 +211,7 @@ typedef struct ScanCursor {
     unsigned ahead_left;
 } ScanCursor;
 
-static bool cursor_take(ScanCursor *c, BackgroundSnapshot *bs, unsigned b, uint64_t first)
+static bool cursor_take(ScanCursor *c, unsigned b, uint64_t first)
 {
     uint64_t i = first / c->chunk;
 
@@ -239,7 +239,7 @@ static bool cursor_next(ScanCursor *c, BackgroundSnapshot *bs, unsigned *block, 
 
         c->ahead_left--;
         c->ahead_first += c->chunk;
-        if (f >= sb->pages || !cursor_take(c, bs, c->ahead_block, f)) {
+        if (f >= sb->pages || !cursor_take(c, c->ahead_block, f)) {
             c->ahead_left = 0;      /* caught up with what is done: back to the walk */
             break;
         }
@@ -250,7 +250,7 @@ static bool cursor_next(ScanCursor *c, BackgroundSnapshot *bs, unsigned *block, 
     }
     for (; c->block < bs->nr_blocks; c->block++, c->first = 0) {
         for (; c->first < bs->blocks[c->block].pages; c->first += c->chunk) {
-            if (cursor_take(c, bs, c->block, c->first)) {
+            if (cursor_take(c, c->block, c->first)) {
                 *block = c->block;
                 *first = c->first;
                 *ahead = false;
