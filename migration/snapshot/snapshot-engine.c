@@ -118,7 +118,6 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
     uint32_t reserve = page_pool_max_take(bs->pool, PAGE_POOL_USER_FAULT) -
                        page_pool_max_take(bs->pool, PAGE_POOL_USER_SCAN);
     bs->fault_block_max_pages = pow2_floor(MAX(1u, MIN(FAULT_BLOCK_DEFAULT_PAGES, reserve)));
-    bs->slow_read_ns = SNAPSHOT_SLOW_READ_NS;
 
     /*
      * Without the page tables' word on what is unpopulated, never-touched
@@ -295,7 +294,6 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
     st->pages_out_of_order = __atomic_load_n(&bs->fig.pages_out_of_order, __ATOMIC_RELAXED);
     st->pages_saved_ahead = __atomic_load_n(&bs->fig.pages_saved_ahead, __ATOMIC_RELAXED);
     st->pages_saved_in_pause = __atomic_load_n(&bs->fig.pages_saved_in_pause, __ATOMIC_RELAXED);
-    st->pages_read_via_kernel = __atomic_load_n(&bs->fig.pages_read_via_kernel, __ATOMIC_RELAXED);
     st->fault_us_p50 = latency_histogram_percentile_us(h, 50);
     st->fault_us_p99 = latency_histogram_percentile_us(h, 99);
     st->fault_us_p999 = latency_histogram_percentile_us(h, 99.9);

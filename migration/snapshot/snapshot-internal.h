@@ -138,7 +138,6 @@ typedef struct SnapshotFigures {
     uint64_t pages_out_of_order;
     uint64_t pages_saved_ahead; /* atomic: saved by the scan running ahead of a fault */
     uint64_t pages_saved_in_pause; /* written in the pause only: hot ranges saved there */
-    uint64_t pages_read_via_kernel; /* atomic: copied with process_vm_readv (snapshot-read.c) */
     uint64_t pages_unpopulated; /* known zero in the pause */
     uint64_t huge_in_pause;     /* 2 MiB regions mapped huge in the pause */
     uint64_t huge_whole_faults; /* atomic: faults served by saving a whole huge page */
@@ -153,14 +152,6 @@ typedef struct SnapshotFigures {
     uint64_t scan_boosts;       /* under scan_prio_lock */
     uint64_t scan_starved_boosts; /* under scan_prio_lock */
 } SnapshotFigures;
-
-/*
- * Reading a page of guest RAM for the first time after its first write
- * protection took 1.4-2 us here (a paravirtual host rebuilding its view of
- * our mapping; a 2 MiB fault 1.0-1.6 ms instead of 0.3), against 0.03 us
- * otherwise; the kernel's own mapping of the same memory is not affected.
- */
-#define SNAPSHOT_SLOW_READ_NS 1000
 
 typedef struct BackgroundSnapshot {
     GPtrArray *ram_blocks;      /* RamBlock *, borrowed from the machine */
@@ -183,11 +174,6 @@ typedef struct BackgroundSnapshot {
     LatencyHistogram fault_latency;
     SnapshotFigures fig;
     uint32_t fault_block_max_pages;   /* power of two, 1..SNAPSHOT_FAULT_BLOCK_MAX_PAGES */
-    /*
-     * atomic: first reads slower than this per page (ns) switch the rest of
-     * a block to the kernel's mapping; 0: always, UINT32_MAX: never
-     */
-    uint32_t slow_read_ns;
     /* atomic: 0 while the fault thread serves a fault, else when it last finished (ns) */
     uint64_t fault_idle_since_ns;
     bool aborting;              /* atomic: give up; fault handler releases without saving */
@@ -400,16 +386,6 @@ void snapshot_mark_saved(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t fir
 uint64_t snapshot_save_claimed(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                                uint64_t n, const unsigned long *claimed, uint32_t *slots,
                                uint32_t nslots, const unsigned long *unpopulated);
-
-/*
- * Copy page i of @base (@from <= i < @n) set in @claimed and not in @skip
- * (may be NULL), in order, into @slots[0], @slots[1], ... of @pool, with
- * process_vm_readv() on this process: through the kernel's mapping of the
- * memory, not ours. Returns the number of pages copied, or -errno.
- */
-int64_t snapshot_read_pages(const uint8_t *base, const unsigned long *claimed,
-                            const unsigned long *skip, uint64_t from, uint64_t n,
-                            PagePool *pool, const uint32_t *slots);
 
 /*
  * Remove protection from [@first, @first + @n) of block @block_index where

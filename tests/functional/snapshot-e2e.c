@@ -191,7 +191,6 @@ uint64_t snap_check_figures(QmpClient *c, const SnapImageInfo *img)
     g_assert_cmpint(json_object_get_int_member(bs, "pages-out-of-order"), >=, 0);
     g_assert_cmpint(json_object_get_int_member(bs, "pages-saved-ahead"), >=, 0);
     g_assert_cmpint(json_object_get_int_member(bs, "pages-saved-in-pause"), >=, 0);
-    g_assert_cmpint(json_object_get_int_member(bs, "pages-read-via-kernel"), >=, 0);
     g_assert_cmpint(json_object_get_int_member(bs, "pages-unpopulated"), >=, 0);
     p50 = json_object_get_int_member(bs, "fault-service-p50-us");
     p99 = json_object_get_int_member(bs, "fault-service-p99-us");

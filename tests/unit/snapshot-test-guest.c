@@ -277,9 +277,6 @@ void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
     memset(res, 0, sizeof(*res));
     BackgroundSnapshot *bs = snapshot_engine_new(g->blocks, pool_bytes, f, NULL, &res->error);
     g_assert_no_error(res->error);
-    if (t && t->read_via_kernel) {
-        bs->slow_read_ns = 0;
-    }
 
     /* Protect while the writers run, and let them write for a while before the pause. */
     g_assert_true(snapshot_engine_prearm(bs, &res->error));

@@ -85,8 +85,6 @@ typedef struct TickCtx {
     void (*on_tick)(struct TickCtx *t);
     /* Called by run_snapshot() between the early protect and the pause (may be NULL). */
     void (*before_pause)(struct TickCtx *t);
-    /* Copy every populated page through the kernel's mapping (process_vm_readv). */
-    bool read_via_kernel;
     void *opaque;
 } TickCtx;
 

@@ -318,88 +318,6 @@ static void test_hot_saved_in_pause(void)
     guest_free(g);
 }
 
-/*
- * Every page copied through the kernel's mapping: the same image, zero pages
- * still found, and unpopulated ones still not read (check_image compares
- * every byte with RAM at the pause).
- */
-static void test_read_via_kernel(void)
-{
-    if (!wp_available()) {
-        return;
-    }
-    TestGuest *g = guest_new(true);
-    StreamFile *f = stream_file_new_memory_output();
-    TickCtx t = { .read_via_kernel = true };
-    SnapshotResult res;
-
-    /* Zero pages among data ones in the cold part: a copied page's slot is moved, not reused. */
-    for (uint64_t off = HOT_SIZE; off < HOT_SIZE + COLD_SIZE; off += 3 * PAGE) {
-        memset(g->rb[0].host + off, 0, PAGE);
-    }
-    g_usleep(20000);
-    run_snapshot(g, f, 8 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
-    print_stats("snapshot read through the kernel's mapping", &res, g);
-    g_assert_cmpuint(res.stats.pages_read_via_kernel, >, 0);
-    g_assert_cmpuint(res.stats.pages_read_via_kernel, <=, res.data_pages + res.zero_pages);
-    g_assert_cmpuint(res.zero_pages, >=, COLD_SIZE / PAGE / 3);
-    result_clear(&res);
-    stream_file_free(f);
-    guest_free(g);
-
-}
-
-/* The copy itself: chosen pages in order, holes and skipped pages left out, bad ranges refused. */
-static void test_read_pages(void)
-{
-    const unsigned n = 200;
-    uint8_t *mem = mmap(NULL, (n + 1) * PAGE, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    g_assert_true(mem != MAP_FAILED);
-    unsigned long claimed[BITMAP_WORDS(200)] = { 0 };
-    unsigned long skip[BITMAP_WORDS(200)] = { 0 };
-    g_autoptr(GError) err = NULL;
-    PagePool *pool = page_pool_new(n * PAGE, 0, 0, &err);
-    g_assert_no_error(err);
-    uint32_t slots[200];
-    g_assert_true(page_pool_take(pool, n, PAGE_POOL_USER_FAULT, false, slots));
-
-    for (unsigned i = 0; i < n; i++) {
-        memset(mem + i * PAGE, 0x11 + i % 200, PAGE);
-        mem[i * PAGE + 7] = (uint8_t)(i >> 3);
-        if (i % 3 != 0) {
-            bitmap_set_bit(claimed, i);
-        }
-        if (i % 7 == 0) {
-            bitmap_set_bit(skip, i);
-        }
-    }
-    const unsigned from = 5;
-    int64_t got = snapshot_read_pages(mem, claimed, skip, from, n, pool, slots);
-    unsigned j = 0;
-    for (unsigned i = from; i < n; i++) {
-        if (!bitmap_test_bit(claimed, i) || bitmap_test_bit(skip, i)) {
-            continue;
-        }
-        g_assert_cmpmem(page_pool_page(pool, slots[j]), PAGE, mem + i * PAGE, PAGE);
-        j++;
-    }
-    g_assert_cmpint(got, ==, j);
-    g_assert_cmpuint(j, >, 100);
-
-    /* A page that is not mapped: the copy fails rather than returning short. */
-    g_assert_cmpint(munmap(mem + 100 * PAGE, PAGE), ==, 0);
-    got = snapshot_read_pages(mem, claimed, NULL, 0, n, pool, slots);
-    g_assert_cmpint(got, <, 0);
-
-    page_pool_put(pool, slots, n);
-    page_pool_free(pool);
-    munmap(mem, (n + 1) * PAGE);
-}
-
 static void test_default_pool_size(void)
 {
     g_assert_cmpuint(snapshot_default_pool_size(32 * MIB), ==, 16 * MIB);
@@ -620,8 +538,6 @@ int main(int argc, char **argv)
     g_test_add_func("/background-snapshot/engine/idle-guest", test_idle_guest);
     g_test_add_func("/background-snapshot/engine/scan-runs-ahead", test_scan_runs_ahead);
     g_test_add_func("/background-snapshot/engine/hot-saved-in-pause", test_hot_saved_in_pause);
-    g_test_add_func("/background-snapshot/engine/read-via-kernel", test_read_via_kernel);
-    g_test_add_func("/background-snapshot/read-pages", test_read_pages);
     g_test_add_func("/background-snapshot/run/load-equals-pause", test_run_and_load);
     g_test_add_func("/background-snapshot/run/check-capability", test_check_capability);
     g_test_add_func("/background-snapshot/default-pool-size", test_default_pool_size);
