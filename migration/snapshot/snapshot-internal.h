@@ -153,6 +153,9 @@ typedef struct SnapshotFigures {
     uint64_t scan_starved_boosts; /* under scan_prio_lock */
 } SnapshotFigures;
 
+/* Ranges saved in the pause whose next chunk the scan saves first. */
+#define SNAPSHOT_PAUSE_NEXT_MAX 8
+
 typedef struct BackgroundSnapshot {
     GPtrArray *ram_blocks;      /* RamBlock *, borrowed from the machine */
     SnapshotBlock *blocks;
@@ -199,6 +202,13 @@ typedef struct BackgroundSnapshot {
     uint64_t scan_starved_until_ns; /* atomic: a starvation boost holds until then */
     /* atomic: (block << 40 | page after the last fault's block) + 1, or 0; see snapshot-scan.c */
     uint64_t scan_hint;
+    /*
+     * Written in the pause, read by the scan after it: the page after each
+     * range saved there (block << 40 | page), where a guest writing in order
+     * goes next; the scan saves those chunks first.
+     */
+    uint64_t pause_next[SNAPSHOT_PAUSE_NEXT_MAX];
+    unsigned nr_pause_next;
 } BackgroundSnapshot;
 
 /* snapshot-engine.c: the lifecycle, free of the migration core (unit-testable) */
@@ -357,6 +367,9 @@ void snapshot_scan_boost(BackgroundSnapshot *bs);
  * the scan saves the memory from @page on next (a sequential writer's path).
  */
 void snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
+
+/* In the pause: the scan's first chunks are the ones at @page, for up to SNAPSHOT_PAUSE_NEXT_MAX calls. */
+void snapshot_scan_start_at(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
 
 /*
  * Called by a watchdog when the scan made no progress for a while although

@@ -200,7 +200,17 @@ void snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t p
     }
 }
 
-/* The scan's position: a run ahead of the last fault, or the walk from the start. */
+void snapshot_scan_start_at(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
+{
+    if (page < bs->blocks[block_index].pages && bs->nr_pause_next < SNAPSHOT_PAUSE_NEXT_MAX) {
+        bs->pause_next[bs->nr_pause_next++] = (uint64_t)block_index << SCAN_HINT_PAGE_BITS | page;
+    }
+}
+
+/*
+ * The scan's position: a run ahead of the last fault, the chunks after what
+ * the pause saved, or the walk from the start.
+ */
 typedef struct ScanCursor {
     unsigned long **done;       /* per block, one bit per chunk handed to scan_chunk() */
     uint64_t chunk;             /* pages per chunk */
@@ -209,6 +219,7 @@ typedef struct ScanCursor {
     unsigned ahead_block;       /* the run ahead: ahead_left chunks from ahead_first */
     uint64_t ahead_first;
     unsigned ahead_left;
+    unsigned pause_next;        /* bs->pause_next[] handed out so far */
 } ScanCursor;
 
 static bool cursor_take(ScanCursor *c, unsigned b, uint64_t first)
@@ -247,6 +258,18 @@ static bool cursor_next(ScanCursor *c, BackgroundSnapshot *bs, unsigned *block, 
         *first = f;
         *ahead = true;
         return true;
+    }
+    while (c->pause_next < bs->nr_pause_next) {
+        uint64_t at = bs->pause_next[c->pause_next++];
+        unsigned b = at >> SCAN_HINT_PAGE_BITS;
+        uint64_t f = (at & ((1ULL << SCAN_HINT_PAGE_BITS) - 1)) / c->chunk * c->chunk;
+
+        if (cursor_take(c, b, f)) {
+            *block = b;
+            *first = f;
+            *ahead = true;
+            return true;
+        }
     }
     for (; c->block < bs->nr_blocks; c->block++, c->first = 0) {
         for (; c->first < bs->blocks[c->block].pages; c->first += c->chunk) {
