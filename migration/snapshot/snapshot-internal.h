@@ -205,7 +205,7 @@ typedef struct BackgroundSnapshot {
     /*
      * Written in the pause, read by the scan after it: the page after each
      * range saved there (block << 40 | page), where a guest writing in order
-     * goes next; the scan saves those chunks first.
+     * goes next; the scan runs ahead from each first.
      */
     uint64_t pause_next[SNAPSHOT_PAUSE_NEXT_MAX];
     unsigned nr_pause_next;
@@ -368,7 +368,11 @@ void snapshot_scan_boost(BackgroundSnapshot *bs);
  */
 void snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
 
-/* In the pause: the scan's first chunks are the ones at @page, for up to SNAPSHOT_PAUSE_NEXT_MAX calls. */
+/*
+ * In the pause, after saving a range that ends before @page: the scan runs
+ * ahead from @page first (up to SNAPSHOT_PAUSE_NEXT_MAX such runs, a chunk
+ * of each in turn), as after a fault.
+ */
 void snapshot_scan_start_at(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
 
 /*

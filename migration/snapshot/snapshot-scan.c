@@ -219,7 +219,10 @@ typedef struct ScanCursor {
     unsigned ahead_block;       /* the run ahead: ahead_left chunks from ahead_first */
     uint64_t ahead_first;
     unsigned ahead_left;
-    unsigned pause_next;        /* bs->pause_next[] handed out so far */
+    /* Runs ahead of what the pause saved, taken in turn: chunks left in each, and whose turn. */
+    unsigned pause_left[SNAPSHOT_PAUSE_NEXT_MAX];
+    unsigned pause_live;
+    unsigned pause_turn;
 } ScanCursor;
 
 static bool cursor_take(ScanCursor *c, unsigned b, uint64_t first)
@@ -259,12 +262,29 @@ static bool cursor_next(ScanCursor *c, BackgroundSnapshot *bs, unsigned *block, 
         *ahead = true;
         return true;
     }
-    while (c->pause_next < bs->nr_pause_next) {
-        uint64_t at = bs->pause_next[c->pause_next++];
-        unsigned b = at >> SCAN_HINT_PAGE_BITS;
-        uint64_t f = (at & ((1ULL << SCAN_HINT_PAGE_BITS) - 1)) / c->chunk * c->chunk;
+    /*
+     * Then one chunk at a time after each range the pause saved, in turn: the
+     * guest is going on after one of them (its counters are another), and
+     * each chunk saved there is one fault fewer if it is that one.
+     */
+    while (c->pause_live) {
+        unsigned i = c->pause_turn++ % bs->nr_pause_next;
 
-        if (cursor_take(c, b, f)) {
+        if (!c->pause_left[i]) {
+            continue;
+        }
+        unsigned depth = SCAN_AHEAD_CHUNKS - c->pause_left[i];
+        uint64_t at = bs->pause_next[i];
+        unsigned b = at >> SCAN_HINT_PAGE_BITS;
+        uint64_t f = ((at & ((1ULL << SCAN_HINT_PAGE_BITS) - 1)) / c->chunk + depth) * c->chunk;
+        bool took = f < bs->blocks[b].pages && cursor_take(c, b, f);
+
+        /* Caught up with what is done, or the block's end: that run is over. */
+        c->pause_left[i] = took ? c->pause_left[i] - 1 : 0;
+        if (!c->pause_left[i]) {
+            c->pause_live--;
+        }
+        if (took) {
             *block = b;
             *first = f;
             *ahead = true;
@@ -298,6 +318,10 @@ bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void 
     uint64_t first;
     bool ahead;
 
+    for (unsigned i = 0; i < bs->nr_pause_next; i++) {
+        c.pause_left[i] = SCAN_AHEAD_CHUNKS;
+    }
+    c.pause_live = bs->nr_pause_next;
     c.done = g_new0(unsigned long *, bs->nr_blocks);
     for (b = 0; b < bs->nr_blocks; b++) {
         c.done[b] = bitmap_new((bs->blocks[b].pages + c.chunk - 1) / c.chunk);
