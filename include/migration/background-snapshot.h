@@ -16,7 +16,7 @@ typedef struct StreamFile StreamFile;
 typedef struct BackgroundSnapshotStats {
     uint64_t write_faults;          /* write-fault events served */
     uint64_t pages_out_of_order;    /* pages saved by the fault handler */
-    uint64_t pages_saved_ahead;     /* pages the scan saved right after a fault's, ahead of the guest */
+    uint64_t pages_saved_ahead;     /* saved by the scan after a fault's or the pause's range */
     uint64_t pages_saved_in_pause;  /* pages the guest wrote just before the pause, saved in it */
     uint64_t fault_us_p50;          /* fault service time, event read to unprotect */
     uint64_t fault_us_p99;
