@@ -293,31 +293,6 @@ static void write_again_after(TickCtx *t)
     }
 }
 
-static void test_hot_saved_in_pause(void)
-{
-    if (!wp_available()) {
-        return;
-    }
-    TestGuest *g = guest_new(false);
-    StreamFile *f = stream_file_new_memory_output();
-    TickCtx t = { .before_pause = write_before_pause, .on_tick = write_again_after,
-                  .opaque = g };
-    SnapshotResult res;
-
-    run_snapshot(g, f, 16 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
-    print_stats("snapshot of a guest writing one page before and after the pause", &res, g);
-    /* Its 2 MiB were saved in the pause and left writable: the write after it does not fault. */
-    g_assert_cmpuint(res.stats.pages_saved_in_pause, >, 0);
-    g_assert_cmpuint(res.stats.pages_saved_in_pause, <=, 2 * MIB / PAGE);
-    g_assert_cmpuint(res.stats.write_faults, ==, 0);
-    result_clear(&res);
-    stream_file_free(f);
-    guest_free(g);
-}
-
 /* After the scan's first chunk: a write in the 2 MiB that follow the hot page's. */
 static void write_next_region(TickCtx *t)
 {
@@ -328,28 +303,44 @@ static void write_next_region(TickCtx *t)
     }
 }
 
-static void test_scan_starts_after_hot(void)
+/* What the guest does after the pause, besides the write before it. */
+typedef struct HotPauseCase {
+    void (*after)(TickCtx *t);
+    const char *what;
+} HotPauseCase;
+
+static const HotPauseCase hot_written_again = {
+    write_again_after, "snapshot of a guest writing one page before and after the pause",
+};
+static const HotPauseCase hot_then_next = {
+    write_next_region, "snapshot of a guest going on past what it wrote before the pause",
+};
+
+static void test_hot_pause(gconstpointer data)
 {
+    const HotPauseCase *c = data;
+
     if (!wp_available()) {
         return;
     }
     TestGuest *g = guest_new(false);
     StreamFile *f = stream_file_new_memory_output();
-    TickCtx t = { .before_pause = write_before_pause, .on_tick = write_next_region,
-                  .opaque = g };
+    TickCtx t = { .before_pause = write_before_pause, .on_tick = c->after, .opaque = g };
     SnapshotResult res;
 
     run_snapshot(g, f, 16 * MIB, &t, &res);
     g_assert_no_error(res.error);
     g_assert_true(stream_file_flush(f));
     check_image(g, stream_file_memory_output(f), &res);
-    print_stats("snapshot of a guest going on past what it wrote before the pause", &res, g);
+    print_stats(c->what, &res, g);
     /*
-     * The scan's first chunk is the one after the range saved in the pause,
-     * where a guest writing in order goes next: that write does not fault.
+     * The 2 MiB written before the pause were saved in it and left writable,
+     * and the scan's first chunk is the one after them, where a guest writing
+     * in order goes next: neither write after the pause faults.
      */
     g_assert_cmpuint(t.ticks, >=, 2);
     g_assert_cmpuint(res.stats.pages_saved_in_pause, >, 0);
+    g_assert_cmpuint(res.stats.pages_saved_in_pause, <=, 2 * MIB / PAGE);
     g_assert_cmpuint(res.stats.write_faults, ==, 0);
     result_clear(&res);
     stream_file_free(f);
@@ -575,9 +566,10 @@ int main(int argc, char **argv)
     g_test_add_func("/background-snapshot/engine/sink-fails", test_sink_fails);
     g_test_add_func("/background-snapshot/engine/idle-guest", test_idle_guest);
     g_test_add_func("/background-snapshot/engine/scan-runs-ahead", test_scan_runs_ahead);
-    g_test_add_func("/background-snapshot/engine/hot-saved-in-pause", test_hot_saved_in_pause);
-    g_test_add_func("/background-snapshot/engine/scan-starts-after-hot",
-                    test_scan_starts_after_hot);
+    g_test_add_data_func("/background-snapshot/engine/hot-saved-in-pause", &hot_written_again,
+                         test_hot_pause);
+    g_test_add_data_func("/background-snapshot/engine/scan-starts-after-hot", &hot_then_next,
+                         test_hot_pause);
     g_test_add_func("/background-snapshot/run/load-equals-pause", test_run_and_load);
     g_test_add_func("/background-snapshot/run/check-capability", test_check_capability);
     g_test_add_func("/background-snapshot/default-pool-size", test_default_pool_size);
