@@ -390,8 +390,7 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
         const SnapshotRange *r = &g_array_index(hot, SnapshotRange, i);
 
         ok = save_hot_range(bs, r, errp);
-        /* A guest writing in order goes on right after it: the scan starts there. */
-        snapshot_scan_start_at(bs, r->block_index, (r->offset + r->len) / SNAPSHOT_PAGE_SIZE);
+        snapshot_scan_after_pause_save(bs, r);
     }
     g_array_set_size(bs->prearm_released, 0);
     __atomic_store_n(&bs->prearmed, false, __ATOMIC_RELEASE);

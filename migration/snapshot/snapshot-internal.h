@@ -153,8 +153,8 @@ typedef struct SnapshotFigures {
     uint64_t scan_starved_boosts; /* under scan_prio_lock */
 } SnapshotFigures;
 
-/* Ranges saved in the pause whose next chunk the scan saves first. */
-#define SNAPSHOT_PAUSE_NEXT_MAX 8
+/* Ranges saved in the pause that the scan runs ahead from first. */
+#define SNAPSHOT_PAUSE_SAVED_MAX 8
 
 typedef struct BackgroundSnapshot {
     GPtrArray *ram_blocks;      /* RamBlock *, borrowed from the machine */
@@ -203,12 +203,12 @@ typedef struct BackgroundSnapshot {
     /* atomic: (block << 40 | page after the last fault's block) + 1, or 0; see snapshot-scan.c */
     uint64_t scan_hint;
     /*
-     * Written in the pause, read by the scan after it: the page after each
-     * range saved there (block << 40 | page), where a guest writing in order
-     * goes next; the scan runs ahead from each first.
+     * Written in the pause, read by the scan after it: ranges saved there.
+     * A guest writing in order goes on after one of them, so the scan runs
+     * ahead from the end of each first.
      */
-    uint64_t pause_next[SNAPSHOT_PAUSE_NEXT_MAX];
-    unsigned nr_pause_next;
+    SnapshotRange pause_saved[SNAPSHOT_PAUSE_SAVED_MAX];
+    unsigned nr_pause_saved;
 } BackgroundSnapshot;
 
 /* snapshot-engine.c: the lifecycle, free of the migration core (unit-testable) */
@@ -369,11 +369,11 @@ void snapshot_scan_boost(BackgroundSnapshot *bs);
 void snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
 
 /*
- * In the pause, after saving a range that ends before @page: the scan runs
- * ahead from @page first (up to SNAPSHOT_PAUSE_NEXT_MAX such runs, a chunk
- * of each in turn), as after a fault.
+ * In the pause, after saving @r: the scan runs ahead from its end first (up
+ * to SNAPSHOT_PAUSE_SAVED_MAX such runs, a chunk of each in turn), as after
+ * a fault.
  */
-void snapshot_scan_start_at(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
+void snapshot_scan_after_pause_save(BackgroundSnapshot *bs, const SnapshotRange *r);
 
 /*
  * Called by a watchdog when the scan made no progress for a while although

@@ -200,29 +200,32 @@ void snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t p
     }
 }
 
-void snapshot_scan_start_at(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
+void snapshot_scan_after_pause_save(BackgroundSnapshot *bs, const SnapshotRange *r)
 {
-    if (page < bs->blocks[block_index].pages && bs->nr_pause_next < SNAPSHOT_PAUSE_NEXT_MAX) {
-        bs->pause_next[bs->nr_pause_next++] = (uint64_t)block_index << SCAN_HINT_PAGE_BITS | page;
+    if (bs->nr_pause_saved < SNAPSHOT_PAUSE_SAVED_MAX) {
+        bs->pause_saved[bs->nr_pause_saved++] = *r;
     }
 }
 
+/* A run ahead: up to @left chunks from @first, until one that is done. */
+typedef struct ScanRun {
+    unsigned block;
+    uint64_t first;
+    unsigned left;
+} ScanRun;
+
 /*
- * The scan's position: a run ahead of the last fault, the chunks after what
- * the pause saved, or the walk from the start.
+ * The scan's position: a run ahead of the last fault, runs ahead of what the
+ * pause saved (taken in turn), or the walk from the start.
  */
 typedef struct ScanCursor {
     unsigned long **done;       /* per block, one bit per chunk handed to scan_chunk() */
     uint64_t chunk;             /* pages per chunk */
     unsigned block;             /* the walk */
     uint64_t first;
-    unsigned ahead_block;       /* the run ahead: ahead_left chunks from ahead_first */
-    uint64_t ahead_first;
-    unsigned ahead_left;
-    /* Runs ahead of what the pause saved, taken in turn: chunks left in each, and whose turn. */
-    unsigned pause_left[SNAPSHOT_PAUSE_NEXT_MAX];
-    unsigned pause_live;
-    unsigned pause_turn;
+    ScanRun fault_run;
+    ScanRun pause_runs[SNAPSHOT_PAUSE_SAVED_MAX];
+    unsigned pause_turn;        /* whose turn among bs->nr_pause_saved runs */
 } ScanCursor;
 
 static bool cursor_take(ScanCursor *c, unsigned b, uint64_t first)
@@ -236,67 +239,64 @@ static bool cursor_take(ScanCursor *c, unsigned b, uint64_t first)
     return true;
 }
 
-/* The next chunk to save (@ahead: after a fault): false when every chunk has been handed out. */
+static void run_start(ScanCursor *c, ScanRun *r, unsigned block, uint64_t page)
+{
+    r->block = block;
+    r->first = page / c->chunk * c->chunk;
+    r->left = SCAN_AHEAD_CHUNKS;
+}
+
+/* The run's next chunk; false (and the run is over) at a chunk done already or the block's end. */
+static bool run_take(ScanCursor *c, BackgroundSnapshot *bs, ScanRun *r, unsigned *block,
+                     uint64_t *first)
+{
+    uint64_t f = r->first;
+
+    if (!r->left) {
+        return false;
+    }
+    r->left--;
+    r->first += c->chunk;
+    if (f >= bs->blocks[r->block].pages || !cursor_take(c, r->block, f)) {
+        r->left = 0;
+        return false;
+    }
+    *block = r->block;
+    *first = f;
+    return true;
+}
+
+/* The next chunk to save (@ahead: in a run ahead): false when every chunk has been handed out. */
 static bool cursor_next(ScanCursor *c, BackgroundSnapshot *bs, unsigned *block, uint64_t *first,
                         bool *ahead)
 {
     uint64_t hint = __atomic_exchange_n(&bs->scan_hint, 0, __ATOMIC_ACQ_REL);
 
     if (hint--) {
-        c->ahead_block = hint >> SCAN_HINT_PAGE_BITS;
-        c->ahead_first = (hint & ((1ULL << SCAN_HINT_PAGE_BITS) - 1)) / c->chunk * c->chunk;
-        c->ahead_left = SCAN_AHEAD_CHUNKS;
+        run_start(c, &c->fault_run, hint >> SCAN_HINT_PAGE_BITS,
+                  hint & ((1ULL << SCAN_HINT_PAGE_BITS) - 1));
     }
-    while (c->ahead_left) {
-        SnapshotBlock *sb = &bs->blocks[c->ahead_block];
-        uint64_t f = c->ahead_first;
-
-        c->ahead_left--;
-        c->ahead_first += c->chunk;
-        if (f >= sb->pages || !cursor_take(c, c->ahead_block, f)) {
-            c->ahead_left = 0;      /* caught up with what is done: back to the walk */
-            break;
-        }
-        *block = c->ahead_block;
-        *first = f;
-        *ahead = true;
+    *ahead = true;
+    if (run_take(c, bs, &c->fault_run, block, first)) {
         return true;
     }
     /*
-     * Then one chunk at a time after each range the pause saved, in turn: the
-     * guest is going on after one of them (its counters are another), and
-     * each chunk saved there is one fault fewer if it is that one.
+     * Then a chunk of each run after what the pause saved, in turn: the guest
+     * is going on after one of them (its counters are another), and each
+     * chunk saved there is one fault fewer if it is that one.
      */
-    while (c->pause_live) {
-        unsigned i = c->pause_turn++ % bs->nr_pause_next;
-
-        if (!c->pause_left[i]) {
-            continue;
-        }
-        unsigned depth = SCAN_AHEAD_CHUNKS - c->pause_left[i];
-        uint64_t at = bs->pause_next[i];
-        unsigned b = at >> SCAN_HINT_PAGE_BITS;
-        uint64_t f = ((at & ((1ULL << SCAN_HINT_PAGE_BITS) - 1)) / c->chunk + depth) * c->chunk;
-        bool took = f < bs->blocks[b].pages && cursor_take(c, b, f);
-
-        /* Caught up with what is done, or the block's end: that run is over. */
-        c->pause_left[i] = took ? c->pause_left[i] - 1 : 0;
-        if (!c->pause_left[i]) {
-            c->pause_live--;
-        }
-        if (took) {
-            *block = b;
-            *first = f;
-            *ahead = true;
+    for (unsigned k = 0; k < bs->nr_pause_saved; k++) {
+        if (run_take(c, bs, &c->pause_runs[c->pause_turn++ % bs->nr_pause_saved], block,
+                     first)) {
             return true;
         }
     }
+    *ahead = false;
     for (; c->block < bs->nr_blocks; c->block++, c->first = 0) {
         for (; c->first < bs->blocks[c->block].pages; c->first += c->chunk) {
             if (cursor_take(c, c->block, c->first)) {
                 *block = c->block;
                 *first = c->first;
-                *ahead = false;
                 c->first += c->chunk;
                 return true;
             }
@@ -318,10 +318,12 @@ bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void 
     uint64_t first;
     bool ahead;
 
-    for (unsigned i = 0; i < bs->nr_pause_next; i++) {
-        c.pause_left[i] = SCAN_AHEAD_CHUNKS;
+    for (unsigned i = 0; i < bs->nr_pause_saved; i++) {
+        const SnapshotRange *r = &bs->pause_saved[i];
+
+        run_start(&c, &c.pause_runs[i], r->block_index,
+                  (r->offset + r->len) / SNAPSHOT_PAGE_SIZE);
     }
-    c.pause_live = bs->nr_pause_next;
     c.done = g_new0(unsigned long *, bs->nr_blocks);
     for (b = 0; b < bs->nr_blocks; b++) {
         c.done[b] = bitmap_new((bs->blocks[b].pages + c.chunk - 1) / c.chunk);
