@@ -5,6 +5,7 @@
 #include "migration/restore.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "migration/migration-internal.h"
@@ -72,11 +73,25 @@ static bool hmp_migrate_set_capability(Machine *m, int argc, char **argv, GStrin
 static const char *const unsupported_parameters[] = {
     "announce-initial", "announce-max", "announce-rounds", "announce-step",
     "compress-level", "compress-threads", "compress-wait-thread", "decompress-threads",
-    "throttle-trigger-threshold", "cpu-throttle-initial", "cpu-throttle-increment",
-    "cpu-throttle-tailslow", "tls-creds", "tls-hostname", "tls-authz",
+    "tls-creds", "tls-hostname", "tls-authz",
     "x-checkpoint-delay", "block-incremental", "multifd-channels", "xbzrle-cache-size",
-    "max-postcopy-bandwidth", "max-cpu-throttle", "multifd-compression",
+    "max-postcopy-bandwidth", "multifd-compression",
     "multifd-zlib-level", "multifd-zstd-level", "block-bitmap-mapping", NULL,
+};
+
+/* Plain integer parameters: their name, QEMU's type name for the error, their slot. */
+static const struct {
+    const char *name;
+    const char *type;
+    size_t offset;
+} integer_parameters[] = {
+    { "downtime-limit", "uint64", offsetof(MigrationParameterUpdate, downtime_limit) },
+    { "cpu-throttle-initial", "uint8", offsetof(MigrationParameterUpdate, cpu_throttle_initial) },
+    { "cpu-throttle-increment", "uint8",
+      offsetof(MigrationParameterUpdate, cpu_throttle_increment) },
+    { "max-cpu-throttle", "uint8", offsetof(MigrationParameterUpdate, max_cpu_throttle) },
+    { "throttle-trigger-threshold", "uint8",
+      offsetof(MigrationParameterUpdate, throttle_trigger_threshold) },
 };
 
 static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString *out,
@@ -89,21 +104,40 @@ static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString
     if (!strcmp(name, "max-bandwidth")) {
         /* As QEMU's HMP: a bare number is in MiB/s. */
         return hmp_parse_size(value, 1024 * 1024, &v, errp) &&
-               migration_set_parameters(m->migration, &v, NULL, NULL, errp);
-    }
-    if (!strcmp(name, "downtime-limit")) {
-        char *end;
-
-        v = g_ascii_strtoull(value, &end, 10);
-        if (!*value || *end || value[0] == '-') {
-            error_setg(errp, "Parameter 'downtime-limit' expects uint64");
-            return false;
-        }
-        return migration_set_parameters(m->migration, NULL, &v, NULL, errp);
+               migration_set_parameters(m->migration,
+                                        &(MigrationParameterUpdate){ .max_bandwidth = &v },
+                                        errp);
     }
     if (!strcmp(name, "background-snapshot-buffer-size")) {
         return hmp_parse_size(value, 1, &v, errp) &&
-               migration_set_parameters(m->migration, NULL, NULL, &v, errp);
+               migration_set_parameters(m->migration,
+                                        &(MigrationParameterUpdate){
+                                            .background_snapshot_buffer_size = &v },
+                                        errp);
+    }
+    if (!strcmp(name, "cpu-throttle-tailslow")) {
+        bool on;
+
+        return hmp_parse_on_off(value, &on, errp) &&
+               migration_set_parameters(m->migration,
+                                        &(MigrationParameterUpdate){
+                                            .cpu_throttle_tailslow = &on },
+                                        errp);
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(integer_parameters); i++) {
+        MigrationParameterUpdate u = { 0 };
+        char *end;
+
+        if (strcmp(name, integer_parameters[i].name)) {
+            continue;
+        }
+        v = g_ascii_strtoull(value, &end, 10);
+        if (!*value || *end || value[0] == '-') {
+            error_setg(errp, "Parameter '%s' expects %s", name, integer_parameters[i].type);
+            return false;
+        }
+        *(const uint64_t **)((char *)&u + integer_parameters[i].offset) = &v;
+        return migration_set_parameters(m->migration, &u, errp);
     }
     if (!strcmp(name, "restore-mode")) {
         MigrationRestoreMode mode;
@@ -205,6 +239,10 @@ static bool hmp_info_migrate(Machine *m, int argc, char **argv, GString *out, GE
                                    member_int(ram, "downtime-bytes") >> 10);
         }
     }
+    if (json_object_has_member(o, "cpu-throttle-percentage")) {
+        g_string_append_printf(out, "cpu throttle percentage: %" PRId64 "\n",
+                               member_int(o, "cpu-throttle-percentage"));
+    }
     g_mutex_lock(&s->lock);
     if (s->snapshot_ran) {
         BackgroundSnapshotStats st = s->snapshot;
@@ -253,6 +291,21 @@ static bool hmp_info_migrate_parameters(Machine *m, int argc, char **argv, GStri
                            migration_downtime_limit(s));
     g_string_append_printf(out, "background-snapshot-buffer-size: %" PRIu64 " bytes\n",
                            (uint64_t)__atomic_load_n(&s->parameters.background_snapshot_buffer_size,
+                                                     __ATOMIC_RELAXED));
+    g_string_append_printf(out, "cpu-throttle-initial: %" PRIu64 "\n",
+                           (uint64_t)__atomic_load_n(&s->parameters.cpu_throttle_initial,
+                                                     __ATOMIC_RELAXED));
+    g_string_append_printf(out, "cpu-throttle-increment: %" PRIu64 "\n",
+                           (uint64_t)__atomic_load_n(&s->parameters.cpu_throttle_increment,
+                                                     __ATOMIC_RELAXED));
+    g_string_append_printf(out, "cpu-throttle-tailslow: %s\n",
+                           __atomic_load_n(&s->parameters.cpu_throttle_tailslow,
+                                           __ATOMIC_RELAXED) ? "on" : "off");
+    g_string_append_printf(out, "max-cpu-throttle: %" PRIu64 "\n",
+                           (uint64_t)__atomic_load_n(&s->parameters.max_cpu_throttle,
+                                                     __ATOMIC_RELAXED));
+    g_string_append_printf(out, "throttle-trigger-threshold: %" PRIu64 "\n",
+                           (uint64_t)__atomic_load_n(&s->parameters.throttle_trigger_threshold,
                                                      __ATOMIC_RELAXED));
     g_string_append_printf(out, "restore-mode: %s\n", migration_restore_mode_name(
         (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));

@@ -89,7 +89,13 @@ JsonNode *migration_query(MigrationState *s)
         put_uint(b, "setup-time", migration_stat_get(&s->setup_time));
         put_uint(b, "total-time", elapsed_ms(s));
         if (!s->incoming) {
+            int throttle = cpu_throttle_get_percent(&s->machine->throttle);
+
             put_uint(b, "expected-downtime", migration_stat_get(&s->expected_downtime));
+            /* As QEMU: present only once auto-converge throttles the guest. */
+            if (throttle) {
+                put_uint(b, "cpu-throttle-percentage", (uint64_t)throttle);
+            }
         }
         query_ram(s, status, b);
         break;
@@ -259,10 +265,25 @@ static bool get_u64_member(JsonObject *args, const char *name, uint64_t *v)
 
 static JsonNode *qmp_migrate_set_parameters(Machine *m, JsonObject *args, GError **errp)
 {
-    uint64_t bw, downtime, buffer;
-    bool has_bw = get_u64_member(args, "max-bandwidth", &bw);
-    bool has_downtime = get_u64_member(args, "downtime-limit", &downtime);
-    bool has_buffer = get_u64_member(args, "background-snapshot-buffer-size", &buffer);
+    uint64_t bw, downtime, buffer, initial, increment, max_throttle, threshold;
+    bool tailslow = json_object_has_member(args, "cpu-throttle-tailslow") &&
+                    json_object_get_boolean_member(args, "cpu-throttle-tailslow");
+    MigrationParameterUpdate u = {
+        .max_bandwidth = get_u64_member(args, "max-bandwidth", &bw) ? &bw : NULL,
+        .downtime_limit = get_u64_member(args, "downtime-limit", &downtime) ? &downtime : NULL,
+        .background_snapshot_buffer_size =
+            get_u64_member(args, "background-snapshot-buffer-size", &buffer) ? &buffer : NULL,
+        .cpu_throttle_initial =
+            get_u64_member(args, "cpu-throttle-initial", &initial) ? &initial : NULL,
+        .cpu_throttle_increment =
+            get_u64_member(args, "cpu-throttle-increment", &increment) ? &increment : NULL,
+        .max_cpu_throttle =
+            get_u64_member(args, "max-cpu-throttle", &max_throttle) ? &max_throttle : NULL,
+        .throttle_trigger_threshold =
+            get_u64_member(args, "throttle-trigger-threshold", &threshold) ? &threshold : NULL,
+        .cpu_throttle_tailslow =
+            json_object_has_member(args, "cpu-throttle-tailslow") ? &tailslow : NULL,
+    };
     MigrationRestoreMode mode;
 
     if (json_object_has_member(args, "restore-mode")) {
@@ -272,9 +293,7 @@ static JsonNode *qmp_migrate_set_parameters(Machine *m, JsonObject *args, GError
             return NULL;
         }
     }
-    if (!migration_set_parameters(m->migration, has_bw ? &bw : NULL,
-                             has_downtime ? &downtime : NULL, has_buffer ? &buffer : NULL,
-                             errp)) {
+    if (!migration_set_parameters(m->migration, &u, errp)) {
         return NULL;
     }
     if (json_object_has_member(args, "restore-mode") &&
@@ -303,6 +322,17 @@ static JsonNode *qmp_query_migrate_parameters(Machine *m, JsonObject *args, GErr
     put_uint(b, "background-snapshot-buffer-size",
              __atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                              __ATOMIC_RELAXED));
+    put_uint(b, "cpu-throttle-initial", __atomic_load_n(&s->parameters.cpu_throttle_initial,
+                                                         __ATOMIC_RELAXED));
+    put_uint(b, "cpu-throttle-increment",
+             __atomic_load_n(&s->parameters.cpu_throttle_increment, __ATOMIC_RELAXED));
+    json_builder_set_member_name(b, "cpu-throttle-tailslow");
+    json_builder_add_boolean_value(b, __atomic_load_n(&s->parameters.cpu_throttle_tailslow,
+                                                      __ATOMIC_RELAXED));
+    put_uint(b, "max-cpu-throttle", __atomic_load_n(&s->parameters.max_cpu_throttle,
+                                                     __ATOMIC_RELAXED));
+    put_uint(b, "throttle-trigger-threshold",
+             __atomic_load_n(&s->parameters.throttle_trigger_threshold, __ATOMIC_RELAXED));
     json_builder_set_member_name(b, "restore-mode");
     json_builder_add_string_value(b, migration_restore_mode_name(
         (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));

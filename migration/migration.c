@@ -2,6 +2,7 @@
 /* The migration state machine: status and events, capabilities, parameters, the outgoing thread, cancel. */
 #include "migration/migration.h"
 
+#include <inttypes.h>
 #include <signal.h>
 #include <string.h>
 
@@ -126,6 +127,11 @@ MigrationState *migration_new(Machine *m)
     s->parameters.max_bandwidth = MIGRATION_DEFAULT_MAX_BANDWIDTH;
     s->parameters.downtime_limit = MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS;
     s->parameters.background_snapshot_buffer_size = 0;
+    s->parameters.cpu_throttle_initial = AUTO_CONVERGE_DEFAULT_INITIAL;
+    s->parameters.cpu_throttle_increment = AUTO_CONVERGE_DEFAULT_INCREMENT;
+    s->parameters.max_cpu_throttle = AUTO_CONVERGE_DEFAULT_MAX;
+    s->parameters.throttle_trigger_threshold = AUTO_CONVERGE_DEFAULT_THRESHOLD;
+    s->parameters.cpu_throttle_tailslow = false;
     s->parameters.snapshot_base = g_strdup("");
     s->parameters.restore_base = g_strdup("");
     /* QEMU defaults "events" to off; frostvm sends MIGRATION events unless told not to. */
@@ -534,6 +540,7 @@ void migration_cancel(MigrationState *s)
 static bool capability_implemented(MigrationCapability cap)
 {
     return cap == MIGRATION_CAPABILITY_EVENTS ||
+           cap == MIGRATION_CAPABILITY_AUTO_CONVERGE ||
            cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT ||
            cap == MIGRATION_CAPABILITY_MAPPED_RAM ||
            cap == MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT;
@@ -578,6 +585,13 @@ bool migration_check_capability(MigrationState *s, const bool *caps,
         }
         return restore_allows_write_protect(s, errp) &&
                background_snapshot_check_capability(s->machine, errp);
+    }
+    if (cap == MIGRATION_CAPABILITY_AUTO_CONVERGE &&
+        caps[MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT]) {
+        /* A snapshot's guest never needs slowing: its pages are saved once. */
+        error_setg(errp, "Background-snapshot is not compatible with '%s'",
+                   migration_capability_name(cap));
+        return false;
     }
     if (cap == MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT) {
         /* Tracking write-protects guest RAM between snapshots, as a snapshot does. */
@@ -672,33 +686,71 @@ bool migration_set_path_parameter(MigrationState *s, const char *name, const cha
     return true;
 }
 
-bool migration_set_parameters(MigrationState *s, const uint64_t *max_bandwidth,
-                              const uint64_t *downtime_limit,
-                              const uint64_t *background_snapshot_buffer_size,
+/* A percentage parameter outside QEMU's range gets QEMU's message (its name with underscores). */
+static bool check_percent(const uint64_t *v, const char *name, uint64_t max, GError **errp)
+{
+    if (v && (*v < 1 || *v > max)) {
+        error_setg(errp, "Parameter '%s' expects an integer in the range of 1 to %" PRIu64,
+                   name, max);
+        return false;
+    }
+    return true;
+}
+
+static void store_u64(uint64_t *slot, const uint64_t *v)
+{
+    if (v) {
+        __atomic_store_n(slot, *v, __ATOMIC_RELAXED);
+    }
+}
+
+bool migration_set_parameters(MigrationState *s, const MigrationParameterUpdate *u,
                               GError **errp)
 {
-    if (downtime_limit && *downtime_limit > MIGRATION_MAX_DOWNTIME_LIMIT_MS) {
+    MigrationParameters *p = &s->parameters;
+
+    if (u->downtime_limit && *u->downtime_limit > MIGRATION_MAX_DOWNTIME_LIMIT_MS) {
         error_setg(errp, "Parameter 'downtime_limit' expects an integer in the range "
                    "of 0 to %llu milliseconds", MIGRATION_MAX_DOWNTIME_LIMIT_MS);
         return false;
     }
-    if (background_snapshot_buffer_size && *background_snapshot_buffer_size &&
-        *background_snapshot_buffer_size < MIGRATION_MIN_SNAPSHOT_BUFFER) {
+    if (u->background_snapshot_buffer_size && *u->background_snapshot_buffer_size &&
+        *u->background_snapshot_buffer_size < MIGRATION_MIN_SNAPSHOT_BUFFER) {
         error_setg(errp, "Parameter 'background-snapshot-buffer-size' expects 0 "
                    "(automatic) or at least %u bytes", MIGRATION_MIN_SNAPSHOT_BUFFER);
         return false;
     }
+    if (!check_percent(u->cpu_throttle_initial, "cpu_throttle_initial", 99, errp) ||
+        !check_percent(u->cpu_throttle_increment, "cpu_throttle_increment", 99, errp) ||
+        !check_percent(u->max_cpu_throttle, "max_cpu_throttle", 99, errp) ||
+        !check_percent(u->throttle_trigger_threshold, "throttle_trigger_threshold", 100,
+                       errp)) {
+        return false;
+    }
     g_mutex_lock(&s->lock);
-    if (max_bandwidth) {
-        __atomic_store_n(&s->parameters.max_bandwidth, *max_bandwidth, __ATOMIC_RELAXED);
-    }
-    if (downtime_limit) {
-        __atomic_store_n(&s->parameters.downtime_limit, *downtime_limit, __ATOMIC_RELAXED);
-    }
-    if (background_snapshot_buffer_size) {
-        __atomic_store_n(&s->parameters.background_snapshot_buffer_size,
-                         *background_snapshot_buffer_size, __ATOMIC_RELAXED);
+    store_u64(&p->max_bandwidth, u->max_bandwidth);
+    store_u64(&p->downtime_limit, u->downtime_limit);
+    store_u64(&p->background_snapshot_buffer_size, u->background_snapshot_buffer_size);
+    store_u64(&p->cpu_throttle_initial, u->cpu_throttle_initial);
+    store_u64(&p->cpu_throttle_increment, u->cpu_throttle_increment);
+    store_u64(&p->max_cpu_throttle, u->max_cpu_throttle);
+    store_u64(&p->throttle_trigger_threshold, u->throttle_trigger_threshold);
+    if (u->cpu_throttle_tailslow) {
+        __atomic_store_n(&p->cpu_throttle_tailslow, *u->cpu_throttle_tailslow,
+                         __ATOMIC_RELAXED);
     }
     g_mutex_unlock(&s->lock);
     return true;
+}
+
+void migration_auto_converge_params(MigrationState *s, AutoConvergeParams *out)
+{
+    MigrationParameters *p = &s->parameters;
+
+    out->initial = (unsigned)__atomic_load_n(&p->cpu_throttle_initial, __ATOMIC_RELAXED);
+    out->increment = (unsigned)__atomic_load_n(&p->cpu_throttle_increment, __ATOMIC_RELAXED);
+    out->max = (unsigned)__atomic_load_n(&p->max_cpu_throttle, __ATOMIC_RELAXED);
+    out->threshold = (unsigned)__atomic_load_n(&p->throttle_trigger_threshold,
+                                               __ATOMIC_RELAXED);
+    out->tailslow = __atomic_load_n(&p->cpu_throttle_tailslow, __ATOMIC_RELAXED);
 }

@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include "accel/accel.h"
+#include "migration/auto-converge.h"
 #include "migration/mapped-ram.h"
 #include "migration/migration.h"
 #include "migration/savevm.h"
 #include "migration/stream-file.h"
+#include "system/cpu-throttle.h"
 #include "system/machine.h"
 #include "system/memory-backend.h"
 #include "system/ram-populated.h"
@@ -262,16 +264,39 @@ bool ram_switch_over_ready(RamConvergence *c, uint64_t remaining, uint64_t bandw
 }
 
 /*
+ * auto-converge: after a pass of @sent bytes in which the guest dirtied
+ * @dirtied bytes, throttle its vCPUs further if it keeps outrunning the sink.
+ */
+static void ram_auto_converge(RamSaveState *rs, AutoConverge *ac, uint64_t sent,
+                              uint64_t dirtied)
+{
+    CpuThrottle *t = &rs->m->throttle;
+    AutoConvergeParams p;
+    unsigned now = (unsigned)cpu_throttle_get_percent(t);
+    unsigned next;
+
+    migration_auto_converge_params(rs->s, &p);
+    next = auto_converge_update(ac, &p, now, migration_now_us(), sent, dirtied);
+    if (next != now) {
+        g_debug("auto-converge: guest dirtied %" PRIu64 " bytes against %" PRIu64
+                " sent; throttle %u%% -> %u%%", dirtied, sent, now, next);
+        cpu_throttle_set(t, (int)next);
+    }
+}
+
+/*
  * Live passes until what is left fits the downtime limit at the bandwidth
  * the last pass achieved (QEMU's switch-over rule), then settling. A guest
- * that dirties faster than the sink drains never converges; migrate_cancel
- * ends it.
+ * that dirties faster than the sink drains never converges unless
+ * auto-converge slows it; migrate_cancel ends it.
  */
 static bool ram_iterate(RamSaveState *rs, GError **errp)
 {
     MigrationState *s = rs->s;
     uint64_t bandwidth = 0;
     RamConvergence conv = { .last_remaining = UINT64_MAX };
+    AutoConverge ac = { 0 };
+    bool auto_converge = migration_capability_enabled(s, MIGRATION_CAPABILITY_AUTO_CONVERGE);
 
     for (;;) {
         uint64_t start = migration_now_us();
@@ -295,6 +320,10 @@ static bool ram_iterate(RamSaveState *rs, GError **errp)
         }
         remaining = rs->dirty_pages * SAVEVM_PAGE_SIZE;
         limit_ms = migration_downtime_limit(s);
+        if (auto_converge) {
+            /* Every page was sent before the sync: what it found, the guest dirtied meanwhile. */
+            ram_auto_converge(rs, &ac, sent, remaining);
+        }
         migration_stat_set(&s->ram.bandwidth, bandwidth);
         migration_stat_set(&s->ram.pages_per_second, pages * 1000000 / elapsed_us);
         migration_stat_set(&s->ram.dirty_pages_rate, rs->dirty_pages * 1000000 / elapsed_us);
@@ -312,6 +341,8 @@ static bool ram_iterate(RamSaveState *rs, GError **errp)
 
 static void ram_save_cleanup(RamSaveState *rs)
 {
+    /* Whatever the end, the guest runs at full speed again. */
+    cpu_throttle_stop(&rs->m->throttle);
     if (rs->logging) {
         rs->m->accel->dirty_log_stop(rs->m);
         rs->logging = false;

@@ -213,6 +213,7 @@ Machine *machine_alloc(MachineConfig *config)
     m->serial_out_fd = -1;
     m->serial_in_fd = -1;
     m->ram_blocks = g_ptr_array_new_with_free_func(ram_block_free);
+    cpu_throttle_init(&m->throttle, m);
     return m;
 }
 
@@ -282,9 +283,12 @@ void machine_free(Machine *m)
     if (!m) {
         return;
     }
+    /* A throttled vCPU asleep must wake for the join, and the kicker must end. */
+    cpu_throttle_stop(&m->throttle);
     if (m->accel) {
         m->accel->destroy(m);
     }
+    cpu_throttle_destroy(&m->throttle);
     if (m->serial) {
         serial_free(m->serial);
     }

@@ -70,6 +70,8 @@ static void runstate_stop(Machine *m, RunState state, bool emit)
      * "paused" can still see the guest change memory.
      */
     if (was_running && m->vcpus_started) {
+        /* A throttled vCPU may be asleep for up to a second: wake it to park. */
+        cpu_throttle_hold(&m->throttle, true);
         m->accel->pause_vcpus(m);
     }
     runstate_set(m, state);
@@ -122,6 +124,7 @@ bool runstate_vm_start(Machine *m, GError **errp)
         m->vcpus_started = true;
     }
     runstate_set(m, RUN_STATE_RUNNING);
+    cpu_throttle_hold(&m->throttle, false);
     m->accel->resume_vcpus(m);
     g_mutex_unlock(&m->transition_lock);
     runstate_emit(m, "RESUME");

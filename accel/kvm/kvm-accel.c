@@ -138,6 +138,11 @@ static void kvm_accel_resume_vcpus(Machine *m)
     kvm_vcpus_resume(kvm_state(m));
 }
 
+static void kvm_accel_kick_vcpus(Machine *m)
+{
+    kvm_vcpus_kick(kvm_state(m));
+}
+
 static int kvm_accel_vcpu_thread_id(Machine *m, unsigned index)
 {
     KvmState *s = m->accel_state;
@@ -152,6 +157,7 @@ const AccelOps kvm_accel_ops = {
     .start_vcpus = kvm_accel_start_vcpus,
     .pause_vcpus = kvm_accel_pause_vcpus,
     .resume_vcpus = kvm_accel_resume_vcpus,
+    .kick_vcpus = kvm_accel_kick_vcpus,
     .dirty_log_start = kvm_dirty_log_start,
     .dirty_log_sync = kvm_dirty_log_sync,
     .dirty_log_stop = kvm_dirty_log_stop,

@@ -35,6 +35,7 @@ typedef struct KvmVcpu {
     bool mmio_warned;             /* log unexpected MMIO only once */
     bool hlt_warned;
     uint64_t nr_exits;            /* vCPU thread only */
+    CpuThrottleVcpu throttle;     /* vCPU thread only */
 } KvmVcpu;
 
 struct KvmState {
@@ -107,6 +108,8 @@ bool kvm_vcpu_set_wait_for_sipi(KvmVcpu *v, GError **errp);
 bool kvm_vcpus_start(KvmState *s, GError **errp);
 void kvm_vcpus_pause(KvmState *s);
 void kvm_vcpus_resume(KvmState *s);
+/* Out of KVM_RUN once, not parked: the vCPUs check their throttle. */
+void kvm_vcpus_kick(KvmState *s);
 void kvm_vcpus_join(KvmState *s);
 
 /* kvm-dirty.c: dirty page logging for precopy. */

@@ -124,6 +124,8 @@ static gpointer kvm_vcpu_thread(gpointer opaque)
         } else {
             kvm_vcpu_handle_exit(v);
         }
+        /* Auto-converge: a kick ends the slice; sleep the throttle's share. */
+        cpu_throttle_vcpu_check(&s->m->throttle, &v->throttle);
         g_mutex_lock(&s->lock);
     }
     if (v->parked) {
@@ -210,6 +212,20 @@ void kvm_vcpus_pause(KvmState *s)
     kvm_vcpus_kick_locked(s);
     while (s->nr_parked + self < s->nr_threads) {
         g_cond_wait(&s->parked_cond, &s->lock);
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+void kvm_vcpus_kick(KvmState *s)
+{
+    g_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < s->nr_vcpus; i++) {
+        KvmVcpu *v = &s->vcpus[i];
+
+        /* No immediate_exit: only a pause sets it, and clears it on resume. */
+        if (v->thread_ready && !v->parked) {
+            pthread_kill(v->tid, KVM_KICK_SIGNAL);
+        }
     }
     g_mutex_unlock(&s->lock);
 }

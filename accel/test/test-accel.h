@@ -44,6 +44,7 @@ typedef struct TestVcpu {
     gint64 t_start;         /* monotonic time the run started (not saved) */
     bool stopped;           /* sweeps=N reached */
     bool blocked;           /* under lock: blocked on memory that never comes */
+    CpuThrottleVcpu throttle; /* the thread's own: auto-converge's slices */
 } TestVcpu;
 
 struct TestAccel {

@@ -39,6 +39,14 @@ typedef struct AccelOps {
     void (*resume_vcpus)(Machine *m);
 
     /*
+     * Optional: take every running vCPU out of guest mode once, without
+     * parking it, so that it checks its throttle (system/cpu-throttle.h).
+     * Needed where guest code runs inside the kernel (KVM); the test
+     * accelerator's threads check at every step by themselves.
+     */
+    void (*kick_vcpus)(Machine *m);
+
+    /*
      * Dirty tracking for precopy. start: begin logging on every RAM range.
      * sync: OR the pages written since the last sync into @bitmap (one bit per
      * 4 KiB page of @block, from offset 0) and re-arm tracking for them.

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "migration/auto-converge.h"
 #include "migration/background-snapshot.h"
 #include "monitor/monitor.h"
 #include "system/runstate.h"
@@ -84,6 +85,12 @@ typedef struct MigrationParameters {
     uint64_t max_bandwidth;                    /* bytes per second; 0: unlimited */
     uint64_t downtime_limit;                   /* milliseconds */
     uint64_t background_snapshot_buffer_size;  /* bytes; 0: automatic (background-snapshot.c decides) */
+    /* auto-converge (migration/auto-converge.h): percentages */
+    uint64_t cpu_throttle_initial;
+    uint64_t cpu_throttle_increment;
+    uint64_t max_cpu_throttle;
+    uint64_t throttle_trigger_threshold;
+    bool cpu_throttle_tailslow;
     int restore_mode;                          /* MigrationRestoreMode */
     char *snapshot_base;   /* under lock: the image the next snapshot builds on; "" full */
     char *restore_base;    /* under lock: -incoming's base instead of the recorded one; "" none */
@@ -266,14 +273,27 @@ void migration_cancel(MigrationState *s);
 bool migration_set_capability(MigrationState *s, MigrationCapability cap, bool on,
                               GError **errp);
 
+/* New values for migration_set_parameters(): each pointer not NULL is one. */
+typedef struct MigrationParameterUpdate {
+    const uint64_t *max_bandwidth;
+    const uint64_t *downtime_limit;
+    const uint64_t *background_snapshot_buffer_size;
+    const uint64_t *cpu_throttle_initial;
+    const uint64_t *cpu_throttle_increment;
+    const uint64_t *max_cpu_throttle;
+    const uint64_t *throttle_trigger_threshold;
+    const bool *cpu_throttle_tailslow;
+} MigrationParameterUpdate;
+
 /*
- * Set parameters: each pointer that is not NULL is a new value. Checked
- * first, then all applied (none if one is invalid).
+ * Set the numeric and boolean parameters in @u. Checked first, then all
+ * applied (none if one is invalid), with QEMU's messages.
  */
-bool migration_set_parameters(MigrationState *s, const uint64_t *max_bandwidth,
-                              const uint64_t *downtime_limit,
-                              const uint64_t *background_snapshot_buffer_size,
+bool migration_set_parameters(MigrationState *s, const MigrationParameterUpdate *u,
                               GError **errp);
+
+/* auto-converge's parameters as they are now. */
+void migration_auto_converge_params(MigrationState *s, AutoConvergeParams *p);
 
 /*
  * Incoming migration (-incoming URI, or migrate-incoming after -incoming

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "system/cpu-throttle.h"
 #include "system/runstate.h"
 
 typedef struct MemoryBackend MemoryBackend;
@@ -129,6 +130,7 @@ struct Machine {
     struct IoportTable *ioports;  /* port I/O dispatch table (hw/ioport.c) */
     Monitor *monitor;             /* QMP/HMP servers; events go through it */
     MigrationState *migration;
+    CpuThrottle throttle;         /* auto-converge slows the vCPUs through this */
     GArray *vmstate_handlers;     /* VMStateHandler, in registration order */
 
     /* Run state: see system/runstate.h. Changed only through runstate_*(). */

@@ -208,6 +208,7 @@ static Machine *fake_machine_build(uint64_t ram_size, bool running, MemoryBacken
     g_mutex_init(&m->runstate_lock);
     g_mutex_init(&m->transition_lock);
     m->runstate = RUN_STATE_PRELAUNCH;
+    cpu_throttle_init(&m->throttle, m);
     g->m = m;
     g->dirty = bitmap_new(ram_size / MACHINE_PAGE_SIZE);
     g_mutex_init(&g->lock);
@@ -249,6 +250,7 @@ static void fake_machine_free(Machine *m)
     g_free(b);
     g_ptr_array_unref(m->ram_blocks);
     g_array_unref(m->vmstate_handlers);
+    cpu_throttle_destroy(&m->throttle);
     g_free(m->shutdown_reason);
     g_free(m->config);
     g_free(m);
@@ -318,7 +320,7 @@ static void test_precopy_file_live(void)
     uint64_t bw = 32 * MiB;
 
     /* Throttled, so the guest dirties pages during the passes. */
-    g_assert_true(migration_set_parameters(s, &bw, NULL, NULL, &err));
+    g_assert_true(migration_set_parameters(s, &(MigrationParameterUpdate){ .max_bandwidth = &bw }, &err));
     g_usleep(20 * 1000);
     g_assert_true(migration_start(s, uri, &err));
     g_assert_no_error(err);
@@ -500,7 +502,7 @@ static void test_cancel_keeps_source_running(void)
     uint64_t bw = 1 * MiB;
     uint64_t before;
 
-    g_assert_true(migration_set_parameters(s, &bw, NULL, NULL, &err));
+    g_assert_true(migration_set_parameters(s, &(MigrationParameterUpdate){ .max_bandwidth = &bw }, &err));
     g_assert_true(migration_start(s, uri, &err));
     wait_status(s, MIGRATION_STATUS_ACTIVE);
     /* A second migration is refused while this one runs. */
@@ -585,17 +587,78 @@ static void test_parameters(void)
 
     g_assert_cmpuint(migration_downtime_limit(s), ==, 300);
     g_assert_cmpuint(migration_max_bandwidth(s), ==, 0);
-    g_assert_false(migration_set_parameters(s, &bw, &big, NULL, &err));
+    g_assert_false(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                   .max_bandwidth = &bw,
+                                                   .downtime_limit = &big }, &err));
     g_assert_cmpstr(err->message, ==, "Parameter 'downtime_limit' expects an integer in "
                     "the range of 0 to 2000000 milliseconds");
     g_clear_error(&err);
     /* All or nothing: max-bandwidth was not applied either. */
     g_assert_cmpuint(migration_max_bandwidth(s), ==, 0);
-    g_assert_false(migration_set_parameters(s, NULL, NULL, &tiny, &err));
+    g_assert_false(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                   .background_snapshot_buffer_size = &tiny },
+                                            &err));
     g_clear_error(&err);
-    g_assert_true(migration_set_parameters(s, &bw, &ok, NULL, &err));
+    g_assert_true(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                  .max_bandwidth = &bw,
+                                                  .downtime_limit = &ok }, &err));
     g_assert_cmpuint(migration_max_bandwidth(s), ==, 123456);
     g_assert_cmpuint(migration_downtime_limit(s), ==, 1000);
+    fake_machine_free(m);
+}
+
+/* auto-converge's parameters: QEMU's defaults, ranges and messages, all or nothing. */
+static void test_throttle_parameters(void)
+{
+    Machine *m = fake_machine_new(4 * MiB, false);
+    MigrationState *s = m->migration;
+    g_autoptr(GError) err = NULL;
+    AutoConvergeParams p;
+    uint64_t zero = 0, hundred = 100, thirty = 30, five = 5, eighty = 80;
+    bool on = true;
+
+    migration_auto_converge_params(s, &p);
+    g_assert_cmpuint(p.initial, ==, 20);
+    g_assert_cmpuint(p.increment, ==, 10);
+    g_assert_cmpuint(p.max, ==, 99);
+    g_assert_cmpuint(p.threshold, ==, 50);
+    g_assert_false(p.tailslow);
+
+    g_assert_false(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                   .cpu_throttle_initial = &zero }, &err));
+    g_assert_cmpstr(err->message, ==, "Parameter 'cpu_throttle_initial' expects an integer "
+                    "in the range of 1 to 99");
+    g_clear_error(&err);
+    g_assert_false(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                   .max_cpu_throttle = &hundred }, &err));
+    g_clear_error(&err);
+    /* A bad one among good ones: none applied. */
+    g_assert_false(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                   .cpu_throttle_increment = &five,
+                                                   .throttle_trigger_threshold = &zero },
+                                            &err));
+    g_assert_cmpstr(err->message, ==, "Parameter 'throttle_trigger_threshold' expects an "
+                    "integer in the range of 1 to 100");
+    g_clear_error(&err);
+    migration_auto_converge_params(s, &p);
+    g_assert_cmpuint(p.increment, ==, 10);
+
+    g_assert_true(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                  .cpu_throttle_initial = &thirty,
+                                                  .cpu_throttle_increment = &five,
+                                                  .max_cpu_throttle = &eighty,
+                                                  .throttle_trigger_threshold = &hundred,
+                                                  .cpu_throttle_tailslow = &on }, &err));
+    migration_auto_converge_params(s, &p);
+    g_assert_cmpuint(p.initial, ==, 30);
+    g_assert_cmpuint(p.increment, ==, 5);
+    g_assert_cmpuint(p.max, ==, 80);
+    g_assert_cmpuint(p.threshold, ==, 100);
+    g_assert_true(p.tailslow);
+
+    /* The capability is on offer now, but not beside background-snapshot. */
+    g_assert_true(migration_set_capability(s, MIGRATION_CAPABILITY_AUTO_CONVERGE, true, &err));
+    g_assert_true(migration_set_capability(s, MIGRATION_CAPABILITY_AUTO_CONVERGE, false, &err));
     fake_machine_free(m);
 }
 
@@ -823,7 +886,7 @@ static void test_destination_disappears(void)
     g_autofree char *desc = NULL;
     uint64_t bw = 4 * MiB;
 
-    g_assert_true(migration_set_parameters(src->migration, &bw, NULL, NULL, &err));
+    g_assert_true(migration_set_parameters(src->migration, &(MigrationParameterUpdate){ .max_bandwidth = &bw }, &err));
     g_assert_true(migration_start(src->migration, uri, &err));
     g_assert_true(channel_accept(listener, &err));
     g_usleep(100 * 1000);
@@ -856,6 +919,7 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/failure/destination-disappears", test_destination_disappears);
     g_test_add_func("/migration/capabilities", test_capabilities);
     g_test_add_func("/migration/parameters", test_parameters);
+    g_test_add_func("/migration/parameters/throttle", test_throttle_parameters);
     g_test_add_func("/migration/monitor/query-and-info", test_query_and_info);
     g_test_add_func("/migration/incoming/file-runs", test_incoming_file_runs);
     g_test_add_func("/migration/incoming/file-start-paused", test_incoming_file_start_paused);
