@@ -292,21 +292,16 @@ static bool hmp_info_migrate_parameters(Machine *m, int argc, char **argv, GStri
     g_string_append_printf(out, "background-snapshot-buffer-size: %" PRIu64 " bytes\n",
                            (uint64_t)__atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                                                      __ATOMIC_RELAXED));
-    g_string_append_printf(out, "cpu-throttle-initial: %" PRIu64 "\n",
-                           (uint64_t)__atomic_load_n(&s->parameters.cpu_throttle_initial,
-                                                     __ATOMIC_RELAXED));
-    g_string_append_printf(out, "cpu-throttle-increment: %" PRIu64 "\n",
-                           (uint64_t)__atomic_load_n(&s->parameters.cpu_throttle_increment,
-                                                     __ATOMIC_RELAXED));
-    g_string_append_printf(out, "cpu-throttle-tailslow: %s\n",
-                           __atomic_load_n(&s->parameters.cpu_throttle_tailslow,
-                                           __ATOMIC_RELAXED) ? "on" : "off");
-    g_string_append_printf(out, "max-cpu-throttle: %" PRIu64 "\n",
-                           (uint64_t)__atomic_load_n(&s->parameters.max_cpu_throttle,
-                                                     __ATOMIC_RELAXED));
-    g_string_append_printf(out, "throttle-trigger-threshold: %" PRIu64 "\n",
-                           (uint64_t)__atomic_load_n(&s->parameters.throttle_trigger_threshold,
-                                                     __ATOMIC_RELAXED));
+    AutoConvergeParams ac;
+
+    migration_auto_converge_params(s, &ac);
+    g_string_append_printf(out, "cpu-throttle-initial: %u\n"
+                           "cpu-throttle-increment: %u\n"
+                           "cpu-throttle-tailslow: %s\n"
+                           "max-cpu-throttle: %u\n"
+                           "throttle-trigger-threshold: %u\n",
+                           ac.initial, ac.increment, ac.tailslow ? "on" : "off", ac.max,
+                           ac.threshold);
     g_string_append_printf(out, "restore-mode: %s\n", migration_restore_mode_name(
         (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));
     g_autofree char *snapshot_base = migration_snapshot_base(s);

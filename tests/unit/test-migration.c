@@ -656,7 +656,7 @@ static void test_throttle_parameters(void)
     g_assert_cmpuint(p.threshold, ==, 100);
     g_assert_true(p.tailslow);
 
-    /* The capability is on offer now, but not beside background-snapshot. */
+    /* The capability is on offer now (background-snapshot refuses it: tests/functional). */
     g_assert_true(migration_set_capability(s, MIGRATION_CAPABILITY_AUTO_CONVERGE, true, &err));
     g_assert_true(migration_set_capability(s, MIGRATION_CAPABILITY_AUTO_CONVERGE, false, &err));
     fake_machine_free(m);
