@@ -11,14 +11,18 @@ from vm import (BenchError, QMPError, RssSampler, ThreadCpuSampler, Vm, is_migra
 
 TERMINAL = ('completed', 'failed', 'cancelled')
 MAX_BANDWIDTH = 4294967296   # QEMU 7.2 throttles migration to 32 MiB/s by default
+THROTTLE_POLL_S = 0.1        # query-migrate while auto-converge may throttle
+QMP_REPLY_S = 30.0           # how long a reply may take (the QMP client's default)
 
 
 class Job:
     """What to run on a booted VM: kind is bg (background snapshot), precopy (live
-    migration) or smc (stop, migrate, cont); sink is tmpfs, disk, or a pv rate (100m)."""
+    migration) or smc (stop, migrate, cont); sink is tmpfs, disk, or a pv rate (100m).
+    params are frostvm's own migrate-set-parameters; caps are capabilities set for both
+    VMMs (e.g. {'auto-converge': True}), off again for a later job that does not name them."""
 
     def __init__(self, scenario, kind, sink, reps=3, bound_s=None, params=None,
-                 vmms=('frostvm', 'qemu'), keep_image=False, after_s=0):
+                 vmms=('frostvm', 'qemu'), keep_image=False, after_s=0, caps=None):
         self.after_s = after_s      # watch the guest this long after the end (huge pages, rate)
         self.scenario = scenario
         self.kind = kind
@@ -28,6 +32,11 @@ class Job:
         self.params = params or {}
         self.vmms = vmms
         self.keep_image = keep_image
+        self.caps = caps or {}
+
+    def polls_throttle(self):
+        """Whether query-migrate is polled during the run for cpu-throttle-percentage."""
+        return bool(self.caps.get('auto-converge'))
 
 
 class Context:
@@ -144,7 +153,12 @@ def prepare(vm, job):
     q = vm.qmp
     caps = [{'capability': 'events', 'state': True},
             {'capability': 'background-snapshot', 'state': job.kind == 'bg'}]
+    # A capability an earlier job of this VM turned on goes off again: jobs share the VM.
+    extra = dict.fromkeys(getattr(vm, 'caps_on', ()), False)
+    extra.update(job.caps)
+    caps += [{'capability': c, 'state': bool(on)} for c, on in extra.items()]
     q.cmd('migrate-set-capabilities', capabilities=caps)
+    vm.caps_on = {c for c, on in extra.items() if on}
     params = {'max-bandwidth': MAX_BANDWIDTH}
     if vm.vmm.name == 'frostvm':
         params.update(job.params)
@@ -186,6 +200,37 @@ def cont(q):
             time.sleep(0.002)
 
 
+def wait_terminal(q, timeout, samples, t0):
+    """Waits for the MIGRATION event of a terminal status and returns it. With samples a
+    list (not None), polls query-migrate every THROTTLE_POLL_S meanwhile and appends (s
+    since migrate, cpu-throttle-percentage or 0, ram.remaining, dirty-sync-count) to it,
+    kept when timeout passes and this raises QMPError."""
+    pred = lambda e: e['data']['status'] in TERMINAL  # noqa: E731
+    if samples is None:
+        return q.wait_event('MIGRATION', timeout=timeout, pred=pred)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            q.sock.settimeout(QMP_REPLY_S)    # for the query and cancel that follow
+            raise QMPError('timed out waiting for event MIGRATION')
+        try:
+            return q.wait_event('MIGRATION', timeout=min(left, THROTTLE_POLL_S), pred=pred)
+        except QMPError as e:
+            if 'timed out' not in str(e):
+                raise
+        # wait_event left the socket's timeout at what it had left (under 0.1 s): a
+        # reply may take longer than that (QEMU under TCG).
+        q.sock.settimeout(QMP_REPLY_S)
+        samples.append(throttle_sample(q.cmd('query-migrate'), t0))
+
+
+def throttle_sample(info, t0):
+    ram = info.get('ram', {})
+    return (round(time.monotonic() - t0, 3), info.get('cpu-throttle-percentage', 0),
+            ram.get('remaining'), ram.get('dirty-sync-count'))
+
+
 def run_migration(vm, job, rep, ctx):
     """Runs one snapshot or migration on a running, READY VM; returns a result dict."""
     res = {'scenario': job.scenario, 'vmm': vm.vmm.name, 'rep': rep, 'kind': job.kind,
@@ -209,20 +254,22 @@ def run_migration(vm, job, rep, ctx):
     q.events.clear()
     timeout = job.bound_s or 600
     unconverged = None
+    throttle = []
     t0 = time.monotonic()
     try:
         if job.kind == 'smc':
             q.cmd('stop')
         q.cmd('migrate', uri=uri)
         try:
-            ev = q.wait_event('MIGRATION', timeout=timeout,
-                              pred=lambda e: e['data']['status'] in TERMINAL)
+            ev = wait_terminal(q, timeout, throttle if job.polls_throttle() else None, t0)
             status = ev['data']['status']
-        except QMPError:
-            if not job.bound_s:
+        except QMPError as e:
+            if not job.bound_s or 'timed out' not in str(e):
                 raise
             # The figures so far: after the cancel QEMU no longer reports them.
             unconverged = q.cmd('query-migrate')
+            if job.polls_throttle():
+                throttle.append(throttle_sample(unconverged, t0))
             q.cmd('migrate_cancel')
             q.wait_event('MIGRATION', timeout=60,
                          pred=lambda e: e['data']['status'] in TERMINAL)
@@ -248,13 +295,21 @@ def run_migration(vm, job, rep, ctx):
     res['wall_s'] = t1 - t0
     res['query'] = info
     res['status'] = status
+    if job.caps:
+        res['caps'] = dict(job.caps)
+    if job.polls_throttle():
+        # The highest cpu-throttle-percentage query-migrate reported (0: never throttled).
+        res['throttle_max_pct'] = max((s[1] for s in throttle), default=0)
+        res['throttle_samples'] = throttle
     ram = info.get('ram', {})
     if status == 'timeout':
         res['at_cancel'] = unconverged
         ram = unconverged.get('ram', {})
         res['reason'] = (f'did not converge in {job.bound_s:g} s '
                          f'({ram.get("transferred", 0) / 2**20:.0f} MiB written, '
-                         f'{ram.get("dirty-sync-count", "?")} passes)')
+                         f'{ram.get("dirty-sync-count", "?")} passes'
+                         + (f', throttle up to {res["throttle_max_pct"]}%'
+                            if job.polls_throttle() else '') + ')')
         res['transferred'] = ram.get('transferred')
     elif status != 'completed':
         res['reason'] = info.get('error-desc') or status

@@ -18,7 +18,8 @@ END = '<!-- bench:end:{mode} -->'
 
 # Precopy rows borrow the non-zero RAM of a snapshot of the same guest.
 NONZERO_TWIN = {'precopy-tmpfs': 'bg-tmpfs', 'precopy-100m': 'bg-100m',
-                'precopy-100m-random': 'bg-100m-random', 'precopy-100m-idle': 'bg-100m-idle'}
+                'precopy-100m-ac': 'bg-100m', 'precopy-100m-random': 'bg-100m-random',
+                'precopy-100m-idle': 'bg-100m-idle'}
 
 
 def ratio(f, q):
@@ -66,6 +67,8 @@ ROWS = [
     ('runs completed', None, None, False),
     ('total time (ms, query-migrate)', lambda r: r['total_ms'], num, False),
     ('downtime (ms, query-migrate)', lambda r: r['downtime_ms'], whole_ms, False),
+    # Only runs with auto-converge on poll for it; 0 = polled, never throttled.
+    ('highest cpu throttle (%)', lambda r: r['throttle_max_pct'], lambda v: f'{v:.0f}', False),
     ('pause, STOP to RESUME event (ms)', lambda r: r['pause_ms'], ms_us, False),
     ('image size (MiB)', lambda r: r['image_bytes'], mib, False),
     ('guest non-zero RAM (MiB)', lambda r: r['nonzero_bytes'], mib, False),
@@ -141,7 +144,7 @@ def scenario_table(results, scenario):
         if not f.values(fn) and not q.values(fn) and (f.ok or q.ok):
             continue
         fm, qm = f.median(fn), q.median(fn)
-        rt = ratio(fm, qm) if 'reports with' not in label else ''
+        rt = ratio(fm, qm) if not label.startswith(('reports with', 'highest cpu')) else ''
         lines.append(f'| {label} | {f.cell(fn, fmt)} | {q.cell(fn, fmt)} | {rt} |')
     return '\n'.join(lines)
 
@@ -282,11 +285,18 @@ How each figure is measured (bench/jobs.py, bench/metrics.py):
   sweep) and 2 s of undisturbed running; runs of one scenario follow each other in one VM,
   2 s apart. QMP: `events` and (for snapshots) `background-snapshot` on, `max-bandwidth`
   4294967296 (QEMU 7.2 defaults to 32 MiB/s), frostvm's parameters at their defaults
-  unless the scenario says otherwise. Sinks: `exec:cat > FILE` (tmpfs or ext4, no fsync)
-  and `exec:pv -q -L RATE > FILE` on tmpfs, the same for both VMMs.
+  unless the scenario says otherwise; `auto-converge` on for both VMMs in the scenarios
+  that name it, with the throttle parameters at their defaults. Sinks: `exec:cat > FILE`
+  (tmpfs or ext4, no fsync) and `exec:pv -q -L RATE > FILE` on tmpfs, the same for both
+  VMMs.
 - Total time and downtime: `query-migrate` after the `MIGRATION` completed event. The
   pause is the gap between the `STOP` and `RESUME` events' timestamps (microseconds, both
   VMMs); for `stop; migrate; cont` it is the downtime.
+- Highest cpu throttle (auto-converge scenarios only): the largest
+  `cpu-throttle-percentage` in `query-migrate`, polled every 100 ms from `migrate` to the
+  terminal event (and once more before the cancel of a run that did not converge); 0 when
+  no reply had it, i.e. the guest was never throttled while polled. A run that did not
+  converge gives its highest throttle in its failure reason.
 - Image size: the file. Non-zero RAM: pages sent in full (`ram.normal`) by the same
   run, since a snapshot sends each page once and zero pages as flags; for frostvm the data
   page count from `frostvm-img info` (which also checks every frostvm image: a failed
