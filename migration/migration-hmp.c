@@ -94,6 +94,24 @@ static const struct {
       offsetof(MigrationParameterUpdate, throttle_trigger_threshold) },
 };
 
+/* A boolean parameter's value, with the words QEMU's HMP takes for one. */
+static bool parse_bool_parameter(const char *name, const char *value, bool *on, GError **errp)
+{
+    static const char *const yes[] = { "on", "yes", "true", "y", NULL };
+    static const char *const no[] = { "off", "no", "false", "n", NULL };
+
+    if (value && g_strv_contains(yes, value)) {
+        *on = true;
+        return true;
+    }
+    if (value && g_strv_contains(no, value)) {
+        *on = false;
+        return true;
+    }
+    error_setg(errp, "Parameter '%s' expects 'on' or 'off'", name);
+    return false;
+}
+
 static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString *out,
                                       GError **errp)
 {
@@ -118,7 +136,7 @@ static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString
     if (!strcmp(name, "cpu-throttle-tailslow")) {
         bool on;
 
-        return hmp_parse_on_off(value, &on, errp) &&
+        return parse_bool_parameter(name, value, &on, errp) &&
                migration_set_parameters(m->migration,
                                         &(MigrationParameterUpdate){
                                             .cpu_throttle_tailslow = &on },
@@ -131,7 +149,8 @@ static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString
         if (strcmp(name, integer_parameters[i].name)) {
             continue;
         }
-        v = g_ascii_strtoull(value, &end, 10);
+        /* As QEMU's HMP: decimal, 0x hexadecimal or 0 octal. */
+        v = g_ascii_strtoull(value, &end, 0);
         if (!*value || *end || value[0] == '-') {
             error_setg(errp, "Parameter '%s' expects %s", name, integer_parameters[i].type);
             return false;
