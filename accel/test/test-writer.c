@@ -305,10 +305,7 @@ static bool test_vcpu_after_step(TestVcpu *v, TestReport *r, uint64_t *budget)
     }
     /* A pause, a pacing sleep or a report is not a stall of the guest's steps. */
     r->prev_tsc = __rdtsc();
-    /*
-     * Auto-converge's throttle is: the guest sees it as a real guest does, so
-     * its sleep counts in the next step's time.
-     */
+    /* The throttle's sleep counts as a stall, as a real guest would see it. */
     cpu_throttle_vcpu_check(&v->accel->m->throttle, &v->throttle);
     return true;
 }

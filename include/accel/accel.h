@@ -42,7 +42,8 @@ typedef struct AccelOps {
      * Optional: take every running vCPU out of guest mode once, without
      * parking it, so that it checks its throttle (system/cpu-throttle.h).
      * Needed where guest code runs inside the kernel (KVM); the test
-     * accelerator's threads check at every step by themselves.
+     * accelerator's threads check by themselves after each batch of steps
+     * (64, or a millisecond's worth when paced).
      */
     void (*kick_vcpus)(Machine *m);
 

@@ -11,7 +11,7 @@ typedef struct Machine Machine;
 
 /*
  * A throttled vCPU runs one timeslice, then sleeps so that it is off the CPU
- * for the throttle's share of the time: at P%, P / (100 - P) timeslices.
+ * for the throttle's share of the time: at P%, P / (100 - P) of what it ran.
  * QEMU uses the same 10 ms slice, so a guest sees the same rhythm under both.
  */
 #define CPU_THROTTLE_TIMESLICE_US 10000
@@ -25,7 +25,7 @@ typedef struct CpuThrottle {
     GCond cond;           /* wakes sleeping vCPUs and the kicker */
     bool held;            /* under lock: the vCPUs are being paused; nobody sleeps */
     GThread *kicker;      /* under lock: takes KVM vCPUs out of guest mode each slice */
-    bool kicker_quit;     /* under lock */
+    unsigned kicker_generation; /* under lock: a stop moves it on, which ends the kicker */
 } CpuThrottle;
 
 /* One vCPU thread's own bookkeeping; zero-initialised. */
@@ -33,15 +33,15 @@ typedef struct CpuThrottleVcpu {
     int64_t run_start_us; /* monotonic: when its current slice began; 0 none yet */
 } CpuThrottleVcpu;
 
-/* Off, for machine @m (its accelerator's kick_vcpus, if any, is used once on). */
+/* Off, for machine @m (NULL: no kicker; else its accelerator's kick_vcpus, if any). */
 void cpu_throttle_init(CpuThrottle *t, Machine *m);
 
 /* Stop throttling (see cpu_throttle_stop()) and free what init made. */
 void cpu_throttle_destroy(CpuThrottle *t);
 
 /*
- * Throttle every vCPU to @percent (clamped to 1..99) from its next slice on.
- * Starts the kicker thread the first time where the accelerator runs guest
+ * Throttle every vCPU to @percent (at most 99; 0 or less stops) from its
+ * next slice on. Starts the kicker thread where the accelerator runs guest
  * code in the kernel (KVM): a vCPU that never exits would never sleep.
  */
 void cpu_throttle_set(CpuThrottle *t, int percent);
@@ -59,9 +59,7 @@ int cpu_throttle_get_percent(CpuThrottle *t);
  */
 void cpu_throttle_hold(CpuThrottle *t, bool held);
 
-/*
- * Microseconds a vCPU sleeps after each timeslice at @percent (0 for 0).
- */
+/* Microseconds a vCPU sleeps after a timeslice of exactly 10 ms at @percent (0 for 0). */
 uint64_t cpu_throttle_sleep_us(int percent);
 
 /*

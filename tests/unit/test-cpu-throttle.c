@@ -140,38 +140,62 @@ static void test_hold_wakes(void)
     cpu_throttle_destroy(&t);
 }
 
-static int kicks;
+/* A stand-in accelerator that only counts kicks and passes them to its vCPU. */
+typedef struct FakeKvm {
+    GMutex lock;
+    GCond kicked;
+    int kicks;           /* under lock */
+} FakeKvm;
 
-static void count_kick(Machine *m)
+static void fake_kvm_kick(Machine *m)
 {
-    g_atomic_int_inc(&kicks);
+    FakeKvm *k = m->accel_state;
+
+    g_mutex_lock(&k->lock);
+    k->kicks++;
+    g_cond_broadcast(&k->kicked);
+    g_mutex_unlock(&k->lock);
+}
+
+static int fake_kvm_kicks(FakeKvm *k)
+{
+    g_mutex_lock(&k->lock);
+    int n = k->kicks;
+    g_mutex_unlock(&k->lock);
+    return n;
 }
 
 /* Where guest code runs in the kernel, the vCPUs are kicked once a slice while throttled. */
 static void test_kicker(void)
 {
-    AccelOps ops = { .name = "kicked", .kick_vcpus = count_kick };
-    Machine m = { .accel = &ops };
+    FakeKvm k = { 0 };
+    AccelOps ops = { .name = "kicked", .kick_vcpus = fake_kvm_kick };
+    Machine m = { .accel = &ops, .accel_state = &k };
     CpuThrottle t;
     int n;
 
+    g_mutex_init(&k.lock);
+    g_cond_init(&k.kicked);
     cpu_throttle_init(&t, &m);
     g_usleep(50 * 1000);
-    g_assert_cmpint(g_atomic_int_get(&kicks), ==, 0);
+    g_assert_cmpint(fake_kvm_kicks(&k), ==, 0);
     cpu_throttle_set(&t, 30);
     g_usleep(300 * 1000);
-    n = g_atomic_int_get(&kicks);
+    n = fake_kvm_kicks(&k);
     g_test_message("%d kicks in 300 ms", n);
     g_assert_cmpint(n, >=, 5);
     g_assert_cmpint(n, <=, 31);
     cpu_throttle_stop(&t);
-    n = g_atomic_int_get(&kicks);
+    n = fake_kvm_kicks(&k);
     g_usleep(100 * 1000);
-    g_assert_cmpint(g_atomic_int_get(&kicks), ==, n);
-    /* A second start gets a new kicker. */
+    g_assert_cmpint(fake_kvm_kicks(&k), ==, n);
+    /* A second start gets a new kicker; 0 stops it again. */
     cpu_throttle_set(&t, 10);
     g_usleep(100 * 1000);
-    g_assert_cmpint(g_atomic_int_get(&kicks), >, n);
+    g_assert_cmpint(fake_kvm_kicks(&k), >, n);
+    cpu_throttle_set(&t, 0);
+    g_assert_cmpint(cpu_throttle_get_percent(&t), ==, 0);
+    g_assert_null(t.kicker);
     cpu_throttle_destroy(&t);
 
     /* Without kick_vcpus there is no kicker thread at all. */
@@ -180,6 +204,73 @@ static void test_kicker(void)
     cpu_throttle_set(&t, 30);
     g_assert_null(t.kicker);
     cpu_throttle_destroy(&t);
+    g_mutex_clear(&k.lock);
+    g_cond_clear(&k.kicked);
+}
+
+/* A vCPU that leaves guest mode only when kicked, as a busy KVM guest does. */
+typedef struct KickedVcpu {
+    FakeKvm *kvm;
+    CpuThrottle *t;
+    CpuThrottleVcpu v;
+    int quit;            /* atomic */
+    uint64_t slept_us;   /* atomic */
+} KickedVcpu;
+
+static gpointer kicked_vcpu_thread(gpointer opaque)
+{
+    KickedVcpu *c = opaque;
+
+    while (!g_atomic_int_get(&c->quit)) {
+        g_mutex_lock(&c->kvm->lock);
+        int seen = c->kvm->kicks;
+        gint64 deadline = g_get_monotonic_time() + 100 * 1000;
+
+        while (c->kvm->kicks == seen && g_cond_wait_until(&c->kvm->kicked, &c->kvm->lock,
+                                                          deadline)) {
+        }
+        g_mutex_unlock(&c->kvm->lock);
+        __atomic_fetch_add(&c->slept_us, cpu_throttle_vcpu_check(c->t, &c->v),
+                           __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+/*
+ * Such a vCPU's slices end between 10 and 20 ms (at the first kick after 10
+ * ms): it must still be off the CPU for the share asked, not less.
+ */
+static void test_kicked_vcpu_share(gconstpointer data)
+{
+    int percent = GPOINTER_TO_INT(data);
+    FakeKvm k = { 0 };
+    AccelOps ops = { .name = "kicked", .kick_vcpus = fake_kvm_kick };
+    Machine m = { .accel = &ops, .accel_state = &k };
+    CpuThrottle t;
+    KickedVcpu c = { .kvm = &k, .t = &t };
+    GThread *th;
+    gint64 start;
+
+    g_mutex_init(&k.lock);
+    g_cond_init(&k.kicked);
+    cpu_throttle_init(&t, &m);
+    th = g_thread_new("kicked-vcpu", kicked_vcpu_thread, &c);
+    cpu_throttle_set(&t, percent);
+    g_usleep(100 * 1000);
+    start = g_get_monotonic_time();
+    uint64_t before = __atomic_load_n(&c.slept_us, __ATOMIC_RELAXED);
+    g_usleep(1500 * 1000);
+    double share = (double)(__atomic_load_n(&c.slept_us, __ATOMIC_RELAXED) - before) /
+                   (double)(g_get_monotonic_time() - start);
+    g_test_message("off the CPU %.0f%% of the time at %d%%", share * 100, percent);
+    g_assert_cmpfloat(share * 100, >, percent - 5);
+    g_assert_cmpfloat(share * 100, <, percent + 15);
+    cpu_throttle_stop(&t);
+    g_atomic_int_set(&c.quit, 1);
+    g_thread_join(th);
+    cpu_throttle_destroy(&t);
+    g_mutex_clear(&k.lock);
+    g_cond_clear(&k.kicked);
 }
 
 int main(int argc, char **argv)
@@ -189,5 +280,9 @@ int main(int argc, char **argv)
     g_test_add_func("/cpu-throttle/half-the-time", test_half_the_time);
     g_test_add_func("/cpu-throttle/hold-wakes", test_hold_wakes);
     g_test_add_func("/cpu-throttle/kicker", test_kicker);
+    g_test_add_data_func("/cpu-throttle/kicked-vcpu-share/20", GINT_TO_POINTER(20),
+                         test_kicked_vcpu_share);
+    g_test_add_data_func("/cpu-throttle/kicked-vcpu-share/60", GINT_TO_POINTER(60),
+                         test_kicked_vcpu_share);
     return g_test_run();
 }
