@@ -4,7 +4,7 @@
 
 #include <glib.h>
 
-/* The next percentage once the guest was too fast for two periods in a row. */
+/* The next percentage once the guest was too fast for a second period. */
 static unsigned auto_converge_raise(const AutoConvergeParams *p, unsigned current,
                                     uint64_t dirtied, uint64_t allowed)
 {
@@ -41,13 +41,10 @@ unsigned auto_converge_update(AutoConverge *ac, const AutoConvergeParams *p, uns
         return current;
     }
     allowed = ac->sent * p->threshold / 100;
-    if (ac->dirtied > allowed) {
-        if (++ac->high_periods >= 2) {
-            ac->high_periods = 0;
-            next = auto_converge_raise(p, current, ac->dirtied, allowed);
-        }
-    } else {
+    /* As QEMU: the count of fast periods goes back to 0 only when the throttle rises. */
+    if (ac->dirtied > allowed && ++ac->high_periods >= 2) {
         ac->high_periods = 0;
+        next = auto_converge_raise(p, current, ac->dirtied, allowed);
     }
     ac->period_start_us = now_us;
     ac->sent = 0;

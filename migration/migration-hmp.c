@@ -5,7 +5,6 @@
 #include "migration/restore.h"
 
 #include <inttypes.h>
-#include <stddef.h>
 #include <string.h>
 
 #include "migration/migration-internal.h"
@@ -79,21 +78,6 @@ static const char *const unsupported_parameters[] = {
     "multifd-zlib-level", "multifd-zstd-level", "block-bitmap-mapping", NULL,
 };
 
-/* Plain integer parameters: their name, QEMU's type name for the error, their slot. */
-static const struct {
-    const char *name;
-    const char *type;
-    size_t offset;
-} integer_parameters[] = {
-    { "downtime-limit", "uint64", offsetof(MigrationParameterUpdate, downtime_limit) },
-    { "cpu-throttle-initial", "uint8", offsetof(MigrationParameterUpdate, cpu_throttle_initial) },
-    { "cpu-throttle-increment", "uint8",
-      offsetof(MigrationParameterUpdate, cpu_throttle_increment) },
-    { "max-cpu-throttle", "uint8", offsetof(MigrationParameterUpdate, max_cpu_throttle) },
-    { "throttle-trigger-threshold", "uint8",
-      offsetof(MigrationParameterUpdate, throttle_trigger_threshold) },
-};
-
 /* A boolean parameter's value, with the words QEMU's HMP takes for one. */
 static bool parse_bool_parameter(const char *name, const char *value, bool *on, GError **errp)
 {
@@ -112,11 +96,38 @@ static bool parse_bool_parameter(const char *name, const char *value, bool *on, 
     return false;
 }
 
+/*
+ * Where plain integer parameter @name goes in @u (pointing at @v), and
+ * QEMU's type name for it in @type; false if @name is none of them.
+ */
+static bool integer_parameter(const char *name, MigrationParameterUpdate *u, const uint64_t *v,
+                              const char **type)
+{
+    *type = "uint8";
+    if (!strcmp(name, "downtime-limit")) {
+        *type = "uint64";
+        u->downtime_limit = v;
+    } else if (!strcmp(name, "cpu-throttle-initial")) {
+        u->cpu_throttle_initial = v;
+    } else if (!strcmp(name, "cpu-throttle-increment")) {
+        u->cpu_throttle_increment = v;
+    } else if (!strcmp(name, "max-cpu-throttle")) {
+        u->max_cpu_throttle = v;
+    } else if (!strcmp(name, "throttle-trigger-threshold")) {
+        u->throttle_trigger_threshold = v;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString *out,
                                       GError **errp)
 {
     const char *name = hmp_arg(argc, argv, 0);
     const char *value = hmp_arg(argc, argv, 1);
+    MigrationParameterUpdate u = { 0 };
+    const char *type;
     uint64_t v;
 
     if (!strcmp(name, "max-bandwidth")) {
@@ -142,20 +153,15 @@ static bool hmp_migrate_set_parameter(Machine *m, int argc, char **argv, GString
                                             .cpu_throttle_tailslow = &on },
                                         errp);
     }
-    for (size_t i = 0; i < G_N_ELEMENTS(integer_parameters); i++) {
-        MigrationParameterUpdate u = { 0 };
+    if (integer_parameter(name, &u, &v, &type)) {
         char *end;
 
-        if (strcmp(name, integer_parameters[i].name)) {
-            continue;
-        }
         /* As QEMU's HMP: decimal, 0x hexadecimal or 0 octal. */
         v = g_ascii_strtoull(value, &end, 0);
         if (!*value || *end || value[0] == '-') {
-            error_setg(errp, "Parameter '%s' expects %s", name, integer_parameters[i].type);
+            error_setg(errp, "Parameter '%s' expects %s", name, type);
             return false;
         }
-        *(const uint64_t **)((char *)&u + integer_parameters[i].offset) = &v;
         return migration_set_parameters(m->migration, &u, errp);
     }
     if (!strcmp(name, "restore-mode")) {
@@ -314,13 +320,14 @@ static bool hmp_info_migrate_parameters(Machine *m, int argc, char **argv, GStri
     AutoConvergeParams ac;
 
     migration_auto_converge_params(s, &ac);
-    g_string_append_printf(out, "cpu-throttle-initial: %u\n"
+    /* QEMU's order. */
+    g_string_append_printf(out, "throttle-trigger-threshold: %u\n"
+                           "cpu-throttle-initial: %u\n"
                            "cpu-throttle-increment: %u\n"
                            "cpu-throttle-tailslow: %s\n"
-                           "max-cpu-throttle: %u\n"
-                           "throttle-trigger-threshold: %u\n",
-                           ac.initial, ac.increment, ac.tailslow ? "on" : "off", ac.max,
-                           ac.threshold);
+                           "max-cpu-throttle: %u\n",
+                           ac.threshold, ac.initial, ac.increment,
+                           ac.tailslow ? "on" : "off", ac.max);
     g_string_append_printf(out, "restore-mode: %s\n", migration_restore_mode_name(
         (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));
     g_autofree char *snapshot_base = migration_snapshot_base(s);

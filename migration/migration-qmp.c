@@ -322,17 +322,15 @@ static JsonNode *qmp_query_migrate_parameters(Machine *m, JsonObject *args, GErr
     put_uint(b, "background-snapshot-buffer-size",
              __atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                              __ATOMIC_RELAXED));
-    put_uint(b, "cpu-throttle-initial", __atomic_load_n(&s->parameters.cpu_throttle_initial,
-                                                         __ATOMIC_RELAXED));
-    put_uint(b, "cpu-throttle-increment",
-             __atomic_load_n(&s->parameters.cpu_throttle_increment, __ATOMIC_RELAXED));
+    AutoConvergeParams ac;
+
+    migration_auto_converge_params(s, &ac);
+    put_uint(b, "throttle-trigger-threshold", ac.threshold);
+    put_uint(b, "cpu-throttle-initial", ac.initial);
+    put_uint(b, "cpu-throttle-increment", ac.increment);
     json_builder_set_member_name(b, "cpu-throttle-tailslow");
-    json_builder_add_boolean_value(b, __atomic_load_n(&s->parameters.cpu_throttle_tailslow,
-                                                      __ATOMIC_RELAXED));
-    put_uint(b, "max-cpu-throttle", __atomic_load_n(&s->parameters.max_cpu_throttle,
-                                                     __ATOMIC_RELAXED));
-    put_uint(b, "throttle-trigger-threshold",
-             __atomic_load_n(&s->parameters.throttle_trigger_threshold, __ATOMIC_RELAXED));
+    json_builder_add_boolean_value(b, ac.tailslow);
+    put_uint(b, "max-cpu-throttle", ac.max);
     json_builder_set_member_name(b, "restore-mode");
     json_builder_add_string_value(b, migration_restore_mode_name(
         (MigrationRestoreMode)__atomic_load_n(&s->parameters.restore_mode, __ATOMIC_RELAXED)));

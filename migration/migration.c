@@ -722,12 +722,21 @@ bool migration_set_parameters(MigrationState *s, const MigrationParameterUpdate 
     }
     if (!check_percent(u->cpu_throttle_initial, "cpu_throttle_initial", 99, errp) ||
         !check_percent(u->cpu_throttle_increment, "cpu_throttle_increment", 99, errp) ||
-        !check_percent(u->max_cpu_throttle, "max_cpu_throttle", 99, errp) ||
         !check_percent(u->throttle_trigger_threshold, "throttle_trigger_threshold", 100,
                        errp)) {
         return false;
     }
     g_mutex_lock(&s->lock);
+    /* As QEMU, on the values as they would be: the maximum may not be under the start. */
+    uint64_t initial = u->cpu_throttle_initial ? *u->cpu_throttle_initial
+                                               : p->cpu_throttle_initial;
+    uint64_t max = u->max_cpu_throttle ? *u->max_cpu_throttle : p->max_cpu_throttle;
+    if (max < initial || max > 99) {
+        g_mutex_unlock(&s->lock);
+        error_setg(errp, "Parameter 'max_cpu_throttle' expects an integer in the range of "
+                   "cpu_throttle_initial to 99");
+        return false;
+    }
     store_u64(&p->max_bandwidth, u->max_bandwidth);
     store_u64(&p->downtime_limit, u->downtime_limit);
     store_u64(&p->background_snapshot_buffer_size, u->background_snapshot_buffer_size);

@@ -272,14 +272,14 @@ static void ram_auto_converge(RamSaveState *rs, AutoConverge *ac, uint64_t sent,
 {
     CpuThrottle *t = &rs->m->throttle;
     AutoConvergeParams p;
-    unsigned now = (unsigned)cpu_throttle_get_percent(t);
+    unsigned current = (unsigned)cpu_throttle_get_percent(t);
     unsigned next;
 
     migration_auto_converge_params(rs->s, &p);
-    next = auto_converge_update(ac, &p, now, migration_now_us(), sent, dirtied);
-    if (next != now) {
+    next = auto_converge_update(ac, &p, current, migration_now_us(), sent, dirtied);
+    if (next != current) {
         g_debug("auto-converge: guest dirtied %" PRIu64 " bytes against %" PRIu64
-                " sent; throttle %u%% -> %u%%", dirtied, sent, now, next);
+                " sent; throttle %u%% -> %u%%", dirtied, sent, current, next);
         cpu_throttle_set(t, (int)next);
     }
 }
@@ -295,7 +295,8 @@ static bool ram_iterate(RamSaveState *rs, GError **errp)
     MigrationState *s = rs->s;
     uint64_t bandwidth = 0;
     RamConvergence conv = { .last_remaining = UINT64_MAX };
-    AutoConverge ac = { 0 };
+    /* The first period starts with the first pass, as QEMU's does with its first sync. */
+    AutoConverge ac = { .period_start_us = migration_now_us() };
     bool auto_converge = migration_capability_enabled(s, MIGRATION_CAPABILITY_AUTO_CONVERGE);
 
     for (;;) {

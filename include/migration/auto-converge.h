@@ -31,15 +31,16 @@ typedef struct AutoConverge {
     uint64_t period_start_us;   /* 0: no period yet */
     uint64_t sent;              /* bytes sent in this period */
     uint64_t dirtied;           /* bytes the guest dirtied in it */
-    unsigned high_periods;      /* periods in a row above the threshold */
+    unsigned high_periods;      /* periods above the threshold since the last raise */
 } AutoConverge;
 
 /*
  * After each dirty-log sync of a live pass: @sent bytes went out and the
  * guest dirtied @dirtied bytes since the previous sync, at time @now_us.
- * Once a period of at least a second has passed, two periods in a row with
- * more dirtied than @p->threshold percent of what was sent start the
- * throttle at @p->initial, then raise it by @p->increment (with tailslow:
+ * Each period of at least a second is judged when it ends: every second
+ * period (since the last raise, not necessarily in a row) in which more
+ * than @p->threshold percent of what was sent was dirtied starts the
+ * throttle at @p->initial, or raises it by @p->increment (with tailslow:
  * by what would bring the dirty rate to the threshold, if less), at most to
  * @p->max. Returns the percentage to throttle to: @current when unchanged.
  */

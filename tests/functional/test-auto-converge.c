@@ -605,10 +605,10 @@ static void assert_hmp_throttle_parameters(QmpClient *qmp, unsigned initial,
                                            unsigned max_throttle, unsigned threshold)
 {
     g_autofree char *want = g_strdup_printf(
+        "throttle-trigger-threshold: %u\r\n"
         "cpu-throttle-initial: %u\r\ncpu-throttle-increment: %u\r\n"
-        "cpu-throttle-tailslow: %s\r\nmax-cpu-throttle: %u\r\n"
-        "throttle-trigger-threshold: %u\r\n",
-        initial, increment, tailslow ? "on" : "off", max_throttle, threshold);
+        "cpu-throttle-tailslow: %s\r\nmax-cpu-throttle: %u\r\n",
+        threshold, initial, increment, tailslow ? "on" : "off", max_throttle);
 
     hmp_has(qmp, "info migrate_parameters", want);
 }
@@ -662,9 +662,14 @@ static void test_hmp_parameters(AcFixture *f, gconstpointer data)
         { "migrate_set_parameter cpu-throttle-increment 100",
           "Parameter 'cpu_throttle_increment' expects an integer in the range of 1 to 99" },
         { "migrate_set_parameter max-cpu-throttle 0",
-          "Parameter 'max_cpu_throttle' expects an integer in the range of 1 to 99" },
+          "Parameter 'max_cpu_throttle' expects an integer in the range of "
+          "cpu_throttle_initial to 99" },
         { "migrate_set_parameter max-cpu-throttle 100",
-          "Parameter 'max_cpu_throttle' expects an integer in the range of 1 to 99" },
+          "Parameter 'max_cpu_throttle' expects an integer in the range of "
+          "cpu_throttle_initial to 99" },
+        { "migrate_set_parameter cpu-throttle-initial 95",
+          "Parameter 'max_cpu_throttle' expects an integer in the range of "
+          "cpu_throttle_initial to 99" },
         { "migrate_set_parameter throttle-trigger-threshold 0",
           "Parameter 'throttle_trigger_threshold' expects an integer in the range of 1 to 100" },
         { "migrate_set_parameter throttle-trigger-threshold 101",
@@ -703,14 +708,24 @@ static void test_hmp_parameters(AcFixture *f, gconstpointer data)
     assert_hmp_throttle_parameters(qmp, 1, 99, false, 99, 100);
     hmp_is(qmp, "migrate_set_parameter cpu-throttle-initial 99", "");
     hmp_is(qmp, "migrate_set_parameter cpu-throttle-increment 1", "");
-    hmp_is(qmp, "migrate_set_parameter max-cpu-throttle 1", "");
     hmp_is(qmp, "migrate_set_parameter throttle-trigger-threshold 1", "");
-    assert_hmp_throttle_parameters(qmp, 99, 1, false, 1, 1);
-    assert_qmp_throttle_parameters(qmp, 99, 1, false, 1, 1);
+    assert_hmp_throttle_parameters(qmp, 99, 1, false, 99, 1);
+    assert_qmp_throttle_parameters(qmp, 99, 1, false, 99, 1);
+    /* As QEMU: the maximum may not be under the start, checked on the values as they would be. */
+    hmp_refused(qmp, "migrate_set_parameter max-cpu-throttle 98",
+                "Parameter 'max_cpu_throttle' expects an integer in the range of "
+                "cpu_throttle_initial to 99");
+    hmp_is(qmp, "migrate_set_parameter cpu-throttle-initial 1", "");
+    hmp_is(qmp, "migrate_set_parameter max-cpu-throttle 1", "");
+    assert_hmp_throttle_parameters(qmp, 1, 1, false, 1, 1);
+    assert_qmp_throttle_parameters(qmp, 1, 1, false, 1, 1);
+    hmp_refused(qmp, "migrate_set_parameter cpu-throttle-initial 2",
+                "Parameter 'max_cpu_throttle' expects an integer in the range of "
+                "cpu_throttle_initial to 99");
 
+    hmp_is(qmp, "migrate_set_parameter max-cpu-throttle 90", "");
     hmp_is(qmp, "migrate_set_parameter cpu-throttle-initial 30", "");
     hmp_is(qmp, "migrate_set_parameter cpu-throttle-increment 25", "");
-    hmp_is(qmp, "migrate_set_parameter max-cpu-throttle 90", "");
     hmp_is(qmp, "migrate_set_parameter throttle-trigger-threshold 60", "");
     for (guint i = 0; i < G_N_ELEMENTS(refused); i++) {
         hmp_refused(qmp, refused[i].line, refused[i].error);
@@ -775,7 +790,11 @@ static void test_qmp_parameters(AcFixture *f, gconstpointer data)
     qmp_refused(qmp, "migrate-set-parameters",
                 "{\"cpu-throttle-initial\": 60, \"cpu-throttle-tailslow\": true, "
                 "\"max-cpu-throttle\": 100}",
-                "Parameter 'max_cpu_throttle' expects an integer in the range of 1 to 99");
+                "Parameter 'max_cpu_throttle' expects an integer in the range of "
+                "cpu_throttle_initial to 99");
+    qmp_refused(qmp, "migrate-set-parameters", "{\"cpu-throttle-initial\": 96}",
+                "Parameter 'max_cpu_throttle' expects an integer in the range of "
+                "cpu_throttle_initial to 99");
     qmp_refused(qmp, "migrate-set-parameters",
                 "{\"cpu-throttle-increment\": 0}",
                 "Parameter 'cpu_throttle_increment' expects an integer in the range of 1 to 99");

@@ -614,7 +614,7 @@ static void test_throttle_parameters(void)
     MigrationState *s = m->migration;
     g_autoptr(GError) err = NULL;
     AutoConvergeParams p;
-    uint64_t zero = 0, hundred = 100, thirty = 30, five = 5, eighty = 80;
+    uint64_t zero = 0, hundred = 100, thirty = 30, five = 5, eighty = 80, ninety = 90;
     bool on = true;
 
     migration_auto_converge_params(s, &p);
@@ -655,6 +655,18 @@ static void test_throttle_parameters(void)
     g_assert_cmpuint(p.max, ==, 80);
     g_assert_cmpuint(p.threshold, ==, 100);
     g_assert_true(p.tailslow);
+    /* As QEMU: the start may not go above the maximum, whichever of them is set. */
+    g_assert_false(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                   .cpu_throttle_initial = &ninety }, &err));
+    g_assert_cmpstr(err->message, ==, "Parameter 'max_cpu_throttle' expects an integer in "
+                    "the range of cpu_throttle_initial to 99");
+    g_clear_error(&err);
+    g_assert_false(migration_set_parameters(s, &(MigrationParameterUpdate){
+                                                   .max_cpu_throttle = &five }, &err));
+    g_clear_error(&err);
+    migration_auto_converge_params(s, &p);
+    g_assert_cmpuint(p.initial, ==, 30);
+    g_assert_cmpuint(p.max, ==, 80);
 
     /* The capability is on offer now (background-snapshot refuses it: tests/functional). */
     g_assert_true(migration_set_capability(s, MIGRATION_CAPABILITY_AUTO_CONVERGE, true, &err));
