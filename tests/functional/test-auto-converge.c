@@ -845,6 +845,27 @@ static void assert_capabilities(QmpClient *qmp, bool auto_converge, bool backgro
 }
 
 /*
+ * With one of the two on (auto-converge if @auto_converge_first), turning
+ * the other on is refused by both monitors with @conflict, and changes nothing.
+ */
+static void assert_second_refused(QmpClient *qmp, bool auto_converge_first,
+                                  const char *conflict, const char *hmp_error)
+{
+    const char *second = auto_converge_first ? "background-snapshot" : "auto-converge";
+    g_autofree char *args = g_strdup_printf(
+        "{\"capabilities\": [{\"capability\": \"%s\", \"state\": true}]}", second);
+    g_autofree char *hmp = g_strdup_printf("migrate_set_capability %s on", second);
+    g_autofree char *info = g_strdup_printf("%s: off\r\n", second);
+
+    set_capabilities(qmp, auto_converge_first, !auto_converge_first);
+    qmp_refused(qmp, "migrate-set-capabilities", args, conflict);
+    assert_capabilities(qmp, auto_converge_first, !auto_converge_first);
+    hmp_is(qmp, hmp, hmp_error);
+    assert_capabilities(qmp, auto_converge_first, !auto_converge_first);
+    hmp_has(qmp, "info migrate_capabilities", info);
+}
+
+/*
  * auto-converge and background-snapshot exclude each other, whichever comes
  * first, through QMP and HMP, and together in one command; the refused one
  * stays off and the other stays on.
@@ -856,26 +877,8 @@ static void test_refused_beside_background_snapshot(AcFixture *f, gconstpointer 
     g_autofree char *hmp_error = g_strdup_printf("Error: %s\r\n", conflict);
     QmpClient *qmp = monitor_start(f);
 
-    /* background-snapshot first */
-    set_capabilities(qmp, false, true);
-    qmp_refused(qmp, "migrate-set-capabilities",
-                "{\"capabilities\": [{\"capability\": \"auto-converge\", \"state\": true}]}",
-                conflict);
-    assert_capabilities(qmp, false, true);
-    hmp_is(qmp, "migrate_set_capability auto-converge on", hmp_error);
-    assert_capabilities(qmp, false, true);
-    hmp_has(qmp, "info migrate_capabilities", "auto-converge: off\r\n");
-
-    /* auto-converge first */
-    set_capabilities(qmp, true, false);
-    qmp_refused(qmp, "migrate-set-capabilities",
-                "{\"capabilities\": [{\"capability\": \"background-snapshot\", "
-                "\"state\": true}]}",
-                conflict);
-    assert_capabilities(qmp, true, false);
-    hmp_is(qmp, "migrate_set_capability background-snapshot on", hmp_error);
-    assert_capabilities(qmp, true, false);
-    hmp_has(qmp, "info migrate_capabilities", "background-snapshot: off\r\n");
+    assert_second_refused(qmp, false, conflict, hmp_error);
+    assert_second_refused(qmp, true, conflict, hmp_error);
 
     /* Both at once, from both off: neither is taken. */
     set_capabilities(qmp, false, false);
