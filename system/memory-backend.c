@@ -410,28 +410,33 @@ MemoryBackend *memory_backend_new(const MemoryBackendOptions *opts, GError **err
     if (b->backing == MEMORY_BACKING_ANONYMOUS) {
         /*
          * Huge pages make write-protecting all of RAM cheap (one PMD entry per
-         * 2 MiB instead of 512 PTEs); "off" must also hold when the system
-         * default is THP "always".
+         * 2 MiB instead of 512 PTEs).
          */
         b->thp = opts->thp && madvise(b->host, b->size, MADV_HUGEPAGE) == 0;
-        if (!opts->thp) {
-            madvise(b->host, b->size, MADV_NOHUGEPAGE);
-        }
+    }
+    memory_backend_advise(b, b->host, b->size);
+
+    if (opts->prealloc && !memory_backend_prealloc(b, errp)) {
+        return NULL;
+    }
+    return g_steal_pointer(&b);
+}
+
+void memory_backend_advise(const MemoryBackend *b, void *host, uint64_t len)
+{
+    if (b->backing == MEMORY_BACKING_ANONYMOUS) {
+        /* "off" must also hold when the system default is THP "always". */
+        madvise(host, len, b->thp ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     }
     /*
      * Children (exec: migration channels, helpers) never touch guest RAM:
      * skipping it at fork avoids copying its page tables and marking it
      * copy-on-write under a running guest.
      */
-    madvise(b->host, b->size, MADV_DONTFORK);
-    if (opts->dontdump) {
-        madvise(b->host, b->size, MADV_DONTDUMP);
+    madvise(host, len, MADV_DONTFORK);
+    if (b->opts.dontdump) {
+        madvise(host, len, MADV_DONTDUMP);
     }
-
-    if (opts->prealloc && !memory_backend_prealloc(b, errp)) {
-        return NULL;
-    }
-    return g_steal_pointer(&b);
 }
 
 void memory_backend_free(MemoryBackend *b)

@@ -81,6 +81,24 @@ static void runstate_stop(Machine *m, RunState state, bool emit)
     }
 }
 
+void runstate_with_vcpus_parked(Machine *m, void (*fn)(void *opaque), void *opaque)
+{
+    bool running;
+
+    g_mutex_lock(&m->transition_lock);
+    running = runstate_is_running(m) && m->vcpus_started;
+    if (running) {
+        cpu_throttle_hold(&m->throttle, true);
+        m->accel->pause_vcpus(m);
+    }
+    fn(opaque);
+    if (running) {
+        cpu_throttle_hold(&m->throttle, false);
+        m->accel->resume_vcpus(m);
+    }
+    g_mutex_unlock(&m->transition_lock);
+}
+
 void runstate_vm_stop(Machine *m, RunState state)
 {
     runstate_stop(m, state, true);

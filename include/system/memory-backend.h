@@ -88,6 +88,13 @@ bool memory_backend_can_write_protect(const MemoryBackend *b, uint64_t uffd_feat
  */
 char *memory_backend_describe(const MemoryBackend *b);
 
+/*
+ * Give [@host, @host + @len) the advice @b's own mapping has (huge pages or
+ * not, not inherited by children, not in core dumps): for memory that takes
+ * the place of part of it (restore-mode map's detach).
+ */
+void memory_backend_advise(const MemoryBackend *b, void *host, uint64_t len);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MemoryBackend, memory_backend_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(MemoryBackendOptions, memory_backend_options_free)
 

@@ -44,6 +44,14 @@ void runstate_vm_stop(Machine *m, RunState state);
  */
 bool runstate_vm_start(Machine *m, GError **errp);
 
+/*
+ * Run @fn(@opaque) with every vCPU parked, without a change of run state or
+ * an event: for brief work the guest must never see half done, such as
+ * replacing the memory under its RAM. A stop or start meanwhile waits.
+ * Any thread but a vCPU's.
+ */
+void runstate_with_vcpus_parked(Machine *m, void (*fn)(void *opaque), void *opaque);
+
 /* Enter @state without touching the vCPUs (for transitions while stopped). */
 void runstate_set(Machine *m, RunState state);
 

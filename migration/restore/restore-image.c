@@ -186,6 +186,7 @@ static RestoreState *restore_new(MigrationState *s, MappedRamImage *img)
                                                     __ATOMIC_RELAXED);
     r->uffd = -1;
     r->wake_fd = -1;
+    r->lease_wake_fd = -1;
     r->start_us = migration_now_us();
     g_mutex_init(&r->lock);
     g_cond_init(&r->cond);
@@ -261,6 +262,9 @@ bool restore_image_start(MigrationState *s, MigrationChannel *ch, SavevmLoadInfo
             r->fill_state = RESTORE_FILL_RUNNING;
             r->running_us = migration_now_us();
             ok = restore_map_start(r, errp);
+            if (ok) {
+                restore_lease_start(r);
+            }
             break;
         }
     }
@@ -340,7 +344,8 @@ bool restore_allows_write_protect(MigrationState *s, GError **errp)
 {
     RestoreState *r = restore_of(s);
 
-    if (r && r->mode == MIGRATION_RESTORE_MAP) {
+    if (r && r->mode == MIGRATION_RESTORE_MAP &&
+        __atomic_load_n(&r->lease_state, __ATOMIC_ACQUIRE) != RESTORE_LEASE_DETACHED) {
         error_setg(errp, "background-snapshot: guest RAM maps the image %s privately "
                    "(restore-mode map), and the kernel cannot write-protect private file "
                    "mappings; restore with restore-mode lazy or eager to take snapshots",
@@ -382,6 +387,10 @@ void restore_stats_to_json(MigrationState *s, JsonBuilder *b)
     json_builder_add_string_value(b, migration_restore_mode_name(r->mode));
     json_builder_set_member_name(b, "fill-status");
     json_builder_add_string_value(b, restore_fill_state_name(r));
+    if (r->mode == MIGRATION_RESTORE_MAP) {
+        json_builder_set_member_name(b, "image-lease");
+        json_builder_add_string_value(b, restore_lease_state_name(r));
+    }
 #define PUT(name, v) \
     json_builder_set_member_name(b, name); \
     json_builder_add_int_value(b, (gint64)(v))
@@ -406,6 +415,9 @@ void restore_stats_to_hmp(MigrationState *s, GString *out)
         return;
     }
     g_string_append_printf(out, "restore mode: %s\n", migration_restore_mode_name(r->mode));
+    if (r->mode == MIGRATION_RESTORE_MAP) {
+        g_string_append_printf(out, "restore image lease: %s\n", restore_lease_state_name(r));
+    }
     g_string_append_printf(out, "restore fill: %s, %" G_GUINT64_FORMAT " of %"
                            G_GUINT64_FORMAT " pages, %" G_GUINT64_FORMAT " ms\n",
                            restore_fill_state_name(r),
@@ -425,6 +437,7 @@ void restore_free(RestoreState *r)
     }
     __atomic_store_n(&r->stopping, true, __ATOMIC_RELEASE);
     restore_lazy_stop(r);
+    restore_lease_stop(r);
     mapped_ram_image_close(r->img);
     g_clear_error(&r->error);
     g_mutex_clear(&r->lock);

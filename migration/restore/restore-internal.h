@@ -14,6 +14,14 @@
 
 typedef struct RamBlock RamBlock;
 
+/* restore-mode map: whether a change of the image can be survived. */
+typedef enum {
+    RESTORE_LEASE_NONE,      /* not map mode, or the lease could not be taken */
+    RESTORE_LEASE_HELD,      /* a writer or truncater waits for the detach */
+    RESTORE_LEASE_DETACHED,  /* guest RAM was copied off the image: ordinary memory */
+    RESTORE_LEASE_FAILED,    /* the detach failed; the guest still maps the image */
+} RestoreLeaseState;
+
 typedef enum {
     RESTORE_FILL_NONE,       /* eager: nothing left after the load */
     RESTORE_FILL_RUNNING,
@@ -55,6 +63,13 @@ struct RestoreState {
     bool stopping;               /* atomic: threads leave at the next check */
     uint64_t throttle_start_us;  /* fill thread only: restore_throttle()'s window */
     uint64_t throttle_bytes;
+
+    /* Map mode's lease (restore-lease.c). */
+    GThread *lease_thread;
+    int lease_wake_fd;           /* eventfd: stops the lease thread */
+    int lease_state;             /* atomic: RestoreLeaseState */
+    bool lease_ready;            /* under lock: lease_state is set */
+    uint64_t detach_pause_us;    /* atomic: how long the detach kept the vCPUs parked */
 };
 
 /* restore-image.c: shared by the modes */
@@ -110,5 +125,29 @@ bool restore_map_check(RestoreState *r, GError **errp);
 
 /* Map the image over guest RAM (MAP_PRIVATE), start the verifier (in fill_thread). */
 bool restore_map_start(RestoreState *r, GError **errp);
+
+/*
+ * Copy every page of guest RAM that holds data off the image into anonymous
+ * memory at the same addresses, with the vCPUs parked meanwhile: from then
+ * on RAM no longer depends on the file. Pages never touched that the image
+ * has as zero stay unpopulated. Records the pause in detach_pause_us.
+ */
+bool restore_map_detach(RestoreState *r, GError **errp);
+
+/* restore-lease.c */
+
+/*
+ * Take a read lease on the image (map mode) in a thread of its own; once
+ * broken, detach guest RAM from the image, then release it. Warns (and the
+ * state says none) where the lease cannot be taken. Returns once the state
+ * is known.
+ */
+void restore_lease_start(RestoreState *r);
+
+/* End the lease thread and release the lease. Idempotent. */
+void restore_lease_stop(RestoreState *r);
+
+/* "none", "held", "detached", "failed". */
+const char *restore_lease_state_name(RestoreState *r);
 
 #endif

@@ -7,11 +7,17 @@
 #include "migration/restore/restore-internal.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "system/machine.h"
 #include "system/memory-backend.h"
+#include "system/runstate.h"
+#include "util/bitmap.h"
 #include "util/error.h"
+#include "util/pagemap.h"
+#include "util/zero-page.h"
 
 #define MAP_VERIFY_PAGES 256u
 
@@ -82,5 +88,111 @@ bool restore_map_start(RestoreState *r, GError **errp)
         }
     }
     r->fill_thread = g_thread_new("restore-verify", map_verify_thread, r);
+    return true;
+}
+
+/* Anonymous memory of @size at a 2 MiB boundary, so that mremap() moves its huge pages whole. */
+static uint8_t *map_detach_alloc(uint64_t size)
+{
+    uint64_t reserve = size + PAGEMAP_HUGE_SIZE;
+    uint8_t *base = mmap(NULL, reserve, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    uint8_t *aligned;
+
+    if (base == MAP_FAILED) {
+        return NULL;
+    }
+    aligned = (uint8_t *)(((uintptr_t)base + PAGEMAP_HUGE_SIZE - 1) &
+                          ~(uintptr_t)(PAGEMAP_HUGE_SIZE - 1));
+    if (aligned > base) {
+        munmap(base, aligned - base);
+    }
+    if (base + reserve > aligned + size) {
+        munmap(aligned + size, base + reserve - (aligned + size));
+    }
+    return aligned;
+}
+
+/*
+ * Block @bi: copy what holds data into @copy, then move @copy over guest
+ * RAM. A page holds data if the image has it (whether or not the guest
+ * touched it yet) or the guest's mapping has it populated (read from the
+ * file, or written: then it is the guest's own copy); zero pages stay
+ * unpopulated. The vCPUs are parked.
+ */
+static bool map_detach_block(RestoreState *r, uint32_t bi, int pagemap_fd, GError **errp)
+{
+    RamBlock *b = g_ptr_array_index(r->m->ram_blocks, bi);
+    uint64_t npages = b->size / MAPPED_RAM_PAGE_SIZE;
+    g_autofree unsigned long *populated = bitmap_new(npages);
+    PagemapMaps maps = { .populated = populated };
+    uint8_t *copy;
+    int ret;
+
+    ret = pagemap_walk(pagemap_fd, b->host, b->size, &maps, false, NULL);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "reading the page table of RAM block '%s'", b->name);
+        return false;
+    }
+    copy = map_detach_alloc(b->size);
+    if (!copy) {
+        error_setg_errno(errp, errno, "no memory for a copy of RAM block '%s'", b->name);
+        return false;
+    }
+    if (b->backend) {
+        memory_backend_advise(b->backend, copy, b->size);
+    }
+    for (uint64_t p = 0; p < npages; p++) {
+        const uint8_t *src = b->host + p * MAPPED_RAM_PAGE_SIZE;
+
+        if ((bitmap_test_bit(populated, p) || mapped_ram_image_present(r->img, bi, p)) &&
+            !buffer_is_zero(src, MAPPED_RAM_PAGE_SIZE)) {
+            memcpy(copy + p * MAPPED_RAM_PAGE_SIZE, src, MAPPED_RAM_PAGE_SIZE);
+        }
+    }
+    /* Same address: the accelerator's memory slots and every pointer stay valid. */
+    if (mremap(copy, b->size, b->size, MREMAP_MAYMOVE | MREMAP_FIXED, b->host) == MAP_FAILED) {
+        error_setg_errno(errp, errno, "cannot move the copy of RAM block '%s' in place",
+                         b->name);
+        munmap(copy, b->size);
+        return false;
+    }
+    return true;
+}
+
+typedef struct MapDetach {
+    RestoreState *r;
+    int pagemap_fd;
+    GError *err;
+} MapDetach;
+
+static void map_detach_parked(void *opaque)
+{
+    MapDetach *d = opaque;
+    uint64_t start = migration_now_us();
+
+    for (uint32_t bi = 0; bi < d->r->img->h.nblocks && !d->err; bi++) {
+        map_detach_block(d->r, bi, d->pagemap_fd, &d->err);
+    }
+    __atomic_store_n(&d->r->detach_pause_us, migration_now_us() - start, __ATOMIC_RELAXED);
+}
+
+bool restore_map_detach(RestoreState *r, GError **errp)
+{
+    MapDetach d = { .r = r, .pagemap_fd = pagemap_open() };
+
+    if (d.pagemap_fd < 0) {
+        error_setg_errno(errp, -d.pagemap_fd, "restore-mode map: cannot detach guest RAM "
+                         "from %s: /proc/self/pagemap", r->img->path);
+        return false;
+    }
+    /* The guest must not write a page between its copy and the swap: it would be lost. */
+    runstate_with_vcpus_parked(r->m, map_detach_parked, &d);
+    close(d.pagemap_fd);
+    if (d.err) {
+        g_propagate_prefixed_error(errp, d.err, "restore-mode map: cannot detach guest RAM "
+                                   "from %s: ", r->img->path);
+        return false;
+    }
     return true;
 }

@@ -579,6 +579,89 @@ static void test_damaged_under_restore(RestoreFixture *f, gconstpointer data)
     g_assert_true(test_vm_is_running(f->dst));
 }
 
+/*
+ * restore-mode map, then the image changes under the clone (@data: truncated,
+ * or opened for writing with O_TRUNC and rewritten, as cp does). The change
+ * waits while guest RAM is copied off the image, then goes through; the guest
+ * goes on from its own memory. It starts paused, so every page it then checks
+ * comes from that copy, and it runs two whole sweeps: a page the copy missed
+ * would read as zero and the payload would report it.
+ */
+static void test_map_image_changed(RestoreFixture *f, gconstpointer data)
+{
+    Damage damage = GPOINTER_TO_INT(data);
+    const RestoreCase c = { "test", "512", "mem=64M order=seq report_ms=50" };
+    g_autofree char *path = NULL;
+    g_autofree char *uri = NULL;
+    g_autofree char *status = NULL;
+    g_autofree char *hmp = NULL;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonObject) info = NULL;
+    uint64_t before, after;
+    PayloadProgress p0, p;
+    QmpClient *qmp;
+    gint64 start;
+
+    source_start(f, &c);
+    path = test_vm_path(f->src, "vm.img");
+    snapshot_to(f->src, path, true, true, &before, &after);
+    /* Its directory holds the image: stopped, not gone. */
+    snap_qmp_do(test_vm_qmp(f->src), "stop", NULL);
+
+    uri = g_strdup_printf("file:%s", path);
+    f->dst = guest_new(&c, false);
+    test_vm_add_args(f->dst, "-S", "-global", "migration.restore-mode=map", "-incoming", uri,
+                     NULL);
+    test_vm_launch_or_fail(f->dst);
+    qmp = test_vm_qmp(f->dst);
+    status = wait_restore_end(f->dst);
+    g_assert_cmpstr(status, ==, "completed");
+    g_assert_cmpstr(json_object_get_string_member(restore_info(f->dst, &info), "image-lease"),
+                    ==, "held");
+    g_clear_pointer(&info, json_object_unref);
+    /* Still on the image: no snapshot. */
+    g_assert_null(qmp_client_execute_json(qmp, "migrate-set-capabilities",
+                                          "{\"capabilities\": [{\"capability\": "
+                                          "\"background-snapshot\", \"state\": true}]}",
+                                          &err));
+    g_assert_nonnull(strstr(err->message, "restore-mode map"));
+    g_clear_error(&err);
+
+    /* The writer waits for the copy (the kernel's limit is 45 s), then goes on. */
+    start = g_get_monotonic_time();
+    if (damage == DAMAGE_TRUNCATE) {
+        g_assert_cmpint(truncate(path, 0), ==, 0);
+    } else {
+        static const uint8_t junk[65536] = { 0x5a };
+        int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+        g_assert_cmpint(fd, >=, 0);
+        g_assert_cmpint(write(fd, junk, sizeof(junk)), ==, (ssize_t)sizeof(junk));
+        close(fd);
+    }
+    g_test_message("the change waited %" G_GINT64_FORMAT " ms",
+                   (g_get_monotonic_time() - start) / 1000);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 20 * G_USEC_PER_SEC);
+    g_assert_cmpstr(json_object_get_string_member(restore_info(f->dst, &info), "image-lease"),
+                    ==, "detached");
+    g_clear_pointer(&info, json_object_unref);
+    hmp = snap_hmp(qmp, "info migrate");
+    g_assert_nonnull(strstr(hmp, "restore image lease: detached"));
+    g_free(status);
+    status = snap_query_status(qmp);
+    g_assert_cmpstr(status, ==, "paused");
+
+    snap_qmp_do(qmp, "cont", NULL);
+    p0 = progress(f->dst);
+    g_assert_cmpuint(p0.steps, >=, before);
+    do {
+        p = progress(f->dst);
+    } while (p.sweep < p0.sweep + 2);
+    assert_serial_clean(f->dst);
+    /* Ordinary memory now: a background snapshot works and holds the invariant. */
+    check_snapshot_of_restored(f->dst, &c);
+}
+
 /* Damaged before the start: refused at once, the guest never runs. */
 static void test_damaged_refused(RestoreFixture *f, gconstpointer data)
 {
@@ -737,6 +820,8 @@ int main(int argc, char **argv)
     ADD("fail/truncated-under-restore", GINT_TO_POINTER(DAMAGE_TRUNCATE),
         test_damaged_under_restore);
     ADD("fail/truncated", refuse_truncated, test_damaged_refused);
+    ADD("map/image-truncated", GINT_TO_POINTER(DAMAGE_TRUNCATE), test_map_image_changed);
+    ADD("map/image-rewritten", GINT_TO_POINTER(DAMAGE_CORRUPT), test_map_image_changed);
     ADD("fail/corrupt-eager", refuse_corrupt_eager, test_damaged_refused);
     ADD("fail/page-aligned-from-exec", refuse_exec, test_damaged_refused);
     ADD("convert", NULL, test_convert);
