@@ -436,6 +436,10 @@ void restore_free(RestoreState *r)
         return;
     }
     __atomic_store_n(&r->stopping, true, __ATOMIC_RELEASE);
+    /* The lease thread may be waiting for the verifier on the condition. */
+    g_mutex_lock(&r->lock);
+    g_cond_broadcast(&r->cond);
+    g_mutex_unlock(&r->lock);
     restore_lazy_stop(r);
     restore_lease_stop(r);
     mapped_ram_image_close(r->img);

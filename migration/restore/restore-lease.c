@@ -25,8 +25,21 @@
  */
 #define RESTORE_LEASE_SIGNAL (SIGRTMIN + 1)
 
-/* The writer waits at most /proc/sys/fs/lease-break-time (45 s by default). */
-#define RESTORE_LEASE_VERIFY_WAIT_US (30 * G_USEC_PER_SEC)
+/*
+ * How long the verifier may go on reading the image while the writer waits:
+ * the kernel lets the writer through after /proc/sys/fs/lease-break-time
+ * (45 s by default), and the copy needs time too.
+ */
+static gint64 lease_verify_wait_us(void)
+{
+    g_autofree char *text = NULL;
+    gint64 seconds = 45;
+
+    if (g_file_get_contents("/proc/sys/fs/lease-break-time", &text, NULL, NULL)) {
+        seconds = g_ascii_strtoll(text, NULL, 10);
+    }
+    return MAX(seconds - 15, 1) * G_USEC_PER_SEC;
+}
 
 static void lease_set_state(RestoreState *r, RestoreLeaseState state)
 {
@@ -40,7 +53,7 @@ static void lease_set_state(RestoreState *r, RestoreLeaseState state)
 /* Let the verifier finish while it can still read the image (the writer waits). */
 static void lease_wait_for_verifier(RestoreState *r)
 {
-    gint64 deadline = g_get_monotonic_time() + RESTORE_LEASE_VERIFY_WAIT_US;
+    gint64 deadline = g_get_monotonic_time() + lease_verify_wait_us();
 
     g_mutex_lock(&r->lock);
     while (__atomic_load_n(&r->fill_state, __ATOMIC_ACQUIRE) == RESTORE_FILL_RUNNING &&

@@ -57,6 +57,16 @@ static gpointer map_verify_thread(gpointer opaque)
                 return NULL;
             }
             if (!mapped_ram_image_read(img, bi, page, (uint32_t)n, buf, &err)) {
+                if (__atomic_load_n(&r->lease_state, __ATOMIC_ACQUIRE) ==
+                    RESTORE_LEASE_DETACHED) {
+                    /* The image changed after RAM was copied off it: nothing left to check. */
+                    g_warning("restore-mode map: %s changed before it was verified; guest "
+                              "RAM holds its pages as they were, unverified from block %u "
+                              "page %" G_GUINT64_FORMAT " on", img->path, bi, page);
+                    g_clear_error(&err);
+                    restore_fill_done(r);
+                    return NULL;
+                }
                 error_prefix(&err, "restore-mode map: the guest maps this image and may "
                              "have read the page: ");
                 restore_fill_failed(r, err);
