@@ -4,7 +4,8 @@
 
 Classes: cancels of background snapshots, sinks that die mid-snapshot, SIGKILL
 during file: snapshots and precopy, restores from truncated or corrupted images,
-hostile QMP input. After each try: the guest's invariant (its PROGRESS reports,
+page-aligned images truncated or rewritten under a map-mode clone, hostile QMP
+input. After each try: the guest's invariant (its PROGRESS reports,
 and payload-check on every complete image), the guest running (never left
 paused or write-protected), the process's descriptors, threads, RSS and
 children against a baseline, and the files left. Prints tried/failed per class
@@ -294,6 +295,81 @@ class Campaign:
             self.record('restore', problems)
             shutil.rmtree(vm.dir, ignore_errors=True)
 
+    def mapped_image(self):
+        """A page-aligned image of a running guest (map-mode clones restore it)."""
+        vm = self.snapshot_vm('mapped-source')
+        path = os.path.join(self.work, 'mapped.img')
+        try:
+            vm.qmp.cmd('migrate-set-capabilities',
+                       capabilities=[{'capability': 'mapped-ram', 'state': True}])
+            vm.qmp.cmd('migrate', uri=f'file:{path}')
+            info = vm.migration_end()
+            if info['status'] != 'completed':
+                raise RuntimeError(f'the page-aligned source snapshot: {info}')
+        finally:
+            vm.stop()
+        return path
+
+    def change_image(self, image, truncate):
+        """Truncate @image at a random length, or rewrite it as cp would; returns the wait."""
+        t0 = time.monotonic()
+        if truncate:
+            os.truncate(image, self.rng.randrange(os.path.getsize(image)))
+        else:
+            with open(image, 'wb') as f:
+                f.write(os.urandom(64 * 1024))
+        return time.monotonic() - t0
+
+    def run_map_changed(self):
+        """
+        A map-mode clone's image truncated or rewritten at a random moment: once it
+        runs, the guest goes on; during the start, the load may fail instead, cleanly.
+        """
+        source = self.mapped_image()
+        outcomes = {'refused at load': 0, 'detached during the start': 0,
+                    'detached while running': 0}
+        for i in range(self.count(16)):
+            image = os.path.join(self.work, 'clone.img')
+            shutil.copyfile(source, image)
+            vm = self.new_vm('map-clone', extra=['-global', 'migration.restore-mode=map',
+                                                 '-incoming', f'file:{image}'])
+            problems = []
+            early = i % 4 >= 2
+            try:
+                vm.start(connect=not early)
+                if early:
+                    # While frostvm opens, checks and maps the image, or just after.
+                    time.sleep(self.rng.uniform(0, 0.15))
+                elif vm.wait_progress(0, timeout=30) is None:
+                    problems.append(f'the clone never ran; log: {vm.log()[-500:]}')
+                start = vm.serial_size()
+                waited = self.change_image(image, i % 2 == 1)
+                if waited > 20:
+                    problems.append(f'the change waited {waited:.1f} s')
+                status = vm.wait_exit(1) if early else None
+                if status is not None:
+                    # The change came before the image was leased: a clean refusal.
+                    if status != 1 or 'load of migration failed' not in vm.log():
+                        problems.append(f'exit {status}, log: {vm.log()[-300:]}')
+                    if vm.serial_size():
+                        problems.append('the guest ran from the changed image')
+                    outcomes['refused at load'] += 1
+                else:
+                    if early:
+                        vm.connect_qmp()
+                    lease = vm.qmp.cmd('query-migrate').get('restore', {}).get('image-lease')
+                    if lease != 'detached':
+                        problems.append(f'image-lease {lease} after the change')
+                    problems += self.check_guest_runs(vm, start)
+                    outcomes['detached during the start' if early else
+                             'detached while running'] += 1
+            finally:
+                vm.kill()
+            self.record('map-changed', problems)
+            shutil.rmtree(vm.dir, ignore_errors=True)
+            os.unlink(image)
+        print('  ' + ', '.join(f'{n} {k}' for k, n in outcomes.items()), flush=True)
+
     def run_hostile(self):
         vm = self.snapshot_vm('hostile')
         time.sleep(0.2)
@@ -344,7 +420,7 @@ class Campaign:
     def run(self):
         classes = [('cancel', self.run_cancels), ('dying-sink', self.run_dying_sinks),
                    ('sigkill-file', self.run_sigkills), ('restore', self.run_restores),
-                   ('hostile-qmp', self.run_hostile)]
+                   ('map-changed', self.run_map_changed), ('hostile-qmp', self.run_hostile)]
         t0 = time.monotonic()
         print(f'soak: accel={self.accel} seed={self.args.seed} scale={self.args.scale} '
               f'work={self.work}', flush=True)

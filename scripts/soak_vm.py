@@ -55,16 +55,20 @@ class SoakVM:
         self.proc = None
         self.qmp = None
 
-    def start(self, qmp=True, timeout=30.0):
+    def start(self, qmp=True, timeout=30.0, connect=True):
         argv = list(self.argv)
         if qmp:
             argv += ['-qmp', f'unix:{self.sock},server=on,wait=off']
         with open(self.log_path, 'ab') as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log)
-        if qmp:
-            self.qmp = QMP(self.sock, timeout=timeout)
+        if qmp and connect:
+            self.connect_qmp(timeout)
         return self
+
+    def connect_qmp(self, timeout=30.0):
+        """Connect to the monitor of a VM started with connect=False."""
+        self.qmp = QMP(self.sock, timeout=timeout)
 
     @property
     def pid(self):

@@ -234,6 +234,10 @@ bool restore_image_start(MigrationState *s, MigrationChannel *ch, SavevmLoadInfo
         }
     }
     r = restore_new(s, img);
+    if (r->mode == MIGRATION_RESTORE_MAP) {
+        /* From here on, a change of the image waits for us (before anything is mapped). */
+        restore_lease_start(r);
+    }
     ok = mapped_ram_image_check_machine(img, m, errp) &&
          (r->mode != MIGRATION_RESTORE_MAP || restore_map_check(r, errp)) &&
          mapped_ram_image_load_devices(img, m, info, errp);
@@ -262,9 +266,6 @@ bool restore_image_start(MigrationState *s, MigrationChannel *ch, SavevmLoadInfo
             r->fill_state = RESTORE_FILL_RUNNING;
             r->running_us = migration_now_us();
             ok = restore_map_start(r, errp);
-            if (ok) {
-                restore_lease_start(r);
-            }
             break;
         }
     }

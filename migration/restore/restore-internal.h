@@ -69,6 +69,7 @@ struct RestoreState {
     int lease_wake_fd;           /* eventfd: stops the lease thread */
     int lease_state;             /* atomic: RestoreLeaseState */
     bool lease_ready;            /* under lock: lease_state is set */
+    bool map_ready;              /* under lock: the image is mapped over guest RAM */
     uint64_t detach_pause_us;    /* atomic: how long the detach kept the vCPUs parked */
 };
 

@@ -50,17 +50,25 @@ static void lease_set_state(RestoreState *r, RestoreLeaseState state)
     g_mutex_unlock(&r->lock);
 }
 
-/* Let the verifier finish while it can still read the image (the writer waits). */
-static void lease_wait_for_verifier(RestoreState *r)
+/*
+ * Wait until the image is mapped over guest RAM (a change during the set-up)
+ * and the verifier has finished while it can still read the image (the writer
+ * waits). False if the restore ended instead: nothing to copy.
+ */
+static bool lease_wait_for_map(RestoreState *r)
 {
     gint64 deadline = g_get_monotonic_time() + lease_verify_wait_us();
+    bool mapped;
 
     g_mutex_lock(&r->lock);
-    while (__atomic_load_n(&r->fill_state, __ATOMIC_ACQUIRE) == RESTORE_FILL_RUNNING &&
-           !__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE) &&
+    while (!__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE) &&
+           (!r->map_ready ||
+            __atomic_load_n(&r->fill_state, __ATOMIC_ACQUIRE) == RESTORE_FILL_RUNNING) &&
            g_cond_wait_until(&r->cond, &r->lock, deadline)) {
     }
+    mapped = r->map_ready && !__atomic_load_n(&r->stopping, __ATOMIC_ACQUIRE);
     g_mutex_unlock(&r->lock);
+    return mapped;
 }
 
 /* The lease was broken: copy guest RAM off the image, then let the writer go. */
@@ -71,7 +79,10 @@ static void lease_broken(RestoreState *r)
 
     g_message("restore-mode map: %s is being opened for writing or truncated; guest RAM "
               "is copied off it first", r->img->path);
-    lease_wait_for_verifier(r);
+    if (!lease_wait_for_map(r)) {
+        /* The restore failed or ends: guest RAM never depended on the image. */
+        return;
+    }
     if (!restore_map_detach(r, &err)) {
         g_warning("%s", err->message);
         lease_set_state(r, RESTORE_LEASE_FAILED);

@@ -97,6 +97,11 @@ bool restore_map_start(RestoreState *r, GError **errp)
             return false;
         }
     }
+    /* A lease broken meanwhile may detach guest RAM now. */
+    g_mutex_lock(&r->lock);
+    r->map_ready = true;
+    g_cond_broadcast(&r->cond);
+    g_mutex_unlock(&r->lock);
     r->fill_thread = g_thread_new("restore-verify", map_verify_thread, r);
     return true;
 }
