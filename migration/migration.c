@@ -578,7 +578,7 @@ bool migration_check_capability(MigrationState *s, const bool *caps,
     if (cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT) {
         for (size_t i = 0; i < G_N_ELEMENTS(snapshot_incompatible); i++) {
             if (caps[snapshot_incompatible[i]]) {
-                error_setg(errp, "Background-snapshot is not compatible with '%s'",
+                error_setg(errp, "Background-snapshot is not compatible with %s",
                            migration_capability_name(snapshot_incompatible[i]));
                 return false;
             }
@@ -589,7 +589,7 @@ bool migration_check_capability(MigrationState *s, const bool *caps,
     if (cap == MIGRATION_CAPABILITY_AUTO_CONVERGE &&
         caps[MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT]) {
         /* A snapshot's guest never needs slowing: its pages are saved once. */
-        error_setg(errp, "Background-snapshot is not compatible with '%s'",
+        error_setg(errp, "Background-snapshot is not compatible with %s",
                    migration_capability_name(cap));
         return false;
     }

@@ -873,7 +873,7 @@ static void assert_second_refused(QmpClient *qmp, bool auto_converge_first,
 static void test_refused_beside_background_snapshot(AcFixture *f, gconstpointer data)
 {
     static const char *const conflict =
-        "Background-snapshot is not compatible with 'auto-converge'";
+        "Background-snapshot is not compatible with auto-converge";
     g_autofree char *hmp_error = g_strdup_printf("Error: %s\r\n", conflict);
     QmpClient *qmp = monitor_start(f);
 
