@@ -51,6 +51,19 @@ static bool hmp_migrate_cancel(Machine *m, int argc, char **argv, GString *out,
     return true;
 }
 
+static bool hmp_migrate_continue(Machine *m, int argc, char **argv, GString *out,
+                                 GError **errp)
+{
+    const char *name = hmp_arg(argc, argv, 0);
+    MigrationStatus state;
+
+    if (!migration_status_from_name(name, &state)) {
+        error_setg(errp, "Parameter 'state' does not accept value '%s'", name);
+        return false;
+    }
+    return migration_continue(m->migration, state, errp);
+}
+
 static bool hmp_migrate_set_capability(Machine *m, int argc, char **argv, GString *out,
                                        GError **errp)
 {
@@ -341,6 +354,7 @@ const HmpCommand migration_hmp_commands[] = {
     { "migrate", "[-d] [-b] [-i] [-r] uri", NULL, hmp_migrate },
     { "migrate_incoming", "uri", NULL, hmp_migrate_incoming },
     { "migrate_cancel", "", NULL, hmp_migrate_cancel },
+    { "migrate_continue", "state", NULL, hmp_migrate_continue },
     { "migrate_set_capability", "capability state", NULL, hmp_migrate_set_capability },
     { "migrate_set_parameter", "parameter value", NULL, hmp_migrate_set_parameter },
     { "info migrate", "", NULL, hmp_info_migrate },

@@ -84,6 +84,7 @@ JsonNode *migration_query(MigrationState *s)
     switch (status) {
     case MIGRATION_STATUS_POSTCOPY_ACTIVE:
     case MIGRATION_STATUS_ACTIVE:
+    case MIGRATION_STATUS_PRE_SWITCHOVER:
     case MIGRATION_STATUS_DEVICE:
     case MIGRATION_STATUS_CANCELLING:
         put_uint(b, "setup-time", migration_stat_get(&s->setup_time));
@@ -235,6 +236,19 @@ static JsonNode *qmp_migrate_set_capabilities(Machine *m, JsonObject *args, GErr
     return NULL;
 }
 
+static JsonNode *qmp_migrate_continue(Machine *m, JsonObject *args, GError **errp)
+{
+    const char *name = json_object_get_string_member(args, "state");
+    MigrationStatus state;
+
+    if (!migration_status_from_name(name, &state)) {
+        /* A MigrationStatus frostvm never enters (colo, wait-unplug...): never the current one. */
+        state = MIGRATION_STATUS__MAX;
+    }
+    migration_continue(m->migration, state, errp);
+    return NULL;
+}
+
 static JsonNode *qmp_query_migrate_capabilities(Machine *m, JsonObject *args,
                                                 GError **errp)
 {
@@ -348,6 +362,7 @@ const QmpCommand migration_qmp_commands[] = {
     { "migrate", qmp_migrate },
     { "migrate-incoming", qmp_migrate_incoming },
     { "migrate_cancel", qmp_migrate_cancel },
+    { "migrate-continue", qmp_migrate_continue },
     { "query-migrate", qmp_query_migrate },
     { "migrate-set-capabilities", qmp_migrate_set_capabilities },
     { "query-migrate-capabilities", qmp_query_migrate_capabilities },

@@ -28,6 +28,7 @@ static const char *const status_names[MIGRATION_STATUS__MAX] = {
     [MIGRATION_STATUS_FAILED] = "failed",
     [MIGRATION_STATUS_DEVICE] = "device",
     [MIGRATION_STATUS_POSTCOPY_ACTIVE] = "postcopy-active",
+    [MIGRATION_STATUS_PRE_SWITCHOVER] = "pre-switchover",
 };
 
 static const char *const restore_mode_names[MIGRATION_RESTORE__MAX] = {
@@ -123,6 +124,7 @@ MigrationState *migration_new(Machine *m)
 
     s->machine = m;
     g_mutex_init(&s->lock);
+    g_cond_init(&s->continue_cond);
     s->status = MIGRATION_STATUS_NONE;
     s->parameters.max_bandwidth = MIGRATION_DEFAULT_MAX_BANDWIDTH;
     s->parameters.downtime_limit = MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS;
@@ -159,6 +161,7 @@ void migration_free(MigrationState *s)
     g_free(s->parameters.restore_base);
     g_clear_error(&s->error);
     g_free(s->uri);
+    g_cond_clear(&s->continue_cond);
     g_mutex_clear(&s->lock);
     g_free(s);
 }
@@ -183,6 +186,7 @@ bool migration_is_active(MigrationState *s)
     switch (migration_get_status(s)) {
     case MIGRATION_STATUS_SETUP:
     case MIGRATION_STATUS_ACTIVE:
+    case MIGRATION_STATUS_PRE_SWITCHOVER:
     case MIGRATION_STATUS_DEVICE:
     case MIGRATION_STATUS_CANCELLING:
         return true;
@@ -521,6 +525,7 @@ void migration_cancel(MigrationState *s)
         MigrationStatus cur = migration_get_status(s);
 
         if (s->incoming || (cur != MIGRATION_STATUS_SETUP && cur != MIGRATION_STATUS_ACTIVE &&
+                            cur != MIGRATION_STATUS_PRE_SWITCHOVER &&
                             cur != MIGRATION_STATUS_DEVICE)) {
             return;
         }
@@ -529,6 +534,7 @@ void migration_cancel(MigrationState *s)
         }
     }
     g_mutex_lock(&s->lock);
+    g_cond_broadcast(&s->continue_cond);
     if (s->channel) {
         /* Wakes the thread out of connect, write or a throttling sleep. */
         channel_cancel(s->channel);
@@ -536,11 +542,59 @@ void migration_cancel(MigrationState *s)
     g_mutex_unlock(&s->lock);
 }
 
+bool migration_continue(MigrationState *s, MigrationStatus state, GError **errp)
+{
+    MigrationStatus cur = migration_get_status(s);
+
+    if (cur != state || cur != MIGRATION_STATUS_PRE_SWITCHOVER) {
+        error_setg(errp, "Migration not in expected state: %s", migration_status_name(cur));
+        return false;
+    }
+    g_mutex_lock(&s->lock);
+    s->continue_requested = true;
+    g_cond_broadcast(&s->continue_cond);
+    g_mutex_unlock(&s->lock);
+    return true;
+}
+
+MigrationStatus migration_pause_before_switchover(MigrationState *s)
+{
+    if (!migration_capability_enabled(s, MIGRATION_CAPABILITY_PAUSE_BEFORE_SWITCHOVER)) {
+        return MIGRATION_STATUS_ACTIVE;
+    }
+    g_mutex_lock(&s->lock);
+    /* A continue before the pause (the status was not pre-switchover) is refused; clear anyway. */
+    s->continue_requested = false;
+    g_mutex_unlock(&s->lock);
+    if (!migration_set_state(s, MIGRATION_STATUS_ACTIVE, MIGRATION_STATUS_PRE_SWITCHOVER)) {
+        return migration_get_status(s);
+    }
+    g_mutex_lock(&s->lock);
+    while (!s->continue_requested && !migration_is_cancelling(s)) {
+        g_cond_wait(&s->continue_cond, &s->lock);
+    }
+    s->continue_requested = false;
+    g_mutex_unlock(&s->lock);
+    return migration_get_status(s);
+}
+
+bool migration_status_from_name(const char *name, MigrationStatus *status)
+{
+    for (int i = 0; i < MIGRATION_STATUS__MAX; i++) {
+        if (status_names[i] && !g_strcmp0(name, status_names[i])) {
+            *status = (MigrationStatus)i;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Which capabilities frostvm implements; setting any other one on is refused. */
 static bool capability_implemented(MigrationCapability cap)
 {
     return cap == MIGRATION_CAPABILITY_EVENTS ||
            cap == MIGRATION_CAPABILITY_AUTO_CONVERGE ||
+           cap == MIGRATION_CAPABILITY_PAUSE_BEFORE_SWITCHOVER ||
            cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT ||
            cap == MIGRATION_CAPABILITY_MAPPED_RAM ||
            cap == MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT;
@@ -586,12 +640,14 @@ bool migration_check_capability(MigrationState *s, const bool *caps,
         return restore_allows_write_protect(s, errp) &&
                background_snapshot_check_capability(s->machine, errp);
     }
-    if (cap == MIGRATION_CAPABILITY_AUTO_CONVERGE &&
-        caps[MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT]) {
-        /* A snapshot's guest never needs slowing: its pages are saved once. */
-        error_setg(errp, "Background-snapshot is not compatible with %s",
-                   migration_capability_name(cap));
-        return false;
+    /* The same pairs, turned on the other way round. */
+    for (size_t i = 0; caps[MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT] &&
+                       i < G_N_ELEMENTS(snapshot_incompatible); i++) {
+        if (cap == snapshot_incompatible[i]) {
+            error_setg(errp, "Background-snapshot is not compatible with %s",
+                       migration_capability_name(cap));
+            return false;
+        }
     }
     if (cap == MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT) {
         /* Tracking write-protects guest RAM between snapshots, as a snapshot does. */

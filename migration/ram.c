@@ -432,7 +432,10 @@ bool ram_save_precopy(MigrationState *s, StreamFile *f, GError **errp)
     if (live) {
         ram_stop_guest(&rs);
     }
-    if (!migration_set_state(s, MIGRATION_STATUS_ACTIVE, MIGRATION_STATUS_DEVICE)) {
+    /* pause-before-switchover: the guest stays stopped until migrate-continue. */
+    MigrationStatus before_device = migration_pause_before_switchover(s);
+    if (before_device == MIGRATION_STATUS_CANCELLING ||
+        !migration_set_state(s, before_device, MIGRATION_STATUS_DEVICE)) {
         error_setg(errp, "migration cancelled");
         goto out;
     }

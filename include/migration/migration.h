@@ -34,6 +34,7 @@ typedef enum {
     MIGRATION_STATUS_FAILED,
     MIGRATION_STATUS_DEVICE,
     MIGRATION_STATUS_POSTCOPY_ACTIVE,
+    MIGRATION_STATUS_PRE_SWITCHOVER,  /* pause-before-switchover: stopped, waiting for migrate-continue */
     MIGRATION_STATUS__MAX,
 } MigrationStatus;
 
@@ -144,6 +145,8 @@ struct MigrationState {
     GThread *thread;                  /* outgoing or incoming thread, joined on the next start */
     MigrationChannel *channel;        /* while one is open, for migrate_cancel */
     GError *error;                    /* why the last migration failed */
+    GCond continue_cond;              /* pre-switchover: migrate-continue or a cancel */
+    bool continue_requested;          /* under lock: migrate-continue came */
     char *uri;
 
     /* Direction of the current or last migration. */
@@ -266,8 +269,27 @@ char *migration_error_desc(MigrationState *s);
 /* Start an outgoing migration (or background snapshot) to @uri on a new thread. */
 bool migration_start(MigrationState *s, const char *uri, GError **errp);
 
-/* migrate_cancel: no-op unless a migration is in setup, active or device. */
+/* migrate_cancel: no-op unless a migration is in setup, active, pre-switchover or device. */
 void migration_cancel(MigrationState *s);
+
+/*
+ * migrate-continue: let a migration paused before its switch-over (the
+ * pause-before-switchover capability) go on. @state must be the status it
+ * is in ("pre-switchover"), as in QEMU.
+ */
+bool migration_continue(MigrationState *s, MigrationStatus state, GError **errp);
+
+/*
+ * The migration thread, with the guest stopped for the switch-over: with
+ * pause-before-switchover on, move from active to pre-switchover and wait
+ * for migrate-continue (or a cancel). Returns the status it left the
+ * migration in: active without the capability, pre-switchover after a
+ * continue, cancelling after a cancel.
+ */
+MigrationStatus migration_pause_before_switchover(MigrationState *s);
+
+/* The status called @name; false if there is none. */
+bool migration_status_from_name(const char *name, MigrationStatus *status);
 
 /* Turn capability @cap on or off, with the checks and QEMU's messages. */
 bool migration_set_capability(MigrationState *s, MigrationCapability cap, bool on,

@@ -338,6 +338,60 @@ static void test_precopy_file_live(void)
     g_rmdir(dir);
 }
 
+/*
+ * pause-before-switchover: the migration waits in pre-switchover with the
+ * guest stopped until migrate-continue; a wrong state is refused; a cancel
+ * there resumes the guest and leaves no image.
+ */
+static void test_pause_before_switchover(void)
+{
+    g_autofree char *dir = NULL;
+    g_autofree char *path = tmp_image(&dir);
+    g_autofree char *path2 = g_strconcat(path, "-2", NULL);
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autofree char *uri2 = g_strdup_printf("file:%s", path2);
+    Machine *m = fake_machine_new(16 * MiB, true);
+    MigrationState *s = m->migration;
+    g_autoptr(GError) err = NULL;
+
+    g_assert_false(migration_continue(s, MIGRATION_STATUS_PRE_SWITCHOVER, &err));
+    g_assert_cmpstr(err->message, ==, "Migration not in expected state: none");
+    g_clear_error(&err);
+    g_assert_true(migration_set_capability(s, MIGRATION_CAPABILITY_PAUSE_BEFORE_SWITCHOVER,
+                                           true, &err));
+    /* Not beside background-snapshot, as in QEMU. */
+    g_assert_false(migration_set_capability(s, MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT, true,
+                                            &err));
+    g_assert_cmpstr(err->message, ==,
+                    "Background-snapshot is not compatible with pause-before-switchover");
+    g_clear_error(&err);
+    g_assert_true(migration_start(s, uri, &err));
+    wait_status(s, MIGRATION_STATUS_PRE_SWITCHOVER);
+    g_assert_cmpint(runstate_get(m), ==, RUN_STATE_FINISH_MIGRATE);
+    /* It stays there: nothing moves on by itself. */
+    g_usleep(100 * 1000);
+    g_assert_cmpint(migration_get_status(s), ==, MIGRATION_STATUS_PRE_SWITCHOVER);
+    g_assert_false(migration_continue(s, MIGRATION_STATUS_ACTIVE, &err));
+    g_assert_cmpstr(err->message, ==, "Migration not in expected state: pre-switchover");
+    g_clear_error(&err);
+    g_assert_true(migration_continue(s, MIGRATION_STATUS_PRE_SWITCHOVER, &err));
+    g_assert_cmpint(wait_done(s), ==, MIGRATION_STATUS_COMPLETED);
+    g_assert_cmpint(runstate_get(m), ==, RUN_STATE_POSTMIGRATE);
+    check_image_matches(path, m);
+
+    /* A cancel in pre-switchover: cancelled, the guest runs again, no file. */
+    g_assert_true(runstate_vm_start(m, &err));
+    g_assert_true(migration_start(s, uri2, &err));
+    wait_status(s, MIGRATION_STATUS_PRE_SWITCHOVER);
+    migration_cancel(s);
+    g_assert_cmpint(wait_done(s), ==, MIGRATION_STATUS_CANCELLED);
+    g_assert_cmpint(runstate_get(m), ==, RUN_STATE_RUNNING);
+    g_assert_false(g_file_test(path2, G_FILE_TEST_EXISTS));
+    fake_machine_free(m);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
 /* The switch-over rule, then settling passes while each halves what is left. */
 static void test_switch_over_settles(void)
 {
@@ -917,6 +971,7 @@ int main(int argc, char **argv)
     g_test_add_func("/migration/precopy/file-live", test_precopy_file_live);
     g_test_add_func("/migration/precopy/paused-guest", test_precopy_paused_guest);
     g_test_add_func("/migration/precopy/switch-over-settles", test_switch_over_settles);
+    g_test_add_func("/migration/precopy/pause-before-switchover", test_pause_before_switchover);
     g_test_add_func("/migration/precopy/memfd-holes-not-read", test_precopy_memfd_holes);
     g_test_add_data_func("/migration/precopy/untouched-not-read/live", GINT_TO_POINTER(1),
                          test_precopy_anonymous_untouched);
