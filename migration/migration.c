@@ -367,6 +367,8 @@ static gpointer migration_thread(gpointer opaque)
     MigrationState *s = opaque;
     MigrationChannel *ch = s->channel;
     bool snapshot = migration_capability_enabled(s, MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT);
+    bool return_path = migration_capability_enabled(s, MIGRATION_CAPABILITY_RETURN_PATH);
+    bool confirmed = false;
     g_autoptr(GError) err = NULL;
     StreamFile *f = NULL;
     bool ok;
@@ -375,7 +377,8 @@ static gpointer migration_thread(gpointer opaque)
      * Guest RAM still arriving from an image (a lazy restore's fill) is not
      * ordinary memory yet: a snapshot or precopy starts once the fill ends.
      */
-    ok = restore_wait_fill(s, &err) && channel_connect(ch, &err);
+    ok = restore_wait_fill(s, &err) && channel_connect(ch, &err) &&
+         (!return_path || channel_return_path_possible(ch, &err));
     if (ok && migration_capability_enabled(s, MIGRATION_CAPABILITY_MAPPED_RAM)) {
         s->mapped_ram = mapped_ram_writer_for_machine(s->machine, ch,
                                                       snapshot ? SAVEVM_STREAM_BACKGROUND_SNAPSHOT
@@ -397,6 +400,15 @@ static gpointer migration_thread(gpointer opaque)
             ok = ram_save_precopy(s, f, &err);
         }
         ok = ok && stream_file_flush(f) && stream_file_check(f, &err);
+        /* return-path: complete only once the destination says it loaded everything. */
+        if (ok && return_path) {
+            ok = confirmed = channel_return_path_wait(ch, &err);
+        } else if (!ok && return_path && !migration_is_cancelling(s) &&
+                   channel_return_path_refused(ch)) {
+            /* It hung up on us: say why, as it told us. */
+            error_prefix(&err, "the destination could not load the stream (it said so on "
+                         "the return path): ");
+        }
         if (ok) {
             migration_stat_set(&s->ram.transferred, s->mapped_ram
                                ? mapped_ram_writer_bytes(s->mapped_ram)
@@ -404,8 +416,11 @@ static gpointer migration_thread(gpointer opaque)
         }
     }
     g_clear_pointer(&s->mapped_ram, mapped_ram_writer_free);
-    if (ok && migration_is_cancelling(s)) {
-        /* Too late to abort the stream, but the user asked: drop the image. */
+    if (ok && migration_is_cancelling(s) && !confirmed) {
+        /*
+         * Too late to abort the stream, but the user asked: drop the image.
+         * Not once the destination confirmed: it runs the guest now.
+         */
         ok = false;
     }
     g_mutex_lock(&s->lock);
@@ -595,6 +610,7 @@ static bool capability_implemented(MigrationCapability cap)
     return cap == MIGRATION_CAPABILITY_EVENTS ||
            cap == MIGRATION_CAPABILITY_AUTO_CONVERGE ||
            cap == MIGRATION_CAPABILITY_PAUSE_BEFORE_SWITCHOVER ||
+           cap == MIGRATION_CAPABILITY_RETURN_PATH ||
            cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT ||
            cap == MIGRATION_CAPABILITY_MAPPED_RAM ||
            cap == MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT;

@@ -90,6 +90,24 @@ bool channel_is_cancelled(MigrationChannel *ch);
 bool channel_write_all(MigrationChannel *ch, const void *buf, size_t len,
                        GError **errp);
 
+/* Whether @ch (connected or accepted) can carry a return path: a socket. */
+bool channel_return_path_possible(MigrationChannel *ch, GError **errp);
+
+/* Destination: tell the source over @ch whether it @loaded the stream. */
+bool channel_return_path_send(MigrationChannel *ch, bool loaded, GError **errp);
+
+/*
+ * Source, after the whole stream: wait for the destination's word (a cancel
+ * ends the wait). True only if it loaded the stream.
+ */
+bool channel_return_path_wait(MigrationChannel *ch, GError **errp);
+
+/*
+ * Source, after writing failed: whether the destination said, before it
+ * closed, that it could not load the stream (waits at most 100 ms).
+ */
+bool channel_return_path_refused(MigrationChannel *ch);
+
 /* Read up to @len bytes: the count, 0 at end of stream, -1 with @errp set. */
 ssize_t channel_read(MigrationChannel *ch, void *buf, size_t len, GError **errp);
 

@@ -98,6 +98,16 @@ static gpointer incoming_thread(gpointer opaque)
         migration_stat_set(&s->ram.normal_bytes, info.data_pages * MACHINE_PAGE_SIZE);
         migration_stat_set(&s->ram.duplicate, info.zero_pages);
     }
+    if (migration_capability_enabled(s, MIGRATION_CAPABILITY_RETURN_PATH) &&
+        channel_fd(ch) >= 0 && channel_return_path_possible(ch, NULL)) {
+        g_autoptr(GError) rp_err = NULL;
+
+        /* The source completes on our yes: without it, the guest must not run here too. */
+        if (!channel_return_path_send(ch, ok, &rp_err) && ok) {
+            ok = false;
+            err = g_steal_pointer(&rp_err);
+        }
+    }
     g_mutex_lock(&s->lock);
     s->channel = NULL;
     g_mutex_unlock(&s->lock);

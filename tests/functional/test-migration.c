@@ -622,6 +622,110 @@ static void test_destination_disappears(Fixture *fx, gconstpointer data)
     (void)vm_progress(src, &pos);
 }
 
+/* The source's failed migration said @why, and its guest runs on. */
+static void check_source_failed(Vm *src, gsize *pos, const char *why)
+{
+    g_autofree char *status = vm_wait_migration_end(src, 60000);
+    g_autoptr(JsonObject) info = vm_query_migrate(src);
+    g_autofree char *rs = NULL;
+
+    g_assert_cmpstr(status, ==, "failed");
+    g_test_message("error-desc: %s", json_object_get_string_member(info, "error-desc"));
+    g_assert_nonnull(strstr(json_object_get_string_member(info, "error-desc"), why));
+    rs = vm_status(src);
+    g_assert_cmpstr(rs, ==, "running");
+    (void)vm_progress(src, pos);
+}
+
+/* A destination started with -incoming defer, return-path on or not, listening on @uri. */
+static Vm *return_path_destination(Fixture *fx, const char *name, const char *accel,
+                                   const char *ram, bool return_path, const char *uri)
+{
+    const char *extra[] = { "-incoming", "defer", NULL };
+    g_autofree char *args = g_strdup_printf("{\"uri\": \"%s\"}", uri);
+    Vm *dst = vm_launch(fx, name, accel, ram, false, extra);
+    g_autoptr(JsonNode) r1 = NULL, r2 = NULL;
+
+    if (return_path) {
+        r1 = vm_cmd(dst, "migrate-set-capabilities",
+                    "{\"capabilities\": [{\"capability\": \"return-path\", "
+                    "\"state\": true}]}");
+    }
+    r2 = vm_cmd(dst, "migrate-incoming", args);
+    return dst;
+}
+
+/*
+ * return-path and pause-before-switchover, the two capabilities libvirt
+ * turns on for a live migration: the source completes only on the
+ * destination's yes. A destination that cannot load the stream (another RAM
+ * size) says no, one without the capability never answers, exec: cannot
+ * carry an answer: each time the source fails and its guest runs on. With
+ * both right, the source waits in pre-switchover for migrate-continue.
+ */
+static void test_return_path(Fixture *fx, gconstpointer data)
+{
+    const char *accel = data;
+    g_autofree char *uri = g_strdup_printf("unix:%s/mig.sock", fx->dir);
+    g_autofree char *args = g_strdup_printf("{\"uri\": \"%s\"}", uri);
+    g_autofree char *dst_status = NULL;
+    g_autoptr(JsonNode) r1 = NULL, r2 = NULL, r3 = NULL, r4 = NULL, r5 = NULL, r6 = NULL;
+    PayloadProgress last;
+    gsize pos;
+    Vm *src, *dst;
+
+    if (skip_without(accel)) {
+        return;
+    }
+    src = start_source(fx, accel, &pos, &last);
+    r1 = vm_cmd(src, "migrate-set-capabilities",
+                "{\"capabilities\": [{\"capability\": \"return-path\", \"state\": true}]}");
+
+    r2 = vm_cmd(src, "migrate", "{\"uri\": \"exec:cat > /dev/null\"}");
+    check_source_failed(src, &pos, "return-path needs a connection both ways");
+
+    dst = return_path_destination(fx, "dst-other-ram", accel, "256", true, uri);
+    r3 = vm_cmd(src, "migrate", args);
+    check_source_failed(src, &pos, "the destination could not load the stream");
+    vm_kill(dst);
+
+    dst = return_path_destination(fx, "dst-no-return-path", accel, VM_RAM, false, uri);
+    r4 = vm_cmd(src, "migrate", args);
+    check_source_failed(src, &pos, "without saying whether it loaded the stream");
+    vm_kill(dst);
+
+    r5 = vm_cmd(src, "migrate-set-capabilities",
+                "{\"capabilities\": [{\"capability\": \"pause-before-switchover\", "
+                "\"state\": true}]}");
+    dst = return_path_destination(fx, "dst", accel, VM_RAM, true, uri);
+    last = vm_progress(src, &pos);
+    r6 = vm_cmd(src, "migrate", args);
+    for (gint64 deadline = g_get_monotonic_time() + 60 * G_USEC_PER_SEC;;) {
+        g_autoptr(JsonObject) info = vm_query_migrate(src);
+
+        if (!strcmp(json_object_get_string_member(info, "status"), "pre-switchover")) {
+            break;
+        }
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(10 * 1000);
+    }
+    {
+        g_autofree char *rs = vm_status(src);
+        g_autoptr(JsonNode) r = vm_cmd(src, "migrate-continue",
+                                       "{\"state\": \"pre-switchover\"}");
+
+        g_assert_cmpstr(rs, ==, "finish-migrate");
+    }
+    {
+        g_autofree char *status = vm_wait_migration_end(src, 60000);
+
+        g_assert_cmpstr(status, ==, "completed");
+    }
+    dst_status = vm_wait_migration_end(dst, 60000);
+    g_assert_cmpstr(dst_status, ==, "completed");
+    check_destination_continues(dst, &last);
+}
+
 /* A saved image from a quick source, reused by the refusal cases. */
 static char *save_image(Fixture *fx, const char *accel, const char *ram)
 {
@@ -763,6 +867,7 @@ int main(int argc, char **argv)
             { "destination-disappears", test_destination_disappears },
             { "refuse-truncated-flipped-other-ram", test_refuse_bad_images },
             { "incoming-defer-start-paused", test_defer_and_start_paused },
+            { "return-path", test_return_path },
         };
 
         for (unsigned k = 0; k < G_N_ELEMENTS(cases); k++) {
