@@ -611,6 +611,8 @@ static bool capability_implemented(MigrationCapability cap)
            cap == MIGRATION_CAPABILITY_AUTO_CONVERGE ||
            cap == MIGRATION_CAPABILITY_PAUSE_BEFORE_SWITCHOVER ||
            cap == MIGRATION_CAPABILITY_RETURN_PATH ||
+           /* Disks activated at cont, not at the end of the load: frostvm has none. */
+           cap == MIGRATION_CAPABILITY_LATE_BLOCK_ACTIVATE ||
            cap == MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT ||
            cap == MIGRATION_CAPABILITY_MAPPED_RAM ||
            cap == MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT;
