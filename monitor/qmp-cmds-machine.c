@@ -99,7 +99,7 @@ static JsonNode *qmp_query_cpus_fast(Machine *m, JsonObject *args, GError **errp
 
         json_object_set_int_member(cpu, "cpu-index", i);
         json_object_set_string_member(cpu, "qom-path", path);
-        /* Before -S is left there is no thread yet; QEMU's key is then absent too. */
+        /* The threads exist from the start (parked under -S), as in QEMU. */
         if (tid > 0) {
             json_object_set_int_member(cpu, "thread-id", tid);
         }

@@ -160,6 +160,9 @@ static bool main_start_guest(Machine *m, GError **errp)
     }
     if (c->incoming) {
         runstate_set(m, RUN_STATE_INMIGRATE);
+        if (!runstate_create_vcpus(m, errp)) {
+            return false;
+        }
         if (!strcmp(c->incoming, "defer")) {
             return true;
         }
@@ -171,7 +174,8 @@ static bool main_start_guest(Machine *m, GError **errp)
         }
     }
     if (c->start_paused) {
-        return true;
+        /* Parked, but there: their thread ids are in query-cpus-fast from the start. */
+        return runstate_create_vcpus(m, errp);
     }
     return runstate_vm_start(m, errp);
 }

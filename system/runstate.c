@@ -81,6 +81,19 @@ static void runstate_stop(Machine *m, RunState state, bool emit)
     }
 }
 
+bool runstate_create_vcpus(Machine *m, GError **errp)
+{
+    bool ok = true;
+
+    g_mutex_lock(&m->transition_lock);
+    if (!m->vcpus_started) {
+        ok = m->accel->start_vcpus(m, errp);
+        m->vcpus_started = ok;
+    }
+    g_mutex_unlock(&m->transition_lock);
+    return ok;
+}
+
 void runstate_with_vcpus_parked(Machine *m, void (*fn)(void *opaque), void *opaque)
 {
     bool running;

@@ -52,6 +52,14 @@ bool runstate_vm_start(Machine *m, GError **errp);
  */
 void runstate_with_vcpus_parked(Machine *m, void (*fn)(void *opaque), void *opaque);
 
+/*
+ * Create the vCPU threads, parked, if they are not yet: as QEMU has them from
+ * the start, so a manager that asks for their thread ids before the first
+ * cont (libvirt starts every domain with -S) gets them. False if the
+ * accelerator could not start them.
+ */
+bool runstate_create_vcpus(Machine *m, GError **errp);
+
 /* Enter @state without touching the vCPUs (for transitions while stopped). */
 void runstate_set(Machine *m, RunState state);
 

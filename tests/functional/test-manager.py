@@ -193,13 +193,16 @@ def test_probe(tmp):
 
 
 def test_domain_monitor(tmp):
-    """-S, cont and RESUME; a pty serial; reconnect by path; real vCPU thread ids."""
+    """-S, cont and RESUME; a pty serial; reconnect by path; real vCPU thread ids, before cont too."""
     proc, path = start_domain(tmp)
     try:
         qmp = Qmp(path)
         assert qmp.execute('query-status')['status'] == 'prelaunch'
         assert qmp.execute('qom-list', {'path': '/machine/peripheral'}) == [
             {'name': 'type', 'type': 'string'}, {'name': 'serial0', 'type': 'child<isa-serial>'}]
+        # libvirt asks before its first cont, to put the vCPU threads in their cgroups.
+        tid = qmp.execute('query-cpus-fast')[0]['thread-id']
+        assert tid != proc.pid and os.path.isdir(f'/proc/{proc.pid}/task/{tid}')
         qmp.execute('cont')
         qmp.event('RESUME')
         pty = serial_pty(qmp)
