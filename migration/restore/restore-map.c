@@ -16,6 +16,7 @@
 #include "system/runstate.h"
 #include "util/bitmap.h"
 #include "util/error.h"
+#include "util/huge-map.h"
 #include "util/pagemap.h"
 #include "util/zero-page.h"
 
@@ -106,28 +107,6 @@ bool restore_map_start(RestoreState *r, GError **errp)
     return true;
 }
 
-/* Anonymous memory of @size at a 2 MiB boundary, so that mremap() moves its huge pages whole. */
-static uint8_t *map_detach_alloc(uint64_t size)
-{
-    uint64_t reserve = size + PAGEMAP_HUGE_SIZE;
-    uint8_t *base = mmap(NULL, reserve, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    uint8_t *aligned;
-
-    if (base == MAP_FAILED) {
-        return NULL;
-    }
-    aligned = (uint8_t *)(((uintptr_t)base + PAGEMAP_HUGE_SIZE - 1) &
-                          ~(uintptr_t)(PAGEMAP_HUGE_SIZE - 1));
-    if (aligned > base) {
-        munmap(base, aligned - base);
-    }
-    if (base + reserve > aligned + size) {
-        munmap(aligned + size, base + reserve - (aligned + size));
-    }
-    return aligned;
-}
-
 /*
  * Block @bi: copy what holds data into @copy, then move @copy over guest
  * RAM. A page holds data if the image has it (whether or not the guest
@@ -149,7 +128,8 @@ static bool map_detach_block(RestoreState *r, uint32_t bi, int pagemap_fd, GErro
         error_setg_errno(errp, -ret, "reading the page table of RAM block '%s'", b->name);
         return false;
     }
-    copy = map_detach_alloc(b->size);
+    /* At a 2 MiB boundary, so that mremap() moves its huge pages whole. */
+    copy = huge_map_anonymous(b->size);
     if (!copy) {
         error_setg_errno(errp, errno, "no memory for a copy of RAM block '%s'", b->name);
         return false;

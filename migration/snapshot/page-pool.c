@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "util/error.h"
+#include "util/huge-map.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -14,13 +15,8 @@
 
 #define MIN_PAGES 16
 
-/* Transparent huge page size: the pool is aligned to it and advised huge. */
-#define POOL_HUGE_SIZE (2ULL << 20)
-
 struct PagePool {
     uint8_t *memory;
-    uint8_t *map_base;          /* the mapping, before alignment */
-    uint64_t map_len;
     uint32_t capacity;
     uint32_t reserve;
 
@@ -56,14 +52,6 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     }
 
     uint64_t len = pages * PAGE_POOL_PAGE_SIZE;
-    uint64_t map_len = len + POOL_HUGE_SIZE;
-    uint8_t *base = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED) {
-        error_setg_errno(errp, errno, "page pool: cannot map %" G_GUINT64_FORMAT " bytes",
-                         len);
-        return NULL;
-    }
     /*
      * Transparent huge pages: copying 2 MiB into pool buffers that are 4 KiB
      * mappings took 2.5-2.9 ms the first time each buffer was touched on a
@@ -73,14 +61,16 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
      * per huge page instead of a fault per 4 KiB page; faults take populated
      * buffers first anyway.
      */
-    uint8_t *mem = (uint8_t *)(((uintptr_t)base + POOL_HUGE_SIZE - 1) &
-                               ~(uintptr_t)(POOL_HUGE_SIZE - 1));
+    uint8_t *mem = huge_map_anonymous(len);
+    if (!mem) {
+        error_setg_errno(errp, errno, "page pool: cannot map %" G_GUINT64_FORMAT " bytes",
+                         len);
+        return NULL;
+    }
     madvise(mem, len, MADV_HUGEPAGE);
 
     PagePool *p = g_new0(PagePool, 1);
     p->memory = mem;
-    p->map_base = base;
-    p->map_len = map_len;
     p->capacity = (uint32_t)pages;
     p->reserve = (uint32_t)MIN(reserve_bytes / PAGE_POOL_PAGE_SIZE, pages - 1);
     g_mutex_init(&p->lock);
@@ -118,7 +108,7 @@ void page_pool_free(PagePool *p)
         return;
     }
     g_assert(p->nr_free == p->capacity);
-    munmap(p->map_base, p->map_len);
+    munmap(p->memory, (uint64_t)p->capacity * PAGE_POOL_PAGE_SIZE);
     g_free(p->warm_slots);
     g_free(p->cold_slots);
     g_mutex_clear(&p->lock);
