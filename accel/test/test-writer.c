@@ -11,6 +11,7 @@
 #include <x86intrin.h>
 
 #include "accel/test/test-accel.h"
+#include "accel/test/test-trace.h"
 #include "accel/accel.h"
 #include "hw/ioport.h"
 
@@ -167,7 +168,11 @@ typedef struct TestReport {
     uint64_t prev_tsc;     /* TSC at the end of the previous step (or pacing sleep) */
     uint64_t maxstall_tsc; /* longest gap since the last report, in TSC cycles */
     uint64_t regs_failures; /* reports whose register count disagreed with memory */
+    uint64_t probe_min_tsc; /* gaps this long fire the stall probe (UINT64_MAX: not yet) */
 } TestReport;
+
+/* Gaps from this long fire test_vcpu_stall: few enough that a tracer barely slows the guest. */
+#define TEST_STALL_PROBE_US 500
 
 /* Cycles to microseconds at the rate the TSC ran since the thread started. */
 static gint64 test_tsc_to_us(const TestReport *r, uint64_t cycles, gint64 now)
@@ -271,10 +276,14 @@ static void test_done(TestVcpu *v, const TestReport *r, gint64 now)
 static bool test_vcpu_after_step(TestVcpu *v, TestReport *r, uint64_t *budget)
 {
     uint64_t tsc = __rdtsc();
+    uint64_t gap = tsc - r->prev_tsc;
     gint64 now;
 
-    if (tsc - r->prev_tsc > r->maxstall_tsc) {
-        r->maxstall_tsc = tsc - r->prev_tsc;
+    if (gap > r->maxstall_tsc) {
+        r->maxstall_tsc = gap;
+    }
+    if (G_UNLIKELY(gap >= r->probe_min_tsc)) {
+        trace_test_vcpu_stall(v->index, gap);
     }
     r->prev_tsc = tsc;
     if (!test_vcpu_checkpoint(v)) {
@@ -302,6 +311,12 @@ static bool test_vcpu_after_step(TestVcpu *v, TestReport *r, uint64_t *budget)
     now = g_get_monotonic_time();
     if (v->index == 0 && now >= r->next) {
         test_report(v, r, now);
+    }
+    if (r->probe_min_tsc == UINT64_MAX) {
+        uint64_t deadline = test_us_to_tsc_deadline(r, TEST_STALL_PROBE_US, now);
+        if (deadline) {
+            r->probe_min_tsc = deadline - __rdtsc();
+        }
     }
     /* A pause, a pacing sleep or a report is not a stall of the guest's steps. */
     r->prev_tsc = __rdtsc();
@@ -350,6 +365,7 @@ gpointer test_vcpu_thread(gpointer opaque)
     v->t_start = r.t_start;
     r.last_t = r.clock0 = g_get_monotonic_time();
     r.prev_tsc = r.tsc0 = __rdtsc();
+    r.probe_min_tsc = UINT64_MAX;
     r.next = r.last_t + a->work.report_ms * 1000;
     /* After a restore the first rate counts from the restored total, not from 0. */
     for (unsigned c = 0; c < a->ctl->ncpus; c++) {
