@@ -92,6 +92,7 @@ static void schema_add_builtins(SchemaBuilder *b)
         const char *json_type;
     } builtins[] = {
         { "str", "string" }, { "int", "int" }, { "uint64", "int" }, { "size", "int" },
+        { "uint8", "int" },
         { "bool", "boolean" }, { "number", "number" }, { "any", "value" },
         { "null", "null" },
     };

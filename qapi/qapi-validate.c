@@ -83,6 +83,24 @@ static bool check_value(const Check *c, JsonNode *type, JsonNode *value,
             return false;
         }
         return true;
+    case QAPI_KIND_UINT8: {
+        /*
+         * As QEMU: read as uint64 first (same words if that fails, negative
+         * numbers as their two's complement), then refused above 255 with
+         * the C type's name and only the member's own name.
+         */
+        const char *leaf = strrchr(path, '.');
+
+        if (!value_has_type(value, G_TYPE_INT64)) {
+            error_setg(errp, "Parameter '%s' expects uint64", path);
+            return false;
+        }
+        if ((guint64)json_node_get_int(value) > G_MAXUINT8) {
+            error_setg(errp, "Parameter '%s' expects uint8_t", leaf ? leaf + 1 : path);
+            return false;
+        }
+        return true;
+    }
     case QAPI_KIND_BOOL:
         return value_has_type(value, G_TYPE_BOOLEAN) || wrong_type(path, "boolean", errp);
     case QAPI_KIND_NUMBER:

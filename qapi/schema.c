@@ -17,7 +17,7 @@ struct QapiSchema {
 };
 
 static const char *const builtin_type_names[] = {
-    "str", "int", "uint64", "size", "bool", "number", "any",
+    "str", "int", "uint64", "size", "uint8", "bool", "number", "any",
 };
 
 static void qapi_member_free(gpointer p)
@@ -462,6 +462,7 @@ bool qapi_schema_resolve(QapiSchema *s, JsonNode *type, QapiKind *kind,
     } builtins[] = {
         { "str", QAPI_KIND_STR }, { "int", QAPI_KIND_INT },
         { "uint64", QAPI_KIND_UINT64 }, { "size", QAPI_KIND_UINT64 },
+        { "uint8", QAPI_KIND_UINT8 },
         { "bool", QAPI_KIND_BOOL }, { "number", QAPI_KIND_NUMBER },
         { "any", QAPI_KIND_ANY },
     };

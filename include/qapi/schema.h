@@ -30,6 +30,7 @@ typedef enum {
     QAPI_KIND_STR,
     QAPI_KIND_INT,       /* any JSON integer (int64) */
     QAPI_KIND_UINT64,    /* JSON integer read as uint64 ("uint64", "size") */
+    QAPI_KIND_UINT8,     /* JSON integer read as uint64, then at most 255 ("uint8") */
     QAPI_KIND_BOOL,
     QAPI_KIND_NUMBER,    /* integer or floating point */
     QAPI_KIND_ANY,

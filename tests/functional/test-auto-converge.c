@@ -802,10 +802,15 @@ static void test_qmp_parameters(AcFixture *f, gconstpointer data)
                 "{\"throttle-trigger-threshold\": 101}",
                 "Parameter 'throttle_trigger_threshold' expects an integer in the range of 1 "
                 "to 100");
+    /* QEMU's uint8: beyond 255 (or negative) the type refuses, before the range. */
+    qmp_refused(qmp, "migrate-set-parameters", "{\"cpu-throttle-initial\": 255}",
+                "Parameter 'cpu_throttle_initial' expects an integer in the range of 1 to 99");
+    qmp_refused(qmp, "migrate-set-parameters", "{\"cpu-throttle-initial\": 256}",
+                "Parameter 'cpu-throttle-initial' expects uint8_t");
     qmp_refused(qmp, "migrate-set-parameters", "{\"cpu-throttle-initial\": -1}",
-                "cpu_throttle_initial");
+                "Parameter 'cpu-throttle-initial' expects uint8_t");
     qmp_refused(qmp, "migrate-set-parameters", "{\"cpu-throttle-initial\": \"50\"}",
-                "cpu-throttle-initial");
+                "Parameter 'cpu-throttle-initial' expects uint64");
     qmp_refused(qmp, "migrate-set-parameters", "{\"cpu-throttle-tailslow\": \"yes\"}",
                 "cpu-throttle-tailslow");
     assert_qmp_throttle_parameters(qmp, 45, 5, false, 95, 70);
