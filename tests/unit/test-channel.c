@@ -3,6 +3,9 @@
 #include "migration/channel.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <netdb.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -126,6 +129,55 @@ static void test_exec_exit_status(void)
     g_assert_false(channel_close(ch, true, &err));
     g_assert_nonnull(err);
     g_assert_nonnull(strstr(err->message, "exited with status 3"));
+}
+
+/*
+ * What the command inherits: the pipe as stdin and nothing else of ours (a
+ * descriptor left open without close-on-exec stays behind), no blocked
+ * signals, and SIGPIPE at its default even when we ignore it.
+ */
+static void test_exec_inheritance(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *out = g_build_filename(dir, "out", NULL);
+    g_autofree char *uri = g_strdup_printf("exec:cat > /dev/null; ls /proc/self/fd > %s; "
+                                           "grep -E '^Sig(Blk|Ign)' /proc/self/status >> %s",
+                                           out, out);
+    g_autofree char *contents = NULL;
+    g_autofree char *leak_name = NULL;
+    int null_fd = open("/dev/null", O_RDONLY);
+    /* High, so that it cannot be a descriptor ls opens itself. */
+    int leak = fcntl(null_fd, F_DUPFD, 50);
+    sigset_t block, old;
+    void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+    MigrationChannel *ch;
+
+    g_assert_cmpint(leak, >=, 50);
+    close(null_fd);
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    ch = channel_open_outgoing(uri, &err);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    signal(SIGPIPE, old_pipe);
+    g_assert_no_error(err);
+    g_assert_true(channel_write_all(ch, "data", 4, &err));
+    g_assert_true(channel_close(ch, true, &err));
+    g_assert_no_error(err);
+    g_assert_true(g_file_get_contents(out, &contents, NULL, NULL));
+
+    /* ls: 0, 1 and 2, and the directory it reads; not our descriptor. */
+    leak_name = g_strdup_printf("\n%d\n", leak);
+    g_assert_null(strstr(contents, leak_name));
+    g_assert_nonnull(strstr(contents, "SigBlk:\t0000000000000000"));
+    /* SIGPIPE is signal 13: bit 12 of the ignored mask. */
+    const char *ign = strstr(contents, "SigIgn:\t");
+    g_assert_nonnull(ign);
+    g_assert_false(g_ascii_strtoull(ign + strlen("SigIgn:\t"), NULL, 16) & (1ULL << (SIGPIPE - 1)));
+    close(leak);
+    g_unlink(out);
+    remove_dir(dir);
 }
 
 static void test_exec_signal(void)
@@ -466,6 +518,7 @@ int main(int argc, char **argv)
     g_test_add_func("/channel/file/missing-folder", test_file_missing_folder);
     g_test_add_func("/channel/exec/exit-status", test_exec_exit_status);
     g_test_add_func("/channel/exec/killed-by-signal", test_exec_signal);
+    g_test_add_func("/channel/exec/inheritance", test_exec_inheritance);
     g_test_add_func("/channel/exec/early-exit-epipe", test_exec_early_exit);
     g_test_add_func("/channel/exec/incoming", test_exec_incoming);
     g_test_add_func("/channel/exec/child-idle", test_exec_child_idle);
