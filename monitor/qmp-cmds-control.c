@@ -33,7 +33,7 @@ static JsonNode *qmp_query_commands(Machine *m, JsonObject *args, GError **errp)
         json_object_set_string_member(info, "name", cmd->name);
         json_array_add_object_element(list, info);
     }
-    return json_node_init_array(json_node_alloc(), list);
+    return qmp_array_node(list);
 }
 
 static JsonNode *qmp_human_monitor_command(Machine *m, JsonObject *args, GError **errp)

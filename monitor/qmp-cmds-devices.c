@@ -33,30 +33,30 @@ static JsonNode *qmp_query_chardev(Machine *m, JsonObject *args, GError **errp)
                                        chardev_in_use(m->config, chr->opts->id));
         json_array_add_object_element(list, info);
     }
-    return json_node_init_array(json_node_alloc(), list);
+    return qmp_array_node(list);
 }
 
 /* frostvm boots from -kernel or a snapshot: it has no disks to list. */
 static JsonNode *qmp_query_block(Machine *m, JsonObject *args, GError **errp)
 {
-    return json_node_init_array(json_node_alloc(), json_array_new());
+    return qmp_array_node(json_array_new());
 }
 
 /* Block nodes and block jobs: none, for the same reason. */
 static JsonNode *qmp_query_named_block_nodes(Machine *m, JsonObject *args, GError **errp)
 {
-    return json_node_init_array(json_node_alloc(), json_array_new());
+    return qmp_array_node(json_array_new());
 }
 
 static JsonNode *qmp_query_jobs(Machine *m, JsonObject *args, GError **errp)
 {
-    return json_node_init_array(json_node_alloc(), json_array_new());
+    return qmp_array_node(json_array_new());
 }
 
 /* -object iothread is not accepted, so there are none. */
 static JsonNode *qmp_query_iothreads(Machine *m, JsonObject *args, GError **errp)
 {
-    return json_node_init_array(json_node_alloc(), json_array_new());
+    return qmp_array_node(json_array_new());
 }
 
 const QmpCommand monitor_qmp_device_commands[] = {

@@ -184,7 +184,7 @@ static JsonNode *qmp_query_qmp_schema(Machine *m, JsonObject *args, GError **err
     schema_add_commands(&b, m->monitor);
     schema_add_events(&b, m->monitor->schema);
     g_hash_table_unref(b.arrays);
-    return json_node_init_array(json_node_alloc(), b.entries);
+    return qmp_array_node(b.entries);
 }
 
 static JsonNode *qmp_query_command_line_options(Machine *m, JsonObject *args,
@@ -227,7 +227,7 @@ static JsonNode *qmp_query_command_line_options(Machine *m, JsonObject *args,
         error_setg(errp, "invalid option name: %s", only);
         return NULL;
     }
-    return json_node_init_array(json_node_alloc(), list);
+    return qmp_array_node(list);
 }
 
 const QmpCommand monitor_qmp_introspect_commands[] = {

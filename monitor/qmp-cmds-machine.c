@@ -77,7 +77,7 @@ static JsonNode *qmp_query_machines(Machine *m, JsonObject *args, GError **errp)
     json_array_add_object_element(list, machine_info(MACHINE_PC_VERSIONED_NAME, "pc", true,
                                                      MACHINE_MAX_VCPUS));
     json_array_add_object_element(list, machine_info("none", NULL, false, 1));
-    return json_node_init_array(json_node_alloc(), list);
+    return qmp_array_node(list);
 }
 
 char *monitor_vcpu_qom_path(unsigned index)
@@ -110,7 +110,7 @@ static JsonNode *qmp_query_cpus_fast(Machine *m, JsonObject *args, GError **errp
         json_object_set_string_member(cpu, "target", "x86_64");
         json_array_add_object_element(list, cpu);
     }
-    return json_node_init_array(json_node_alloc(), list);
+    return qmp_array_node(list);
 }
 
 const QmpCommand monitor_qmp_machine_commands[] = {

@@ -158,7 +158,7 @@ static JsonNode *qmp_qom_list_types(Machine *m, JsonObject *args, GError **errp)
         }
         json_array_add_object_element(list, info);
     }
-    return json_node_init_array(json_node_alloc(), list);
+    return qmp_array_node(list);
 }
 
 static void add_property(JsonArray *list, const char *name, const char *type,
@@ -181,7 +181,7 @@ static JsonNode *type_properties(const QomType *t)
     for (const QomProperty *p = t->props; p->name; p++) {
         add_property(list, p->name, p->type, p->description);
     }
-    return json_node_init_array(json_node_alloc(), list);
+    return qmp_array_node(list);
 }
 
 static JsonNode *qmp_device_list_properties(Machine *m, JsonObject *args, GError **errp)
@@ -256,7 +256,7 @@ static JsonNode *qmp_qom_list(Machine *m, JsonObject *args, GError **errp)
                     "Device '%s' not found", path);
         return NULL;
     }
-    return json_node_init_array(json_node_alloc(), list);
+    return qmp_array_node(list);
 }
 
 const QmpCommand monitor_qmp_qom_commands[] = {

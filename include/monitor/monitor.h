@@ -52,6 +52,15 @@ static inline JsonNode *qmp_object_node(JsonObject *obj)
     return node;
 }
 
+/* The same for @array: json_node_init_array() also adds a reference. */
+static inline JsonNode *qmp_array_node(JsonArray *array)
+{
+    JsonNode *node = json_node_init_array(json_node_alloc(), array);
+
+    json_array_unref(array);
+    return node;
+}
+
 /*
  * Create the monitor context (no servers yet) on @m's main context, load the
  * built-in schema and register the protocol's own commands (qmp_capabilities,
