@@ -88,7 +88,6 @@ def main():
     base = tempfile.mkdtemp(prefix='frostvm-libvirt-migrate-')
     daemons = {n: Daemon(os.path.join(base, n), tap, n) for n in ('a', 'b')}
     a, b = daemons['a'], daemons['b']
-    failed = False
     state = {'console': None}
     try:
         try:
@@ -100,21 +99,11 @@ def main():
             return 0
         tap.result(True)
 
-        def step(fn):
-            nonlocal failed
-            if failed:
-                tap.skip_rest('an earlier step failed')
-                return
-            try:
-                fn()
-                tap.result(True)
-            except Exception as e:  # noqa: BLE001 - any failure is the test's result
-                for lv in (a, b):
-                    tap.comment(f'libvirtd {lv.name} log: {lv.tail("libvirtd.log", 6)}')
-                    tap.comment(f'domain log on {lv.name}: '
-                                f'{lv.tail(f"log/qemu/{DOMAIN}.log", 6)}')
-                tap.result(False, str(e).replace('\n', ' '))
-                failed = True
+        def logs():
+            for lv in (a, b):
+                tap.comment(f'libvirtd {lv.name} log: {lv.tail("libvirtd.log", 6)}')
+                tap.comment(f'domain log on {lv.name}: '
+                            f'{lv.tail(f"log/qemu/{DOMAIN}.log", 6)}')
 
         def console_on(lv):
             if state['console']:
@@ -200,16 +189,13 @@ def main():
 
         for fn in (define_start, lambda: migrate(a, b), lambda: payload_goes_on(b),
                    capabilities_asked, migrate_back, cleanup_domain):
-            step(fn)
+            tap.step(fn, logs)
     finally:
         if state['console']:
             state['console'].close()
         for lv in (a, b):
             lv.cleanup()
-        if not failed:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            tap.comment(f'kept for inspection: {base}')
+        tap.remove_or_keep(base)
     return 0
 
 

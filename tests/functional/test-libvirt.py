@@ -50,6 +50,7 @@ class Tap:
     def __init__(self, names):
         self.names = names
         self.done = 0
+        self.failed = False
         print(f'1..{len(names)}', flush=True)
 
     def comment(self, text):
@@ -67,6 +68,26 @@ class Tap:
             self.done += 1
             print(f'ok {self.done} - {self.names[self.done - 1]} # SKIP {reason}',
                   flush=True)
+
+    def step(self, fn, on_failure):
+        """Runs fn as the next result; once one fails, the rest are skipped."""
+        if self.failed:
+            self.skip_rest('an earlier step failed')
+            return
+        try:
+            fn()
+            self.result(True)
+        except Exception as e:  # noqa: BLE001 - any failure is the test's result
+            on_failure()
+            self.result(False, str(e).replace('\n', ' '))
+            self.failed = True
+
+    def remove_or_keep(self, root):
+        """The scratch directory goes after a pass and stays, named, after a failure."""
+        if not self.failed:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            self.comment(f'kept for inspection: {root}')
 
 
 class Libvirt:
@@ -385,7 +406,6 @@ def main():
             return 0
     root = tempfile.mkdtemp(prefix='frostvm-libvirt-')
     lv = Libvirt(root, tap)
-    failed = False
     console = None
     try:
         try:
@@ -400,20 +420,9 @@ def main():
         tap.result(True)
         images = os.path.join(root, 'images')
 
-        def step(fn):
-            nonlocal failed
-            if failed:
-                tap.skip_rest('an earlier step failed')
-                return False
-            try:
-                fn()
-                tap.result(True)
-            except Exception as e:  # noqa: BLE001 - any failure is the test's result
-                tap.comment(f'libvirtd log: {lv.tail("libvirtd.log", 8)}')
-                tap.comment(f'domain log: {lv.tail(f"log/qemu/{DOMAIN}.log", 8)}')
-                tap.result(False, str(e).replace('\n', ' '))
-                failed = True
-            return not failed
+        def logs():
+            tap.comment(f'libvirtd log: {lv.tail("libvirtd.log", 8)}')
+            tap.comment(f'domain log: {lv.tail(f"log/qemu/{DOMAIN}.log", 8)}')
 
         def define():
             xml = os.path.join(root, 'domain.xml')
@@ -510,15 +519,12 @@ def main():
                    lambda: restore_outside(tap, frostvm, kvm, state['exec_image'],
                                            state['image_steps'], root),
                    snapshot_file, suspend_resume, save_restore, restart, destroy_undefine):
-            step(fn)
+            tap.step(fn, logs)
     finally:
         if console:
             console.close()
         lv.cleanup()
-        if not failed:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            tap.comment(f'kept for inspection: {root}')
+        tap.remove_or_keep(root)
     return 0
 
 
