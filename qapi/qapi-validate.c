@@ -72,22 +72,14 @@ static bool check_value(const Check *c, JsonNode *type, JsonNode *value,
         }
         return true;
     case QAPI_KIND_UINT64:
+    case QAPI_KIND_UINT8: {
         /*
          * Any integer from -2^63 to 2^64-1: the parser stores those above
          * INT64_MAX as their uint64 bits, and QEMU takes negative numbers as
          * their two's complement "for backward compatibility". Beyond that
          * range the parser made a double, which QEMU refuses with these words.
-         */
-        if (!value_has_type(value, G_TYPE_INT64)) {
-            error_setg(errp, "Parameter '%s' expects uint64", path);
-            return false;
-        }
-        return true;
-    case QAPI_KIND_UINT8: {
-        /*
-         * As QEMU: read as uint64 first (same words if that fails, negative
-         * numbers as their two's complement), then refused above 255 with
-         * the C type's name and only the member's own name.
+         * A uint8 is read so too, then refused above 255 with the C type's
+         * name and, as QEMU, only the member's own name.
          */
         const char *leaf = strrchr(path, '.');
 
@@ -95,7 +87,7 @@ static bool check_value(const Check *c, JsonNode *type, JsonNode *value,
             error_setg(errp, "Parameter '%s' expects uint64", path);
             return false;
         }
-        if ((guint64)json_node_get_int(value) > G_MAXUINT8) {
+        if (kind == QAPI_KIND_UINT8 && (guint64)json_node_get_int(value) > G_MAXUINT8) {
             error_setg(errp, "Parameter '%s' expects uint8_t", leaf ? leaf + 1 : path);
             return false;
         }
