@@ -33,6 +33,8 @@ TITLES = {
     'bg-2g-idle': 'Background snapshot, 2 GiB guest, idle (1 MiB written once), to tmpfs',
     'bg-smp2': 'Background snapshot, 512 MiB guest with two vCPUs sweeping 128 MiB between '
                'them, to tmpfs (both of the host\'s CPUs busy with vCPUs)',
+    'bg-memfd': 'Background snapshot, 512 MiB guest on shared memory (`memory-backend-memfd`, '
+                'share=on) sweeping 128 MiB, to tmpfs',
     'thp-tmpfs': 'After a background snapshot to tmpfs: huge pages and rate of a fresh 512 MiB '
                  'guest sweeping 128 MiB, watched for 6 s after the end',
     'thp-20m': 'After a background snapshot to 20 MiB/s: huge pages and rate, watched for 6 s '
@@ -59,8 +61,8 @@ class GuestPlan:
         self.restore = restore    # scenario whose kept image is restored
 
 
-def guest(name, ram, append, idle=False, smp=1):
-    return Guest(name, ram, f'{append} {REPORT}', idle=idle, smp=smp)
+def guest(name, ram, append, idle=False, smp=1, backend=None):
+    return Guest(name, ram, f'{append} {REPORT}', idle=idle, smp=smp, backend=backend)
 
 
 def full_plan():
@@ -110,6 +112,8 @@ def full_plan():
                   restore='bg-2g'),
         GuestPlan(guest('512s2', 512, 'mem=128M order=seq', smp=2),
                   [Job('bg-smp2', 'bg', 'tmpfs')]),
+        GuestPlan(guest('512m', 512, 'mem=128M order=seq', backend='memfd'),
+                  [Job('bg-memfd', 'bg', 'tmpfs')]),
         GuestPlan(guest('2gi', 2048, 'mem=1M idle=1', idle=True),
                   [Job('bg-2g-idle', 'bg', 'tmpfs', keep_image=True)], restore='bg-2g-idle'),
     ]

@@ -20,17 +20,28 @@ class BenchError(Exception):
 class Guest:
     """What the VM looks like: RAM, vCPUs and the payload's command line."""
 
-    def __init__(self, name, ram_mib, append, smp=1, idle=False):
+    def __init__(self, name, ram_mib, append, smp=1, idle=False, backend=None):
         self.name = name
         self.ram_mib = ram_mib
         self.append = append
         self.smp = smp
         self.idle = idle
+        # None: the VMM's default anonymous RAM; 'memfd': shared memory (shmem), as
+        # vhost-user and virtiofs set-ups give their guests.
+        self.backend = backend
         # The payload's report interval (its default is 100 ms).
         self.report_ms = int(parse_kv(append).get('report_ms', 100))
 
     def describe(self):
-        return f"-m {self.ram_mib} -smp {self.smp}, payload `{self.append}`"
+        ram = f', RAM on memory-backend-{self.backend}' if self.backend else ''
+        return f"-m {self.ram_mib} -smp {self.smp}{ram}, payload `{self.append}`"
+
+    def backend_argv(self):
+        """The same options for both VMMs: QEMU merges a second -machine into the first."""
+        if self.backend is None:
+            return []
+        return ['-object', f'memory-backend-{self.backend},id=ram0,size={self.ram_mib}M,share=on',
+                '-machine', 'memory-backend=ram0']
 
 
 # The two ways the benchmark runs. With KVM both VMMs run the payload on it; without,
@@ -66,7 +77,7 @@ class Vmm:
     def argv(self, guest, serial, qmp, incoming=None):
         common = ['-m', str(guest.ram_mib), '-smp', str(guest.smp), '-display', 'none',
                   '-serial', f'file:{serial}', '-qmp', f'unix:{qmp},server=on,wait=off',
-                  '-kernel', self.payload, '-append', guest.append]
+                  '-kernel', self.payload, '-append', guest.append] + guest.backend_argv()
         accel = MODES[self.mode][self.name]
         if self.name == 'qemu':
             # debug-threads names the vCPU thread "CPU 0/KVM" (or /TCG) so its CPU time can
