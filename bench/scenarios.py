@@ -35,6 +35,8 @@ TITLES = {
                'them, to tmpfs (both of the host\'s CPUs busy with vCPUs)',
     'bg-memfd': 'Background snapshot, 512 MiB guest on shared memory (`memory-backend-memfd`, '
                 'share=on) sweeping 128 MiB, to tmpfs',
+    'bg-hugetlb': 'Background snapshot, 512 MiB guest on 2 MiB hugetlb pages '
+                  '(`memory-backend-memfd`, share=on, hugetlb=on) sweeping 128 MiB, to tmpfs',
     'thp-tmpfs': 'After a background snapshot to tmpfs: huge pages and rate of a fresh 512 MiB '
                  'guest sweeping 128 MiB, watched for 6 s after the end',
     'thp-20m': 'After a background snapshot to 20 MiB/s: huge pages and rate, watched for 6 s '
@@ -114,6 +116,10 @@ def full_plan():
                   [Job('bg-smp2', 'bg', 'tmpfs')]),
         GuestPlan(guest('512m', 512, 'mem=128M order=seq', backend='memfd'),
                   [Job('bg-memfd', 'bg', 'tmpfs')]),
+        # Needs 256 free 2 MiB huge pages: bench/run reserves them as root (vm.nr_hugepages)
+        # and gives them back after.
+        GuestPlan(guest('512h', 512, 'mem=128M order=seq', backend='memfd-hugetlb'),
+                  [Job('bg-hugetlb', 'bg', 'tmpfs')]),
         GuestPlan(guest('2gi', 2048, 'mem=1M idle=1', idle=True),
                   [Job('bg-2g-idle', 'bg', 'tmpfs', keep_image=True)], restore='bg-2g-idle'),
     ]

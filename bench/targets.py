@@ -3,7 +3,7 @@
 from metrics import Runs, reason
 
 BG_BUSY = ['bg-tmpfs', 'bg-disk', 'bg-100m', 'bg-20m', 'bg-100m-random', 'bg-256', 'bg-1g', 'bg-2g',
-           'bg-memfd']
+           'bg-memfd', 'bg-hugetlb']
 BG_ALL = BG_BUSY + ['bg-100m-idle', 'bg-256-idle', 'bg-1g-idle', 'bg-2g-idle']
 SINK_MIB_S = {'bg-100m': 100, 'bg-20m': 20, 'bg-100m-random': 100, 'bg-100m-idle': 100}
 RESTORES = ['bg-tmpfs', 'bg-256', 'bg-256-idle', 'bg-1g', 'bg-1g-idle', 'bg-2g', 'bg-2g-idle']

@@ -27,7 +27,8 @@ class Guest:
         self.smp = smp
         self.idle = idle
         # None: the VMM's default anonymous RAM; 'memfd': shared memory (shmem), as
-        # vhost-user and virtiofs set-ups give their guests.
+        # vhost-user and virtiofs set-ups give their guests; 'memfd-hugetlb': shared
+        # 2 MiB hugetlb pages (reserved by reserve_huge_pages()).
         self.backend = backend
         # The payload's report interval (its default is 100 ms).
         self.report_ms = int(parse_kv(append).get('report_ms', 100))
@@ -40,8 +41,51 @@ class Guest:
         """The same options for both VMMs: QEMU merges a second -machine into the first."""
         if self.backend is None:
             return []
-        return ['-object', f'memory-backend-{self.backend},id=ram0,size={self.ram_mib}M,share=on',
+        kind, _, huge = self.backend.partition('-')
+        extra = ',hugetlb=on' if huge == 'hugetlb' else ''
+        return ['-object', f'memory-backend-{kind},id=ram0,size={self.ram_mib}M,share=on{extra}',
                 '-machine', 'memory-backend=ram0']
+
+    def huge_pages(self):
+        """2 MiB huge pages the guest's RAM needs reserved (0 without hugetlb)."""
+        return self.ram_mib // 2 if self.backend == 'memfd-hugetlb' else 0
+
+
+NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages'
+
+
+def free_huge_pages():
+    with open('/proc/meminfo') as f:
+        for line in f:
+            if line.startswith('HugePages_Free:'):
+                return int(line.split()[1])
+    return 0
+
+
+def reserve_huge_pages(n):
+    """Makes at least n 2 MiB huge pages free, raising vm.nr_hugepages (root); returns the
+    value to put back (None when nothing was changed). BenchError when it cannot."""
+    missing = n - free_huge_pages()
+    if missing <= 0:
+        return None
+    try:
+        with open(NR_HUGEPAGES) as f:
+            old = int(f.read())
+        with open(NR_HUGEPAGES, 'w') as f:
+            f.write(str(old + missing))
+    except OSError as e:
+        raise BenchError(f'needs {n} free 2 MiB huge pages and cannot reserve them ({e})')
+    if free_huge_pages() < n:
+        release_huge_pages(old)
+        raise BenchError(f'needs {n} free 2 MiB huge pages; the kernel found only '
+                         f'{free_huge_pages()} (memory too fragmented?)')
+    return old
+
+
+def release_huge_pages(old):
+    if old is not None:
+        with open(NR_HUGEPAGES, 'w') as f:
+            f.write(str(old))
 
 
 # The two ways the benchmark runs. With KVM both VMMs run the payload on it; without,

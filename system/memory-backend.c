@@ -183,6 +183,7 @@ static bool memory_backend_open_memfd(MemoryBackend *b, GError **errp)
                          b->opts.hugetlb ? "hugetlb " : "");
         return false;
     }
+    b->fresh = true;
     return true;
 }
 
@@ -210,6 +211,7 @@ static bool memory_backend_open_file(MemoryBackend *b, GError **errp)
             return false;
         }
         unlink(b->path);
+        b->fresh = true;
     } else {
         b->path = g_strdup(mem_path);
         b->fd = open(mem_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);

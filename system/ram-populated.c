@@ -32,6 +32,21 @@ static bool ram_block_is_anonymous(RamBlock *rb)
     return !be || (be->fd < 0 && be->backing == MEMORY_BACKING_ANONYMOUS);
 }
 
+/*
+ * hugetlbfs answers SEEK_HOLE with "all data" (Linux 6.18), and reading a
+ * hole through the mapping allocates and clears a huge page (a snapshot of a
+ * 512 MiB guest using 128 MiB spent two thirds of its CPU clearing the rest).
+ * A file that only this mapping ever touched holds data only where the page
+ * tables say so.
+ */
+static bool ram_block_holes_in_page_tables(RamBlock *rb)
+{
+    MemoryBackend *be = rb->backend;
+
+    return be && be->fd >= 0 && be->fresh && be->backing == MEMORY_BACKING_HUGETLBFS &&
+           (void *)rb->host == be->host;
+}
+
 uint32_t ram_block_file_extent(RamBlock *rb, uint64_t offset, uint32_t n, bool *hole)
 {
     MemoryBackend *be = rb->backend;
@@ -85,32 +100,45 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
     if (huge) {
         bitmap_clear_range(huge, 0, (rb->size + PAGEMAP_HUGE_SIZE - 1) / PAGEMAP_HUGE_SIZE);
     }
-    if (ram_block_is_shared_file(rb)) {
+    bool page_tables = pagemap_fd >= 0 && (ram_block_is_anonymous(rb) ||
+                                            ram_block_holes_in_page_tables(rb));
+    if (ram_block_is_shared_file(rb) && !page_tables) {
         find_file_holes(rb, zero);
         src = RAM_ZERO_BY_FILE_HOLES;
-    } else if (ram_block_is_anonymous(rb) && pagemap_fd >= 0) {
-        /* Huge bits need a 2 MiB aligned start; backends align their mappings so. */
-        bool want_huge = huge && (uintptr_t)rb->host % PAGEMAP_HUGE_SIZE == 0;
+    } else if (page_tables) {
+        /*
+         * Huge bits (transparent huge pages only) need a 2 MiB aligned start;
+         * backends align their mappings so.
+         */
+        bool want_huge = huge && ram_block_is_anonymous(rb) &&
+                         (uintptr_t)rb->host % PAGEMAP_HUGE_SIZE == 0;
+        /*
+         * hugetlb pages are never swapped: an entry that is not present is a
+         * hole, or the write-protect marker a snapshot put in one.
+         */
+        bool hugetlb = !ram_block_is_anonymous(rb);
+        unsigned long *data = bitmap_new(pages);
         PagemapMaps maps = {
-            .populated = bitmap_new(pages),
+            .populated = hugetlb ? NULL : data,
+            .present = hugetlb ? data : NULL,
             .zero = zero,
             .huge = want_huge ? huge : NULL,
         };
         int ret = pagemap_walk(pagemap_fd, rb->host, rb->size, &maps, false, NULL);
 
         if (ret < 0) {
-            bitmap_free(maps.populated);
+            bitmap_free(data);
             error_setg_errno(errp, -ret, "cannot read the page tables of RAM block '%s'",
                              rb->name);
             return false;
         }
-        /* Zero-page mappings are in @zero already; add what was never populated. */
-        for (uint64_t p = bitmap_find_next_zero(maps.populated, pages, 0); p < pages;) {
-            uint64_t end = bitmap_find_next_set(maps.populated, pages, p);
+        /* Zero-page mappings are in @zero already; add what holds no data. */
+        for (uint64_t p = bitmap_find_next_zero(data, pages, 0); p < pages;) {
+            uint64_t end = bitmap_find_next_set(data, pages, p);
             bitmap_set_range(zero, p, end - p);
-            p = end < pages ? bitmap_find_next_zero(maps.populated, pages, end) : pages;
+            p = end < pages ? bitmap_find_next_zero(data, pages, end) : pages;
         }
-        bitmap_free(maps.populated);
+        bitmap_free(data);
         src = RAM_ZERO_BY_PAGE_TABLE;
     }
     if (source) {

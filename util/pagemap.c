@@ -93,6 +93,9 @@ static void maps_clear(const PagemapMaps *maps, uint64_t pages)
     if (maps->populated) {
         bitmap_clear_range(maps->populated, 0, pages);
     }
+    if (maps->present) {
+        bitmap_clear_range(maps->present, 0, pages);
+    }
     if (maps->zero) {
         bitmap_clear_range(maps->zero, 0, pages);
     }
@@ -108,6 +111,9 @@ static void scan_record(const PagemapMaps *maps, uint64_t first, uint64_t n, uin
 
     if (maps->populated) {
         bitmap_set_range(maps->populated, first, n);
+    }
+    if (maps->present && (categories & PAGEMAP_CAT_PRESENT)) {
+        bitmap_set_range(maps->present, first, n);
     }
     if (zero && maps->zero) {
         bitmap_set_range(maps->zero, first, n);
@@ -196,6 +202,9 @@ static int walk_entries(int fd, uint64_t start, uint64_t end, const PagemapMaps 
         for (uint64_t i = 0; i < n; i++) {
             if (entry_populated(entries[i]) && maps->populated) {
                 bitmap_set_bit(maps->populated, first + i);
+            }
+            if ((entries[i] & ENTRY_PRESENT) && maps->present) {
+                bitmap_set_bit(maps->present, first + i);
             }
             present += (entries[i] & ENTRY_PRESENT) != 0;
         }

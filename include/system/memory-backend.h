@@ -45,6 +45,12 @@ typedef struct MemoryBackend {
     MemoryBackingType backing;
     bool thp;                   /* MADV_HUGEPAGE is in effect on the mapping */
     char *path;                 /* the file opened under mem-path (unlinked if temporary) */
+    /*
+     * The file was created empty here (a memfd, or a temporary file unlinked
+     * at once) and no other process can open it: its only pages are those
+     * this mapping put there.
+     */
+    bool fresh;
     void *map_base;             /* the whole reservation, including alignment slack */
     uint64_t map_len;
 } MemoryBackend;

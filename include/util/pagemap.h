@@ -17,6 +17,7 @@
  */
 typedef struct PagemapMaps {
     unsigned long *populated;   /* present in the page table, or swapped out */
+    unsigned long *present;     /* present in the page table (no swap entry, no marker) */
     unsigned long *zero;        /* present, mapped to the shared zero page (content zero) */
     unsigned long *huge;        /* one bit per 2 MiB from the start: mapped by one huge PMD */
 } PagemapMaps;

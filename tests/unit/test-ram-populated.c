@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Tests of system/ram-populated.c: known-zero pages of RAM blocks, and collapsing filled regions. */
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include "system/ram-populated.h"
 #include "util/bitmap.h"
 #include "util/pagemap.h"
+#include "util/userfaultfd.h"
 
 #define PAGE 4096ULL
 #define HUGE (2ULL << 20)
@@ -94,6 +96,63 @@ static void test_memfd_holes(void)
 }
 
 /*
+ * hugetlbfs says "all data" to SEEK_HOLE: for a file only our mapping
+ * touched the page tables tell the holes; for any other file nothing is known.
+ */
+static void test_hugetlb_holes(void)
+{
+    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
+    g_autoptr(GError) err = NULL;
+    int fd = pagemap_open();
+    MemoryBackend *be;
+    RamZeroSource src;
+
+    opts->size = 4 * HUGE;
+    opts->hugetlb = true;
+    be = memory_backend_new(opts, &err);
+    if (!be || be->page_size != HUGE) {
+        g_test_skip(be ? "the default huge page size is not 2 MiB"
+                       : "needs 4 free 2 MiB huge pages (vm.nr_hugepages)");
+        memory_backend_free(be);
+        close(fd);
+        return;
+    }
+    RamBlock rb = { .name = (char *)"pc.ram", .backend = be, .host = be->host,
+                    .size = be->size, .page_size = be->page_size };
+    unsigned long *zero = bitmap_new(rb.size / PAGE);
+    memset(rb.host + HUGE + 5 * PAGE, 7, PAGE);                 /* region 1 gets its huge page */
+    g_assert_true(be->fresh);
+    g_assert_true(ram_block_find_zero(&rb, fd, zero, NULL, &src, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(src, ==, RAM_ZERO_BY_PAGE_TABLE);
+    for (uint64_t p = 0; p < rb.size / PAGE; p++) {
+        g_assert_cmpint(bitmap_test_bit(zero, p), ==, p / (HUGE / PAGE) != 1);
+    }
+    /* Write-protecting it puts a marker in every hole: still no data there. */
+    uint64_t ioctls = 0;
+    int uffd = uffd_open(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
+                         O_CLOEXEC, NULL);
+    if (uffd >= 0) {
+        g_assert_cmpint(uffd_register(uffd, rb.host, rb.size, UFFDIO_REGISTER_MODE_WP, &ioctls),
+                        ==, 0);
+        g_assert_cmpint(uffd_writeprotect(uffd, rb.host, rb.size, true, false), ==, 0);
+        g_assert_true(ram_block_find_zero(&rb, fd, zero, NULL, &src, &err));
+        g_assert_cmpuint(bitmap_count_set(zero, rb.size / PAGE), ==, 3 * HUGE / PAGE);
+        g_assert_false(bitmap_test_bit(zero, HUGE / PAGE));
+        uffd_unregister(uffd, rb.host, rb.size);
+        close(uffd);
+    }
+    /* A file someone else may have filled: its page tables prove nothing. */
+    be->fresh = false;
+    g_assert_true(ram_block_find_zero(&rb, fd, zero, NULL, &src, &err));
+    g_assert_cmpint(src, ==, RAM_ZERO_BY_FILE_HOLES);
+    g_assert_cmpuint(bitmap_count_set(zero, rb.size / PAGE), ==, 0);
+    bitmap_free(zero);
+    memory_backend_free(be);
+    close(fd);
+}
+
+/*
  * Regions filled 4 KiB at a time become huge pages; a region with a hole, an
  * untouched one and one of zero pages are left as they are (no memory added).
  */
@@ -149,6 +208,7 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/ram-populated/anonymous-zero", test_anonymous_zero);
     g_test_add_func("/ram-populated/memfd-holes", test_memfd_holes);
+    g_test_add_func("/ram-populated/hugetlb-holes", test_hugetlb_holes);
     g_test_add_func("/ram-populated/collapse-filled", test_collapse_filled);
     return g_test_run();
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Tests of util/pagemap.c: populated, zero and huge pages as the page tables show them. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -9,6 +10,7 @@
 
 #include "util/bitmap.h"
 #include "util/pagemap.h"
+#include "util/userfaultfd.h"
 
 #define PAGE PAGEMAP_PAGE_SIZE
 #define HUGE PAGEMAP_HUGE_SIZE
@@ -30,6 +32,7 @@ static void fixture_init(Fixture *f, uint64_t len, int advice)
     g_assert_cmpint(madvise(f->mem, len, advice), ==, 0);
     f->fd = pagemap_open();
     g_assert_cmpint(f->fd, >=, 0);
+    f->maps = (PagemapMaps){ 0 };
     f->maps.populated = bitmap_new(len / PAGE);
     f->maps.zero = bitmap_new(len / PAGE);
     f->maps.huge = bitmap_new(len / HUGE);
@@ -88,6 +91,43 @@ static void test_populated(gconstpointer data)
     }
     /* 4 KiB pages only: nothing is huge, even where every page is present. */
     g_assert_cmpuint(bitmap_count_set(f.maps.huge, f.len / HUGE), ==, 0);
+    fixture_fini(&f);
+}
+
+/*
+ * A write-protect marker in a hole (what protecting shmem or hugetlbfs puts
+ * there) is no page: @present has only the pages written, both ways.
+ */
+static void test_present_not_marker(gconstpointer data)
+{
+    Fixture f;
+    PagemapWalkInfo info;
+    uint64_t ioctls = 0;
+
+    fixture_init(&f, 4 * HUGE, MADV_NOHUGEPAGE);
+    int uffd = uffd_open(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED,
+                         O_CLOEXEC, NULL);
+    if ((!want_entries(data) && !pagemap_has_scan(f.fd)) || uffd < 0) {
+        g_test_skip("needs PAGEMAP_SCAN and userfaultfd's WP_UNPOPULATED (Linux 6.7)");
+        fixture_fini(&f);
+        return;
+    }
+    f.mem[3 * PAGE] = 1;
+    f.mem[HUGE + 7 * PAGE] = 1;
+    g_assert_cmpint(uffd_register(uffd, f.mem, f.len, UFFDIO_REGISTER_MODE_WP, &ioctls), ==, 0);
+    g_assert_cmpint(uffd_writeprotect(uffd, f.mem, f.len, true, false), ==, 0);
+    f.maps.present = bitmap_new(f.len / PAGE);
+    g_assert_cmpint(pagemap_walk(f.fd, f.mem, f.len, &f.maps, want_entries(data), &info), ==, 0);
+    g_assert_cmpuint(bitmap_count_set(f.maps.present, f.len / PAGE), ==, 2);
+    g_assert_true(bitmap_test_bit(f.maps.present, 3));
+    g_assert_true(bitmap_test_bit(f.maps.present, HUGE / PAGE + 7));
+    /* The scan counts markers among the swapped entries: populated says more than present. */
+    if (info.used_scan) {
+        g_assert_cmpuint(bitmap_count_set(f.maps.populated, f.len / PAGE), >, 2);
+    }
+    uffd_unregister(uffd, f.mem, f.len);
+    close(uffd);
+    bitmap_free(f.maps.present);
     fixture_fini(&f);
 }
 
@@ -185,6 +225,10 @@ int main(int argc, char **argv)
     g_test_init(&argc, &argv, NULL);
     g_test_add_data_func("/pagemap/populated/scan", GINT_TO_POINTER(0), test_populated);
     g_test_add_data_func("/pagemap/populated/entries", GINT_TO_POINTER(1), test_populated);
+    g_test_add_data_func("/pagemap/present-not-marker/scan", GINT_TO_POINTER(0),
+                         test_present_not_marker);
+    g_test_add_data_func("/pagemap/present-not-marker/entries", GINT_TO_POINTER(1),
+                         test_present_not_marker);
     g_test_add_func("/pagemap/fragmented", test_fragmented);
     g_test_add_func("/pagemap/huge", test_huge);
     g_test_add_func("/pagemap/bad-range", test_bad_range);
