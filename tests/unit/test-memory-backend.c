@@ -195,7 +195,12 @@ static void test_backend_map(gconstpointer data)
     } else {
         g_assert_cmpuint(b->page_size, ==, (uint64_t)getpagesize());
     }
-    g_assert_cmpint(b->fd >= 0, ==, c->kind != MEMORY_BACKEND_RAM);
+    /* Shared RAM is a memfd too: its holes are what was never written. */
+    g_assert_cmpint(b->fd >= 0, ==, c->kind != MEMORY_BACKEND_RAM || c->share);
+    g_assert_cmpint(b->fresh, ==, c->kind == MEMORY_BACKEND_MEMFD ||
+                                  (c->kind == MEMORY_BACKEND_RAM && c->share) ||
+                                  c->place == PLACE_TMPFS_DIR || c->place == PLACE_DISK_DIR ||
+                                  c->place == PLACE_HUGETLBFS_DIR);
 
     uint8_t *mem = b->host;
     for (uint64_t off = 0; off < b->size; off += b->page_size) {

@@ -68,15 +68,20 @@ static void test_anonymous_zero(void)
     close(fd);
 }
 
-/* Shared memory (memfd): the file's holes are the zero pages. */
-static void test_memfd_holes(void)
+/*
+ * Shared memory (memfd, and memory-backend-ram with share=on, which is one
+ * too): the file's holes are the zero pages.
+ */
+static void test_memfd_holes(gconstpointer data)
 {
-    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
+    MemoryBackendKind kind = GPOINTER_TO_INT(data);
+    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(kind);
     g_autoptr(GError) err = NULL;
     MemoryBackend *be;
     RamZeroSource src;
 
     opts->size = 4 * HUGE;
+    opts->share = true;
     be = memory_backend_new(opts, &err);
     if (!be) {
         g_test_skip(err->message);
@@ -207,7 +212,10 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/ram-populated/anonymous-zero", test_anonymous_zero);
-    g_test_add_func("/ram-populated/memfd-holes", test_memfd_holes);
+    g_test_add_data_func("/ram-populated/memfd-holes", GINT_TO_POINTER(MEMORY_BACKEND_MEMFD),
+                         test_memfd_holes);
+    g_test_add_data_func("/ram-populated/shared-ram-holes", GINT_TO_POINTER(MEMORY_BACKEND_RAM),
+                         test_memfd_holes);
     g_test_add_func("/ram-populated/hugetlb-holes", test_hugetlb_holes);
     g_test_add_func("/ram-populated/collapse-filled", test_collapse_filled);
     return g_test_run();
