@@ -12,7 +12,7 @@ typedef struct RamBlock RamBlock;
 /* How the answer was found, for figures and tests. */
 typedef enum {
     RAM_ZERO_BY_NOTHING,      /* every page may hold data (private file mappings) */
-    RAM_ZERO_BY_PAGE_TABLE,   /* anonymous memory: util/pagemap.c */
+    RAM_ZERO_BY_PAGE_TABLE,   /* anonymous memory, a hugetlbfs file of ours: util/pagemap.c */
     RAM_ZERO_BY_FILE_HOLES,   /* shared file or memfd: SEEK_DATA / SEEK_HOLE */
 } RamZeroSource;
 
@@ -26,9 +26,12 @@ typedef enum {
  * the regions mapped by one huge PMD (transparent huge pages of anonymous
  * memory; exact with PAGEMAP_SCAN, Linux 6.7+). @pagemap_fd is
  * /proc/self/pagemap (pagemap_open()), or -1 to find nothing in anonymous
- * memory. The answer holds while nothing writes the block (vCPUs paused);
- * with the guest running, a page may get data right after. Returns false
- * with @errp set when the kernel refuses the walk.
+ * memory. Shared files answer with their holes, except on hugetlbfs (which
+ * says "all data"): there a file frostvm created (MemoryBackend.fresh)
+ * answers with its page tables, any other nothing. The answer holds while
+ * nothing writes the block (vCPUs paused); with the guest running, a page
+ * may get data right after. Returns false with @errp set when the kernel
+ * refuses the walk.
  */
 bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
                          unsigned long *huge, RamZeroSource *source, GError **errp);
