@@ -90,6 +90,33 @@ static void find_file_holes(RamBlock *rb, unsigned long *zero)
     }
 }
 
+bool ram_block_find_file_holes_in(RamBlock *rb, int pagemap_fd, const unsigned long *candidates,
+                                  unsigned long *zero)
+{
+    uint64_t pages = rb->size / MACHINE_PAGE_SIZE;
+
+    if (!ram_block_is_shared_file(rb) ||
+        (pagemap_fd >= 0 && ram_block_holes_in_page_tables(rb))) {
+        return false;
+    }
+    bitmap_clear_range(zero, 0, pages);
+    for (uint64_t p = bitmap_find_next_set(candidates, pages, 0); p < pages;) {
+        uint64_t end = bitmap_find_next_zero(candidates, pages, p);
+        while (p < end) {
+            bool hole;
+            uint32_t n = ram_block_file_extent(rb, p * MACHINE_PAGE_SIZE,
+                                               (uint32_t)MIN(end - p, (uint64_t)UINT32_MAX),
+                                               &hole);
+            if (hole) {
+                bitmap_set_range(zero, p, n);
+            }
+            p += n;
+        }
+        p = end < pages ? bitmap_find_next_set(candidates, pages, end) : pages;
+    }
+    return true;
+}
+
 bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
                          unsigned long *huge, RamZeroSource *source, GError **errp)
 {

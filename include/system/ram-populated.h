@@ -37,6 +37,17 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
                          unsigned long *huge, RamZeroSource *source, GError **errp);
 
 /*
+ * ram_block_find_zero() again for a block whose answer is its file's holes,
+ * asking only about the pages set in @candidates (its earlier answer): data
+ * turns back into a hole only when someone punches one, which nothing does
+ * while a snapshot runs, and asking the page cache about 128 MiB of 4 KiB
+ * pages takes milliseconds (1.5-2.2 ms of a snapshot's pause here). Returns
+ * false, touching nothing, for blocks that answer otherwise.
+ */
+bool ram_block_find_file_holes_in(RamBlock *rb, int pagemap_fd, const unsigned long *candidates,
+                                  unsigned long *zero);
+
+/*
  * For a block mapped shared from a file or memfd: how many pages from byte
  * @offset (at most @n, at least 1) are all hole (*@hole true) or all data.
  * Other blocks: @n pages of data. Private file mappings count as data: their

@@ -101,6 +101,50 @@ static void test_memfd_holes(gconstpointer data)
 }
 
 /*
+ * The pause's second look at a memfd asks only about the pages empty at the
+ * first: a page written since is data, one outside the candidates is data
+ * even if it is a hole. Blocks answered by their page tables are left alone.
+ */
+static void test_file_holes_in(void)
+{
+    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
+    g_autoptr(GError) err = NULL;
+    MemoryBackend *be;
+    uint64_t pages = 4 * HUGE / PAGE;
+
+    opts->size = 4 * HUGE;
+    be = memory_backend_new(opts, &err);
+    if (!be) {
+        g_test_skip(err->message);
+        return;
+    }
+    RamBlock rb = { .name = (char *)"pc.ram", .backend = be, .host = be->host,
+                    .size = be->size, .page_size = be->page_size };
+    unsigned long *before = bitmap_new(pages);
+    unsigned long *zero = bitmap_new(pages);
+
+    memset(rb.host, 7, PAGE);                                   /* page 0: data at the first look */
+    g_assert_true(ram_block_find_zero(&rb, -1, before, NULL, NULL, &err));
+    g_assert_false(bitmap_test_bit(before, 0));
+    memset(rb.host + 9 * PAGE, 7, PAGE);                        /* page 9: data since */
+    bitmap_clear_range(before, 2 * HUGE / PAGE, HUGE / PAGE);  /* region 2: not asked about */
+    bitmap_set_bit(zero, 0);                                    /* stale: must be cleared */
+    g_assert_true(ram_block_find_file_holes_in(&rb, -1, before, zero));
+    for (uint64_t p = 0; p < pages; p++) {
+        bool expect = p != 0 && p != 9 && p / (HUGE / PAGE) != 2;
+        g_assert_cmpint(bitmap_test_bit(zero, p), ==, expect);
+    }
+
+    Block anon;
+    block_init(&anon, HUGE, MADV_NOHUGEPAGE);
+    g_assert_false(ram_block_find_file_holes_in(&anon.rb, -1, before, zero));
+    block_fini(&anon);
+    bitmap_free(before);
+    bitmap_free(zero);
+    memory_backend_free(be);
+}
+
+/*
  * hugetlbfs says "all data" to SEEK_HOLE: for a file only our mapping
  * touched the page tables tell the holes; for any other file nothing is known.
  */
@@ -216,6 +260,7 @@ int main(int argc, char **argv)
                          test_memfd_holes);
     g_test_add_data_func("/ram-populated/shared-ram-holes", GINT_TO_POINTER(MEMORY_BACKEND_RAM),
                          test_memfd_holes);
+    g_test_add_func("/ram-populated/file-holes-in", test_file_holes_in);
     g_test_add_func("/ram-populated/hugetlb-holes", test_hugetlb_holes);
     g_test_add_func("/ram-populated/collapse-filled", test_collapse_filled);
     return g_test_run();
