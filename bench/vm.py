@@ -9,6 +9,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'scripts'))
 from frostvm_qmp import QMP, QMPError, parse_kv  # noqa: E402
+import hugepages  # noqa: E402
+from hugepages import release_huge_pages  # noqa: E402,F401 (bench/run's)
 
 CLK_TCK = os.sysconf('SC_CLK_TCK')
 
@@ -51,41 +53,12 @@ class Guest:
         return self.ram_mib // 2 if self.backend == 'memfd-hugetlb' else 0
 
 
-NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages'
-
-
-def free_huge_pages():
-    with open('/proc/meminfo') as f:
-        for line in f:
-            if line.startswith('HugePages_Free:'):
-                return int(line.split()[1])
-    return 0
-
-
 def reserve_huge_pages(n):
-    """Makes at least n 2 MiB huge pages free, raising vm.nr_hugepages (root); returns the
-    value to put back (None when nothing was changed). BenchError when it cannot."""
-    missing = n - free_huge_pages()
-    if missing <= 0:
-        return None
+    """scripts/hugepages.py's, failing as a BenchError (the runs then say why)."""
     try:
-        with open(NR_HUGEPAGES) as f:
-            old = int(f.read())
-        with open(NR_HUGEPAGES, 'w') as f:
-            f.write(str(old + missing))
-    except OSError as e:
-        raise BenchError(f'needs {n} free 2 MiB huge pages and cannot reserve them ({e})')
-    if free_huge_pages() < n:
-        release_huge_pages(old)
-        raise BenchError(f'needs {n} free 2 MiB huge pages; the kernel found only '
-                         f'{free_huge_pages()} (memory too fragmented?)')
-    return old
-
-
-def release_huge_pages(old):
-    if old is not None:
-        with open(NR_HUGEPAGES, 'w') as f:
-            f.write(str(old))
+        return hugepages.reserve_huge_pages(n)
+    except hugepages.HugePagesError as e:
+        raise BenchError(str(e))
 
 
 # The two ways the benchmark runs. With KVM both VMMs run the payload on it; without,

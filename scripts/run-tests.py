@@ -15,6 +15,9 @@ import subprocess
 import sys
 import time
 
+from hugepages import (HugePagesError, free_huge_pages, release_huge_pages,
+                       reserve_huge_pages)
+
 TAP_RESULT = re.compile(r'^(not ok|ok)\b\s*(\d+)?\s*-?\s*(.*)$')
 
 
@@ -96,32 +99,21 @@ def run_one(test, build, counts, failures, verbose):
 
 # Enough 2 MiB huge pages for the hugetlbfs cases (the largest, the snapshot engine's, needs 40).
 HUGE_PAGES_WANTED = 64
-NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages'
 
 
-def free_huge_pages():
-    with open('/proc/meminfo') as f:
-        for line in f:
-            if line.startswith('HugePages_Free:'):
-                return int(line.split()[1])
-    return 0
-
-
-def reserve_huge_pages():
-    """As root, raise vm.nr_hugepages so the hugetlbfs cases run instead of skipping;
-    returns the value to put back, or None when nothing was changed (they skip then)."""
-    missing = HUGE_PAGES_WANTED - free_huge_pages()
-    if missing <= 0 or os.geteuid() != 0:
+def reserve_for_tests():
+    """As root, reserve huge pages so the hugetlbfs cases run instead of skipping; returns
+    what to give back, or None when nothing was changed (they skip then, saying why)."""
+    if os.geteuid() != 0:
         return None
     try:
-        with open(NR_HUGEPAGES) as f:
-            old = int(f.read())
-        with open(NR_HUGEPAGES, 'w') as f:
-            f.write(str(old + missing))
-    except (OSError, ValueError):
+        old = reserve_huge_pages(HUGE_PAGES_WANTED)
+    except HugePagesError as e:
+        print(f'hugetlbfs cases will skip: {e}')
         return None
-    print(f'reserved {free_huge_pages()} free 2 MiB huge pages for the hugetlbfs cases '
-          f'(vm.nr_hugepages {old} until the end)')
+    if old is not None:
+        print(f'reserved {free_huge_pages()} free 2 MiB huge pages for the hugetlbfs cases '
+              f'(vm.nr_hugepages {old} until the end)')
     return old
 
 
@@ -134,16 +126,14 @@ def main():
     tests = introspect(build)
     # A kill gives the huge pages back too (the finally below runs on SystemExit).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    old_huge = reserve_huge_pages()
+    old_huge = reserve_for_tests()
     try:
         for t in tests:
             if only and not any(o in t['name'] for o in only):
                 continue
             run_one(t, build, counts, failures, verbose)
     finally:
-        if old_huge is not None:
-            with open(NR_HUGEPAGES, 'w') as f:
-                f.write(str(old_huge))
+        release_huge_pages(old_huge)
     for name, bad, output in failures:
         print(f'\n===== {name} failed =====')
         for b in bad:

@@ -74,14 +74,13 @@ uint32_t ram_block_file_extent(RamBlock *rb, uint64_t offset, uint32_t n, bool *
     return (uint32_t)MAX(1, MIN((uint64_t)n, ((uint64_t)next - offset) / MACHINE_PAGE_SIZE));
 }
 
-static void find_file_holes(RamBlock *rb, unsigned long *zero)
+/* Set in @zero the holes among pages [@p, @end) of a shared file. */
+static void find_file_holes(RamBlock *rb, unsigned long *zero, uint64_t p, uint64_t end)
 {
-    uint64_t pages = rb->size / MACHINE_PAGE_SIZE;
-
-    for (uint64_t p = 0; p < pages;) {
+    while (p < end) {
         bool hole;
         uint32_t n = ram_block_file_extent(rb, p * MACHINE_PAGE_SIZE,
-                                           (uint32_t)MIN(pages - p, (uint64_t)UINT32_MAX),
+                                           (uint32_t)MIN(end - p, (uint64_t)UINT32_MAX),
                                            &hole);
         if (hole) {
             bitmap_set_range(zero, p, n);
@@ -102,16 +101,7 @@ bool ram_block_find_file_holes_in(RamBlock *rb, int pagemap_fd, const unsigned l
     bitmap_clear_range(zero, 0, pages);
     for (uint64_t p = bitmap_find_next_set(candidates, pages, 0); p < pages;) {
         uint64_t end = bitmap_find_next_zero(candidates, pages, p);
-        while (p < end) {
-            bool hole;
-            uint32_t n = ram_block_file_extent(rb, p * MACHINE_PAGE_SIZE,
-                                               (uint32_t)MIN(end - p, (uint64_t)UINT32_MAX),
-                                               &hole);
-            if (hole) {
-                bitmap_set_range(zero, p, n);
-            }
-            p += n;
-        }
+        find_file_holes(rb, zero, p, end);
         p = end < pages ? bitmap_find_next_set(candidates, pages, end) : pages;
     }
     return true;
@@ -130,7 +120,7 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
     bool page_tables = pagemap_fd >= 0 && (ram_block_is_anonymous(rb) ||
                                             ram_block_holes_in_page_tables(rb));
     if (ram_block_is_shared_file(rb) && !page_tables) {
-        find_file_holes(rb, zero);
+        find_file_holes(rb, zero, 0, pages);
         src = RAM_ZERO_BY_FILE_HOLES;
     } else if (page_tables) {
         /*

@@ -69,26 +69,44 @@ static void test_anonymous_zero(void)
 }
 
 /*
+ * A shared block of 4 x 2 MiB of @kind (on hugetlb pages if asked) in @rb,
+ * or NULL with the test skipped when this machine cannot make one.
+ */
+static MemoryBackend *shared_block(MemoryBackendKind kind, bool hugetlb, RamBlock *rb)
+{
+    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(kind);
+    g_autoptr(GError) err = NULL;
+    MemoryBackend *be;
+
+    opts->size = 4 * HUGE;
+    opts->share = true;
+    opts->hugetlb = hugetlb;
+    be = memory_backend_new(opts, &err);
+    if (!be || be->page_size != (hugetlb ? HUGE : PAGE)) {
+        g_test_skip(!be && hugetlb ? "needs 4 free 2 MiB huge pages (vm.nr_hugepages)"
+                    : !be ? err->message : "the default huge page size is not 2 MiB");
+        memory_backend_free(be);
+        return NULL;
+    }
+    *rb = (RamBlock){ .name = (char *)"pc.ram", .backend = be, .host = be->host,
+                      .size = be->size, .page_size = be->page_size };
+    return be;
+}
+
+/*
  * Shared memory (memfd, and memory-backend-ram with share=on, which is one
  * too): the file's holes are the zero pages.
  */
 static void test_memfd_holes(gconstpointer data)
 {
-    MemoryBackendKind kind = GPOINTER_TO_INT(data);
-    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(kind);
     g_autoptr(GError) err = NULL;
-    MemoryBackend *be;
     RamZeroSource src;
+    RamBlock rb;
+    MemoryBackend *be = shared_block(GPOINTER_TO_INT(data), false, &rb);
 
-    opts->size = 4 * HUGE;
-    opts->share = true;
-    be = memory_backend_new(opts, &err);
     if (!be) {
-        g_test_skip(err->message);
         return;
     }
-    RamBlock rb = { .name = (char *)"pc.ram", .backend = be, .host = be->host,
-                    .size = be->size, .page_size = be->page_size };
     unsigned long *zero = bitmap_new(rb.size / PAGE);
     memset(rb.host + HUGE, 7, PAGE);
     g_assert_true(ram_block_find_zero(&rb, -1, zero, NULL, &src, &err));
@@ -107,19 +125,14 @@ static void test_memfd_holes(gconstpointer data)
  */
 static void test_file_holes_in(void)
 {
-    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
     g_autoptr(GError) err = NULL;
-    MemoryBackend *be;
     uint64_t pages = 4 * HUGE / PAGE;
+    RamBlock rb;
+    MemoryBackend *be = shared_block(MEMORY_BACKEND_MEMFD, false, &rb);
 
-    opts->size = 4 * HUGE;
-    be = memory_backend_new(opts, &err);
     if (!be) {
-        g_test_skip(err->message);
         return;
     }
-    RamBlock rb = { .name = (char *)"pc.ram", .backend = be, .host = be->host,
-                    .size = be->size, .page_size = be->page_size };
     unsigned long *before = bitmap_new(pages);
     unsigned long *zero = bitmap_new(pages);
 
@@ -150,24 +163,15 @@ static void test_file_holes_in(void)
  */
 static void test_hugetlb_holes(void)
 {
-    g_autoptr(MemoryBackendOptions) opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
     g_autoptr(GError) err = NULL;
-    int fd = pagemap_open();
-    MemoryBackend *be;
     RamZeroSource src;
+    RamBlock rb;
+    MemoryBackend *be = shared_block(MEMORY_BACKEND_MEMFD, true, &rb);
 
-    opts->size = 4 * HUGE;
-    opts->hugetlb = true;
-    be = memory_backend_new(opts, &err);
-    if (!be || be->page_size != HUGE) {
-        g_test_skip(be ? "the default huge page size is not 2 MiB"
-                       : "needs 4 free 2 MiB huge pages (vm.nr_hugepages)");
-        memory_backend_free(be);
-        close(fd);
+    if (!be) {
         return;
     }
-    RamBlock rb = { .name = (char *)"pc.ram", .backend = be, .host = be->host,
-                    .size = be->size, .page_size = be->page_size };
+    int fd = pagemap_open();
     unsigned long *zero = bitmap_new(rb.size / PAGE);
     memset(rb.host + HUGE + 5 * PAGE, 7, PAGE);                 /* region 1 gets its huge page */
     g_assert_true(be->fresh);
