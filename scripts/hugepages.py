@@ -3,6 +3,10 @@
 
 Used by the test runner (the hugetlbfs cases) and the benchmark (hugetlb-backed guests).
 """
+import os
+import subprocess
+import tempfile
+
 NR_HUGEPAGES = '/proc/sys/vm/nr_hugepages'
 
 
@@ -43,3 +47,27 @@ def release_huge_pages(old):
     if old is not None:
         with open(NR_HUGEPAGES, 'w') as f:
             f.write(str(old))
+
+
+def hugetlbfs_mounted():
+    with open('/proc/mounts') as f:
+        return any(line.split()[2:3] == ['hugetlbfs'] for line in f)
+
+
+def mount_hugetlbfs():
+    """As root, mounts a hugetlbfs on a fresh temporary directory when none is mounted;
+    returns the directory to give to unmount_hugetlbfs(), or None (nothing done)."""
+    if os.geteuid() != 0 or hugetlbfs_mounted():
+        return None
+    path = tempfile.mkdtemp(prefix='frostvm-hugetlbfs-')
+    r = subprocess.run(['mount', '-t', 'hugetlbfs', 'none', path], capture_output=True)
+    if r.returncode != 0:
+        os.rmdir(path)
+        return None
+    return path
+
+
+def unmount_hugetlbfs(path):
+    if path is not None:
+        subprocess.run(['umount', path], capture_output=True)
+        os.rmdir(path)

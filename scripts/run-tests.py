@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from hugepages import (HugePagesError, free_huge_pages, release_huge_pages,
-                       reserve_huge_pages)
+from hugepages import (HugePagesError, free_huge_pages, mount_hugetlbfs, release_huge_pages,
+                       reserve_huge_pages, unmount_hugetlbfs)
 
 TAP_RESULT = re.compile(r'^(not ok|ok)\b\s*(\d+)?\s*-?\s*(.*)$')
 
@@ -127,12 +127,15 @@ def main():
     # A kill gives the huge pages back too (the finally below runs on SystemExit).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     old_huge = reserve_for_tests()
+    # The file-on-hugetlbfs cases need a mount; as root one is made for the run.
+    mount = mount_hugetlbfs()
     try:
         for t in tests:
             if only and not any(o in t['name'] for o in only):
                 continue
             run_one(t, build, counts, failures, verbose)
     finally:
+        unmount_hugetlbfs(mount)
         release_huge_pages(old_huge)
     for name, bad, output in failures:
         print(f'\n===== {name} failed =====')
