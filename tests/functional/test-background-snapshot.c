@@ -36,6 +36,7 @@ typedef struct {
     const char *smp;
     const char *append;  /* the payload's keys (the test accelerator reads the same) */
     SinkKind sink;
+    const char *backend; /* guest RAM on this -object (id and size added); NULL: the default */
 } SnapCase;
 
 typedef struct {
@@ -61,8 +62,32 @@ static void snap_teardown(SnapFixture *f, gconstpointer data)
     g_clear_pointer(&f->src, test_vm_free);
 }
 
+/* 2 MiB huge pages free now (/proc/meminfo). */
+static uint64_t free_huge_pages(void)
+{
+    g_autofree char *meminfo = NULL;
+    const char *p;
+
+    if (!g_file_get_contents("/proc/meminfo", &meminfo, NULL, NULL) ||
+        !(p = strstr(meminfo, "HugePages_Free:"))) {
+        return 0;
+    }
+    return g_ascii_strtoull(p + strlen("HugePages_Free:"), NULL, 10);
+}
+
 static bool case_skip(const SnapCase *c)
 {
+    if (c->backend && strstr(c->backend, "hugetlb=on")) {
+        /* The source and the restored guest run side by side. */
+        uint64_t need = 2 * g_ascii_strtoull(c->ram_mb, NULL, 10) / 2;
+
+        if (free_huge_pages() < need) {
+            g_autofree char *why = g_strdup_printf("needs %" G_GUINT64_FORMAT " free 2 MiB huge "
+                                                   "pages (vm.nr_hugepages)", need);
+            g_test_skip(why);
+            return true;
+        }
+    }
     return !strcmp(c->accel, "kvm") && test_vm_skip_without_kvm();
 }
 
@@ -79,6 +104,11 @@ static TestVm *guest_new(const SnapCase *c, bool kernel)
         test_vm_add_args(vm, "-kernel", payload, NULL);
     }
     test_vm_add_args(vm, "-append", c->append, NULL);
+    if (c->backend) {
+        g_autofree char *object = g_strdup_printf("%s,id=ram0,size=%sM", c->backend, c->ram_mb);
+
+        test_vm_add_args(vm, "-object", object, "-machine", "memory-backend=ram0", NULL);
+    }
     return vm;
 }
 
@@ -310,6 +340,14 @@ static void test_snapshot_restore(SnapFixture *f, gconstpointer data)
     /* The image is the guest between the command and the end of the snapshot. */
     g_assert_cmpuint(img.res.steps, >=, before.steps);
     g_assert_cmpuint(img.res.steps, <=, after.steps);
+
+    if (c->backend) {
+        /* Shared memory and hugetlbfs: the pages never written were known, not read. */
+        g_autoptr(JsonObject) info = snap_query_migrate(qmp);
+        JsonObject *bs = json_object_get_object_member(info, "background-snapshot");
+
+        g_assert_cmpint(json_object_get_int_member(bs, "pages-unpopulated"), >, 0);
+    }
 
     load_uri = g_strdup_printf("file:%s", img_path);
     restore_start(f, c, load_uri);
@@ -798,6 +836,12 @@ static const SnapCase test_seq_exec = { "test", "256", "1", KVM_SEQ, SINK_EXEC }
 static const SnapCase test_random_unix = { "test", "256", "1", KVM_RANDOM, SINK_UNIX_READER };
 static const SnapCase test_unix_frostvm = { "test", "256", "1", KVM_RANDOM, SINK_UNIX_FROSTVM };
 static const SnapCase test_smp2_file = { "test", "256", "2", KVM_RANDOM, SINK_FILE };
+static const SnapCase test_memfd_file = { "test", "256", "1", KVM_RANDOM, SINK_FILE,
+                                          "memory-backend-memfd" };
+static const SnapCase test_shared_ram_file = { "test", "256", "1", KVM_RANDOM, SINK_FILE,
+                                               "memory-backend-ram,share=on" };
+static const SnapCase test_hugetlb_file = { "test", "64", "1", KVM_RANDOM, SINK_FILE,
+                                            "memory-backend-memfd,hugetlb=on" };
 
 static void add(const char *path, const SnapCase *c,
                 void (*fn)(SnapFixture *, gconstpointer))
@@ -828,6 +872,9 @@ int main(int argc, char **argv)
     add("test-accel/random/unix-reader/restore", &test_random_unix, test_snapshot_restore);
     add("test-accel/random/unix-frostvm", &test_unix_frostvm, test_snapshot_restore);
     add("test-accel/smp2/file/restore", &test_smp2_file, test_snapshot_restore);
+    add("test-accel/memfd/file/restore", &test_memfd_file, test_snapshot_restore);
+    add("test-accel/shared-ram/file/restore", &test_shared_ram_file, test_snapshot_restore);
+    add("test-accel/hugetlb/file/restore", &test_hugetlb_file, test_snapshot_restore);
     add("test-accel/cancel/file", &test_random_file, test_cancel);
     add("test-accel/cancel/exec", &test_seq_exec, test_cancel);
     add("test-accel/fail/exec-exits-early", &test_random_file, test_exec_exits_early);
