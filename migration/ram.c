@@ -154,7 +154,7 @@ static bool ram_find_zero(RamSaveState *rs, GError **errp)
     for (guint bi = 0; bi < rs->nblocks; bi++) {
         RamBlock *b = g_ptr_array_index(rs->m->ram_blocks, bi);
 
-        if (!ram_block_find_zero(b, fd, rs->zero[bi], NULL, NULL, errp)) {
+        if (!ram_block_find_zero(b, fd, NULL, rs->zero[bi], NULL, NULL, errp)) {
             error_prefix(errp, "migration: ");
             if (fd >= 0) {
                 close(fd);

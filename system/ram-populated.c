@@ -89,26 +89,9 @@ static void find_file_holes(RamBlock *rb, unsigned long *zero, uint64_t p, uint6
     }
 }
 
-bool ram_block_find_file_holes_in(RamBlock *rb, int pagemap_fd, const unsigned long *candidates,
-                                  unsigned long *zero)
-{
-    uint64_t pages = rb->size / MACHINE_PAGE_SIZE;
-
-    if (!ram_block_is_shared_file(rb) ||
-        (pagemap_fd >= 0 && ram_block_holes_in_page_tables(rb))) {
-        return false;
-    }
-    bitmap_clear_range(zero, 0, pages);
-    for (uint64_t p = bitmap_find_next_set(candidates, pages, 0); p < pages;) {
-        uint64_t end = bitmap_find_next_zero(candidates, pages, p);
-        find_file_holes(rb, zero, p, end);
-        p = end < pages ? bitmap_find_next_set(candidates, pages, end) : pages;
-    }
-    return true;
-}
-
-bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
-                         unsigned long *huge, RamZeroSource *source, GError **errp)
+bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, const unsigned long *was_zero,
+                         unsigned long *zero, unsigned long *huge, RamZeroSource *source,
+                         GError **errp)
 {
     uint64_t pages = rb->size / MACHINE_PAGE_SIZE;
     RamZeroSource src = RAM_ZERO_BY_NOTHING;
@@ -120,7 +103,15 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
     bool page_tables = pagemap_fd >= 0 && (ram_block_is_anonymous(rb) ||
                                             ram_block_holes_in_page_tables(rb));
     if (ram_block_is_shared_file(rb) && !page_tables) {
-        find_file_holes(rb, zero, 0, pages);
+        if (!was_zero) {
+            find_file_holes(rb, zero, 0, pages);
+        } else {
+            for (uint64_t p = bitmap_find_next_set(was_zero, pages, 0); p < pages;) {
+                uint64_t end = bitmap_find_next_zero(was_zero, pages, p);
+                find_file_holes(rb, zero, p, end);
+                p = end < pages ? bitmap_find_next_set(was_zero, pages, end) : pages;
+            }
+        }
         src = RAM_ZERO_BY_FILE_HOLES;
     } else if (page_tables) {
         /*

@@ -30,22 +30,17 @@ typedef enum {
  * says "all data"): there a file frostvm created (MemoryBackend.fresh)
  * answers with its page tables, any other nothing. The answer holds while
  * nothing writes the block (vCPUs paused); with the guest running, a page
- * may get data right after. Returns false with @errp set when the kernel
- * refuses the walk.
- */
-bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, unsigned long *zero,
-                         unsigned long *huge, RamZeroSource *source, GError **errp);
-
-/*
- * ram_block_find_zero() again for a block whose answer is its file's holes,
- * asking only about the pages set in @candidates (its earlier answer): data
+ * may get data right after. @was_zero (may be NULL) is an earlier answer for
+ * the block: a shared file is then asked only about those pages, since data
  * turns back into a hole only when someone punches one, which nothing does
- * while a snapshot runs, and asking the page cache about 128 MiB of 4 KiB
- * pages takes milliseconds (1.5-2.2 ms of a snapshot's pause here). Returns
- * false, touching nothing, for blocks that answer otherwise.
+ * while a snapshot runs (asking the page cache about 128 MiB of 4 KiB pages
+ * took 1.5-2.2 ms of a snapshot's pause here); page tables are read whole
+ * anyway (microseconds, and @huge needs all of them). Returns false with
+ * @errp set when the kernel refuses the walk.
  */
-bool ram_block_find_file_holes_in(RamBlock *rb, int pagemap_fd, const unsigned long *candidates,
-                                  unsigned long *zero);
+bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, const unsigned long *was_zero,
+                         unsigned long *zero, unsigned long *huge, RamZeroSource *source,
+                         GError **errp);
 
 /*
  * For a block mapped shared from a file or memfd: how many pages from byte

@@ -45,14 +45,7 @@ static bool find_zero_pages(BackgroundSnapshot *bs, bool at_pause, GError **errp
         SnapshotBlock *sb = &bs->blocks[i];
 
         /* In the pause only what was empty at the early protect can still be. */
-        if (at_pause && ram_block_find_file_holes_in(sb->rb, bs->pagemap_fd, sb->zero_before,
-                                                     sb->zero_at_pause)) {
-            if (sb->huge) {
-                bitmap_clear_range(sb->huge, 0, sb->regions);
-            }
-            continue;
-        }
-        if (!ram_block_find_zero(sb->rb, bs->pagemap_fd,
+        if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, at_pause ? sb->zero_before : NULL,
                                  at_pause ? sb->zero_at_pause : sb->zero_before,
                                  at_pause ? sb->huge : NULL, NULL, errp)) {
             error_prefix(errp, "background-snapshot: ");
@@ -255,7 +248,8 @@ bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, 
     for (unsigned i = 0; i < bs->nr_blocks; i++) {
         SnapshotBlock *sb = &bs->blocks[i];
 
-        if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, sb->zero_at_pause, NULL, NULL, errp)) {
+        if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, NULL, sb->zero_at_pause, NULL, NULL,
+                                 errp)) {
             error_prefix(errp, "background-snapshot: ");
             return false;
         }

@@ -49,7 +49,7 @@ static void test_anonymous_zero(void)
     zero = bitmap_new(4 * HUGE / PAGE);
     memset(b.rb.host, 1, 3 * PAGE);                              /* pages 0-2: data */
     (void)*(volatile uint8_t *)(b.rb.host + 10 * PAGE);          /* page 10: zero page */
-    g_assert_true(ram_block_find_zero(&b.rb, fd, zero, NULL, &src, &err));
+    g_assert_true(ram_block_find_zero(&b.rb, fd, NULL, zero, NULL, &src, &err));
     g_assert_no_error(err);
     g_assert_cmpint(src, ==, RAM_ZERO_BY_PAGE_TABLE);
     for (uint64_t p = 0; p < 4 * HUGE / PAGE; p++) {
@@ -60,7 +60,7 @@ static void test_anonymous_zero(void)
         g_assert_cmpint(bitmap_test_bit(zero, p), ==, !data);
     }
     /* Without the page tables nothing is known. */
-    g_assert_true(ram_block_find_zero(&b.rb, -1, zero, NULL, &src, &err));
+    g_assert_true(ram_block_find_zero(&b.rb, -1, NULL, zero, NULL, &src, &err));
     g_assert_cmpint(src, ==, RAM_ZERO_BY_NOTHING);
     g_assert_cmpuint(bitmap_count_set(zero, 4 * HUGE / PAGE), ==, 0);
     bitmap_free(zero);
@@ -109,7 +109,7 @@ static void test_memfd_holes(gconstpointer data)
     }
     unsigned long *zero = bitmap_new(rb.size / PAGE);
     memset(rb.host + HUGE, 7, PAGE);
-    g_assert_true(ram_block_find_zero(&rb, -1, zero, NULL, &src, &err));
+    g_assert_true(ram_block_find_zero(&rb, -1, NULL, zero, NULL, &src, &err));
     g_assert_cmpint(src, ==, RAM_ZERO_BY_FILE_HOLES);
     g_assert_false(bitmap_test_bit(zero, HUGE / PAGE));
     g_assert_true(bitmap_test_bit(zero, 0));
@@ -120,8 +120,8 @@ static void test_memfd_holes(gconstpointer data)
 
 /*
  * The pause's second look at a memfd asks only about the pages empty at the
- * first: a page written since is data, one outside the candidates is data
- * even if it is a hole. Blocks answered by their page tables are left alone.
+ * first (@was_zero): a page written since is data, one outside them is data
+ * even if it is a hole. Blocks answered by their page tables are read whole.
  */
 static void test_file_holes_in(void)
 {
@@ -137,21 +137,31 @@ static void test_file_holes_in(void)
     unsigned long *zero = bitmap_new(pages);
 
     memset(rb.host, 7, PAGE);                                   /* page 0: data at the first look */
-    g_assert_true(ram_block_find_zero(&rb, -1, before, NULL, NULL, &err));
+    g_assert_true(ram_block_find_zero(&rb, -1, NULL, before, NULL, NULL, &err));
     g_assert_false(bitmap_test_bit(before, 0));
     memset(rb.host + 9 * PAGE, 7, PAGE);                        /* page 9: data since */
     bitmap_clear_range(before, 2 * HUGE / PAGE, HUGE / PAGE);  /* region 2: not asked about */
     bitmap_set_bit(zero, 0);                                    /* stale: must be cleared */
-    g_assert_true(ram_block_find_file_holes_in(&rb, -1, before, zero));
+    g_assert_true(ram_block_find_zero(&rb, -1, before, zero, NULL, NULL, &err));
     for (uint64_t p = 0; p < pages; p++) {
         bool expect = p != 0 && p != 9 && p / (HUGE / PAGE) != 2;
         g_assert_cmpint(bitmap_test_bit(zero, p), ==, expect);
     }
 
+    /* Page tables are read whole: an earlier answer of "nothing empty" changes nothing. */
     Block anon;
+    int fd = pagemap_open();
+    unsigned long *none = bitmap_new(HUGE / PAGE);
+
     block_init(&anon, HUGE, MADV_NOHUGEPAGE);
-    g_assert_false(ram_block_find_file_holes_in(&anon.rb, -1, before, zero));
+    anon.rb.host[0] = 1;
+    g_assert_true(ram_block_find_zero(&anon.rb, fd, none, zero, NULL, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_false(bitmap_test_bit(zero, 0));
+    g_assert_cmpuint(bitmap_count_set(zero, HUGE / PAGE), ==, HUGE / PAGE - 1);
     block_fini(&anon);
+    bitmap_free(none);
+    close(fd);
     bitmap_free(before);
     bitmap_free(zero);
     memory_backend_free(be);
@@ -175,7 +185,7 @@ static void test_hugetlb_holes(void)
     unsigned long *zero = bitmap_new(rb.size / PAGE);
     memset(rb.host + HUGE + 5 * PAGE, 7, PAGE);                 /* region 1 gets its huge page */
     g_assert_true(be->fresh);
-    g_assert_true(ram_block_find_zero(&rb, fd, zero, NULL, &src, &err));
+    g_assert_true(ram_block_find_zero(&rb, fd, NULL, zero, NULL, &src, &err));
     g_assert_no_error(err);
     g_assert_cmpint(src, ==, RAM_ZERO_BY_PAGE_TABLE);
     for (uint64_t p = 0; p < rb.size / PAGE; p++) {
@@ -189,7 +199,7 @@ static void test_hugetlb_holes(void)
         g_assert_cmpint(uffd_register(uffd, rb.host, rb.size, UFFDIO_REGISTER_MODE_WP, &ioctls),
                         ==, 0);
         g_assert_cmpint(uffd_writeprotect(uffd, rb.host, rb.size, true, false), ==, 0);
-        g_assert_true(ram_block_find_zero(&rb, fd, zero, NULL, &src, &err));
+        g_assert_true(ram_block_find_zero(&rb, fd, NULL, zero, NULL, &src, &err));
         g_assert_cmpuint(bitmap_count_set(zero, rb.size / PAGE), ==, 3 * HUGE / PAGE);
         g_assert_false(bitmap_test_bit(zero, HUGE / PAGE));
         uffd_unregister(uffd, rb.host, rb.size);
@@ -197,7 +207,7 @@ static void test_hugetlb_holes(void)
     }
     /* A file someone else may have filled: its page tables prove nothing. */
     be->fresh = false;
-    g_assert_true(ram_block_find_zero(&rb, fd, zero, NULL, &src, &err));
+    g_assert_true(ram_block_find_zero(&rb, fd, NULL, zero, NULL, &src, &err));
     g_assert_cmpint(src, ==, RAM_ZERO_BY_FILE_HOLES);
     g_assert_cmpuint(bitmap_count_set(zero, rb.size / PAGE), ==, 0);
     bitmap_free(zero);
