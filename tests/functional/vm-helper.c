@@ -119,6 +119,24 @@ bool test_vm_skip_without_kvm(void)
     return true;
 }
 
+bool test_vm_skip_without_huge_pages(uint64_t n)
+{
+    g_autofree char *meminfo = NULL;
+    g_autofree char *msg = NULL;
+    const char *line = NULL;
+
+    if (g_file_get_contents("/proc/meminfo", &meminfo, NULL, NULL)) {
+        line = strstr(meminfo, "HugePages_Free:");
+    }
+    if (line && g_ascii_strtoull(line + strlen("HugePages_Free:"), NULL, 10) >= n) {
+        return false;
+    }
+    msg = g_strdup_printf("needs %" G_GUINT64_FORMAT " free 2 MiB huge pages (vm.nr_hugepages)",
+                          n);
+    g_test_skip(msg);
+    return true;
+}
+
 /*
  * The guardian: a child that only reads pids from a pipe and, when the pipe
  * reaches EOF (the test program exited or died), SIGKILLs those still listed

@@ -80,6 +80,12 @@ bool test_vm_kvm_usable(char **reason);
 bool test_vm_skip_without_kvm(void);
 
 /*
+ * g_test_skip() saying so and return true when fewer than @n 2 MiB huge pages
+ * are free (HugePages_Free; `make check` reserves some as root).
+ */
+bool test_vm_skip_without_huge_pages(uint64_t n);
+
+/*
  * A VM not started yet, with its private temporary directory (the VM's working
  * directory). A guardian process kills the VM if the test program dies (a failed
  * assertion aborts it, so fixtures' teardown would not run).
