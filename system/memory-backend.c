@@ -298,7 +298,8 @@ static bool memory_backend_map(MemoryBackend *b, uint64_t align, GError **errp)
     uint8_t *aligned = (uint8_t *)(((uintptr_t)base + align - 1) & ~(uintptr_t)(align - 1));
 
     if (b->fd < 0) {
-        flags = (b->opts.share ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | MAP_NORESERVE;
+        /* Only private RAM has no descriptor: shared RAM is a memfd (memory_backend_new()). */
+        flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
     } else {
         flags = b->opts.share ? MAP_SHARED : MAP_PRIVATE;
         /*
