@@ -17,7 +17,8 @@ QMP_REPLY_S = 30.0           # how long a reply may take (the QMP client's defau
 
 class Job:
     """What to run on a booted VM: kind is bg (background snapshot), precopy (live
-    migration) or smc (stop, migrate, cont); sink is tmpfs, disk, or a pv rate (100m).
+    migration) or smc (stop, migrate, cont); sink is tmpfs, disk, or a pv rate (100m)
+    through `exec:`, or file-tmpfs / file-disk for a `file:` URI (frostvm only).
     params are frostvm's own migrate-set-parameters; caps are capabilities set for both
     VMMs (e.g. {'auto-converge': True}), off again for a later job that does not name them."""
 
@@ -52,13 +53,15 @@ class Context:
 
 
 def sink_uri(sink, path):
+    if sink.startswith('file-'):
+        return f'file:{path}'
     if sink in ('tmpfs', 'disk'):
         return f'exec:cat > {path}'
     return f'exec:pv -q -L {sink} > {path}'
 
 
 def image_path(ctx, job, vmm, rep):
-    base = ctx.disk_dir if job.sink == 'disk' else ctx.tmpfs_dir
+    base = ctx.disk_dir if job.sink in ('disk', 'file-disk') else ctx.tmpfs_dir
     return os.path.join(base, f'{job.scenario}-{vmm}-{rep}.img')
 
 
