@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* What the running kernel does that unit tests' expectations depend on. */
+#ifndef TESTS_UNIT_KERNEL_FACTS_H
+#define TESTS_UNIT_KERNEL_FACTS_H
+
+#include <stdbool.h>
+
+/*
+ * Whether a read of a never-written anonymous page maps the shared zero page
+ * (most kernels) rather than a fresh page of its own. Some paravirtual guest
+ * kernels give every read its own page; PAGEMAP_SCAN then has no zero page
+ * to report, and frostvm reads such a page as data.
+ */
+bool kernel_reads_map_zero_page(void);
+
+#endif
