@@ -20,6 +20,22 @@ unsigned long *bitmap_new(size_t nbits)
     return g_new0(unsigned long, BITMAP_WORDS(nbits) ? BITMAP_WORDS(nbits) : 1);
 }
 
+void bitmap_populate(unsigned long *map, size_t nbits)
+{
+    size_t words = BITMAP_WORDS(nbits);
+    size_t stride = 4096 / sizeof(*map);
+
+    /* Volatile: a plain store of what is there would be optimised away. */
+    for (size_t w = 0; w < words; w += stride) {
+        volatile unsigned long *p = &map[w];
+        *p = *p;
+    }
+    if (words) {
+        volatile unsigned long *p = &map[words - 1];
+        *p = *p;
+    }
+}
+
 void bitmap_free(unsigned long *map)
 {
     g_free(map);

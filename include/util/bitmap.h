@@ -18,6 +18,14 @@ unsigned long *bitmap_new(size_t nbits);
 /* Free a bitmap from bitmap_new() (NULL is fine). */
 void bitmap_free(unsigned long *map);
 
+/*
+ * Write every page of @map's memory now, keeping its bits (not atomic: no
+ * other thread may write it meanwhile). The first write to fresh memory is
+ * a page fault, 20-30 us each on a paravirtual host: a snapshot's pause
+ * that cleared and filled a 2 GiB guest's new maps took 27 of them.
+ */
+void bitmap_populate(unsigned long *map, size_t nbits);
+
 /* Plain (non-atomic) single-bit access: for a bitmap one thread owns. */
 static inline bool bitmap_test_bit(const unsigned long *map, size_t bit)
 {

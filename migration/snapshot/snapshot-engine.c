@@ -100,6 +100,10 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
             sb->huge = bitmap_new(sb->regions);
             sb->split = bitmap_new(sb->regions);
         }
+        /* The pause writes these: their page faults are taken now, while the guest runs. */
+        bitmap_populate(sb->claimed, sb->pages);
+        bitmap_populate(sb->saved, sb->pages);
+        bitmap_populate(sb->zero_at_pause, sb->pages);
         bs->total_pages += sb->pages;
         ram_bytes += sb->rb->size;
     }

@@ -190,6 +190,7 @@ typedef struct BackgroundSnapshot {
     /* Before the pause (see snapshot_engine_prearm()). */
     GMutex arm_lock;
     bool prearmed;              /* atomic reads; changed under arm_lock */
+    bool zero_before_known;     /* the early protect filled zero_before and huge */
     GArray *prearm_released;    /* SnapshotRange: released by faults before the pause */
     uint64_t prearm_ns;         /* the early protect, before the pause */
     uint64_t arm_ns;            /* finding zero pages and protecting, inside the pause */

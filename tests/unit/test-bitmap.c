@@ -26,6 +26,25 @@ static void test_plain(void)
     bitmap_free(map);
 }
 
+/* Populating a map's memory keeps every bit, on page boundaries and at the end. */
+static void test_populate(void)
+{
+    size_t nbits = 3 * 4096 * 8 + 77;
+    unsigned long *map = bitmap_new(nbits);
+    size_t bits[] = { 0, 4096 * 8 - 1, 4096 * 8, 2 * 4096 * 8 + 5, nbits - 1 };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(bits); i++) {
+        bitmap_set_bit(map, bits[i]);
+    }
+    bitmap_populate(map, nbits);
+    g_assert_cmpuint(bitmap_count_set(map, nbits), ==, G_N_ELEMENTS(bits));
+    for (size_t i = 0; i < G_N_ELEMENTS(bits); i++) {
+        g_assert_true(bitmap_test_bit(map, bits[i]));
+    }
+    bitmap_populate(map, 0);
+    bitmap_free(map);
+}
+
 static void test_atomic_single(void)
 {
     unsigned long *map = bitmap_new(130);
@@ -116,6 +135,7 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/bitmap/plain", test_plain);
+    g_test_add_func("/bitmap/populate", test_populate);
     g_test_add_func("/bitmap/atomic/single", test_atomic_single);
     g_test_add_func("/bitmap/atomic/claim-range", test_claim_range);
     g_test_add_func("/bitmap/atomic/claim-race", test_claim_race);
