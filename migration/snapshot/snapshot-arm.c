@@ -300,48 +300,6 @@ static bool overlaps_any(const GArray *hot, const SnapshotRange *r)
 }
 
 /*
- * In the pause, after the zero pages are saved: save one hot range (never
- * protected) into the pool. If the pool cannot give the buffers now,
- * protect it after all: false only if that fails too.
- */
-static bool save_hot_range(BackgroundSnapshot *bs, const SnapshotRange *r, GError **errp)
-{
-    SnapshotBlock *sb = &bs->blocks[r->block_index];
-    uint64_t first = r->offset / SNAPSHOT_PAGE_SIZE;
-    uint64_t end = first + r->len / SNAPSHOT_PAGE_SIZE;
-
-    for (uint64_t p = first; p < end; p += SNAPSHOT_HUGE_PAGES) {
-        unsigned long won[BITMAP_WORDS(SNAPSHOT_HUGE_PAGES)];
-        uint32_t slots[SNAPSHOT_HUGE_PAGES];
-        uint64_t n = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, end - p);
-        /* Unclaimed now means not zero: the pause's zero pages are claimed already. */
-        uint32_t need = 0;
-        for (uint64_t i = 0; i < n; i++) {
-            need += !bitmap_test_bit(sb->claimed, p + i);
-        }
-
-        if (need && (need > page_pool_max_take(bs->pool, PAGE_POOL_USER_FAULT) ||
-                     !page_pool_take(bs->pool, need, PAGE_POOL_USER_FAULT, false, slots))) {
-            int ret = write_tracking_protect(bs->wt, r->block_index,
-                                             p * SNAPSHOT_PAGE_SIZE, n * SNAPSHOT_PAGE_SIZE);
-            if (ret < 0) {
-                error_setg_errno(errp, -ret, "background-snapshot: cannot write-protect "
-                                 "RAM block '%s'", sb->rb->name);
-                return false;
-            }
-            continue;
-        }
-        uint32_t nwon = (uint32_t)bitmap_claim_range_atomic(sb->claimed, p, n, won);
-        g_assert(nwon == need);
-        if (nwon) {
-            snapshot_save_claimed(bs, r->block_index, p, n, won, slots, nwon, NULL);
-            bs->fig.pages_saved_in_pause += nwon;
-        }
-    }
-    return true;
-}
-
-/*
  * Under arm_lock, in the pause: what faults released before it is returned
  * to be saved here (hot), or added to @protect, to be protected again; so is
  * what got data since the early protect (it held none then, so nothing
@@ -399,6 +357,10 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
     }
     g_autoptr(GArray) ranges = g_array_new(false, false, sizeof(SnapshotRange));
     g_autoptr(GArray) hot = NULL;
+    g_autoptr(GArray) pieces = g_array_new(false, false, sizeof(SnapshotRange));
+
+    /* Its wake-up overlaps the search and the protect below. */
+    snapshot_pause_copy_wake(bs);
     bool ok = find_zero_pages(bs, true, errp);
 
     g_mutex_lock(&bs->arm_lock);
@@ -412,11 +374,23 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
     if (ok) {
         save_zero_pages(bs);
     }
+    /* Hot ranges are saved in 2 MiB pieces, on two CPUs (snapshot-pause-copy.c). */
     for (guint i = 0; ok && hot && i < hot->len; i++) {
         const SnapshotRange *r = &g_array_index(hot, SnapshotRange, i);
+        uint64_t piece = (uint64_t)SNAPSHOT_HUGE_PAGES * SNAPSHOT_PAGE_SIZE;
 
-        ok = save_hot_range(bs, r, errp);
-        snapshot_scan_after_pause_save(bs, r);
+        for (uint64_t off = r->offset; off < r->offset + r->len; off += piece) {
+            SnapshotRange p = { .block_index = r->block_index, .offset = off,
+                                .len = MIN(piece, r->offset + r->len - off) };
+            g_array_append_val(pieces, p);
+        }
+    }
+    /* Always: the helper waits for this, even for nothing. */
+    bool saved = snapshot_pause_copy_run(bs, (const SnapshotRange *)pieces->data, pieces->len,
+                                         ok ? errp : NULL);
+    ok = ok && saved;
+    for (guint i = 0; ok && hot && i < hot->len; i++) {
+        snapshot_scan_after_pause_save(bs, &g_array_index(hot, SnapshotRange, i));
     }
     g_array_set_size(bs->prearm_released, 0);
     __atomic_store_n(&bs->prearmed, false, __ATOMIC_RELEASE);

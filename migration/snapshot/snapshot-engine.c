@@ -70,6 +70,7 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
     g_mutex_init(&bs->scan_prio_lock);
     g_mutex_init(&bs->arm_lock);
     snapshot_collapse_init(bs);
+    snapshot_pause_copy_init(bs);
     snapshot_watchdog_init(bs);
     snapshot_writer_init(&bs->writer);
     bs->fault_idle_since_ns = write_tracking_now_ns();
@@ -142,6 +143,9 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
         goto fail;
     }
     if (!snapshot_collapse_start(bs, errp)) {
+        goto fail;
+    }
+    if (!epoch && !snapshot_pause_copy_start(bs, errp)) {
         goto fail;
     }
     if (!epoch &&
@@ -264,6 +268,7 @@ void snapshot_engine_free(BackgroundSnapshot *bs)
     if (!bs->finished) {
         snapshot_engine_abort(bs);
     }
+    snapshot_pause_copy_stop(bs);
     if (!bs->epoch) {
         write_tracking_free(bs->wt);
     }
@@ -283,6 +288,7 @@ void snapshot_engine_free(BackgroundSnapshot *bs)
     g_mutex_clear(&bs->scan_prio_lock);
     g_mutex_clear(&bs->arm_lock);
     snapshot_collapse_clear(bs);
+    snapshot_pause_copy_clear(bs);
     snapshot_watchdog_clear(bs);
     snapshot_writer_clear(&bs->writer);
     g_array_unref(bs->prearm_released);

@@ -89,6 +89,24 @@ typedef struct SnapshotCollapser {
     bool unsupported;           /* the kernel has no MADV_COLLAPSE */
 } SnapshotCollapser;
 
+/*
+ * The pause's second copying thread (snapshot-pause-copy.c): one pause's
+ * work, 2 MiB pieces taken from one counter by both threads.
+ */
+typedef struct SnapshotPauseCopy {
+    GThread *thread;
+    GMutex lock;
+    GCond cond;
+    bool woken;                 /* under lock: the pause has begun */
+    bool quit;                  /* under lock */
+    bool published;             /* atomic: pieces and nr are set */
+    const SnapshotRange *pieces;
+    unsigned nr;
+    unsigned next;              /* atomic: the next piece to take */
+    unsigned done;              /* atomic: pieces saved (or failed) */
+    GError *error;              /* under lock: the first failure */
+} SnapshotPauseCopy;
+
 /* The starvation watchdog (snapshot-watchdog.c): a thread from the scan's start to the drain's end. */
 typedef struct SnapshotWatchdog {
     GThread *thread;
@@ -182,6 +200,7 @@ typedef struct BackgroundSnapshot {
     bool aborting;              /* atomic: give up; fault handler releases without saving */
     int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
     SnapshotCollapser collapser;
+    SnapshotPauseCopy pause_copy;
     SnapshotPacer pacer;
     SnapshotWatchdog watchdog;
     bool finished;
@@ -426,6 +445,28 @@ void snapshot_watchdog_clear(BackgroundSnapshot *bs);
 void snapshot_watchdog_start(BackgroundSnapshot *bs);
 /* Stop watching and wait for the thread; safe when never started. */
 void snapshot_watchdog_stop(BackgroundSnapshot *bs);
+
+/* snapshot-pause-copy.c: the pause's copies on two CPUs */
+/* Set up (no thread yet); snapshot_pause_copy_clear() undoes it, after _stop(). */
+void snapshot_pause_copy_init(BackgroundSnapshot *bs);
+void snapshot_pause_copy_clear(BackgroundSnapshot *bs);
+/* Start the helper thread, before the pause. */
+bool snapshot_pause_copy_start(BackgroundSnapshot *bs, GError **errp);
+/* The pause has begun (vCPUs parked): the helper gets ready for the work. */
+void snapshot_pause_copy_wake(BackgroundSnapshot *bs);
+/*
+ * In the pause, once per engine: save @pieces (2 MiB at most each, in the
+ * pool or, when it has no room, by protecting them), with the helper if it
+ * is awake; returns when all are done. False with @errp set if a protect
+ * failed.
+ */
+bool snapshot_pause_copy_run(BackgroundSnapshot *bs, const SnapshotRange *pieces, unsigned nr,
+                             GError **errp);
+/* Save one piece (either thread); false with @errp set if protecting it failed. */
+bool snapshot_save_pause_piece(BackgroundSnapshot *bs, const SnapshotRange *piece,
+                               GError **errp);
+/* Let the helper end and wait for it; safe when never started. */
+void snapshot_pause_copy_stop(BackgroundSnapshot *bs);
 
 /* Set up the collapser's queue (no thread yet); snapshot_collapse_clear() undoes it. */
 void snapshot_collapse_init(BackgroundSnapshot *bs);
