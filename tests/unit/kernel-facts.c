@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* What the running kernel does that unit tests' expectations depend on. */
+/* What the running kernel does that unit tests' expectations depend on, and how to read it. */
 #include "kernel-facts.h"
 
 #include <stdint.h>
@@ -9,8 +9,7 @@
 
 #include <glib.h>
 
-/* Rss (KiB) of the mapping that holds @addr, from /proc/self/smaps. */
-static uint64_t smaps_rss_kb(const void *addr)
+uint64_t smaps_field_kb(const void *addr, const char *field)
 {
     g_autofree char *text = NULL;
     g_auto(GStrv) lines = NULL;
@@ -23,8 +22,8 @@ static uint64_t smaps_rss_kb(const void *addr)
         if (sscanf(*l, "%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x", &a, &b) == 2 &&
             strchr(*l, ' ')) {
             inside = (uintptr_t)addr >= a && (uintptr_t)addr < b;
-        } else if (inside && g_str_has_prefix(*l, "Rss:")) {
-            return g_ascii_strtoull(*l + 4, NULL, 10);
+        } else if (inside && g_str_has_prefix(*l, field) && (*l)[strlen(field)] == ':') {
+            return g_ascii_strtoull(*l + strlen(field) + 1, NULL, 10);
         }
     }
     return 0;
@@ -42,7 +41,7 @@ bool kernel_reads_map_zero_page(void)
         g_assert(m != MAP_FAILED);
         madvise(m, len, MADV_NOHUGEPAGE);
         (void)*(volatile uint8_t *)(m + 4096);
-        known = smaps_rss_kb(m) == 0;
+        known = smaps_field_kb(m, "Rss") == 0;
         munmap(m, len);
     }
     return known;

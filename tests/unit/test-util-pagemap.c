@@ -155,27 +155,6 @@ static void test_fragmented(void)
     fixture_fini(&f);
 }
 
-/* AnonHugePages of the mapping that holds @addr, from /proc/self/smaps. */
-static uint64_t smaps_huge_kb(const void *addr)
-{
-    g_autofree char *text = NULL;
-    g_auto(GStrv) lines = NULL;
-    bool inside = false;
-
-    g_assert_true(g_file_get_contents("/proc/self/smaps", &text, NULL, NULL));
-    lines = g_strsplit(text, "\n", -1);
-    for (char **l = lines; *l; l++) {
-        uint64_t a, b;
-        if (sscanf(*l, "%" G_GINT64_MODIFIER "x-%" G_GINT64_MODIFIER "x", &a, &b) == 2 &&
-            strchr(*l, ' ')) {
-            inside = (uintptr_t)addr >= a && (uintptr_t)addr < b;
-        } else if (inside && g_str_has_prefix(*l, "AnonHugePages:")) {
-            return g_ascii_strtoull(*l + 14, NULL, 10);
-        }
-    }
-    return 0;
-}
-
 /* A 2 MiB region the kernel mapped huge is reported huge, and it alone. */
 static void test_huge(void)
 {
@@ -191,7 +170,7 @@ static void test_huge(void)
     fixture_init(&f, 3 * HUGE, MADV_HUGEPAGE);
     memset(f.mem, 1, HUGE);                 /* one whole region */
     memset(f.mem + 2 * HUGE, 1, PAGE);      /* one page of another */
-    uint64_t huge_kb = smaps_huge_kb(f.mem);
+    uint64_t huge_kb = smaps_field_kb(f.mem, "AnonHugePages");
     g_assert_cmpint(pagemap_walk(f.fd, f.mem, f.len, &f.maps, false, &info), ==, 0);
     if (huge_kb == 0) {
         g_test_skip("the kernel gave no huge page (fragmented memory?)");
