@@ -303,17 +303,49 @@ static void write_next_region(TickCtx *t)
     }
 }
 
-/* What the guest does after the pause, besides the write before it. */
+/* Three 2 MiB regions in a row, written before the pause and again after it. */
+#define HOT_REGIONS 3
+
+static void write_regions(TestGuest *g, uint8_t bit)
+{
+    for (unsigned i = 0; i < HOT_REGIONS; i++) {
+        g->rb[0].host[HOT_PAGE_OFFSET + i * 2 * MIB] ^= bit;
+    }
+}
+
+static void write_regions_before_pause(TickCtx *t)
+{
+    write_regions(t->opaque, 1);
+}
+
+static void write_regions_again_after(TickCtx *t)
+{
+    if (t->ticks == 1) {
+        write_regions(t->opaque, 2);
+    }
+}
+
+/* What the guest does before and after the pause, and what the pause saves. */
 typedef struct HotPauseCase {
+    void (*before)(TickCtx *t);
     void (*after)(TickCtx *t);
+    unsigned regions;           /* 2 MiB regions released before the pause */
+    uint64_t pool_bytes;        /* up to an eighth of it is saved in the pause */
     const char *what;
 } HotPauseCase;
 
 static const HotPauseCase hot_written_again = {
-    write_again_after, "snapshot of a guest writing one page before and after the pause",
+    write_before_pause, write_again_after, 1, 16 * MIB,
+    "snapshot of a guest writing one page before and after the pause",
 };
 static const HotPauseCase hot_then_next = {
-    write_next_region, "snapshot of a guest going on past what it wrote before the pause",
+    write_before_pause, write_next_region, 1, 16 * MIB,
+    "snapshot of a guest going on past what it wrote before the pause",
+};
+/* Three pieces for the pause's two copying threads (snapshot-pause-copy.c). */
+static const HotPauseCase hot_three_regions = {
+    write_regions_before_pause, write_regions_again_after, HOT_REGIONS, 64 * MIB,
+    "snapshot of a guest writing three 2 MiB regions before and after the pause",
 };
 
 static void test_hot_pause(gconstpointer data)
@@ -325,10 +357,10 @@ static void test_hot_pause(gconstpointer data)
     }
     TestGuest *g = guest_new(false);
     StreamFile *f = stream_file_new_memory_output();
-    TickCtx t = { .before_pause = write_before_pause, .on_tick = c->after, .opaque = g };
+    TickCtx t = { .before_pause = c->before, .on_tick = c->after, .opaque = g };
     SnapshotResult res;
 
-    run_snapshot(g, f, 16 * MIB, &t, &res);
+    run_snapshot(g, f, c->pool_bytes, &t, &res);
     g_assert_no_error(res.error);
     g_assert_true(stream_file_flush(f));
     check_image(g, stream_file_memory_output(f), &res);
@@ -339,8 +371,8 @@ static void test_hot_pause(gconstpointer data)
      * in order goes next: neither write after the pause faults.
      */
     g_assert_cmpuint(t.ticks, >=, 2);
-    g_assert_cmpuint(res.stats.pages_saved_in_pause, >, 0);
-    g_assert_cmpuint(res.stats.pages_saved_in_pause, <=, 2 * MIB / PAGE);
+    g_assert_cmpuint(res.stats.pages_saved_in_pause, >, (c->regions - 1) * 2 * MIB / PAGE);
+    g_assert_cmpuint(res.stats.pages_saved_in_pause, <=, c->regions * 2 * MIB / PAGE);
     g_assert_cmpuint(res.stats.write_faults, ==, 0);
     result_clear(&res);
     stream_file_free(f);
@@ -569,6 +601,8 @@ int main(int argc, char **argv)
     g_test_add_data_func("/background-snapshot/engine/hot-saved-in-pause", &hot_written_again,
                          test_hot_pause);
     g_test_add_data_func("/background-snapshot/engine/scan-starts-after-hot", &hot_then_next,
+                         test_hot_pause);
+    g_test_add_data_func("/background-snapshot/engine/hot-pieces-in-pause", &hot_three_regions,
                          test_hot_pause);
     g_test_add_func("/background-snapshot/run/load-equals-pause", test_run_and_load);
     g_test_add_func("/background-snapshot/run/check-capability", test_check_capability);
