@@ -450,7 +450,7 @@ void snapshot_watchdog_stop(BackgroundSnapshot *bs);
 /* Set up (no thread yet); snapshot_pause_copy_clear() undoes it, after _stop(). */
 void snapshot_pause_copy_init(BackgroundSnapshot *bs);
 void snapshot_pause_copy_clear(BackgroundSnapshot *bs);
-/* Start the helper thread, before the pause. */
+/* Start the helper thread, before the pause (none where this process may use one CPU only). */
 bool snapshot_pause_copy_start(BackgroundSnapshot *bs, GError **errp);
 /* The pause has begun (vCPUs parked): the helper gets ready for the work. */
 void snapshot_pause_copy_wake(BackgroundSnapshot *bs);
