@@ -89,6 +89,23 @@ static void find_file_holes(RamBlock *rb, unsigned long *zero, uint64_t p, uint6
     }
 }
 
+/* The next run of set bits of @map at or after *@p: [*@p, *@end), or false past the end. */
+static bool next_set_run(const unsigned long *map, uint64_t nbits, uint64_t *p, uint64_t *end)
+{
+    *p = bitmap_find_next_set(map, nbits, *p);
+    if (*p >= nbits) {
+        return false;
+    }
+    *end = bitmap_find_next_zero(map, nbits, *p);
+    return true;
+}
+
+/* 2 MiB regions of @pages pages (the last may be partial). */
+static uint64_t huge_regions(uint64_t pages)
+{
+    return (pages + PAGEMAP_HUGE_PAGES - 1) / PAGEMAP_HUGE_PAGES;
+}
+
 /*
  * A map of @nbits bits for one walk, kept per thread and grown as needed: a
  * snapshot's early protect reads the whole block, so the pause's walk (same
@@ -169,7 +186,7 @@ static bool walk_page_tables(RamBlock *rb, int pagemap_fd, uint64_t first, uint6
         bitmap_set_range(zero, first + p, e - p);
         p = e < n ? bitmap_find_next_zero(data, n, e) : n;
     }
-    for (uint64_t r = 0; want_huge && r < (n + PAGEMAP_HUGE_PAGES - 1) / PAGEMAP_HUGE_PAGES; r++) {
+    for (uint64_t r = 0; want_huge && r < huge_regions(n); r++) {
         uint64_t region = first / PAGEMAP_HUGE_PAGES + r;
         if (bitmap_test_bit(part_huge, r)) {
             bitmap_set_bit(huge, region);
@@ -202,25 +219,22 @@ static bool walk_earlier_zero(RamBlock *rb, int pagemap_fd, const unsigned long 
     uint64_t runs[WALK_MAX_RUNS][2];
     unsigned nr = 0;
 
-    for (uint64_t p = bitmap_find_next_set(was_zero, pages, 0); p < pages;) {
+    for (uint64_t p = 0, run_end; next_set_run(was_zero, pages, &p, &run_end); p = run_end) {
+        /* Whole regions: the walk's huge bits and page maps start on one. */
         uint64_t first = p / PAGEMAP_HUGE_PAGES * PAGEMAP_HUGE_PAGES;
-        uint64_t end = bitmap_find_next_zero(was_zero, pages, p);
+        uint64_t end = MIN(pages, huge_regions(run_end) * PAGEMAP_HUGE_PAGES);
 
-        end = MIN(pages, (end + PAGEMAP_HUGE_PAGES - 1) / PAGEMAP_HUGE_PAGES *
-                         PAGEMAP_HUGE_PAGES);
         if (nr && runs[nr - 1][1] >= first) {
             runs[nr - 1][1] = end;
         } else if (nr == WALK_MAX_RUNS) {
             if (huge) {
-                bitmap_clear_range(huge, 0, (pages + PAGEMAP_HUGE_PAGES - 1) /
-                                            PAGEMAP_HUGE_PAGES);
+                bitmap_clear_range(huge, 0, huge_regions(pages));
             }
             return walk_page_tables(rb, pagemap_fd, 0, pages, zero, huge, errp);
         } else {
             runs[nr][0] = first;
             runs[nr++][1] = end;
         }
-        p = end < pages ? bitmap_find_next_set(was_zero, pages, end) : pages;
     }
     for (unsigned i = 0; i < nr; i++) {
         if (!walk_page_tables(rb, pagemap_fd, runs[i][0], runs[i][1], zero, huge, errp)) {
@@ -239,7 +253,7 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, const unsigned long *was_
 
     bitmap_clear_range(zero, 0, pages);
     if (huge && !was_zero) {
-        bitmap_clear_range(huge, 0, (rb->size + PAGEMAP_HUGE_SIZE - 1) / PAGEMAP_HUGE_SIZE);
+        bitmap_clear_range(huge, 0, huge_regions(pages));
     }
     bool page_tables = pagemap_fd >= 0 && (ram_block_is_anonymous(rb) ||
                                             ram_block_holes_in_page_tables(rb));
@@ -247,10 +261,8 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, const unsigned long *was_
         if (!was_zero) {
             find_file_holes(rb, zero, 0, pages);
         } else {
-            for (uint64_t p = bitmap_find_next_set(was_zero, pages, 0); p < pages;) {
-                uint64_t end = bitmap_find_next_zero(was_zero, pages, p);
+            for (uint64_t p = 0, end; next_set_run(was_zero, pages, &p, &end); p = end) {
                 find_file_holes(rb, zero, p, end);
-                p = end < pages ? bitmap_find_next_set(was_zero, pages, end) : pages;
             }
         }
         src = RAM_ZERO_BY_FILE_HOLES;
