@@ -67,6 +67,13 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
 void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n);
 
 /*
+ * From now on the scan may take the reserve too. Only the caller knows when
+ * faults can no longer run short (see snapshot_pool_covers_rest()). Wakes a
+ * scan waiting for pages.
+ */
+void page_pool_release_reserve(PagePool *p);
+
+/*
  * True while a take by the scan waits for pages (back-pressure from the
  * sink, as opposed to a scan that gets no CPU). A hint; no lock.
  */

@@ -118,7 +118,9 @@ void page_pool_free(PagePool *p)
 
 uint32_t page_pool_max_take(PagePool *p, PagePoolUser user)
 {
-    return user == PAGE_POOL_USER_SCAN ? p->capacity - p->reserve : p->capacity;
+    uint32_t reserve = __atomic_load_n(&p->reserve, __ATOMIC_RELAXED);
+
+    return user == PAGE_POOL_USER_SCAN ? p->capacity - reserve : p->capacity;
 }
 
 /* Free pages @user may take; called with the lock held. */
@@ -217,6 +219,14 @@ void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n)
     __atomic_store_n(&p->nr_free, p->nr_free + n, __ATOMIC_RELAXED);
     __atomic_store_n(&p->returned, p->returned + n, __ATOMIC_RELAXED);
     g_cond_broadcast(&p->freed);
+    g_mutex_unlock(&p->lock);
+}
+
+void page_pool_release_reserve(PagePool *p)
+{
+    g_mutex_lock(&p->lock);
+    __atomic_store_n(&p->reserve, 0, __ATOMIC_RELAXED);
+    g_cond_broadcast(&p->freed);    /* a scan waiting for the reserve's pages may go on */
     g_mutex_unlock(&p->lock);
 }
 

@@ -18,6 +18,9 @@ uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
     uint32_t pages = bs->fault_block_max_pages;
     double threshold = 0.5;
 
+    if (snapshot_pool_covers_rest(bs)) {
+        return pages;   /* however full, the pool will not make a fault wait */
+    }
     while (pages > 1 && free_share < threshold) {
         pages /= 2;
         threshold /= 2;
@@ -33,8 +36,9 @@ uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
  * snapshot, and the collapse holds the mmap lock for 0.13-12 ms. Whole
  * costs a 2 MiB copy on the vCPU's wait (0.2-0.9 ms, a few over 1 ms) and
  * 2 MiB of pool. So: whole whenever the pool has room to spare and is not
- * being paced. (Splitting after slow whole copies was tried: the collapses
- * it caused stalled the guest longer than the copies it avoided.)
+ * being paced, or covers all that is left to save. (Splitting after slow
+ * whole copies was tried: the collapses it caused stalled the guest longer
+ * than the copies it avoided.)
  */
 /* Room left for other faults after a whole save: this share of the pool, at least 64 pages. */
 #define HUGE_WHOLE_SPARE_DIVISOR 128
@@ -45,6 +49,9 @@ static bool fault_whole_huge(BackgroundSnapshot *bs)
     uint32_t spare = MAX(page_pool_capacity(bs->pool) / HUGE_WHOLE_SPARE_DIVISOR,
                          HUGE_WHOLE_SPARE_MIN);
 
+    if (snapshot_pool_covers_rest(bs)) {
+        return true;    /* the 2 MiB is part of what the pool covers */
+    }
     return page_pool_available(bs->pool, PAGE_POOL_USER_FAULT) >= SNAPSHOT_HUGE_PAGES + spare &&
            !snapshot_pacer_active(bs);
 }

@@ -202,6 +202,7 @@ typedef struct BackgroundSnapshot {
     SnapshotCollapser collapser;
     SnapshotPauseCopy pause_copy;
     SnapshotPacer pacer;
+    bool pool_covers_rest;      /* atomic: see snapshot_pool_covers_rest() */
     SnapshotWatchdog watchdog;
     bool finished;
     uint64_t setup_ns;
@@ -498,7 +499,15 @@ bool snapshot_region_is_huge(SnapshotBlock *sb, uint64_t region);
  */
 bool snapshot_region_split(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t region);
 
-/* snapshot-pacer.c (fault thread only) */
+/* snapshot-pacer.c (fault thread only, but for snapshot_pool_covers_rest()) */
+
+/*
+ * True once the pool's free pages cover every page still to save (with room
+ * for one scan chunk and one fault block): no one can wait for the sink any
+ * more, so faults are neither paced nor served small, and the scan may take
+ * the faults' reserve (released here). Stays true. Any thread.
+ */
+bool snapshot_pool_covers_rest(BackgroundSnapshot *bs);
 
 /* Sample the pool's drain (pages returned per second) at @now_ns. */
 void snapshot_pacer_update(BackgroundSnapshot *bs, uint64_t now_ns);

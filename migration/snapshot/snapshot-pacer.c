@@ -33,6 +33,37 @@
 /* Tokens saved up while the guest does not fault: a short burst passes without waiting. */
 #define PACE_BURST_NS (2 * 1000 * 1000ULL)
 
+/*
+ * Room the pool keeps beyond the pages still to save before it counts as
+ * covering them: what the scan (one chunk) and a fault (one block) may hold
+ * at once. The scan takes a chunk's buffers before it claims the pages, so a
+ * fault on one of them briefly needs buffers of its own too.
+ */
+#define COVER_MARGIN_PAGES (SNAPSHOT_SCAN_CHUNK_PAGES + SNAPSHOT_FAULT_BLOCK_MAX_PAGES)
+
+bool snapshot_pool_covers_rest(BackgroundSnapshot *bs)
+{
+    if (__atomic_load_n(&bs->pool_covers_rest, __ATOMIC_ACQUIRE)) {
+        return true;
+    }
+    /*
+     * Saved first, then free: a page unclaimed now was unsaved then, so the
+     * pages still to save are at most total - saved (in-flight ones already
+     * hold their buffers, and zero ones need none). Once the free pages
+     * cover them with the margin, they always will: each page saved takes
+     * one buffer and the sink only gives buffers back.
+     */
+    uint64_t saved = __atomic_load_n(&bs->fig.saved_pages, __ATOMIC_ACQUIRE);
+    uint64_t free_pages = page_pool_available(bs->pool, PAGE_POOL_USER_FAULT);
+
+    if (free_pages < bs->total_pages - MIN(saved, bs->total_pages) + COVER_MARGIN_PAGES) {
+        return false;
+    }
+    __atomic_store_n(&bs->pool_covers_rest, true, __ATOMIC_RELEASE);
+    page_pool_release_reserve(bs->pool);
+    return true;
+}
+
 void snapshot_pacer_update(BackgroundSnapshot *bs, uint64_t now_ns)
 {
     SnapshotPacer *p = &bs->pacer;
@@ -61,13 +92,13 @@ void snapshot_pacer_update(BackgroundSnapshot *bs, uint64_t now_ns)
     p->sample_returned = returned;
 }
 
-/* Free pages below which faults are paced; 0 while the drain rate is unknown. */
+/* Free pages below which faults are paced; 0 while the drain rate is unknown or nothing can run short. */
 static uint32_t pace_threshold(BackgroundSnapshot *bs)
 {
     SnapshotPacer *p = &bs->pacer;
     uint32_t capacity = page_pool_capacity(bs->pool);
 
-    if (p->drain_pages_per_s <= 0) {
+    if (p->drain_pages_per_s <= 0 || snapshot_pool_covers_rest(bs)) {
         return 0;
     }
     double t = MAX((double)PACE_MIN_PAGES, p->drain_pages_per_s * PACE_DRAIN_S);

@@ -118,6 +118,11 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
             need++;
         }
     }
+    /*
+     * Once the pool covers the rest, the faults' reserve is the scan's too:
+     * every page it saves first is one fault fewer.
+     */
+    snapshot_pool_covers_rest(bs);
     if (need && !page_pool_take(bs->pool, need, PAGE_POOL_USER_SCAN, true, slots)) {
         return false;
     }

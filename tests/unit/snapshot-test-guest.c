@@ -280,6 +280,9 @@ void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
 
     /* Protect while the writers run, and let them write for a while before the pause. */
     g_assert_true(snapshot_engine_prearm(bs, &res->error));
+    if (t) {
+        t->bs = bs;
+    }
     if (t && t->before_pause) {
         t->before_pause(t);
     }

@@ -86,6 +86,7 @@ typedef struct TickCtx {
     /* Called by run_snapshot() between the early protect and the pause (may be NULL). */
     void (*before_pause)(struct TickCtx *t);
     void *opaque;
+    struct BackgroundSnapshot *bs;      /* set by run_snapshot() before before_pause */
 } TickCtx;
 
 /* The scan's progress callback: counts, runs on_tick, and cancels after cancel_after ticks. */

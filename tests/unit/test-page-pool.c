@@ -136,6 +136,32 @@ static void test_blocking_take(void)
     page_pool_free(p);
 }
 
+/* Released, the reserve is the scan's too: a scan blocked at it goes on, with nothing put back. */
+static void test_release_reserve(void)
+{
+    PagePool *p = new_pool();
+    uint32_t scan[PAGES];
+    Taker t = { .pool = p, .user = PAGE_POOL_USER_SCAN, .n = RESERVE / 2 };
+
+    g_assert_true(page_pool_take(p, PAGES - RESERVE, PAGE_POOL_USER_SCAN, false, scan));
+    GThread *th = g_thread_new("taker", take_thread, &t);
+    wait_taker_blocked(&t);
+    page_pool_release_reserve(p);
+    g_thread_join(th);
+    g_assert_true(t.result);
+    g_assert_cmpuint(page_pool_max_take(p, PAGE_POOL_USER_SCAN), ==, PAGES);
+    g_assert_cmpuint(page_pool_available(p, PAGE_POOL_USER_SCAN), ==, RESERVE / 2);
+
+    PagePoolStats st;
+    page_pool_get_stats(p, &st);
+    g_assert_cmpuint(st.scan_waits, ==, 1);
+    g_assert_cmpuint(st.in_use_pages, ==, PAGES - RESERVE / 2);
+
+    page_pool_put(p, t.slots, t.n);
+    page_pool_put(p, scan, PAGES - RESERVE);
+    page_pool_free(p);
+}
+
 static void test_close_wakes(void)
 {
     PagePool *p = new_pool();
@@ -194,6 +220,7 @@ int main(int argc, char **argv)
     g_test_add_func("/page-pool/bounds", test_bounds);
     g_test_add_func("/page-pool/reserve", test_reserve);
     g_test_add_func("/page-pool/blocking-take", test_blocking_take);
+    g_test_add_func("/page-pool/release-reserve", test_release_reserve);
     g_test_add_func("/page-pool/close-wakes", test_close_wakes);
     g_test_add_func("/page-pool/warm-for-faults", test_warm_for_faults);
     return g_test_run();
