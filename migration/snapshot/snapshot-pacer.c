@@ -35,11 +35,12 @@
 
 /*
  * Room the pool keeps beyond the pages still to save before it counts as
- * covering them: what the scan (one chunk) and a fault (one block) may hold
- * at once. The scan takes a chunk's buffers before it claims the pages, so a
- * fault on one of them briefly needs buffers of its own too.
+ * covering them. The scan takes a chunk's buffers before it claims the
+ * chunk's pages, so a fault that claims some of them first needs buffers of
+ * its own for those too: at most one chunk's worth, as a fault saves at
+ * most 2 MiB. Its other pages are covered like the rest.
  */
-#define COVER_MARGIN_PAGES (SNAPSHOT_SCAN_CHUNK_PAGES + SNAPSHOT_FAULT_BLOCK_MAX_PAGES)
+#define COVER_MARGIN_PAGES SNAPSHOT_SCAN_CHUNK_PAGES
 
 bool snapshot_pool_covers_rest(BackgroundSnapshot *bs)
 {
