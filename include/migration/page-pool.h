@@ -10,9 +10,9 @@
 #define PAGE_POOL_PAGE_SIZE 4096u
 
 /*
- * Who takes pages. Faults may take every free page; the scan never takes the
- * reserve (so a faulting vCPU finds room even while the scan runs ahead of a
- * slow sink).
+ * Who takes pages. Faults may take every free page; the scan does not take
+ * the reserve (so a faulting vCPU finds room even while the scan runs ahead
+ * of a slow sink) until page_pool_release_reserve().
  */
 typedef enum {
     PAGE_POOL_USER_FAULT,
@@ -46,7 +46,7 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
 /* Unmap the pool. No page may be in use. NULL is fine. */
 void page_pool_free(PagePool *p);
 
-/* The most pages one take by @user can ever get (capacity, less the reserve for the scan). */
+/* The most pages one take by @user can get (capacity, less the reserve for the scan while it holds). */
 uint32_t page_pool_max_take(PagePool *p, PagePoolUser user);
 
 /* Free pages @user could take right now without waiting. */
