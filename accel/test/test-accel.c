@@ -231,12 +231,32 @@ bool test_vcpu_checkpoint(TestVcpu *v)
     return run;
 }
 
+void test_vcpu_sleep(TestVcpu *v, gint64 us)
+{
+    TestAccel *a = v->accel;
+    gint64 end = g_get_monotonic_time() + us;
+
+    /*
+     * Stopping the VM must not wait for the sleep to end: with two vCPUs,
+     * one that parked at once stood still while the other finished its 1 ms
+     * pacing sleep, a stall of the guest that KVM would not cause.
+     */
+    g_mutex_lock(&a->lock);
+    while (!g_atomic_int_get(&a->pause_requested) && !a->quit) {
+        if (!g_cond_wait_until(&a->cond, &a->lock, end)) {
+            break;
+        }
+    }
+    g_mutex_unlock(&a->lock);
+}
+
 static void test_accel_pause_vcpus(Machine *m)
 {
     TestAccel *a = m->accel_state;
 
     g_mutex_lock(&a->lock);
     g_atomic_int_set(&a->pause_requested, 1);
+    g_cond_broadcast(&a->cond);     /* the kick: sleeping vCPUs wake to park */
     while (a->parked + a->blocked < a->nr_running) {
         g_cond_wait(&a->cond, &a->lock);
     }

@@ -80,4 +80,10 @@ gpointer test_vcpu_thread(gpointer opaque);
 /* Park here if a pause was requested; returns false when the thread must quit. */
 bool test_vcpu_checkpoint(TestVcpu *v);
 
+/*
+ * Sleep @us (pacing, or idle), cut short by a pause request or quit, as a
+ * KVM vCPU's halt is by the kick that stops it. The caller parks next.
+ */
+void test_vcpu_sleep(TestVcpu *v, gint64 us);
+
 #endif

@@ -304,7 +304,7 @@ static bool test_vcpu_after_step(TestVcpu *v, TestReport *r, uint64_t *budget)
     /* Pace in 1 ms batches: rate= steps per second, like a guest of known speed. */
     if (v->accel->work.rate) {
         *budget = MAX(1, v->accel->work.rate / 1000);
-        g_usleep(1000);
+        test_vcpu_sleep(v, 1000);
     } else {
         *budget = 64;
     }
@@ -429,7 +429,7 @@ gpointer test_vcpu_thread(gpointer opaque)
         if (!test_vcpu_checkpoint(v)) {
             break;
         }
-        g_usleep(1000);
+        test_vcpu_sleep(v, 1000);
         now = g_get_monotonic_time();
         if (v->index == 0 && !done && now >= r.next) {
             test_report(v, &r, now);
