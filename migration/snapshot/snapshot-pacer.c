@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* Back-pressure in small steps: when the pool runs low, faults are paced at the sink's drain rate instead of waiting for it in bursts. */
+/* Back-pressure in small steps: when the pool runs low, faults are paced at the sink's drain rate instead of waiting for it in bursts; none once the pool covers the rest. */
 #include "migration/snapshot/snapshot-internal.h"
 
 #include "util/error.h"
