@@ -18,7 +18,7 @@ uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
     uint32_t pages = bs->fault_block_max_pages;
     double threshold = 0.5;
 
-    if (snapshot_pool_covers_rest(bs)) {
+    if (snapshot_pool_covered(bs)) {
         return pages;   /* however full, the pool will not make a fault wait */
     }
     while (pages > 1 && free_share < threshold) {
@@ -49,7 +49,7 @@ static bool fault_whole_huge(BackgroundSnapshot *bs)
     uint32_t spare = MAX(page_pool_capacity(bs->pool) / HUGE_WHOLE_SPARE_DIVISOR,
                          HUGE_WHOLE_SPARE_MIN);
 
-    if (snapshot_pool_covers_rest(bs)) {
+    if (snapshot_pool_covered(bs)) {
         return true;    /* the 2 MiB is part of what the pool covers */
     }
     return page_pool_available(bs->pool, PAGE_POOL_USER_FAULT) >= SNAPSHOT_HUGE_PAGES + spare &&
@@ -65,6 +65,8 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
     uint64_t region = page / SNAPSHOT_HUGE_PAGES;
     bool whole = false;
 
+    /* Asked once here; the sizing and pacing below read the answer. */
+    snapshot_pool_covers_rest(bs);
     if (snapshot_region_is_huge(sb, region)) {
         whole = fault_whole_huge(bs);
         if (!whole) {

@@ -502,12 +502,20 @@ bool snapshot_region_split(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t r
 /* snapshot-pacer.c (fault thread only, but for snapshot_pool_covers_rest()) */
 
 /*
- * True once the pool's free pages cover every page still to save (with room
- * for one scan chunk and one fault block): no one can wait for the sink any
- * more, so faults are neither paced nor served small, and the scan may take
- * the faults' reserve (released here). Stays true. Any thread.
+ * Ask whether the pool's free pages cover every page still to save (with
+ * room for one scan chunk): then no one can wait for the sink any more, so
+ * faults are neither paced nor served small, and the scan may take the
+ * faults' reserve (released here). Stays true. Any thread; takes the pool's
+ * lock until true, so the fault thread asks once per fault and the scan once
+ * per chunk.
  */
 bool snapshot_pool_covers_rest(BackgroundSnapshot *bs);
+
+/* The last answer of snapshot_pool_covers_rest(), without asking again. */
+static inline bool snapshot_pool_covered(BackgroundSnapshot *bs)
+{
+    return __atomic_load_n(&bs->pool_covers_rest, __ATOMIC_ACQUIRE);
+}
 
 /* Sample the pool's drain (pages returned per second) at @now_ns. */
 void snapshot_pacer_update(BackgroundSnapshot *bs, uint64_t now_ns);

@@ -44,7 +44,7 @@
 
 bool snapshot_pool_covers_rest(BackgroundSnapshot *bs)
 {
-    if (__atomic_load_n(&bs->pool_covers_rest, __ATOMIC_ACQUIRE)) {
+    if (snapshot_pool_covered(bs)) {
         return true;
     }
     /*
@@ -99,7 +99,7 @@ static uint32_t pace_threshold(BackgroundSnapshot *bs)
     SnapshotPacer *p = &bs->pacer;
     uint32_t capacity = page_pool_capacity(bs->pool);
 
-    if (p->drain_pages_per_s <= 0 || snapshot_pool_covers_rest(bs)) {
+    if (p->drain_pages_per_s <= 0 || snapshot_pool_covered(bs)) {
         return 0;
     }
     double t = MAX((double)PACE_MIN_PAGES, p->drain_pages_per_s * PACE_DRAIN_S);
