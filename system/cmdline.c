@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config-host.h"
+#include "migration/migration.h"
 #include "system/chardev.h"
 #include "system/fdset.h"
 #include "system/memory-backend.h"
@@ -25,6 +26,9 @@ void machine_config_free(MachineConfig *c)
     g_free(c->incoming);
     g_free(c->restore_mode);
     g_free(c->restore_base);
+    if (c->capabilities) {
+        g_ptr_array_unref(c->capabilities);
+    }
     g_free(c->serial);
     g_free(c->memory_backend_id);
     if (c->qmp) {
@@ -73,6 +77,8 @@ static void print_help(void)
            "                        page-aligned image (default lazy)\n"
            "  -global migration.restore-base=PATH  the base of an incremental image\n"
            "                        restored by -incoming, instead of the recorded one\n"
+           "  -global migration.x-CAPABILITY=on|off  a migration capability, set before\n"
+           "                        -incoming runs (as migrate_set_capability)\n"
            "Monitors and I/O:\n"
            "  -qmp unix:PATH,server=on,wait=off | tcp:HOST:PORT,server=on,wait=off\n"
            "  -monitor stdio | unix:PATH,server=on,wait=off\n"
@@ -130,6 +136,34 @@ const CmdlineOptionInfo *cmdline_option_infos(size_t *n)
 static bool cmdline_parse_global(MachineConfig *c, const char *arg, GError **errp)
 {
     const char *value = strchr(arg, '=');
+    MigrationCapability cap;
+
+    if (g_str_has_prefix(arg, "migration.x-") && value) {
+        /* QEMU's migration object has a property x-NAME for each capability NAME. */
+        g_autofree char *name = g_strndup(arg + strlen("migration.x-"),
+                                          value - arg - strlen("migration.x-"));
+        bool on;
+
+        if (!migration_capability_from_name(name, &cap)) {
+            error_setg(errp, "-global %s: there is no migration capability '%s'", arg, name);
+            return false;
+        }
+        if (!strcmp(value + 1, "on") || !strcmp(value + 1, "true") ||
+            !strcmp(value + 1, "yes")) {
+            on = true;
+        } else if (!strcmp(value + 1, "off") || !strcmp(value + 1, "false") ||
+                   !strcmp(value + 1, "no")) {
+            on = false;
+        } else {
+            error_setg(errp, "-global %s: '%s' is not on or off", arg, value + 1);
+            return false;
+        }
+        if (!c->capabilities) {
+            c->capabilities = g_ptr_array_new_with_free_func(g_free);
+        }
+        g_ptr_array_add(c->capabilities, g_strdup_printf("%s=%s", name, on ? "on" : "off"));
+        return true;
+    }
 
     if (g_str_has_prefix(arg, "migration.restore-base=")) {
         g_free(c->restore_base);
@@ -137,8 +171,8 @@ static bool cmdline_parse_global(MachineConfig *c, const char *arg, GError **err
         return true;
     }
     if (!g_str_has_prefix(arg, "migration.restore-mode=")) {
-        error_setg(errp, "-global %s: frostvm knows only migration.restore-mode=lazy|eager|map "
-                   "and migration.restore-base=PATH", arg);
+        error_setg(errp, "-global %s: frostvm knows only migration.restore-mode=lazy|eager|map, "
+                   "migration.restore-base=PATH and migration.x-CAPABILITY=on|off", arg);
         return false;
     }
     value++;

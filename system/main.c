@@ -230,6 +230,19 @@ int main(int argc, char **argv)
     if (config->restore_base) {
         migration_set_path_parameter(m->migration, "restore-base", config->restore_base, NULL);
     }
+    for (guint i = 0; config->capabilities && i < config->capabilities->len; i++) {
+        g_auto(GStrv) kv = g_strsplit(g_ptr_array_index(config->capabilities, i), "=", 2);
+        MigrationCapability cap = 0;
+
+        /* Names checked by the command line parser; the capability's own checks here. */
+        migration_capability_from_name(kv[0], &cap);
+        if (!migration_set_capability(m->migration, cap, !strcmp(kv[1], "on"), &err)) {
+            g_prefix_error(&err, "-global migration.x-%s: ", kv[0]);
+            main_error(config, err->message);
+            status = 1;
+            goto out;
+        }
+    }
 
     if (!main_start_monitors(m, &err) ||
         (config->pidfile && !main_write_pidfile(config->pidfile, &err)) ||

@@ -72,6 +72,7 @@ typedef struct MachineConfig {
     char *incoming;               /* -incoming URI|defer, or NULL */
     char *restore_mode;           /* -global migration.restore-mode=, or NULL */
     char *restore_base;           /* -global migration.restore-base=, or NULL */
+    GPtrArray *capabilities;      /* -global migration.x-CAP=on|off: "CAP=on" or "CAP=off" */
     GPtrArray *qmp;               /* -qmp specs (char *) */
     GPtrArray *monitors;          /* -monitor specs (char *) */
     char *serial;                 /* -serial stdio|file:PATH|null|none */

@@ -248,6 +248,36 @@ static void test_global_restore_mode(void)
     }
 }
 
+/* -global migration.x-CAP=on|off sets a capability before -incoming runs, as QEMU's properties. */
+static void test_global_capability(void)
+{
+    static const struct {
+        const char *line;
+        const char *needle;
+    } bad[] = {
+        { "-accel test -m 512 -global migration.x-no-such-thing=on", "no migration capability" },
+        { "-accel test -m 512 -global migration.x-incremental-snapshot=maybe", "not on or off" },
+    };
+    g_autoptr(GError) err = NULL;
+    MachineConfig *c = parse("-accel test -m 512 -global migration.x-incremental-snapshot=on "
+                             "-global migration.x-background-snapshot=off -incoming defer",
+                             &err);
+
+    g_assert_no_error(err);
+    g_assert_nonnull(c->capabilities);
+    g_assert_cmpuint(c->capabilities->len, ==, 2);
+    g_assert_cmpstr(g_ptr_array_index(c->capabilities, 0), ==, "incremental-snapshot=on");
+    g_assert_cmpstr(g_ptr_array_index(c->capabilities, 1), ==, "background-snapshot=off");
+    machine_config_free(c);
+    for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autoptr(GError) e = NULL;
+
+        g_assert_null(parse(bad[i].line, &e));
+        g_assert_nonnull(e);
+        g_assert_nonnull(strstr(e->message, bad[i].needle));
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -258,6 +288,7 @@ int main(int argc, char **argv)
     g_test_add_func("/cmdline/errors", test_errors);
     g_test_add_func("/cmdline/vcpu-slice", test_vcpu_slice);
     g_test_add_func("/cmdline/defaults", test_defaults);
+    g_test_add_func("/cmdline/global-capability", test_global_capability);
     g_test_add_func("/cmdline/accel-lists", test_accel_lists);
     g_test_add_func("/cmdline/global-restore-mode", test_global_restore_mode);
     return g_test_run();
