@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <glib.h>
+#include <sys/stat.h>
 
 #include "migration/image-identity.h"
 
@@ -101,9 +102,18 @@ void epoch_tracking_base_verified(EpochTracking *et, const uint8_t uuid[IMAGE_UU
  * A snapshot whose instant was the last one completed as image @id, at
  * @path when known (a file: URI; NULL for pipes and sockets): it joins the
  * epoch chain, with nothing written since its instant beyond what the
- * current epoch records.
+ * current epoch records. @expect (or NULL): the file as stat() saw it when
+ * its bytes were read; if @path is another file by now, it is read through
+ * before an increment builds on it.
  */
-void epoch_tracking_add_image(EpochTracking *et, const ImageIdentity *id, const char *path);
+void epoch_tracking_add_image(EpochTracking *et, const ImageIdentity *id, const char *path,
+                              const struct stat *expect);
+
+/*
+ * Pages [@first, @first + @n) of block @block changed in the current epoch
+ * without a fault telling (a restore found them changed by content).
+ */
+void epoch_tracking_mark_written(EpochTracking *et, unsigned block, uint64_t first, uint64_t n);
 
 /* Tracking can no longer be trusted (@why): incremental snapshots are refused. */
 void epoch_tracking_set_lost(EpochTracking *et, const char *why);

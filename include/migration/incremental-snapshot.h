@@ -11,6 +11,9 @@
 
 typedef struct MigrationState MigrationState;
 typedef struct IncrementalSnapshot IncrementalSnapshot;
+typedef struct SavevmLoadInfo SavevmLoadInfo;
+typedef struct EpochTracking EpochTracking;
+struct stat;
 
 /*
  * At migrate, on the monitor's thread: what the next migration to @uri
@@ -51,6 +54,24 @@ void incremental_snapshot_written(IncrementalSnapshot *inc, const ImageIdentity 
 void incremental_snapshot_finish(MigrationState *s, IncrementalSnapshot *inc, bool ok);
 
 void incremental_snapshot_free(IncrementalSnapshot *inc);
+
+/*
+ * Guest RAM now holds exactly the image file @path (@info: its identity),
+ * and no vCPU runs (or has run since): with incremental-snapshot on, start
+ * tracking here, with the image as the first of a new epoch chain, so that
+ * snapshot-base may name it. @read_st: the file as it was before its bytes
+ * were read (another file at @path later is read through first). Returns
+ * the tracking, not yet published (the caller may mark pages it knows
+ * changed, epoch_tracking_mark_written()), or NULL: without @errp set when
+ * there is nothing to track (capability off, a pipe or socket with @path
+ * NULL, an image without a UUID).
+ */
+EpochTracking *incremental_snapshot_restored_begin(MigrationState *s, const char *path,
+                                                   const SavevmLoadInfo *info,
+                                                   const struct stat *read_st, GError **errp);
+
+/* Make @et the migration's tracking (or free it, if the capability went off meanwhile). */
+void incremental_snapshot_restored_publish(MigrationState *s, EpochTracking *et);
 
 /* The capability went off: stop tracking, forget the chain. */
 void incremental_snapshot_stop_tracking(MigrationState *s);

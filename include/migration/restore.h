@@ -50,6 +50,12 @@ void restore_image_guest_started(MigrationState *s);
 bool restore_is_filling(MigrationState *s);
 
 /*
+ * Whether guest RAM holds the whole image once the load returned: a stream,
+ * or an eager restore (not a lazy fill, nor the map mode's mapping).
+ */
+bool restore_image_filled_at_load(MigrationState *s);
+
+/*
  * Wait (on a migration thread) until the fill of a restore, if one runs, has
  * ended: an outgoing migration needs ordinary guest memory. False if the
  * fill failed or the migration was cancelled meanwhile.

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <glib.h>
 
+#include "migration/image-identity.h"
+
 typedef struct Machine Machine;
 typedef struct RamBlock RamBlock;
 typedef struct StreamFile StreamFile;
@@ -131,6 +133,11 @@ typedef struct SavevmLoadInfo {
     uint64_t data_pages;      /* pages in data records */
     uint64_t devices;         /* device records applied */
     uint64_t stream_length;
+    /* The restored image's own identity (not its bases'): an increment may build on it. */
+    bool has_uuid;            /* false: written before identities existed */
+    bool page_aligned;
+    uint8_t uuid[IMAGE_UUID_SIZE];
+    uint64_t digest;          /* verified: the stream's footer checksum, the header digest */
 } SavevmLoadInfo;
 
 /*

@@ -3,8 +3,10 @@
 #include "migration/migration.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 #include "migration/channel.h"
+#include "migration/incremental-snapshot.h"
 #include "migration/migration-internal.h"
 #include "migration/restore.h"
 #include "migration/savevm.h"
@@ -75,11 +77,18 @@ static gpointer incoming_thread(gpointer opaque)
     g_autoptr(GError) err = NULL;
     SavevmLoadInfo info = { 0 };
     StreamFile *f = NULL;
+    g_autofree char *path = NULL;
+    struct stat read_st;
     bool ok;
 
     ok = channel_accept(ch, &err);
     if (ok) {
         migration_set_state(s, MIGRATION_STATUS_SETUP, MIGRATION_STATUS_ACTIVE);
+    }
+    /* An image file: an increment may build on it once restored (the file as read). */
+    if (ok && channel_kind(ch) == MIGRATION_CHANNEL_FILE && channel_fd(ch) >= 0 &&
+        fstat(channel_fd(ch), &read_st) == 0) {
+        path = g_strdup(channel_uri(ch) + strlen("file:"));
     }
     if (ok && restore_channel_is_mapped_image(ch)) {
         ok = restore_image_start(s, ch, &info, &err);
@@ -115,6 +124,19 @@ static gpointer incoming_thread(gpointer opaque)
         ok = false;
     }
     stream_file_free(f);
+    if (ok && restore_image_filled_at_load(s)) {
+        g_autoptr(GError) track_err = NULL;
+
+        /* The guest has not run yet: its first write is already recorded. */
+        EpochTracking *et = incremental_snapshot_restored_begin(s, path, &info, &read_st,
+                                                                &track_err);
+        if (et) {
+            incremental_snapshot_restored_publish(s, et);
+        } else if (track_err) {
+            g_printerr("frostvm: warning: the restored image cannot be a snapshot-base: %s\n",
+                       track_err->message);
+        }
+    }
     migration_stat_set(&s->total_time, (migration_now_us() - (uint64_t)s->start_us) / 1000);
 
     if (!ok) {

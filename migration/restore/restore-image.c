@@ -204,12 +204,15 @@ bool restore_image_start(MigrationState *s, MigrationChannel *ch, SavevmLoadInfo
     int fd = fcntl(channel_fd(ch), F_DUPFD_CLOEXEC, 3);
     MappedRamImage *img;
     RestoreState *r;
+    struct stat st;
+    bool have_st;
     bool ok;
 
     if (fd < 0) {
         error_setg_errno(errp, errno, "cannot reopen %s", channel_uri(ch));
         return false;
     }
+    have_st = fstat(fd, &st) == 0;
     /* Pages are read where they are needed, not in order. */
     posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL);
     img = mapped_ram_image_open(channel_uri(ch) + strlen("file:"), fd, errp);
@@ -234,6 +237,8 @@ bool restore_image_start(MigrationState *s, MigrationChannel *ch, SavevmLoadInfo
         }
     }
     r = restore_new(s, img);
+    r->image_st = st;
+    r->have_image_st = have_st;
     if (r->mode == MIGRATION_RESTORE_MAP) {
         /* From here on, a change of the image waits for us (before anything is mapped). */
         restore_lease_start(r);
@@ -314,6 +319,13 @@ bool restore_is_filling(MigrationState *s)
     RestoreState *r = restore_of(s);
 
     return r && __atomic_load_n(&r->fill_state, __ATOMIC_ACQUIRE) == RESTORE_FILL_RUNNING;
+}
+
+bool restore_image_filled_at_load(MigrationState *s)
+{
+    RestoreState *r = restore_of(s);
+
+    return !r || r->mode == MIGRATION_RESTORE_EAGER;
 }
 
 bool restore_wait_fill(MigrationState *s, GError **errp)

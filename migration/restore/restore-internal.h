@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <glib.h>
+#include <sys/stat.h>
 
 #include "migration/mapped-ram.h"
 #include "migration/migration.h"
@@ -54,8 +55,13 @@ struct RestoreState {
     bool guest_started;
     bool announced;
 
+    /* The image file as it was before its bytes were read (an increment's base later). */
+    struct stat image_st;
+    bool have_image_st;
+
     /* Lazy mode (restore-lazy.c). */
     unsigned long *resolved[MAPPED_RAM_MAX_BLOCKS];   /* present pages filled, atomic bits */
+    unsigned long *zeroed[MAPPED_RAM_MAX_BLOCKS];     /* absent pages a fault mapped, atomic */
     int uffd;
     int wake_fd;                 /* eventfd: stops the fault thread */
     GThread *fault_thread;

@@ -67,6 +67,10 @@ static bool load_identity(void *opaque, const ImageIdentity *id, GError **errp)
     LoadContext *c = opaque;
 
     c->identified = true;
+    if (!c->depth) {
+        c->info->has_uuid = true;
+        memcpy(c->info->uuid, id->uuid, IMAGE_UUID_SIZE);
+    }
     if (c->expect && !image_link_check_uuid(id->uuid, c->expect->base_uuid, errp)) {
         return false;
     }
@@ -165,6 +169,7 @@ static bool load_footer(void *opaque, uint64_t stream_length, uint64_t checksum,
     LoadContext *c = opaque;
 
     c->info->stream_length = stream_length;
+    c->info->digest = checksum;
     c->checksum = checksum;
     return true;
 }

@@ -336,11 +336,18 @@ static bool stat_matches(const EpochImage *img, const struct stat *st)
            img->mtime.tv_nsec == st->st_mtim.tv_nsec;
 }
 
-static void remember_file(EpochImage *img, const char *path)
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* @expect, when given: the file as it was when its bytes were read; another one is unknown. */
+static void remember_file(EpochImage *img, const char *path, const struct stat *expect)
 {
     struct stat st;
 
-    img->have_file = path && stat(path, &st) == 0;
+    img->have_file = path && stat(path, &st) == 0 && (!expect || same_file(&st, expect));
     if (img->have_file) {
         img->dev = st.st_dev;
         img->ino = st.st_ino;
@@ -399,19 +406,20 @@ void epoch_tracking_base_verified(EpochTracking *et, const uint8_t uuid[IMAGE_UU
     g_mutex_lock(&et->lock);
     EpochImage *img = epoch_find(et, uuid);
     if (img) {
-        remember_file(img, path);
+        remember_file(img, path, NULL);
     }
     g_mutex_unlock(&et->lock);
 }
 
-void epoch_tracking_add_image(EpochTracking *et, const ImageIdentity *id, const char *path)
+void epoch_tracking_add_image(EpochTracking *et, const ImageIdentity *id, const char *path,
+                              const struct stat *expect)
 {
     EpochImage *img = g_new0(EpochImage, 1);
 
     memcpy(img->uuid, id->uuid, IMAGE_UUID_SIZE);
     img->digest = id->digest;
     img->page_aligned = id->page_aligned;
-    remember_file(img, path);
+    remember_file(img, path, expect);
     img->since = g_new0(unsigned long *, et->nr_blocks + 1);
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         img->since[b] = bitmap_new(et->eb[b].pages);
@@ -421,6 +429,15 @@ void epoch_tracking_add_image(EpochTracking *et, const ImageIdentity *id, const 
         g_ptr_array_remove_index(et->images, 0);
     }
     g_ptr_array_add(et->images, img);
+    g_mutex_unlock(&et->lock);
+}
+
+void epoch_tracking_mark_written(EpochTracking *et, unsigned block, uint64_t first, uint64_t n)
+{
+    EpochBlock *eb = &et->eb[block];
+
+    g_mutex_lock(&et->lock);
+    bitmap_set_range_atomic(eb->written, first, MIN(n, eb->pages - MIN(first, eb->pages)));
     g_mutex_unlock(&et->lock);
 }
 

@@ -3,9 +3,11 @@
 #include "migration/incremental-snapshot.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 #include "migration/epoch-tracking.h"
 #include "migration/migration.h"
+#include "migration/savevm.h"
 #include "migration/snapshot/snapshot-internal.h"
 #include "system/machine.h"
 #include "util/error.h"
@@ -171,7 +173,7 @@ void incremental_snapshot_finish(MigrationState *s, IncrementalSnapshot *inc, bo
     EpochTracking *et = tracking_of(s);
 
     if (ok && inc->written && et) {
-        epoch_tracking_add_image(et, &inc->taken, inc->image_path);
+        epoch_tracking_add_image(et, &inc->taken, inc->image_path, NULL);
     }
 }
 
@@ -180,4 +182,60 @@ void incremental_snapshot_stop_tracking(MigrationState *s)
     EpochTracking *et = __atomic_exchange_n(&s->epoch, NULL, __ATOMIC_ACQ_REL);
 
     epoch_tracking_free(et);
+}
+
+EpochTracking *incremental_snapshot_restored_begin(MigrationState *s, const char *path,
+                                                   const SavevmLoadInfo *info,
+                                                   const struct stat *read_st, GError **errp)
+{
+    ImageIdentity id = { 0 };
+    EpochTracking *et;
+
+    if (!migration_capability_enabled(s, MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT) ||
+        !path || !info->has_uuid) {
+        /* Nothing to track, or an image nobody can name as a base (a pipe, an old stream). */
+        return NULL;
+    }
+    if (tracking_of(s)) {
+        /* A snapshot before the restore (-incoming defer): its chain no longer describes RAM. */
+        epoch_tracking_set_lost(tracking_of(s), "guest RAM was replaced by a restore");
+        error_setg(errp, "tracking began before the restore; turn incremental-snapshot off "
+                   "and on, then take a full snapshot");
+        return NULL;
+    }
+    et = epoch_tracking_new(s->machine->ram_blocks, errp);
+    if (!et) {
+        return NULL;
+    }
+    /* The instant: every page protected, so every later write is recorded. */
+    if (!epoch_tracking_instant(et, NULL, NULL, errp)) {
+        epoch_tracking_free(et);
+        return NULL;
+    }
+    id.page_aligned = info->page_aligned;
+    id.has_uuid = true;
+    memcpy(id.uuid, info->uuid, IMAGE_UUID_SIZE);
+    id.digest = info->digest;
+    epoch_tracking_add_image(et, &id, path, read_st);
+    return et;
+}
+
+void incremental_snapshot_restored_publish(MigrationState *s, EpochTracking *et)
+{
+    bool published = false;
+
+    /*
+     * Under the lock that orders capability changes: turned off before this,
+     * the chain is dropped here; after, the monitor's thread frees it, as any.
+     */
+    g_mutex_lock(&s->lock);
+    if (migration_capability_enabled(s, MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT) &&
+        !tracking_of(s)) {
+        __atomic_store_n(&s->epoch, et, __ATOMIC_RELEASE);
+        published = true;
+    }
+    g_mutex_unlock(&s->lock);
+    if (!published) {
+        epoch_tracking_free(et);
+    }
 }

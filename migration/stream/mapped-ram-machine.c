@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <libfdt.h>
+#include <string.h>
 
 #include "migration/channel.h"
 #include "migration/savevm.h"
@@ -67,5 +68,10 @@ bool mapped_ram_image_load_devices(MappedRamImage *img, Machine *m, SavevmLoadIn
     info->version = SAVEVM_VERSION;
     info->stream_flags = img->h.stream_flags;
     info->stream_length = img->h.image_len;
+    info->has_uuid = true;
+    info->page_aligned = true;
+    memcpy(info->uuid, img->h.uuid, IMAGE_UUID_SIZE);
+    /* Checked at the open; each page against its checksum as it is read. */
+    info->digest = img->h.digest;
     return savevm_load_devices(m, img->devices, img->h.devices_len, info, errp);
 }

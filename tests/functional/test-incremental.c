@@ -537,6 +537,115 @@ static void test_hmp(IncFixture *f, gconstpointer data)
     g_assert_nonnull(strstr(o6, "incremental-snapshot: on"));
 }
 
+typedef struct {
+    const IncCase *c;
+    const char *mode;      /* restore-mode of the restore the chain starts at */
+} RestoredCase;
+
+/* Poll query-migrate until the incoming side completed (a lazy fill included). */
+static void wait_incoming_completed(TestVm *vm, bool *ran_while_filling)
+{
+    gint64 deadline = g_get_monotonic_time() + I_TIMEOUT_MS * (gint64)1000;
+    uint64_t first = 0;
+
+    for (;;) {
+        g_autoptr(JsonObject) info = snap_query_migrate(test_vm_qmp(vm));
+        const char *status = json_object_get_string_member(info, "status");
+
+        if (!strcmp(status, "completed")) {
+            return;
+        }
+        g_assert_cmpstr(status, !=, "failed");
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        if (!strcmp(status, "postcopy-active")) {
+            /* The guest runs while its RAM arrives: its steps show it writing meanwhile. */
+            uint64_t steps = progress(vm).steps;
+
+            if (!first) {
+                first = steps;
+            } else if (steps > first) {
+                *ran_while_filling = true;
+            }
+        }
+        g_usleep(20 * 1000);
+    }
+}
+
+/*
+ * An increment on the image a guest was restored from: with
+ * incremental-snapshot on at the restore (-global migration.x-... on the
+ * command line, or set before migrate-incoming), the restored image is the
+ * first of the new process's chain. The increment saves only what the guest
+ * wrote since the restore (during a lazy fill too, found by content), its
+ * composite is exact, and it restores.
+ */
+static void test_restored_base(IncFixture *f, gconstpointer data)
+{
+    const RestoredCase *rc = data;
+    const IncCase *c = rc->c;
+    g_autofree char *s0 = NULL, *s1 = NULL, *uri = NULL;
+    uint64_t before, after, restored_steps;
+    bool lazy = !strcmp(rc->mode, "lazy");
+    bool ran_while_filling = false;
+    QmpClient *qmp;
+
+    if (case_skip(c)) {
+        return;
+    }
+    f->vm = source_start(c);
+    set_caps(test_vm_qmp(f->vm), true, false, c->mapped);
+    s0 = test_vm_path(f->vm, "s0.img");
+    s1 = test_vm_path(f->vm, "s1.img");
+    uri = g_strdup_printf("file:%s", s0);
+    snapshot(f->vm, s0, NULL, &restored_steps, &after);
+    /* The source has nothing more to do; stopped, it leaves the CPUs to the restore. */
+    snap_qmp_do(test_vm_qmp(f->vm), "stop", NULL);
+
+    f->dst = guest_new(c, false);
+    if (lazy) {
+        /* Set over QMP before migrate-incoming; a slow fill, so the guest writes during it. */
+        g_autofree char *args = g_strdup_printf("{\"uri\": \"%s\"}", uri);
+
+        test_vm_add_args(f->dst, "-incoming", "defer", NULL);
+        test_vm_launch_or_fail(f->dst);
+        qmp = test_vm_qmp(f->dst);
+        set_caps(qmp, false, true, false);
+        snap_qmp_do(qmp, "migrate-set-parameters",
+                    "{\"restore-mode\": \"lazy\", \"max-bandwidth\": 33554432}");
+        snap_qmp_do(qmp, "migrate-incoming", args);
+    } else {
+        g_autofree char *mode = g_strdup_printf("migration.restore-mode=%s", rc->mode);
+
+        test_vm_add_args(f->dst, "-global", "migration.x-incremental-snapshot=on",
+                         "-global", mode, "-incoming", uri, NULL);
+        test_vm_launch_or_fail(f->dst);
+        qmp = test_vm_qmp(f->dst);
+    }
+    wait_incoming_completed(f->dst, &ran_while_filling);
+    if (lazy) {
+        g_assert_true(ran_while_filling);
+        snap_qmp_do(qmp, "migrate-set-parameters", "{\"max-bandwidth\": 0}");
+    }
+    g_assert_cmpuint(progress(f->dst).steps, >=, restored_steps);
+    {
+        /* The chain is there before any snapshot of this process: the restored image. */
+        g_autoptr(JsonObject) info = snap_query_migrate(qmp);
+        JsonObject *t = json_object_get_object_member(info, "incremental-tracking");
+        g_autofree char *hmp = snap_hmp(qmp, "info migrate");
+
+        g_assert_nonnull(t);
+        g_assert_cmpint(json_object_get_int_member(t, "chain-images"), ==, 1);
+        g_assert_false(json_object_has_member(t, "lost"));
+        g_assert_nonnull(strstr(hmp, "1 images in the chain"));
+    }
+    set_caps(qmp, true, true, c->mapped);
+    snapshot(f->dst, s1, s0, &before, &after);
+    check_composite(f->dst, s1, before, after);
+    assert_serial_clean(f->dst);
+    g_clear_pointer(&f->dst, test_vm_free);
+    f->dst = restore_and_continue(c, s1, c->mapped ? "lazy" : "eager", before);
+}
+
 static const IncCase stream_test = { "test", false, "mem=64M rate=0" };
 static const IncCase mapped_test = { "test", true, "mem=64M rate=0" };
 static const IncCase idle_test = { "test", false, "mem=64M idle=1" };
@@ -544,6 +653,16 @@ static const IncCase idle_mapped_test = { "test", true, "mem=64M idle=1" };
 static const IncCase stream_kvm = { "kvm", false, "mem=64M" };
 static const IncCase mapped_kvm = { "kvm", true, "mem=64M" };
 static const IncCase idle_kvm = { "kvm", true, "mem=64M idle=1" };
+static const RestoredCase restored_stream = { &stream_test, "eager" };
+static const RestoredCase restored_eager = { &mapped_test, "eager" };
+/*
+ * Paced (test accelerator: steps per second), so that pages the guest writes
+ * during the fill are not written again before the increment: only the
+ * fill's comparison can find them.
+ */
+static const IncCase paced_mapped_test = { "test", true, "mem=64M rate=3000" };
+static const RestoredCase restored_lazy = { &paced_mapped_test, "lazy" };
+static const RestoredCase restored_lazy_kvm = { &mapped_kvm, "lazy" };
 
 int main(int argc, char **argv)
 {
@@ -558,6 +677,10 @@ int main(int argc, char **argv)
     ADD("test-accel/refused/mapped", &mapped_test, test_refused);
     ADD("test-accel/stop-cont-precopy", &mapped_test, test_stop_cont_precopy);
     ADD("test-accel/hmp", &stream_test, test_hmp);
+    ADD("test-accel/restored-base/stream", &restored_stream, test_restored_base);
+    ADD("test-accel/restored-base/eager", &restored_eager, test_restored_base);
+    ADD("test-accel/restored-base/lazy", &restored_lazy, test_restored_base);
+    ADD("kvm/restored-base/lazy", &restored_lazy_kvm, test_restored_base);
     ADD("kvm/chain/stream", &stream_kvm, test_chain);
     ADD("kvm/chain/mapped", &mapped_kvm, test_chain);
     ADD("kvm/idle", &idle_kvm, test_idle_increment);

@@ -162,7 +162,7 @@ static void add_image(EpochTracking *et, uint8_t uuid[IMAGE_UUID_SIZE])
 
     image_uuid_generate(uuid);
     memcpy(id.uuid, uuid, IMAGE_UUID_SIZE);
-    epoch_tracking_add_image(et, &id, NULL);
+    epoch_tracking_add_image(et, &id, NULL, NULL);
 }
 
 /*
@@ -307,10 +307,42 @@ static void test_unknown_image(void)
     guest_free(g);
 }
 
+/*
+ * Pages marked written (a lazy restore found them changed by content) count
+ * since the chain image like pages the guest wrote: exactly those, nothing else.
+ */
+static void test_marked_written(void)
+{
+    g_autoptr(GError) err = NULL;
+    Guest *g = guest_new();
+    g_autofree unsigned long *recorded = bitmap_new(PAGES);
+    uint8_t uuid[IMAGE_UUID_SIZE];
+    EpochTracking *et = epoch_tracking_new(g->blocks, &err);
+
+    g_assert_no_error(err);
+    g_assert_true(epoch_tracking_instant(et, NULL, NULL, &err));
+    add_image(et, uuid);
+    epoch_tracking_mark_written(et, 0, 5, 4);
+    epoch_tracking_mark_written(et, 0, PAGES - 1, 8);    /* clipped at the block's end */
+    g_assert_cmpuint(epoch_tracking_pages_since_count(et, uuid), ==, 5);
+    /* Folded into the image's record at the next instant. */
+    g_assert_true(epoch_tracking_instant(et, NULL, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_true(epoch_tracking_copy_since(et, uuid, 0, recorded));
+    g_assert_cmpuint(bitmap_count_set(recorded, PAGES), ==, 5);
+    for (uint64_t p = 5; p < 9; p++) {
+        g_assert_true(bitmap_test_bit(recorded, p));
+    }
+    g_assert_true(bitmap_test_bit(recorded, PAGES - 1));
+    epoch_tracking_free(et);
+    guest_free(g);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/epoch-tracking/no-write-missed", test_no_write_missed);
     g_test_add_func("/epoch-tracking/unknown-image", test_unknown_image);
+    g_test_add_func("/epoch-tracking/marked-written", test_marked_written);
     return g_test_run();
 }
