@@ -127,6 +127,36 @@ static void scan_record(const PagemapMaps *maps, uint64_t first, uint64_t n, uin
     }
 }
 
+static bool entry_populated(uint64_t e);
+
+/*
+ * PAGEMAP_SCAN reports a write-protect marker (write tracking of memory
+ * never touched) as swapped, like a page swapped out with its data: for a
+ * range it reports swapped and not present, the entries tell which is which.
+ */
+static int record_swapped(int fd, const PagemapMaps *maps, uint64_t first, uint64_t from,
+                          uint64_t to, PagemapWalkInfo *info)
+{
+    uint64_t entries[512];
+
+    for (uint64_t pos = from; pos < to; pos += G_N_ELEMENTS(entries) * PAGEMAP_PAGE_SIZE) {
+        uint64_t n = MIN((uint64_t)G_N_ELEMENTS(entries), (to - pos) / PAGEMAP_PAGE_SIZE);
+        ssize_t got = pread(fd, entries, n * sizeof(entries[0]),
+                            (off_t)(pos / PAGEMAP_PAGE_SIZE * sizeof(entries[0])));
+
+        info->calls++;
+        if (got != (ssize_t)(n * sizeof(entries[0]))) {
+            return got < 0 ? -errno : -EIO;
+        }
+        for (uint64_t i = 0; i < n; i++) {
+            if (entry_populated(entries[i])) {
+                bitmap_set_bit(maps->populated, first + (pos - from) / PAGEMAP_PAGE_SIZE + i);
+            }
+        }
+    }
+    return 0;
+}
+
 static int walk_scan(int fd, uint64_t start, uint64_t end, const PagemapMaps *maps,
                      PagemapWalkInfo *info)
 {
@@ -151,8 +181,19 @@ static int walk_scan(int fd, uint64_t start, uint64_t end, const PagemapMaps *ma
             return -errno;
         }
         for (long i = 0; i < n; i++) {
-            scan_record(maps, (vec[i].start - start) / PAGEMAP_PAGE_SIZE,
-                        (vec[i].end - vec[i].start) / PAGEMAP_PAGE_SIZE, vec[i].categories);
+            uint64_t first = (vec[i].start - start) / PAGEMAP_PAGE_SIZE;
+
+            if (!(vec[i].categories & PAGEMAP_CAT_PRESENT)) {
+                /* Swapped only: nothing present, zero or huge to record. */
+                int ret = maps->populated ? record_swapped(fd, maps, first, vec[i].start,
+                                                           vec[i].end, info) : 0;
+                if (ret < 0) {
+                    return ret;
+                }
+                continue;
+            }
+            scan_record(maps, first, (vec[i].end - vec[i].start) / PAGEMAP_PAGE_SIZE,
+                        vec[i].categories);
         }
         /* The kernel stops early when the vector is full and says where. */
         if (arg.walk_end <= pos) {

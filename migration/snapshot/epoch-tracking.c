@@ -227,9 +227,10 @@ WriteTracking *epoch_tracking_write_tracking(EpochTracking *et)
 
 /*
  * Take the open set of every block (clearing it) and protect those pages
- * again, in runs of whole backing pages.
+ * again, in runs of whole backing pages. @taken (per block, or NULL) gets
+ * the pages taken, ORed in.
  */
-static bool epoch_protect_open(EpochTracking *et, GError **errp)
+static bool epoch_protect_open(EpochTracking *et, unsigned long **taken, GError **errp)
 {
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         EpochBlock *eb = &et->eb[b];
@@ -239,6 +240,9 @@ static bool epoch_protect_open(EpochTracking *et, GError **errp)
 
         for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
             open[w] = __atomic_exchange_n(&eb->open[w], 0, __ATOMIC_ACQ_REL);
+            if (taken) {
+                taken[b][w] |= open[w];
+            }
         }
         while ((page = bitmap_find_next_set(open, eb->pages, page)) < eb->pages) {
             uint64_t end = bitmap_find_next_zero(open, eb->pages, page);
@@ -259,7 +263,16 @@ static bool epoch_protect_open(EpochTracking *et, GError **errp)
 
 bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
 {
-    return epoch_protect_open(et, errp);
+    return epoch_protect_open(et, NULL, errp);
+}
+
+/* A NULL-terminated array of bitmaps, or NULL. */
+static void epoch_bitmaps_free(unsigned long **maps)
+{
+    for (unsigned i = 0; maps && maps[i]; i++) {
+        bitmap_free(maps[i]);
+    }
+    g_free(maps);
 }
 
 static EpochImage *epoch_find(EpochTracking *et, const uint8_t *uuid)
@@ -277,8 +290,16 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
                             const uint8_t *base_uuid, GError **errp)
 {
     EpochImage *base = NULL;
+    unsigned long **opened = NULL;
     bool ok;
 
+    if (bs) {
+        /* What was released since the prearm: the snapshot's zero map leaves it out. */
+        opened = g_new0(unsigned long *, et->nr_blocks + 1);
+        for (unsigned b = 0; b < et->nr_blocks; b++) {
+            opened[b] = bitmap_new(et->eb[b].pages);
+        }
+    }
     g_mutex_lock(&et->lock);
     /* The epoch that ends here goes into every image's record; the new one starts empty. */
     for (unsigned b = 0; b < et->nr_blocks; b++) {
@@ -294,11 +315,12 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
         }
     }
     et->started = true;
-    ok = epoch_protect_open(et, errp);
+    ok = epoch_protect_open(et, opened, errp);
     if (!ok) {
         g_free(et->lost);
         et->lost = g_strdup("write-protecting guest RAM at a snapshot's instant failed");
         g_mutex_unlock(&et->lock);
+        epoch_bitmaps_free(opened);
         return false;
     }
     if (base_uuid) {
@@ -307,18 +329,21 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
             /* Checked before the pause; only a bug gets here. */
             error_setg(errp, "incremental-snapshot: the base left the epoch chain");
             g_mutex_unlock(&et->lock);
+            epoch_bitmaps_free(opened);
             return false;
         }
     }
     if (bs) {
         snapshot_engine_set_needed(bs, base ? base->since : NULL);
-        if (!snapshot_arm_tracked(bs, base ? base->since : NULL, errp)) {
+        if (!snapshot_arm_tracked(bs, base ? base->since : NULL, opened, errp)) {
             g_mutex_unlock(&et->lock);
+            epoch_bitmaps_free(opened);
             return false;
         }
         et->snapshot = bs;
     }
     g_mutex_unlock(&et->lock);
+    epoch_bitmaps_free(opened);
     return true;
 }
 

@@ -185,8 +185,19 @@ bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp)
 
     prefault_pause_stack();
     if (bs->epoch) {
-        /* Epoch tracking protects what was written since its last instant. */
+        /*
+         * Epoch tracking protects what was written since its last instant;
+         * then what is zero is found here, outside the pause, and the pause
+         * only takes out what tracking released meanwhile.
+         */
         bool ok = epoch_tracking_prearm(bs->epoch, errp);
+        for (unsigned i = 0; ok && i < bs->nr_blocks; i++) {
+            SnapshotBlock *sb = &bs->blocks[i];
+
+            ok = ram_block_find_zero(sb->rb, bs->pagemap_fd, NULL, sb->zero_before, NULL, NULL,
+                                     errp);
+        }
+        bs->zero_before_known = ok;
         bs->prearm_ns = write_tracking_now_ns() - start;
         return ok;
     }
@@ -261,7 +272,8 @@ static void save_zero_pages(BackgroundSnapshot *bs)
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp)
+bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed,
+                          unsigned long *const *opened, GError **errp)
 {
     /*
      * Tracking protected every page (and keeps them protected: a write after
@@ -272,8 +284,17 @@ bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, 
     for (unsigned i = 0; i < bs->nr_blocks; i++) {
         SnapshotBlock *sb = &bs->blocks[i];
 
-        if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, NULL, sb->zero_at_pause, NULL, NULL,
-                                 errp)) {
+        if (bs->zero_before_known) {
+            /*
+             * Zero at the prearm's walk and not released since: still zero
+             * (a write faults first). No walk in the pause: holes under
+             * tracking's markers cost a read of their pagemap entries.
+             */
+            for (size_t w = 0; w < BITMAP_WORDS(sb->pages); w++) {
+                sb->zero_at_pause[w] = sb->zero_before[w] & ~opened[i][w];
+            }
+        } else if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, NULL, sb->zero_at_pause, NULL,
+                                        NULL, errp)) {
             error_prefix(errp, "background-snapshot: ");
             return false;
         }

@@ -292,9 +292,12 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp);
 /*
  * The pause under epoch tracking (called by it, after snapshot_engine_set_needed()):
  * every page is protected already; the pages to save (@needed, NULL: all)
- * that are zero now are saved as zero without being read.
+ * that are zero now are saved as zero without being read. @opened (per
+ * block): the pages tracking released since the prearm; the rest of what
+ * was zero at the prearm still is.
  */
-bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp);
+bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed,
+                          unsigned long *const *opened, GError **errp);
 
 /*
  * After the pause: scan, and wait until every page is saved (faults may

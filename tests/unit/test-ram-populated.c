@@ -71,6 +71,47 @@ static void test_anonymous_zero(void)
 }
 
 /*
+ * Anonymous RAM write-protected whole with markers in its holes (write
+ * tracking of never-touched memory): the markers are no data, though
+ * PAGEMAP_SCAN reports them as swapped; the written pages are.
+ */
+static void test_anonymous_zero_under_markers(void)
+{
+    Block b;
+    int fd = pagemap_open();
+    uint64_t pages = 4 * HUGE / PAGE, ioctls = 0;
+    g_autofree unsigned long *zero = bitmap_new(4 * HUGE / PAGE);
+    g_autoptr(GError) err = NULL;
+    int uffd;
+
+    g_assert_cmpint(fd, >=, 0);
+    block_init(&b, 4 * HUGE, MADV_NOHUGEPAGE);
+    uffd = uffd_open(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED, O_CLOEXEC,
+                     NULL);
+    if (uffd < 0) {
+        g_test_skip("no userfaultfd with WP_UNPOPULATED here");
+        block_fini(&b);
+        close(fd);
+        return;
+    }
+    memset(b.rb.host + 3 * PAGE, 1, PAGE);
+    memset(b.rb.host + 700 * PAGE, 1, 2 * PAGE);
+    g_assert_cmpint(uffd_register(uffd, b.rb.host, b.rb.size, UFFDIO_REGISTER_MODE_WP,
+                                  &ioctls), ==, 0);
+    g_assert_cmpint(uffd_writeprotect(uffd, b.rb.host, b.rb.size, true, false), ==, 0);
+    g_assert_true(ram_block_find_zero(&b.rb, fd, NULL, zero, NULL, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_cmpuint(bitmap_count_set(zero, pages), ==, pages - 3);
+    g_assert_false(bitmap_test_bit(zero, 3));
+    g_assert_false(bitmap_test_bit(zero, 700));
+    g_assert_false(bitmap_test_bit(zero, 701));
+    uffd_unregister(uffd, b.rb.host, b.rb.size);
+    close(uffd);
+    block_fini(&b);
+    close(fd);
+}
+
+/*
  * A shared block of 4 x 2 MiB of @kind (on hugetlb pages if asked) in @rb,
  * or NULL with the test skipped when this machine cannot make one.
  */
@@ -324,6 +365,8 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/ram-populated/anonymous-zero", test_anonymous_zero);
+    g_test_add_func("/ram-populated/anonymous-zero-under-markers",
+                    test_anonymous_zero_under_markers);
     g_test_add_data_func("/ram-populated/memfd-holes", GINT_TO_POINTER(MEMORY_BACKEND_MEMFD),
                          test_memfd_holes);
     g_test_add_data_func("/ram-populated/shared-ram-holes", GINT_TO_POINTER(MEMORY_BACKEND_RAM),

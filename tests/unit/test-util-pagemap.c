@@ -122,9 +122,15 @@ static void test_present_not_marker(gconstpointer data)
     g_assert_cmpuint(bitmap_count_set(f.maps.present, f.len / PAGE), ==, 2);
     g_assert_true(bitmap_test_bit(f.maps.present, 3));
     g_assert_true(bitmap_test_bit(f.maps.present, HUGE / PAGE + 7));
-    /* The scan counts markers among the swapped entries: populated says more than present. */
-    if (info.used_scan) {
-        g_assert_cmpuint(bitmap_count_set(f.maps.populated, f.len / PAGE), >, 2);
+    /*
+     * The scan reports markers as swapped; the walk asks the entries about
+     * such ranges, which show the marker's swap type to CAP_SYS_ADMIN
+     * (without it a marker counts as data: reading zeros, never a miss).
+     */
+    if (geteuid() == 0) {
+        g_assert_cmpuint(bitmap_count_set(f.maps.populated, f.len / PAGE), ==, 2);
+    } else {
+        g_assert_cmpuint(bitmap_count_set(f.maps.populated, f.len / PAGE), >=, 2);
     }
     uffd_unregister(uffd, f.mem, f.len);
     close(uffd);
