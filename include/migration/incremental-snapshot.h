@@ -56,10 +56,11 @@ void incremental_snapshot_finish(MigrationState *s, IncrementalSnapshot *inc, bo
 void incremental_snapshot_free(IncrementalSnapshot *inc);
 
 /*
- * Guest RAM now holds exactly the image file @path (@info: its identity),
- * and no vCPU runs (or has run since): with incremental-snapshot on, start
- * tracking here, with the image as the first of a new epoch chain, so that
- * snapshot-base may name it. @read_st: the file as it was before its bytes
+ * Guest RAM was restored from the image file @path (@info: its identity):
+ * with incremental-snapshot on, start tracking here (every page
+ * write-protected), with the image as the first of a new epoch chain, so
+ * that snapshot-base may name it. If the guest ran since the restore (a
+ * lazy fill), the caller must mark what it changed before this returned. @read_st: the file as it was before its bytes
  * were read (another file at @path later is read through first). Returns
  * the tracking, not yet published (the caller may mark pages it knows
  * changed, epoch_tracking_mark_written()), or NULL: without @errp set when

@@ -59,8 +59,9 @@ uint32_t ram_block_file_extent(RamBlock *rb, uint64_t offset, uint32_t n, bool *
  * page, and that is not mapped huge already, is collapsed (MADV_COLLAPSE,
  * Linux 6.1+; it copies 2 MiB, about a millisecond here). Regions with holes
  * are left alone: collapsing would allocate the holes. @rb must not be
- * registered with a userfaultfd any more. Returns the regions collapsed;
- * kernels without the advice collapse none.
+ * write-protected (the kernel does not collapse such regions); registered
+ * for missing faults it may be, since a region without holes meets none.
+ * Returns the regions collapsed; kernels without the advice collapse none.
  */
 uint64_t ram_block_collapse_filled(RamBlock *rb, int pagemap_fd);
 

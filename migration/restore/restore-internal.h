@@ -61,7 +61,6 @@ struct RestoreState {
 
     /* Lazy mode (restore-lazy.c). */
     unsigned long *resolved[MAPPED_RAM_MAX_BLOCKS];   /* present pages filled, atomic bits */
-    unsigned long *zeroed[MAPPED_RAM_MAX_BLOCKS];     /* absent pages a fault mapped, atomic */
     int uffd;
     int wake_fd;                 /* eventfd: stops the fault thread */
     GThread *fault_thread;

@@ -23,7 +23,6 @@
 #include "migration/savevm.h"
 #include "system/machine.h"
 #include "system/ram-populated.h"
-#include "system/runstate.h"
 #include "util/bitmap.h"
 #include "util/error.h"
 #include "util/pagemap.h"
@@ -109,9 +108,7 @@ static int lazy_place(RestoreState *r, uint32_t bi, uint64_t first, uint32_t n,
             return ret;
         }
     }
-    if (zero) {
-        bitmap_set_range_atomic(r->zeroed[bi], first, n);
-    } else {
+    if (!zero) {
         uint64_t newly = 0;
         for (uint32_t i = 0; i < n; i++) {
             newly += !bitmap_test_and_set_atomic(r->resolved[bi], first + i);
@@ -272,60 +269,32 @@ static void lazy_stop_fault_thread(RestoreState *r)
     g_thread_join(t);
 }
 
-typedef struct LazyHandover {
-    RestoreState *r;
-    bool stopped;               /* a fault failed: RAM stays registered */
-    EpochTracking *et;          /* tracking begun, not published yet */
-    GError *err;                /* tracking could not start */
-} LazyHandover;
-
-/* vCPUs parked: nothing can write RAM between the release and the instant. */
-static void lazy_handover(void *opaque)
-{
-    LazyHandover *h = opaque;
-    RestoreState *r = h->r;
-    SavevmLoadInfo info = {
-        .has_uuid = true,
-        .page_aligned = true,
-        .digest = r->img->h.digest,
-    };
-
-    /* Stopped only now: a vCPU blocked on a page could not have parked. */
-    lazy_stop_fault_thread(r);
-    if (restore_should_stop(r)) {
-        h->stopped = true;
-        return;
-    }
-    lazy_release(r);
-    memcpy(info.uuid, r->img->h.uuid, IMAGE_UUID_SIZE);
-    h->et = incremental_snapshot_restored_begin(r->s, r->img->path, &info,
-                                                r->have_image_st ? &r->image_st : NULL,
-                                                &h->err);
-}
-
 /*
- * Pages the guest changed during the fill: present pages that differ from
- * the image (read again, checked), and absent pages a fault mapped that are
- * no longer zero. Every write since the handover faults and is recorded, so
- * a page changed meanwhile is found either way.
+ * Pages the guest changed before tracking began (@et protects everything by
+ * now, so any later write faults and is recorded): present pages that differ
+ * from the image (read again, checked), and absent pages that hold data.
+ * The guest runs meanwhile; a page it writes during the search is found
+ * either way.
  */
 static bool lazy_find_changed(RestoreState *r, EpochTracking *et, uint8_t *buf,
                               GError **errp)
 {
     MappedRamImage *img = r->img;
+    int pagemap_fd = pagemap_open();
 
     for (uint32_t bi = 0; bi < img->h.nblocks; bi++) {
         RamBlock *b = lazy_block(r, bi);
         uint64_t pages = mapped_ram_block_pages(b->size);
+        g_autofree unsigned long *zero = bitmap_new(pages);
         uint64_t page = 0, n;
 
         while ((n = mapped_ram_image_next_run(img, bi, &page, LAZY_FILL_PAGES))) {
             if (restore_should_stop(r)) {
-                error_setg(errp, "stopped");
-                return false;
+                error_setg(errp, "the restore is stopping");
+                goto fail;
             }
             if (!mapped_ram_image_read(img, bi, page, (uint32_t)n, buf, errp)) {
-                return false;
+                goto fail;
             }
             for (uint64_t i = 0; i < n; i++) {
                 if (memcmp(b->host + (page + i) * MAPPED_RAM_PAGE_SIZE,
@@ -336,49 +305,75 @@ static bool lazy_find_changed(RestoreState *r, EpochTracking *et, uint8_t *buf,
             restore_throttle(r, n * MAPPED_RAM_PAGE_SIZE);
             page += n;
         }
-        for (page = 0; (page = bitmap_find_next_set(r->zeroed[bi], pages, page)) < pages;
-             page++) {
+        /*
+         * Absent pages are zero in the image. Asked after the protection, the
+         * page tables (or a shared file's holes) show every one written
+         * before it; only those are read, so untouched memory stays so.
+         */
+        if (!ram_block_find_zero(b, pagemap_fd, NULL, zero, NULL, NULL, errp)) {
+            goto fail;
+        }
+        for (page = 0; (page = bitmap_find_next_zero(zero, pages, page)) < pages; page++) {
             if (!mapped_ram_image_present(img, bi, page) &&
                 !buffer_is_zero(b->host + page * MAPPED_RAM_PAGE_SIZE, MAPPED_RAM_PAGE_SIZE)) {
                 epoch_tracking_mark_written(et, bi, page, 1);
             }
         }
     }
+    if (pagemap_fd >= 0) {
+        close(pagemap_fd);
+    }
     return true;
+
+fail:
+    if (pagemap_fd >= 0) {
+        close(pagemap_fd);
+    }
+    return false;
 }
 
 /*
  * The fill's end with incremental-snapshot on: the image becomes the first
- * of the epoch chain. Huge pages are put back first (a protected region
- * does not collapse); then, with the vCPUs parked, RAM goes from the fill's
- * userfaultfd to tracking's; then the pages changed during the fill are
- * found by content, before the fill counts as done (a snapshot waits for it).
+ * of the epoch chain, and the guest keeps running. Huge pages are put back
+ * first (a write-protected region does not collapse; a region the fill
+ * populated whole collapses while registered for missing faults). RAM then
+ * goes from the fill's userfaultfd to tracking's, which protects all of it;
+ * a write in between is in RAM's content, so the pages changed before the
+ * protection are found by content, before the fill counts as done (a
+ * snapshot waits for it).
  */
 static void lazy_end_tracked(RestoreState *r, uint8_t *buf)
 {
-    LazyHandover h = { .r = r };
+    SavevmLoadInfo info = {
+        .has_uuid = true,
+        .page_aligned = true,
+        .digest = r->img->h.digest,
+    };
+    g_autoptr(GError) err = NULL;
+    EpochTracking *et;
 
+    memcpy(info.uuid, r->img->h.uuid, IMAGE_UUID_SIZE);
     lazy_collapse_huge(r);
-    uint64_t t0 = migration_now_us();
-    runstate_with_vcpus_parked(r->m, lazy_handover, &h);
-    g_debug("restore: RAM handed to write tracking in %" PRIu64 " us, vCPUs parked",
-            migration_now_us() - t0);
-    if (h.stopped) {
+    lazy_stop_fault_thread(r);
+    if (restore_should_stop(r)) {
+        /* A fault failed meanwhile: its vCPU must stay blocked, RAM stays registered. */
         return;
     }
-    if (h.et) {
+    lazy_release(r);
+    et = incremental_snapshot_restored_begin(r->s, r->img->path, &info,
+                                             r->have_image_st ? &r->image_st : NULL, &err);
+    if (et) {
         /* Private until published: nobody else can free it meanwhile. */
-        if (lazy_find_changed(r, h.et, buf, &h.err)) {
-            incremental_snapshot_restored_publish(r->s, h.et);
+        if (lazy_find_changed(r, et, buf, &err)) {
+            incremental_snapshot_restored_publish(r->s, et);
         } else {
-            epoch_tracking_free(h.et);
+            epoch_tracking_free(et);
         }
     }
-    if (h.err && !restore_should_stop(r)) {
+    if (err && !restore_should_stop(r)) {
         g_printerr("frostvm: warning: the restored image %s cannot be a snapshot-base: %s\n",
-                   r->img->path, h.err->message);
+                   r->img->path, err->message);
     }
-    g_clear_error(&h.err);
     if (!restore_should_stop(r)) {
         restore_fill_done(r);
     }
@@ -455,7 +450,6 @@ bool restore_lazy_start(RestoreState *r, GError **errp)
             return false;
         }
         r->resolved[i] = bitmap_new(mapped_ram_block_pages(b->size));
-        r->zeroed[i] = bitmap_new(mapped_ram_block_pages(b->size));
     }
     fd = uffd_open(UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM,
                    O_CLOEXEC | O_NONBLOCK, &missing);
@@ -506,6 +500,5 @@ void restore_lazy_stop(RestoreState *r)
     lazy_release(r);
     for (uint32_t i = 0; i < MAPPED_RAM_MAX_BLOCKS; i++) {
         g_clear_pointer(&r->resolved[i], bitmap_free);
-        g_clear_pointer(&r->zeroed[i], bitmap_free);
     }
 }
