@@ -27,7 +27,7 @@ void machine_config_free(MachineConfig *c)
     g_free(c->restore_mode);
     g_free(c->restore_base);
     if (c->capabilities) {
-        g_ptr_array_unref(c->capabilities);
+        g_array_unref(c->capabilities);
     }
     g_free(c->serial);
     g_free(c->memory_backend_id);
@@ -142,29 +142,23 @@ static bool cmdline_parse_global(MachineConfig *c, const char *arg, GError **err
         /* QEMU's migration object has a property x-NAME for each capability NAME. */
         g_autofree char *name = g_strndup(arg + strlen("migration.x-"),
                                           value - arg - strlen("migration.x-"));
-        bool on;
+        MachineCapabilitySetting set;
 
         if (!migration_capability_from_name(name, &cap)) {
             error_setg(errp, "-global %s: there is no migration capability '%s'", arg, name);
             return false;
         }
-        if (!strcmp(value + 1, "on") || !strcmp(value + 1, "true") ||
-            !strcmp(value + 1, "yes")) {
-            on = true;
-        } else if (!strcmp(value + 1, "off") || !strcmp(value + 1, "false") ||
-                   !strcmp(value + 1, "no")) {
-            on = false;
-        } else {
-            error_setg(errp, "-global %s: '%s' is not on or off", arg, value + 1);
+        if (!cmdline_parse_bool(name, value + 1, &set.on, errp)) {
+            g_prefix_error(errp, "-global migration.x-%s: ", name);
             return false;
         }
+        set.cap = cap;
         if (!c->capabilities) {
-            c->capabilities = g_ptr_array_new_with_free_func(g_free);
+            c->capabilities = g_array_new(false, false, sizeof(MachineCapabilitySetting));
         }
-        g_ptr_array_add(c->capabilities, g_strdup_printf("%s=%s", name, on ? "on" : "off"));
+        g_array_append_val(c->capabilities, set);
         return true;
     }
-
     if (g_str_has_prefix(arg, "migration.restore-base=")) {
         g_free(c->restore_base);
         c->restore_base = g_strdup(value + 1);

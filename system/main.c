@@ -231,13 +231,14 @@ int main(int argc, char **argv)
         migration_set_path_parameter(m->migration, "restore-base", config->restore_base, NULL);
     }
     for (guint i = 0; config->capabilities && i < config->capabilities->len; i++) {
-        g_auto(GStrv) kv = g_strsplit(g_ptr_array_index(config->capabilities, i), "=", 2);
-        MigrationCapability cap = 0;
+        MachineCapabilitySetting *set = &g_array_index(config->capabilities,
+                                                       MachineCapabilitySetting, i);
 
-        /* Names checked by the command line parser; the capability's own checks here. */
-        migration_capability_from_name(kv[0], &cap);
-        if (!migration_set_capability(m->migration, cap, !strcmp(kv[1], "on"), &err)) {
-            g_prefix_error(&err, "-global migration.x-%s: ", kv[0]);
+        /* The capability's own checks (the name was checked by the parser). */
+        if (!migration_set_capability(m->migration, (MigrationCapability)set->cap, set->on,
+                                      &err)) {
+            g_prefix_error(&err, "-global migration.x-%s: ",
+                           migration_capability_name((MigrationCapability)set->cap));
             main_error(config, err->message);
             status = 1;
             goto out;

@@ -53,6 +53,12 @@ typedef enum {
 #define MACHINE_MAX_ACCELS 8
 
 /* The parsed command line, as the rest of the program needs it. */
+/* One -global migration.x-CAP=on|off, in command-line order. */
+typedef struct MachineCapabilitySetting {
+    int cap;                      /* MigrationCapability */
+    bool on;
+} MachineCapabilitySetting;
+
 typedef struct MachineConfig {
     uint64_t ram_size;            /* -m, bytes */
     bool ram_size_given;          /* -m was on the command line */
@@ -72,7 +78,7 @@ typedef struct MachineConfig {
     char *incoming;               /* -incoming URI|defer, or NULL */
     char *restore_mode;           /* -global migration.restore-mode=, or NULL */
     char *restore_base;           /* -global migration.restore-base=, or NULL */
-    GPtrArray *capabilities;      /* -global migration.x-CAP=on|off: "CAP=on" or "CAP=off" */
+    GArray *capabilities;         /* MachineCapabilitySetting: -global migration.x-CAP=on|off */
     GPtrArray *qmp;               /* -qmp specs (char *) */
     GPtrArray *monitors;          /* -monitor specs (char *) */
     char *serial;                 /* -serial stdio|file:PATH|null|none */

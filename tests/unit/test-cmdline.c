@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "migration/migration.h"
 #include "system/memory-backend.h"
 
 static MachineConfig *parse(const char *line, GError **errp)
@@ -256,7 +257,8 @@ static void test_global_capability(void)
         const char *needle;
     } bad[] = {
         { "-accel test -m 512 -global migration.x-no-such-thing=on", "no migration capability" },
-        { "-accel test -m 512 -global migration.x-incremental-snapshot=maybe", "not on or off" },
+        { "-accel test -m 512 -global migration.x-incremental-snapshot=maybe",
+          "expects 'on' or 'off', not 'maybe'" },
     };
     g_autoptr(GError) err = NULL;
     MachineConfig *c = parse("-accel test -m 512 -global migration.x-incremental-snapshot=on "
@@ -266,8 +268,11 @@ static void test_global_capability(void)
     g_assert_no_error(err);
     g_assert_nonnull(c->capabilities);
     g_assert_cmpuint(c->capabilities->len, ==, 2);
-    g_assert_cmpstr(g_ptr_array_index(c->capabilities, 0), ==, "incremental-snapshot=on");
-    g_assert_cmpstr(g_ptr_array_index(c->capabilities, 1), ==, "background-snapshot=off");
+    MachineCapabilitySetting *set = &g_array_index(c->capabilities, MachineCapabilitySetting, 0);
+    g_assert_cmpint(set[0].cap, ==, MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT);
+    g_assert_true(set[0].on);
+    g_assert_cmpint(set[1].cap, ==, MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT);
+    g_assert_false(set[1].on);
     machine_config_free(c);
     for (unsigned i = 0; i < G_N_ELEMENTS(bad); i++) {
         g_autoptr(GError) e = NULL;
