@@ -127,35 +127,8 @@ static void scan_record(const PagemapMaps *maps, uint64_t first, uint64_t n, uin
     }
 }
 
-static bool entry_populated(uint64_t e);
-
-/*
- * PAGEMAP_SCAN reports a write-protect marker (write tracking of memory
- * never touched) as swapped, like a page swapped out with its data: for a
- * range it reports swapped and not present, the entries tell which is which.
- */
-static int record_swapped(int fd, const PagemapMaps *maps, uint64_t first, uint64_t from,
-                          uint64_t to, PagemapWalkInfo *info)
-{
-    uint64_t entries[512];
-
-    for (uint64_t pos = from; pos < to; pos += G_N_ELEMENTS(entries) * PAGEMAP_PAGE_SIZE) {
-        uint64_t n = MIN((uint64_t)G_N_ELEMENTS(entries), (to - pos) / PAGEMAP_PAGE_SIZE);
-        ssize_t got = pread(fd, entries, n * sizeof(entries[0]),
-                            (off_t)(pos / PAGEMAP_PAGE_SIZE * sizeof(entries[0])));
-
-        info->calls++;
-        if (got != (ssize_t)(n * sizeof(entries[0]))) {
-            return got < 0 ? -errno : -EIO;
-        }
-        for (uint64_t i = 0; i < n; i++) {
-            if (entry_populated(entries[i])) {
-                bitmap_set_bit(maps->populated, first + (pos - from) / PAGEMAP_PAGE_SIZE + i);
-            }
-        }
-    }
-    return 0;
-}
+static int walk_entries(int fd, uint64_t base, uint64_t start, uint64_t end,
+                        const PagemapMaps *maps, PagemapWalkInfo *info);
 
 static int walk_scan(int fd, uint64_t start, uint64_t end, const PagemapMaps *maps,
                      PagemapWalkInfo *info)
@@ -184,9 +157,15 @@ static int walk_scan(int fd, uint64_t start, uint64_t end, const PagemapMaps *ma
             uint64_t first = (vec[i].start - start) / PAGEMAP_PAGE_SIZE;
 
             if (!(vec[i].categories & PAGEMAP_CAT_PRESENT)) {
-                /* Swapped only: nothing present, zero or huge to record. */
-                int ret = maps->populated ? record_swapped(fd, maps, first, vec[i].start,
-                                                           vec[i].end, info) : 0;
+                /*
+                 * Swapped only: PAGEMAP_SCAN reports a write-protect marker
+                 * (write tracking of memory never touched) so too, like a
+                 * page swapped out with its data. Its entries tell them apart;
+                 * nothing present, zero or huge to record.
+                 */
+                const PagemapMaps swapped = { .populated = maps->populated };
+                int ret = maps->populated ? walk_entries(fd, start, vec[i].start, vec[i].end,
+                                                         &swapped, info) : 0;
                 if (ret < 0) {
                     return ret;
                 }
@@ -221,14 +200,15 @@ static bool entry_populated(uint64_t e)
     return (e & ENTRY_FRAME_MASK) == 0 || ENTRY_SWAP_TYPE(e) != ENTRY_SWAP_TYPE_MARKER;
 }
 
-static int walk_entries(int fd, uint64_t start, uint64_t end, const PagemapMaps *maps,
-                        PagemapWalkInfo *info)
+/* Pages [@start, @end) from their entries; bit 0 of @maps is the page at @base. */
+static int walk_entries(int fd, uint64_t base, uint64_t start, uint64_t end,
+                        const PagemapMaps *maps, PagemapWalkInfo *info)
 {
     uint64_t entries[ENTRIES_PER_READ];
 
     for (uint64_t pos = start; pos < end; pos += ENTRIES_PER_READ * PAGEMAP_PAGE_SIZE) {
         uint64_t n = MIN((uint64_t)ENTRIES_PER_READ, (end - pos) / PAGEMAP_PAGE_SIZE);
-        uint64_t first = (pos - start) / PAGEMAP_PAGE_SIZE;
+        uint64_t first = (pos - base) / PAGEMAP_PAGE_SIZE;
         ssize_t got = pread(fd, entries, n * sizeof(entries[0]),
                             (off_t)(pos / PAGEMAP_PAGE_SIZE * sizeof(entries[0])));
         uint64_t present = 0;
@@ -284,5 +264,5 @@ int pagemap_walk(int fd, const void *start, uint64_t len, const PagemapMaps *map
         info->used_scan = false;
         info->huge_known = false;
     }
-    return walk_entries(fd, s, s + len, maps, info);
+    return walk_entries(fd, s, s, s + len, maps, info);
 }
