@@ -275,6 +275,7 @@ bool restore_image_start(MigrationState *s, MigrationChannel *ch, SavevmLoadInfo
         }
     }
     info->data_pages = r->pages_total;
+    r->info = *info;
     if (!ok) {
         restore_free(r);
         return false;

@@ -11,6 +11,7 @@
 #include "migration/mapped-ram.h"
 #include "migration/migration.h"
 #include "migration/restore.h"
+#include "migration/savevm.h"
 #include "util/latency-histogram.h"
 
 typedef struct RamBlock RamBlock;
@@ -58,6 +59,7 @@ struct RestoreState {
     /* The image file as it was before its bytes were read (an increment's base later). */
     struct stat image_st;
     bool have_image_st;
+    SavevmLoadInfo info;         /* what the load found: the image's identity among it */
 
     /* Lazy mode (restore-lazy.c). */
     unsigned long *resolved[MAPPED_RAM_MAX_BLOCKS];   /* present pages filled, atomic bits */

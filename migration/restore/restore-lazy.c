@@ -281,20 +281,22 @@ static bool lazy_find_changed(RestoreState *r, EpochTracking *et, uint8_t *buf,
 {
     MappedRamImage *img = r->img;
     int pagemap_fd = pagemap_open();
+    bool ok = true;
 
-    for (uint32_t bi = 0; bi < img->h.nblocks; bi++) {
+    for (uint32_t bi = 0; ok && bi < img->h.nblocks; bi++) {
         RamBlock *b = lazy_block(r, bi);
         uint64_t pages = mapped_ram_block_pages(b->size);
         g_autofree unsigned long *zero = bitmap_new(pages);
         uint64_t page = 0, n;
 
-        while ((n = mapped_ram_image_next_run(img, bi, &page, LAZY_FILL_PAGES))) {
+        while (ok && (n = mapped_ram_image_next_run(img, bi, &page, LAZY_FILL_PAGES))) {
             if (restore_should_stop(r)) {
                 error_setg(errp, "the restore is stopping");
-                goto fail;
+                ok = false;
+                break;
             }
-            if (!mapped_ram_image_read(img, bi, page, (uint32_t)n, buf, errp)) {
-                goto fail;
+            if (!(ok = mapped_ram_image_read(img, bi, page, (uint32_t)n, buf, errp))) {
+                break;
             }
             for (uint64_t i = 0; i < n; i++) {
                 if (memcmp(b->host + (page + i) * MAPPED_RAM_PAGE_SIZE,
@@ -310,10 +312,8 @@ static bool lazy_find_changed(RestoreState *r, EpochTracking *et, uint8_t *buf,
          * page tables (or a shared file's holes) show every one written
          * before it; only those are read, so untouched memory stays so.
          */
-        if (!ram_block_find_zero(b, pagemap_fd, NULL, zero, NULL, NULL, errp)) {
-            goto fail;
-        }
-        for (page = 0; (page = bitmap_find_next_zero(zero, pages, page)) < pages; page++) {
+        ok = ok && ram_block_find_zero(b, pagemap_fd, NULL, zero, NULL, NULL, errp);
+        for (page = 0; ok && (page = bitmap_find_next_zero(zero, pages, page)) < pages; page++) {
             if (!mapped_ram_image_present(img, bi, page) &&
                 !buffer_is_zero(b->host + page * MAPPED_RAM_PAGE_SIZE, MAPPED_RAM_PAGE_SIZE)) {
                 epoch_tracking_mark_written(et, bi, page, 1);
@@ -323,13 +323,7 @@ static bool lazy_find_changed(RestoreState *r, EpochTracking *et, uint8_t *buf,
     if (pagemap_fd >= 0) {
         close(pagemap_fd);
     }
-    return true;
-
-fail:
-    if (pagemap_fd >= 0) {
-        close(pagemap_fd);
-    }
-    return false;
+    return ok;
 }
 
 /*
@@ -344,15 +338,9 @@ fail:
  */
 static void lazy_end_tracked(RestoreState *r, uint8_t *buf)
 {
-    SavevmLoadInfo info = {
-        .has_uuid = true,
-        .page_aligned = true,
-        .digest = r->img->h.digest,
-    };
     g_autoptr(GError) err = NULL;
     EpochTracking *et;
 
-    memcpy(info.uuid, r->img->h.uuid, IMAGE_UUID_SIZE);
     lazy_collapse_huge(r);
     lazy_stop_fault_thread(r);
     if (restore_should_stop(r)) {
@@ -360,7 +348,7 @@ static void lazy_end_tracked(RestoreState *r, uint8_t *buf)
         return;
     }
     lazy_release(r);
-    et = incremental_snapshot_restored_begin(r->s, r->img->path, &info,
+    et = incremental_snapshot_restored_begin(r->s, r->img->path, &r->info,
                                              r->have_image_st ? &r->image_st : NULL, &err);
     if (et) {
         /* Private until published: nobody else can free it meanwhile. */
