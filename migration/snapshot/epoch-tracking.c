@@ -227,22 +227,20 @@ WriteTracking *epoch_tracking_write_tracking(EpochTracking *et)
 
 /*
  * Take the open set of every block (clearing it) and protect those pages
- * again, in runs of whole backing pages. @taken (per block, or NULL) gets
- * the pages taken, ORed in.
+ * again, in runs of whole backing pages. @taken (per block, or NULL) is
+ * where the pages taken go: the caller keeps them.
  */
 static bool epoch_protect_open(EpochTracking *et, unsigned long **taken, GError **errp)
 {
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         EpochBlock *eb = &et->eb[b];
-        g_autofree unsigned long *open = bitmap_new(eb->pages);
+        g_autofree unsigned long *own = taken ? NULL : bitmap_new(eb->pages);
+        unsigned long *open = taken ? taken[b] : own;
         uint64_t g = eb->group_pages;
         uint64_t page = 0;
 
         for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
             open[w] = __atomic_exchange_n(&eb->open[w], 0, __ATOMIC_ACQ_REL);
-            if (taken) {
-                taken[b][w] |= open[w];
-            }
         }
         while ((page = bitmap_find_next_set(open, eb->pages, page)) < eb->pages) {
             uint64_t end = bitmap_find_next_zero(open, eb->pages, page);
@@ -294,7 +292,7 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
     bool ok;
 
     if (bs) {
-        /* What was released since the prearm: the snapshot's zero map leaves it out. */
+        /* Released since the prearm (taken by the protect below): no longer zero. */
         opened = g_new0(unsigned long *, et->nr_blocks + 1);
         for (unsigned b = 0; b < et->nr_blocks; b++) {
             opened[b] = bitmap_new(et->eb[b].pages);
