@@ -128,8 +128,9 @@ uint64_t epoch_tracking_pages_since_count(EpochTracking *et, const uint8_t uuid[
 
 /*
  * Copy into @out (one bit per page of block @block) the pages written since
- * the instant of chain image @uuid, as of the last instant. False if @uuid
- * is not in the chain.
+ * the instant of chain image @uuid up to now: its record and the current
+ * epoch so far (with the guest running, more may follow). False if @uuid is
+ * not in the chain.
  */
 bool epoch_tracking_copy_since(EpochTracking *et, const uint8_t uuid[IMAGE_UUID_SIZE],
                                unsigned block, unsigned long *out);

@@ -37,8 +37,10 @@ typedef enum {
  * someone punches or discards it, which nothing does while a snapshot runs,
  * and a region mapped huge stays so. Asking the page cache about 128 MiB of
  * 4 KiB pages took 1.5-2.2 ms of a snapshot's pause here, reading the page
- * tables of a 2 GiB guest's 1 GiB of data 0.1-0.4 ms. Returns false with
- * @errp set when the kernel refuses the walk.
+ * tables of a 2 GiB guest's 1 GiB of data 0.1-0.4 ms. A caller that needs
+ * to know only about some pages (an increment: those written since its
+ * base) may pass them as @was_zero too: the others come back as data.
+ * Returns false with @errp set when the kernel refuses the walk.
  */
 bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, const unsigned long *was_zero,
                          unsigned long *zero, unsigned long *huge, RamZeroSource *source,

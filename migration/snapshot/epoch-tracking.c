@@ -230,17 +230,25 @@ WriteTracking *epoch_tracking_write_tracking(EpochTracking *et)
  * again, in runs of whole backing pages. @taken (per block, or NULL) is
  * where the pages taken go: the caller keeps them.
  */
-static bool epoch_protect_open(EpochTracking *et, unsigned long **taken, GError **errp)
+/*
+ * Protect again what was released since the last pass; under et->lock, which
+ * every release holds too, so a word read as zero stays so until the pass
+ * ends (most words are: reading before exchanging keeps locked instructions
+ * off them, a pass over all of RAM being part of a snapshot's pause). The
+ * open set goes into @bs's blocks' @opened maps when @bs is not NULL.
+ */
+static bool epoch_protect_open(EpochTracking *et, BackgroundSnapshot *bs, GError **errp)
 {
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         EpochBlock *eb = &et->eb[b];
-        g_autofree unsigned long *own = taken ? NULL : bitmap_new(eb->pages);
-        unsigned long *open = taken ? taken[b] : own;
+        g_autofree unsigned long *own = bs ? NULL : bitmap_new(eb->pages);
+        unsigned long *open = bs ? bs->blocks[b].opened : own;
         uint64_t g = eb->group_pages;
         uint64_t page = 0;
 
         for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
-            open[w] = __atomic_exchange_n(&eb->open[w], 0, __ATOMIC_ACQ_REL);
+            open[w] = __atomic_load_n(&eb->open[w], __ATOMIC_RELAXED)
+                      ? __atomic_exchange_n(&eb->open[w], 0, __ATOMIC_ACQ_REL) : 0;
         }
         while ((page = bitmap_find_next_set(open, eb->pages, page)) < eb->pages) {
             uint64_t end = bitmap_find_next_zero(open, eb->pages, page);
@@ -264,15 +272,6 @@ bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
     return epoch_protect_open(et, NULL, errp);
 }
 
-/* A NULL-terminated array of bitmaps, or NULL. */
-static void epoch_bitmaps_free(unsigned long **maps)
-{
-    for (unsigned i = 0; maps && maps[i]; i++) {
-        bitmap_free(maps[i]);
-    }
-    g_free(maps);
-}
-
 static EpochImage *epoch_find(EpochTracking *et, const uint8_t *uuid)
 {
     for (guint i = 0; i < et->images->len; i++) {
@@ -288,23 +287,16 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
                             const uint8_t *base_uuid, GError **errp)
 {
     EpochImage *base = NULL;
-    unsigned long **opened = NULL;
-    bool ok;
 
-    if (bs) {
-        /* Released since the prearm (taken by the protect below): no longer zero. */
-        opened = g_new0(unsigned long *, et->nr_blocks + 1);
-        for (unsigned b = 0; b < et->nr_blocks; b++) {
-            opened[b] = bitmap_new(et->eb[b].pages);
-        }
-    }
     g_mutex_lock(&et->lock);
     /* The epoch that ends here goes into every image's record; the new one starts empty. */
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         EpochBlock *eb = &et->eb[b];
 
         for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
-            unsigned long bits = __atomic_exchange_n(&eb->written[w], 0, __ATOMIC_ACQ_REL);
+            /* Read first, as in epoch_protect_open(): most words are zero. */
+            unsigned long bits = __atomic_load_n(&eb->written[w], __ATOMIC_RELAXED)
+                                 ? __atomic_exchange_n(&eb->written[w], 0, __ATOMIC_ACQ_REL) : 0;
 
             for (guint i = 0; bits && i < et->images->len; i++) {
                 EpochImage *img = g_ptr_array_index(et->images, i);
@@ -313,12 +305,11 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
         }
     }
     et->started = true;
-    ok = epoch_protect_open(et, opened, errp);
-    if (!ok) {
+    /* Released since the prearm (taken by the protect below): no longer zero. */
+    if (!epoch_protect_open(et, bs, errp)) {
         g_free(et->lost);
         et->lost = g_strdup("write-protecting guest RAM at a snapshot's instant failed");
         g_mutex_unlock(&et->lock);
-        epoch_bitmaps_free(opened);
         return false;
     }
     if (base_uuid) {
@@ -327,21 +318,18 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
             /* Checked before the pause; only a bug gets here. */
             error_setg(errp, "incremental-snapshot: the base left the epoch chain");
             g_mutex_unlock(&et->lock);
-            epoch_bitmaps_free(opened);
             return false;
         }
     }
     if (bs) {
         snapshot_engine_set_needed(bs, base ? base->since : NULL);
-        if (!snapshot_arm_tracked(bs, base ? base->since : NULL, opened, errp)) {
+        if (!snapshot_arm_tracked(bs, base ? base->since : NULL, errp)) {
             g_mutex_unlock(&et->lock);
-            epoch_bitmaps_free(opened);
             return false;
         }
         et->snapshot = bs;
     }
     g_mutex_unlock(&et->lock);
-    epoch_bitmaps_free(opened);
     return true;
 }
 
@@ -492,8 +480,9 @@ bool epoch_tracking_copy_since(EpochTracking *et, const uint8_t uuid[IMAGE_UUID_
 {
     g_mutex_lock(&et->lock);
     EpochImage *img = epoch_find(et, uuid);
-    if (img) {
-        memcpy(out, img->since[block], BITMAP_WORDS(et->eb[block].pages) * sizeof(unsigned long));
+    for (uint64_t w = 0; img && w < BITMAP_WORDS(et->eb[block].pages); w++) {
+        out[w] = img->since[block][w] | __atomic_load_n(&et->eb[block].written[w],
+                                                        __ATOMIC_RELAXED);
     }
     g_mutex_unlock(&et->lock);
     return img != NULL;

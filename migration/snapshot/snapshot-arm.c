@@ -179,6 +179,32 @@ static void __attribute__((noinline)) prefault_pause_stack(void)
     }
 }
 
+/*
+ * Under epoch tracking, guest running: the zero map of every block. An
+ * increment asks only about the pages written since its base so far: any
+ * other it saves is released (written) after this, so is no longer zero
+ * (the instant takes those out). The whole walk, through never-touched
+ * memory under tracking's markers, took 26-29 ms of each 1 MiB increment
+ * of an 8 GiB guest here.
+ */
+static bool tracked_find_zero(BackgroundSnapshot *bs, GError **errp)
+{
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+        g_autofree unsigned long *since = bs->has_base ? bitmap_new(sb->pages) : NULL;
+
+        /* False: the base left the chain meanwhile (the instant fails then); walk all. */
+        if (since && !epoch_tracking_copy_since(bs->epoch, bs->base_uuid, i, since)) {
+            g_clear_pointer(&since, g_free);
+        }
+        if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, since, sb->zero_before, NULL, NULL,
+                                 errp)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp)
 {
     uint64_t start = write_tracking_now_ns();
@@ -190,13 +216,7 @@ bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp)
          * then what is zero is found here, outside the pause, and the pause
          * only takes out what tracking released meanwhile.
          */
-        bool ok = epoch_tracking_prearm(bs->epoch, errp);
-        for (unsigned i = 0; ok && i < bs->nr_blocks; i++) {
-            SnapshotBlock *sb = &bs->blocks[i];
-
-            ok = ram_block_find_zero(sb->rb, bs->pagemap_fd, NULL, sb->zero_before, NULL, NULL,
-                                     errp);
-        }
+        bool ok = epoch_tracking_prearm(bs->epoch, errp) && tracked_find_zero(bs, errp);
         bs->zero_before_known = ok;
         bs->prearm_ns = write_tracking_now_ns() - start;
         return ok;
@@ -272,8 +292,7 @@ static void save_zero_pages(BackgroundSnapshot *bs)
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed,
-                          unsigned long *const *opened, GError **errp)
+bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp)
 {
     /*
      * Tracking protected every page (and keeps them protected: a write after
@@ -291,7 +310,7 @@ bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed,
              * tracking's markers cost a read of their pagemap entries.
              */
             for (size_t w = 0; w < BITMAP_WORDS(sb->pages); w++) {
-                sb->zero_at_pause[w] = sb->zero_before[w] & ~opened[i][w];
+                sb->zero_at_pause[w] = sb->zero_before[w] & ~sb->opened[w];
             }
         } else if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, NULL, sb->zero_at_pause, NULL,
                                         NULL, errp)) {

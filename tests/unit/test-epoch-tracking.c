@@ -325,7 +325,11 @@ static void test_marked_written(void)
     epoch_tracking_mark_written(et, 0, 5, 4);
     epoch_tracking_mark_written(et, 0, PAGES - 1, 8);    /* clipped at the block's end */
     g_assert_cmpuint(epoch_tracking_pages_since_count(et, uuid), ==, 5);
-    /* Folded into the image's record at the next instant. */
+    /* Seen in the current epoch already (an increment's prearm asks before its instant)... */
+    g_assert_true(epoch_tracking_copy_since(et, uuid, 0, recorded));
+    g_assert_cmpuint(bitmap_count_set(recorded, PAGES), ==, 5);
+    g_assert_true(bitmap_test_bit(recorded, 5) && bitmap_test_bit(recorded, PAGES - 1));
+    /* ...and folded into the image's record at the next instant. */
     g_assert_true(epoch_tracking_instant(et, NULL, NULL, &err));
     g_assert_no_error(err);
     g_assert_true(epoch_tracking_copy_since(et, uuid, 0, recorded));
