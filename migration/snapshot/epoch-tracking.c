@@ -322,7 +322,6 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
         }
     }
     if (bs) {
-        snapshot_engine_set_needed(bs, base ? base->since : NULL);
         if (!snapshot_arm_tracked(bs, base ? base->since : NULL, errp)) {
             g_mutex_unlock(&et->lock);
             return false;

@@ -294,35 +294,56 @@ static void save_zero_pages(BackgroundSnapshot *bs)
 
 bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp)
 {
+    uint64_t unchanged = 0, zero = 0;
+
     /*
      * Tracking protected every page (and keeps them protected: a write after
      * the instant must fault, zero page or not). Only learn which pages to
-     * save are zero now, to save them without reading. Huge-page care stays
-     * off: tracking releases pages in its own runs.
+     * save are zero now, to save them without reading, and which need no
+     * saving at all (unchanged since the base): both count as saved for the
+     * scan and faults. Huge-page care stays off: tracking releases pages in
+     * its own runs. One pass over the maps, with plain stores: nothing else
+     * reads or writes them yet (the scan starts after the pause, and
+     * tracking's fault thread waits for the instant's lock), and the pause
+     * is no place for three passes, or a locked instruction on each of the
+     * 65,536 words of a 16 GiB guest (the three passes this replaces took
+     * 0.2-0.3 ms of an 8 GiB guest's pause here, the one 42-83 us).
      */
     for (unsigned i = 0; i < bs->nr_blocks; i++) {
         SnapshotBlock *sb = &bs->blocks[i];
+        uint64_t words = BITMAP_WORDS(sb->pages);
 
-        if (bs->zero_before_known) {
-            /*
-             * Zero at the prearm's walk and not released since: still zero
-             * (a write faults first). No walk in the pause: holes under
-             * tracking's markers cost a read of their pagemap entries.
-             */
-            for (size_t w = 0; w < BITMAP_WORDS(sb->pages); w++) {
-                sb->zero_at_pause[w] = sb->zero_before[w] & ~sb->opened[w];
-            }
-        } else if (!ram_block_find_zero(sb->rb, bs->pagemap_fd, NULL, sb->zero_at_pause, NULL,
-                                        NULL, errp)) {
+        /*
+         * Known: zero at the prearm's walk and not released since is still
+         * zero (a write faults first). No walk in the pause then: holes under
+         * tracking's markers cost a read of their pagemap entries.
+         */
+        if (!bs->zero_before_known &&
+            !ram_block_find_zero(sb->rb, bs->pagemap_fd, NULL, sb->zero_at_pause, NULL, NULL,
+                                 errp)) {
             error_prefix(errp, "background-snapshot: ");
             return false;
         }
-        for (size_t w = 0; needed && w < BITMAP_WORDS(sb->pages); w++) {
-            /* The others are unchanged since the base: not in this image at all. */
-            sb->zero_at_pause[w] &= needed[i][w];
+        for (uint64_t w = 0; w < words; w++) {
+            unsigned long valid = w == words - 1 && sb->pages % BITMAP_BITS_PER_WORD
+                                  ? (1UL << (sb->pages % BITMAP_BITS_PER_WORD)) - 1 : ~0UL;
+            unsigned long z = bs->zero_before_known ? sb->zero_before[w] & ~sb->opened[w]
+                                                    : sb->zero_at_pause[w];
+            /* Not written since the base: not in this image at all. */
+            unsigned long skip = needed ? ~needed[i][w] & valid : 0;
+
+            z &= needed ? needed[i][w] & valid : valid;
+            sb->zero_at_pause[w] = z;
+            sb->claimed[w] |= skip | z;
+            sb->saved[w] |= skip | z;
+            unchanged += (uint64_t)__builtin_popcountl(skip);
+            zero += (uint64_t)__builtin_popcountl(z);
         }
     }
-    save_zero_pages(bs);
+    bs->fig.pages_unchanged = unchanged;
+    bs->fig.pages_unpopulated += zero;
+    /* The fault and scan threads read the maps from now on. */
+    __atomic_fetch_add(&bs->fig.saved_pages, unchanged + zero, __ATOMIC_RELEASE);
     return true;
 }
 

@@ -172,40 +172,6 @@ void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid)
     }
 }
 
-void snapshot_engine_set_needed(BackgroundSnapshot *bs, unsigned long *const *needed)
-{
-    uint64_t unchanged = 0;
-
-    if (!needed) {
-        return;
-    }
-    /*
-     * Not written since the base: nothing to save, already "saved" for the
-     * scan and faults. Plain stores: in the pause nothing else reads or
-     * writes these maps yet (the scan starts after it, and tracking's fault
-     * thread waits for the instant's lock), and the pause is no place for a
-     * locked instruction on each of the 32,768 words of an 8 GiB guest.
-     */
-    for (unsigned b = 0; b < bs->nr_blocks; b++) {
-        SnapshotBlock *sb = &bs->blocks[b];
-        uint64_t words = BITMAP_WORDS(sb->pages);
-
-        for (uint64_t w = 0; w < words; w++) {
-            unsigned long skip = ~needed[b][w];
-
-            if (w == words - 1 && sb->pages % BITMAP_BITS_PER_WORD) {
-                skip &= (1UL << (sb->pages % BITMAP_BITS_PER_WORD)) - 1;
-            }
-            sb->claimed[w] |= skip;
-            sb->saved[w] |= skip;
-            unchanged += (uint64_t)__builtin_popcountl(skip);
-        }
-    }
-    bs->fig.pages_unchanged = unchanged;
-    /* The fault and scan threads read the maps from now on (as save_zero_pages() does). */
-    __atomic_fetch_add(&bs->fig.saved_pages, unchanged, __ATOMIC_RELEASE);
-}
-
 bool snapshot_engine_save_ram(BackgroundSnapshot *bs, bool (*tick)(void *opaque),
                               void *opaque, GError **errp)
 {

@@ -275,13 +275,6 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
 void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid);
 
 /*
- * In the pause, from epoch tracking: @needed (per block, pages written since
- * the base; NULL: every page) is what to save; every other page counts as
- * saved already, so the scan skips it and a fault on it only releases it.
- */
-void snapshot_engine_set_needed(BackgroundSnapshot *bs, unsigned long *const *needed);
-
-/*
  * Before the pause, with the guest running: write-protect all RAM now, so the
  * pause only has to protect again what the guest wrote in between. Until
  * snapshot_engine_arm(), a write fault just releases a 2 MiB block and
@@ -296,11 +289,13 @@ bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp);
 bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp);
 
 /*
- * The pause under epoch tracking (called by it, after snapshot_engine_set_needed()):
- * every page is protected already; the pages to save (@needed, NULL: all)
- * that are zero now are saved as zero without being read. The blocks'
- * @opened maps hold the pages tracking released since the prearm; the rest
- * of what was zero at the prearm still is.
+ * The pause under epoch tracking (called by it): every page is protected
+ * already. @needed (per block, pages written since the base; NULL: every
+ * page) is what to save; every other page counts as saved already, so the
+ * scan skips it and a fault on it only releases it. The pages to save that
+ * are zero now are saved as zero without being read. The blocks' @opened
+ * maps hold the pages tracking released since the prearm; the rest of what
+ * was zero at the prearm still is.
  */
 bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp);
 
