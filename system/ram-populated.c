@@ -163,12 +163,18 @@ static bool walk_page_tables(RamBlock *rb, int pagemap_fd, uint64_t first, uint6
      * hole, or the write-protect marker a snapshot put in one.
      */
     bool hugetlb = !ram_block_is_anonymous(rb);
-    unsigned long *data = scratch_map(n);
+    /*
+     * Anonymous memory: the walk writes what holds no data straight into
+     * @zero (its empty map), one pass over the range; for 16 GiB mostly never
+     * touched, clearing a populated map and a zero map and then inverting the
+     * first took 0.5 ms of a snapshot's pause here.
+     */
+    unsigned long *data = hugetlb ? scratch_map(n) : NULL;
     unsigned long *part_huge = want_huge ? bitmap_new(n / PAGEMAP_HUGE_PAGES + 1) : NULL;
     PagemapMaps maps = {
-        .populated = hugetlb ? NULL : data,
-        .present = hugetlb ? data : NULL,
-        .zero = zero + first / BITMAP_BITS_PER_WORD,
+        .present = data,
+        .zero = hugetlb ? zero + first / BITMAP_BITS_PER_WORD : NULL,
+        .empty = hugetlb ? NULL : zero + first / BITMAP_BITS_PER_WORD,
         .huge = part_huge,
     };
 
@@ -180,8 +186,8 @@ static bool walk_page_tables(RamBlock *rb, int pagemap_fd, uint64_t first, uint6
         error_setg_errno(errp, -ret, "cannot read the page tables of RAM block '%s'", rb->name);
         return false;
     }
-    /* Zero-page mappings are in @zero already; add what holds no data. */
-    for (uint64_t p = bitmap_find_next_zero(data, n, 0); p < n;) {
+    /* hugetlbfs: zero-page mappings are in @zero already; add what is not present. */
+    for (uint64_t p = data ? bitmap_find_next_zero(data, n, 0) : n; p < n;) {
         uint64_t e = bitmap_find_next_set(data, n, p);
         bitmap_set_range(zero, first + p, e - p);
         p = e < n ? bitmap_find_next_zero(data, n, e) : n;
@@ -236,11 +242,16 @@ static bool walk_earlier_zero(RamBlock *rb, int pagemap_fd, const unsigned long 
             runs[nr++][1] = end;
         }
     }
+    /* A walk writes all of @zero in its range; what lies between is data. */
+    uint64_t done = 0;
     for (unsigned i = 0; i < nr; i++) {
+        bitmap_clear_range(zero, done, runs[i][0] - done);
         if (!walk_page_tables(rb, pagemap_fd, runs[i][0], runs[i][1], zero, huge, errp)) {
             return false;
         }
+        done = runs[i][1];
     }
+    bitmap_clear_range(zero, done, pages - done);
     return true;
 }
 
@@ -251,12 +262,15 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, const unsigned long *was_
     uint64_t pages = rb->size / MACHINE_PAGE_SIZE;
     RamZeroSource src = RAM_ZERO_BY_NOTHING;
 
-    bitmap_clear_range(zero, 0, pages);
     if (huge && !was_zero) {
         bitmap_clear_range(huge, 0, huge_regions(pages));
     }
     bool page_tables = pagemap_fd >= 0 && (ram_block_is_anonymous(rb) ||
                                             ram_block_holes_in_page_tables(rb));
+    /* A walk of the page tables writes every bit of @zero it covers; the others start clear. */
+    if (!page_tables) {
+        bitmap_clear_range(zero, 0, pages);
+    }
     if (ram_block_is_shared_file(rb) && !page_tables) {
         if (!was_zero) {
             find_file_holes(rb, zero, 0, pages);

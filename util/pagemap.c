@@ -102,6 +102,9 @@ static void maps_clear(const PagemapMaps *maps, uint64_t pages)
     if (maps->huge) {
         bitmap_clear_range(maps->huge, 0, (pages + PAGEMAP_HUGE_PAGES - 1) / PAGEMAP_HUGE_PAGES);
     }
+    if (maps->empty) {
+        bitmap_set_range(maps->empty, 0, pages);
+    }
 }
 
 /* Record one range the kernel reported, [@first, @first + @n) in pages from the start. */
@@ -117,6 +120,9 @@ static void scan_record(const PagemapMaps *maps, uint64_t first, uint64_t n, uin
     }
     if (zero && maps->zero) {
         bitmap_set_range(maps->zero, first, n);
+    }
+    if (!zero && maps->empty) {
+        bitmap_clear_range(maps->empty, first, n);
     }
     /* The huge zero page is no huge page of the guest's: nothing to keep whole there. */
     if (maps->huge && (categories & PAGEMAP_CAT_HUGE) && !zero &&
@@ -163,9 +169,11 @@ static int walk_scan(int fd, uint64_t start, uint64_t end, const PagemapMaps *ma
                  * page swapped out with its data. Its entries tell them apart;
                  * nothing present, zero or huge to record.
                  */
-                const PagemapMaps swapped = { .populated = maps->populated };
-                int ret = maps->populated ? walk_entries(fd, start, vec[i].start, vec[i].end,
-                                                         &swapped, info) : 0;
+                const PagemapMaps swapped = { .populated = maps->populated,
+                                              .empty = maps->empty };
+                int ret = maps->populated || maps->empty
+                          ? walk_entries(fd, start, vec[i].start, vec[i].end, &swapped, info)
+                          : 0;
                 if (ret < 0) {
                     return ret;
                 }
@@ -223,6 +231,10 @@ static int walk_entries(int fd, uint64_t base, uint64_t start, uint64_t end,
         for (uint64_t i = 0; i < n; i++) {
             if (entry_populated(entries[i]) && maps->populated) {
                 bitmap_set_bit(maps->populated, first + i);
+            }
+            /* Entries do not tell the zero page apart: present is data here. */
+            if (entry_populated(entries[i]) && maps->empty) {
+                bitmap_clear_bit(maps->empty, first + i);
             }
             if ((entries[i] & ENTRY_PRESENT) && maps->present) {
                 bitmap_set_bit(maps->present, first + i);

@@ -20,6 +20,13 @@ typedef struct PagemapMaps {
     unsigned long *present;     /* present in the page table (no swap entry, no marker) */
     unsigned long *zero;        /* present, mapped to the shared zero page (content zero) */
     unsigned long *huge;        /* one bit per 2 MiB from the start: mapped by one huge PMD */
+    /*
+     * No data: not @populated (a hole, or a write-protect marker), or @zero.
+     * Set over the whole range first, then cleared where data is: the walk
+     * of a large, mostly empty range writes this one map once instead of
+     * @populated and @zero, and nobody has to invert them after.
+     */
+    unsigned long *empty;
 } PagemapMaps;
 
 /* How a walk was done, for figures and tests. */

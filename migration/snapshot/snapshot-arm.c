@@ -276,11 +276,13 @@ static void save_zero_pages(BackgroundSnapshot *bs)
 {
     for (unsigned i = 0; i < bs->nr_blocks; i++) {
         SnapshotBlock *sb = &bs->blocks[i];
-        uint64_t zero = bitmap_count_set(sb->zero_at_pause, sb->pages);
+        uint64_t zero = 0;
 
+        /* One pass (the maps of a 16 GiB guest are 512 KiB each); no bit past the end is set. */
         for (size_t w = 0; w < BITMAP_WORDS(sb->pages); w++) {
             sb->claimed[w] |= sb->zero_at_pause[w];
             sb->saved[w] |= sb->zero_at_pause[w];
+            zero += (uint64_t)__builtin_popcountl(sb->zero_at_pause[w]);
         }
         bs->fig.pages_unpopulated += zero;
         __atomic_fetch_add(&bs->fig.saved_pages, zero, __ATOMIC_RELAXED);

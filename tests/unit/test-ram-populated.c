@@ -190,6 +190,7 @@ static void test_page_tables_earlier(void)
     bitmap_set_bit(huge, 1);                                    /* stale, region read again */
     bitmap_set_bit(huge, 3);                                    /* an earlier answer, kept */
     bitmap_set_bit(zero, 0);                                    /* stale: must be cleared */
+    bitmap_set_bit(zero, 3 * rp + 5);                           /* stale, outside every run */
     g_assert_true(ram_block_find_zero(&b.rb, fd, before, zero, huge, NULL, &err));
     g_assert_no_error(err);
     for (uint64_t p = 0; p < pages; p++) {

@@ -37,6 +37,10 @@ static void fixture_init(Fixture *f, uint64_t len, int advice)
     f->maps.populated = bitmap_new(len / PAGE);
     f->maps.zero = bitmap_new(len / PAGE);
     f->maps.huge = bitmap_new(len / HUGE);
+    f->maps.empty = bitmap_new(len / PAGE);
+    /* Set where the walk must clear it: it sets the whole range first. */
+    bitmap_set_range(f->maps.empty, 0, len / PAGE);
+    bitmap_clear_range(f->maps.empty, 0, 7);
 }
 
 static void fixture_fini(Fixture *f)
@@ -46,6 +50,7 @@ static void fixture_fini(Fixture *f)
     bitmap_free(f->maps.populated);
     bitmap_free(f->maps.zero);
     bitmap_free(f->maps.huge);
+    bitmap_free(f->maps.empty);
 }
 
 static bool want_entries(gconstpointer data)
@@ -89,6 +94,8 @@ static void test_populated(gconstpointer data)
         /* Only the scan tells zero pages apart; entries never claim one. */
         bool zero_expected = r && info.used_scan && kernel_reads_map_zero_page();
         g_assert_cmpint(bitmap_test_bit(f.maps.zero, p), ==, zero_expected);
+        /* No data: never populated, or the zero page. */
+        g_assert_cmpint(bitmap_test_bit(f.maps.empty, p), ==, !(w || r) || zero_expected);
     }
     /* 4 KiB pages only: nothing is huge, even where every page is present. */
     g_assert_cmpuint(bitmap_count_set(f.maps.huge, f.len / HUGE), ==, 0);
@@ -129,6 +136,10 @@ static void test_present_not_marker(gconstpointer data)
      */
     if (geteuid() == 0) {
         g_assert_cmpuint(bitmap_count_set(f.maps.populated, f.len / PAGE), ==, 2);
+        /* ...and the markers' holes are empty, the two pages written not. */
+        g_assert_cmpuint(bitmap_count_set(f.maps.empty, f.len / PAGE), ==, f.len / PAGE - 2);
+        g_assert_false(bitmap_test_bit(f.maps.empty, 3));
+        g_assert_false(bitmap_test_bit(f.maps.empty, HUGE / PAGE + 7));
     } else {
         g_assert_cmpuint(bitmap_count_set(f.maps.populated, f.len / PAGE), >=, 2);
     }
