@@ -182,6 +182,8 @@ static bool walk_page_tables(RamBlock *rb, int pagemap_fd, uint64_t first, uint6
     int ret = pagemap_walk(pagemap_fd, rb->host + first * MACHINE_PAGE_SIZE,
                            n * MACHINE_PAGE_SIZE, &maps, false, NULL);
     if (ret < 0) {
+        /* The empty map was set over the range first: nothing there may read as zero now. */
+        bitmap_clear_range(zero, first, n);
         bitmap_free(part_huge);
         error_setg_errno(errp, -ret, "cannot read the page tables of RAM block '%s'", rb->name);
         return false;

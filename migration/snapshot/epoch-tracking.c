@@ -98,6 +98,22 @@ static void epoch_release_hook(void *opaque, unsigned block_index, uint64_t offs
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
+/* Pages of @map (block @block_index) left writable: written in this epoch, open, as released. */
+static void epoch_release_hook_maps(EpochTracking *et, unsigned block_index,
+                                    const unsigned long *map)
+{
+    EpochBlock *eb = &et->eb[block_index];
+
+    for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
+        if (map[w]) {
+            __atomic_fetch_or(&eb->written[w], map[w], __ATOMIC_RELAXED);
+            __atomic_fetch_or(&eb->open[w], map[w], __ATOMIC_RELAXED);
+        }
+    }
+    /* As in epoch_release_hook(): visible before the guest runs on. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 /*
  * Pages to release for a write fault in the backing page at @first: that
  * one, or a run ahead of a sequential writer (the page before is written in
@@ -226,50 +242,105 @@ WriteTracking *epoch_tracking_write_tracking(EpochTracking *et)
 }
 
 /*
- * Take the open set of every block (clearing it) and protect those pages
- * again, in runs of whole backing pages. @taken (per block, or NULL) is
- * where the pages taken go: the caller keeps them.
+ * Take the open set of words [@w0, @w1) of block @b (clearing it) into @map.
+ * Under et->lock, which every release holds from recording the pages to
+ * unprotecting them: a page taken here and protected before the lock is
+ * dropped cannot be unprotected after, with its bit gone. Reading a word
+ * before exchanging it keeps locked instructions off the many zero words (in
+ * the instant this is part of a snapshot's pause).
  */
-/*
- * Protect again what was released since the last pass; under et->lock, which
- * every release holds too, so a word read as zero stays so until the pass
- * ends (most words are: reading before exchanging keeps locked instructions
- * off them, a pass over all of RAM being part of a snapshot's pause). The
- * open set goes into @bs's blocks' @opened maps when @bs is not NULL.
- */
-static bool epoch_protect_open(EpochTracking *et, BackgroundSnapshot *bs, GError **errp)
+static void epoch_take_open(EpochTracking *et, unsigned b, unsigned long *map, uint64_t w0,
+                            uint64_t w1)
 {
-    for (unsigned b = 0; b < et->nr_blocks; b++) {
-        EpochBlock *eb = &et->eb[b];
-        g_autofree unsigned long *own = bs ? NULL : bitmap_new(eb->pages);
-        unsigned long *open = bs ? bs->blocks[b].opened : own;
-        uint64_t g = eb->group_pages;
-        uint64_t page = 0;
+    EpochBlock *eb = &et->eb[b];
 
-        for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
-            open[w] = __atomic_load_n(&eb->open[w], __ATOMIC_RELAXED)
-                      ? __atomic_exchange_n(&eb->open[w], 0, __ATOMIC_ACQ_REL) : 0;
+    for (uint64_t w = w0; w < w1; w++) {
+        map[w] = __atomic_load_n(&eb->open[w], __ATOMIC_RELAXED)
+                 ? __atomic_exchange_n(&eb->open[w], 0, __ATOMIC_ACQ_REL) : 0;
+    }
+}
+
+/*
+ * Protect again the pages set in words [@w0, @w1) of @map, in runs of whole
+ * backing pages; past @max_runs runs, in one call from the first to the last
+ * (each call flushes TLBs, costly in a VM, and every page between is
+ * protected already: only released pages are not).
+ */
+static bool epoch_protect_taken(EpochTracking *et, unsigned b, const unsigned long *map,
+                                uint64_t w0, uint64_t w1, unsigned max_runs, GError **errp)
+{
+    EpochBlock *eb = &et->eb[b];
+    uint64_t g = eb->group_pages;
+    uint64_t end_page = MIN(eb->pages, w1 * BITMAP_BITS_PER_WORD);
+    uint64_t page = w0 * BITMAP_BITS_PER_WORD;
+    uint64_t span_end = 0;
+    unsigned runs = 0;
+
+    for (uint64_t p = page; (p = bitmap_find_next_set(map, end_page, p)) < end_page; runs++) {
+        p = span_end = bitmap_find_next_zero(map, end_page, p);
+    }
+    while ((page = bitmap_find_next_set(map, end_page, page)) < end_page) {
+        uint64_t end = runs > max_runs ? span_end : bitmap_find_next_zero(map, end_page, page);
+        uint64_t first = page & ~(g - 1);
+        uint64_t last = MIN(eb->pages, (end + g - 1) & ~(g - 1));
+        int ret = write_tracking_protect(et->wt, b, first * SNAPSHOT_PAGE_SIZE,
+                                         (last - first) * SNAPSHOT_PAGE_SIZE);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "incremental-snapshot: cannot write-protect "
+                             "RAM block '%s' again", eb->rb->name);
+            return false;
         }
-        while ((page = bitmap_find_next_set(open, eb->pages, page)) < eb->pages) {
-            uint64_t end = bitmap_find_next_zero(open, eb->pages, page);
-            uint64_t first = page & ~(g - 1);
-            uint64_t last = MIN(eb->pages, (end + g - 1) & ~(g - 1));
-            int ret = write_tracking_protect(et->wt, b, first * SNAPSHOT_PAGE_SIZE,
-                                             (last - first) * SNAPSHOT_PAGE_SIZE);
-            if (ret < 0) {
-                error_setg_errno(errp, -ret, "incremental-snapshot: cannot write-protect "
-                                 "RAM block '%s' again", eb->rb->name);
-                return false;
-            }
-            page = last;
-        }
+        page = last;
     }
     return true;
 }
 
+/* Per block: @bs's opened maps, or (@bs NULL) new ones; free with epoch_maps_free(). */
+static unsigned long **epoch_maps_new(EpochTracking *et, BackgroundSnapshot *bs)
+{
+    unsigned long **maps = g_new0(unsigned long *, et->nr_blocks);
+
+    for (unsigned b = 0; b < et->nr_blocks; b++) {
+        maps[b] = bs ? bs->blocks[b].opened : bitmap_new(et->eb[b].pages);
+    }
+    return maps;
+}
+
+static void epoch_maps_free(EpochTracking *et, BackgroundSnapshot *bs, unsigned long **maps)
+{
+    for (unsigned b = 0; !bs && b < et->nr_blocks; b++) {
+        bitmap_free(maps[b]);
+    }
+    g_free(maps);
+}
+
+/*
+ * The prearm takes and protects the open set this many words (64 pages each)
+ * at a time, under et->lock: faults wait at most for one piece's protect
+ * calls, not for the whole pass.
+ */
+#define EPOCH_PREARM_WORDS 64u
+/* ...and past this many runs in a piece, protects it in one call (16 MiB at most). */
+#define EPOCH_PREARM_MAX_RUNS 4u
+
 bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
 {
-    return epoch_protect_open(et, NULL, errp);
+    bool ok = true;
+
+    for (unsigned b = 0; ok && b < et->nr_blocks; b++) {
+        uint64_t words = BITMAP_WORDS(et->eb[b].pages);
+        g_autofree unsigned long *map = bitmap_new(et->eb[b].pages);
+
+        for (uint64_t w0 = 0; ok && w0 < words; w0 += EPOCH_PREARM_WORDS) {
+            uint64_t w1 = MIN(words, w0 + EPOCH_PREARM_WORDS);
+
+            g_mutex_lock(&et->lock);
+            epoch_take_open(et, b, map, w0, w1);
+            ok = epoch_protect_taken(et, b, map, w0, w1, EPOCH_PREARM_MAX_RUNS, errp);
+            g_mutex_unlock(&et->lock);
+        }
+    }
+    return ok;
 }
 
 static EpochImage *epoch_find(EpochTracking *et, const uint8_t *uuid)
@@ -287,6 +358,7 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
                             const uint8_t *base_uuid, GError **errp)
 {
     EpochImage *base = NULL;
+    bool ok = true;
 
     g_mutex_lock(&et->lock);
     /* The epoch that ends here goes into every image's record; the new one starts empty. */
@@ -294,7 +366,7 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
         EpochBlock *eb = &et->eb[b];
 
         for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
-            /* Read first, as in epoch_protect_open(): most words are zero. */
+            /* Read first, as in epoch_take_open(): most words are zero. */
             unsigned long bits = __atomic_load_n(&eb->written[w], __ATOMIC_RELAXED)
                                  ? __atomic_exchange_n(&eb->written[w], 0, __ATOMIC_ACQ_REL) : 0;
 
@@ -305,31 +377,44 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
         }
     }
     et->started = true;
-    /* Released since the prearm (taken by the protect below): no longer zero. */
-    if (!epoch_protect_open(et, bs, errp)) {
-        g_free(et->lost);
-        et->lost = g_strdup("write-protecting guest RAM at a snapshot's instant failed");
-        g_mutex_unlock(&et->lock);
-        return false;
-    }
     if (base_uuid) {
         base = epoch_find(et, base_uuid);
         if (!base) {
             /* Checked before the pause; only a bug gets here. */
             error_setg(errp, "incremental-snapshot: the base left the epoch chain");
-            g_mutex_unlock(&et->lock);
-            return false;
+            ok = false;
         }
     }
-    if (bs) {
-        if (!snapshot_arm_tracked(bs, base ? base->since : NULL, errp)) {
-            g_mutex_unlock(&et->lock);
-            return false;
+    /*
+     * What was released since the prearm (the guest writes there now) is
+     * protected again, or, when @bs can copy it in the pause, left writable
+     * and counted as written in the new epoch (the next prearm protects it).
+     */
+    unsigned long **open = epoch_maps_new(et, bs);
+    for (unsigned b = 0; b < et->nr_blocks; b++) {
+        epoch_take_open(et, b, open[b], 0, BITMAP_WORDS(et->eb[b].pages));
+    }
+    bool hot = ok && bs && snapshot_tracked_hot_fits(bs);
+    for (unsigned b = 0; b < et->nr_blocks; b++) {
+        if (hot) {
+            epoch_release_hook_maps(et, b, open[b]);
+        } else if (!epoch_protect_taken(et, b, open[b], 0, BITMAP_WORDS(et->eb[b].pages),
+                                        UINT_MAX, ok ? errp : NULL)) {
+            g_free(et->lost);
+            et->lost = g_strdup("write-protecting guest RAM at a snapshot's instant failed");
+            ok = false;
+            break;
         }
-        et->snapshot = bs;
+    }
+    epoch_maps_free(et, bs, open);
+    if (ok && bs) {
+        ok = snapshot_arm_tracked(bs, base ? base->since : NULL, hot, errp);
+        if (ok) {
+            et->snapshot = bs;
+        }
     }
     g_mutex_unlock(&et->lock);
-    return true;
+    return ok;
 }
 
 void epoch_tracking_detach(EpochTracking *et)

@@ -294,7 +294,57 @@ static void save_zero_pages(BackgroundSnapshot *bs)
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp)
+bool snapshot_tracked_hot_fits(BackgroundSnapshot *bs)
+{
+    uint64_t pool_bytes = (uint64_t)page_pool_capacity(bs->pool) * SNAPSHOT_PAGE_SIZE;
+    uint64_t bytes = 0;
+
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+        uint64_t n = bitmap_count_set(sb->opened, sb->pages);
+
+        /* Pages larger than 2 MiB (hugetlbfs) change protection whole: protect them. */
+        if (n && sb->group_pages > SNAPSHOT_HUGE_PAGES) {
+            return false;
+        }
+        bytes += n * SNAPSHOT_PAGE_SIZE;
+    }
+    return bytes && bytes <= MIN(HOT_SAVE_MAX_BYTES, pool_bytes / 8);
+}
+
+/*
+ * Copy the opened pages in the pause (left writable: tracking counts them as
+ * written in the new epoch), in pieces of at most 2 MiB; a piece the pool has
+ * no room for is protected instead. The scan then goes on after each run.
+ */
+static bool save_opened(BackgroundSnapshot *bs, GError **errp)
+{
+    for (unsigned i = 0; i < bs->nr_blocks; i++) {
+        SnapshotBlock *sb = &bs->blocks[i];
+        uint64_t p = 0;
+
+        while ((p = bitmap_find_next_set(sb->opened, sb->pages, p)) < sb->pages) {
+            uint64_t end = bitmap_find_next_zero(sb->opened, sb->pages, p);
+            SnapshotRange run = { .block_index = i, .offset = p * SNAPSHOT_PAGE_SIZE,
+                                  .len = (end - p) * SNAPSHOT_PAGE_SIZE };
+
+            for (; p < end; p += MIN((uint64_t)SNAPSHOT_HUGE_PAGES, end - p)) {
+                SnapshotRange piece = {
+                    .block_index = i, .offset = p * SNAPSHOT_PAGE_SIZE,
+                    .len = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, end - p) * SNAPSHOT_PAGE_SIZE,
+                };
+                if (!snapshot_save_pause_piece(bs, &piece, errp)) {
+                    return false;
+                }
+            }
+            snapshot_scan_after_pause_save(bs, &run);
+        }
+    }
+    return true;
+}
+
+bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, bool hot,
+                          GError **errp)
 {
     uint64_t unchanged = 0, zero = 0;
 
@@ -346,7 +396,7 @@ bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, 
     bs->fig.pages_unpopulated += zero;
     /* The fault and scan threads read the maps from now on. */
     __atomic_fetch_add(&bs->fig.saved_pages, unchanged + zero, __ATOMIC_RELEASE);
-    return true;
+    return !hot || save_opened(bs, errp);
 }
 
 /* True if [@r->offset, +len) of its block overlaps a range of @hot. */

@@ -289,15 +289,25 @@ bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp);
 bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp);
 
 /*
- * The pause under epoch tracking (called by it): every page is protected
- * already. @needed (per block, pages written since the base; NULL: every
- * page) is what to save; every other page counts as saved already, so the
- * scan skips it and a fault on it only releases it. The pages to save that
- * are zero now are saved as zero without being read. The blocks' @opened
- * maps hold the pages tracking released since the prearm; the rest of what
- * was zero at the prearm still is.
+ * The pause under epoch tracking, after it took the pages it released since
+ * the prearm into the blocks' @opened maps: whether they are few enough (and
+ * the pool large enough) to be copied in the pause and left writable, rather
+ * than protected again, only to fault at once when the guest runs on (as the
+ * ranges a guest was writing are without tracking, see HOT_SAVE_MAX_BYTES).
  */
-bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, GError **errp);
+bool snapshot_tracked_hot_fits(BackgroundSnapshot *bs);
+
+/*
+ * The pause under epoch tracking (called by it): every page is protected,
+ * but for the @opened ones when @hot, which this saves in the pool (or, when
+ * it has no room, protects). @needed (per block, pages written since the
+ * base; NULL: every page) is what to save; every other page counts as saved
+ * already, so the scan skips it and a fault on it only releases it. The
+ * pages to save that are zero now are saved as zero without being read; the
+ * rest of what was zero at the prearm and not opened since still is.
+ */
+bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, bool hot,
+                          GError **errp);
 
 /*
  * After the pause: scan, and wait until every page is saved (faults may
