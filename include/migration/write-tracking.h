@@ -75,13 +75,16 @@ int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t o
                              uint64_t len);
 
 /*
- * Called by write_tracking_unprotect() before it removes protection from
- * [@offset, @offset + @len) of block @block_index, on whatever thread
- * unprotects: epoch tracking records the pages as written there, before the
- * guest can write them unseen. Must not block.
+ * Called by write_tracking_unprotect() before (@done false) and after (@done
+ * true) it removes protection from [@offset, @offset + @len) of block
+ * @block_index, on whatever thread unprotects: epoch tracking records the
+ * pages as written before the guest can write them unseen, and as open (to
+ * be protected again) only once they are writable, so that a pass that takes
+ * the open ones and protects them can never protect a page before its
+ * release (which would leave it writable for good). Must not block.
  */
 typedef void (*WriteTrackingReleaseFunc)(void *opaque, unsigned block_index, uint64_t offset,
-                                         uint64_t len);
+                                         uint64_t len, bool done);
 
 /* Install @fn (NULL: none) before protection is first removed. */
 void write_tracking_set_release_hook(WriteTracking *wt, WriteTrackingReleaseFunc fn,

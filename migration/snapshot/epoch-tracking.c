@@ -85,17 +85,25 @@ static void epoch_image_free(gpointer p)
 
 /* Record pages of a range as written, then open, before protection leaves them. */
 static void epoch_release_hook(void *opaque, unsigned block_index, uint64_t offset,
-                               uint64_t len)
+                               uint64_t len, bool done)
 {
     EpochTracking *et = opaque;
     EpochBlock *eb = &et->eb[block_index];
     uint64_t first = offset / SNAPSHOT_PAGE_SIZE;
     uint64_t n = len / SNAPSHOT_PAGE_SIZE;
 
-    bitmap_set_range_atomic(eb->written, first, n);
-    bitmap_set_range_atomic(eb->open, first, n);
-    /* The bits must be visible before the page is writable. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!done) {
+        bitmap_set_range_atomic(eb->written, first, n);
+        /* Visible before the page is writable. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    } else {
+        /*
+         * Only now: a prearm takes open pages without the lock, then
+         * protects them; a bit it could take before the unprotect would
+         * have it protect the page first, then see it released for good.
+         */
+        bitmap_set_range_atomic(eb->open, first, n);
+    }
 }
 
 /* Pages of @map (block @block_index) left writable: written in this epoch, open, as released. */
@@ -242,45 +250,34 @@ WriteTracking *epoch_tracking_write_tracking(EpochTracking *et)
 }
 
 /*
- * Take the open set of words [@w0, @w1) of block @b (clearing it) into @map.
- * Under et->lock, which every release holds from recording the pages to
- * unprotecting them: a page taken here and protected before the lock is
- * dropped cannot be unprotected after, with its bit gone. Reading a word
- * before exchanging it keeps locked instructions off the many zero words (in
- * the instant this is part of a snapshot's pause).
+ * Take the open set of block @b (clearing it) into @map. A bit is only ever
+ * set once its page is writable (epoch_release_hook()), so protecting what
+ * was taken, after, leaves none of it writable unseen, with or without
+ * et->lock (the prearm runs without it, so faults are served meanwhile).
+ * Reading a word before exchanging it keeps locked instructions off the
+ * many zero words (in the instant this is part of a snapshot's pause) and
+ * loses nothing: a bit set meanwhile stays for the next pass.
  */
-static void epoch_take_open(EpochTracking *et, unsigned b, unsigned long *map, uint64_t w0,
-                            uint64_t w1)
+static void epoch_take_open(EpochTracking *et, unsigned b, unsigned long *map)
 {
     EpochBlock *eb = &et->eb[b];
 
-    for (uint64_t w = w0; w < w1; w++) {
+    for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
         map[w] = __atomic_load_n(&eb->open[w], __ATOMIC_RELAXED)
                  ? __atomic_exchange_n(&eb->open[w], 0, __ATOMIC_ACQ_REL) : 0;
     }
 }
 
-/*
- * Protect again the pages set in words [@w0, @w1) of @map, in runs of whole
- * backing pages; past @max_runs runs, in one call from the first to the last
- * (each call flushes TLBs, costly in a VM, and every page between is
- * protected already: only released pages are not).
- */
+/* Protect again the pages set in @map (block @b), in runs of whole backing pages. */
 static bool epoch_protect_taken(EpochTracking *et, unsigned b, const unsigned long *map,
-                                uint64_t w0, uint64_t w1, unsigned max_runs, GError **errp)
+                                GError **errp)
 {
     EpochBlock *eb = &et->eb[b];
     uint64_t g = eb->group_pages;
-    uint64_t end_page = MIN(eb->pages, w1 * BITMAP_BITS_PER_WORD);
-    uint64_t page = w0 * BITMAP_BITS_PER_WORD;
-    uint64_t span_end = 0;
-    unsigned runs = 0;
+    uint64_t page = 0;
 
-    for (uint64_t p = page; (p = bitmap_find_next_set(map, end_page, p)) < end_page; runs++) {
-        p = span_end = bitmap_find_next_zero(map, end_page, p);
-    }
-    while ((page = bitmap_find_next_set(map, end_page, page)) < end_page) {
-        uint64_t end = runs > max_runs ? span_end : bitmap_find_next_zero(map, end_page, page);
+    while ((page = bitmap_find_next_set(map, eb->pages, page)) < eb->pages) {
+        uint64_t end = bitmap_find_next_zero(map, eb->pages, page);
         uint64_t first = page & ~(g - 1);
         uint64_t last = MIN(eb->pages, (end + g - 1) & ~(g - 1));
         int ret = write_tracking_protect(et->wt, b, first * SNAPSHOT_PAGE_SIZE,
@@ -314,31 +311,15 @@ static void epoch_maps_free(EpochTracking *et, BackgroundSnapshot *bs, unsigned 
     g_free(maps);
 }
 
-/*
- * The prearm takes and protects the open set this many words (64 pages each)
- * at a time, under et->lock: faults wait at most for one piece's protect
- * calls, not for the whole pass.
- */
-#define EPOCH_PREARM_WORDS 64u
-/* ...and past this many runs in a piece, protects it in one call (16 MiB at most). */
-#define EPOCH_PREARM_MAX_RUNS 4u
-
 bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
 {
     bool ok = true;
 
     for (unsigned b = 0; ok && b < et->nr_blocks; b++) {
-        uint64_t words = BITMAP_WORDS(et->eb[b].pages);
         g_autofree unsigned long *map = bitmap_new(et->eb[b].pages);
 
-        for (uint64_t w0 = 0; ok && w0 < words; w0 += EPOCH_PREARM_WORDS) {
-            uint64_t w1 = MIN(words, w0 + EPOCH_PREARM_WORDS);
-
-            g_mutex_lock(&et->lock);
-            epoch_take_open(et, b, map, w0, w1);
-            ok = epoch_protect_taken(et, b, map, w0, w1, EPOCH_PREARM_MAX_RUNS, errp);
-            g_mutex_unlock(&et->lock);
-        }
+        epoch_take_open(et, b, map);
+        ok = epoch_protect_taken(et, b, map, errp);
     }
     return ok;
 }
@@ -392,14 +373,13 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
      */
     unsigned long **open = epoch_maps_new(et, bs);
     for (unsigned b = 0; b < et->nr_blocks; b++) {
-        epoch_take_open(et, b, open[b], 0, BITMAP_WORDS(et->eb[b].pages));
+        epoch_take_open(et, b, open[b]);
     }
     bool hot = ok && bs && snapshot_tracked_hot_fits(bs);
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         if (hot) {
             epoch_release_hook_maps(et, b, open[b]);
-        } else if (!epoch_protect_taken(et, b, open[b], 0, BITMAP_WORDS(et->eb[b].pages),
-                                        UINT_MAX, ok ? errp : NULL)) {
+        } else if (!epoch_protect_taken(et, b, open[b], ok ? errp : NULL)) {
             g_free(et->lost);
             et->lost = g_strdup("write-protecting guest RAM at a snapshot's instant failed");
             ok = false;

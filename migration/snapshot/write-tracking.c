@@ -294,9 +294,13 @@ int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t o
     RamBlock *rb = block_at(wt, block_index);
     g_assert(offset + len <= rb->size);
     if (wt->release_fn) {
-        wt->release_fn(wt->release_opaque, block_index, offset, len);
+        wt->release_fn(wt->release_opaque, block_index, offset, len, false);
     }
-    return uffd_writeprotect(wt->uffd, rb->host + offset, len, false, false);
+    int ret = uffd_writeprotect(wt->uffd, rb->host + offset, len, false, false);
+    if (wt->release_fn) {
+        wt->release_fn(wt->release_opaque, block_index, offset, len, true);
+    }
+    return ret;
 }
 
 int write_tracking_protect(WriteTracking *wt, unsigned block_index, uint64_t offset,
