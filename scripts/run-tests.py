@@ -97,9 +97,10 @@ def run_one(test, build, counts, failures, verbose):
             print(f'     {line.strip()}')
 
 
-# Enough 2 MiB huge pages for the hugetlbfs cases: the largest, a snapshot of a 64 MiB guest
-# restored beside it, needs 64; the snapshot engine's 40.
-HUGE_PAGES_WANTED = 96
+# Enough 2 MiB huge pages for the hugetlbfs cases: the largest, the incremental chain of a
+# 256 MiB guest restored beside it, needs 256; a snapshot of a 64 MiB guest restored beside
+# it 64; the snapshot engine's 40.
+HUGE_PAGES_WANTED = 256
 
 
 def reserve_for_tests():

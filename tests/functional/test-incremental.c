@@ -20,6 +20,7 @@ typedef struct {
     const char *accel;     /* "kvm" or "test" */
     bool mapped;           /* page-aligned images, else streams */
     const char *append;
+    const char *backend;   /* guest RAM's -object (without id and size), or NULL */
 } IncCase;
 
 typedef struct {
@@ -40,12 +41,24 @@ static void i_teardown(IncFixture *f, gconstpointer data)
 
 static bool case_skip(const IncCase *c)
 {
+    /* The source and one restored guest at a time: RAM / 2 MiB pages each. */
+    if (c->backend && strstr(c->backend, "hugetlb=on") &&
+        test_vm_skip_without_huge_pages(2 * (I_RAM_BYTES >> 21))) {
+        return true;
+    }
     return !strcmp(c->accel, "kvm") && test_vm_skip_without_kvm();
 }
 
 static TestVm *guest_new(const IncCase *c, bool kernel)
 {
-    return snap_guest_new(c->accel, I_RAM_MB, c->append, kernel);
+    TestVm *vm = snap_guest_new(c->accel, I_RAM_MB, c->append, kernel);
+
+    if (c->backend) {
+        g_autofree char *object = g_strdup_printf("%s,id=ram0,size=%sM", c->backend, I_RAM_MB);
+
+        test_vm_add_args(vm, "-object", object, "-machine", "memory-backend=ram0", NULL);
+    }
+    return vm;
 }
 
 static PayloadProgress progress(TestVm *vm)
@@ -722,6 +735,11 @@ static void test_restored_base(IncFixture *f, gconstpointer data)
 
 static const IncCase stream_test = { "test", false, "mem=64M rate=0" };
 static const IncCase mapped_test = { "test", true, "mem=64M rate=0" };
+/* Shared memory and 2 MiB hugetlbfs pages: protection changes by backing page there. */
+static const IncCase memfd_test = { "test", true, "mem=64M rate=0",
+                                    "memory-backend-memfd,share=on" };
+static const IncCase hugetlb_test = { "test", false, "mem=64M rate=0",
+                                      "memory-backend-memfd,share=on,hugetlb=on" };
 static const IncCase idle_test = { "test", false, "mem=64M idle=1" };
 static const IncCase idle_mapped_test = { "test", true, "mem=64M idle=1" };
 static const IncCase stream_kvm = { "kvm", false, "mem=64M" };
@@ -748,6 +766,8 @@ int main(int argc, char **argv)
     g_test_add("/incremental/" path, IncFixture, data, i_setup, fn, i_teardown)
     ADD("test-accel/chain/stream", &stream_test, test_chain);
     ADD("test-accel/chain/mapped", &mapped_test, test_chain);
+    ADD("test-accel/chain/memfd", &memfd_test, test_chain);
+    ADD("test-accel/chain/hugetlb", &hugetlb_test, test_chain);
     ADD("test-accel/idle/stream", &idle_test, test_idle_increment);
     ADD("test-accel/idle/mapped", &idle_mapped_test, test_idle_increment);
     ADD("test-accel/refused/stream", &stream_test, test_refused);
