@@ -63,11 +63,14 @@ bool epoch_tracking_prearm(EpochTracking *et, GError **errp);
 /*
  * In the pause (vCPUs stopped): the snapshot's instant. The pages written
  * since the last instant go into every chain image's record, a new epoch
- * begins, every page is protected; then @bs learns what to save (the pages
- * written since @base_uuid's instant, or everything when NULL) and takes
- * over the fault service until epoch_tracking_detach(). With @bs NULL only
- * the epoch changes (tests). False (tracking is then lost) if protection
- * cannot be restored.
+ * begins, every page is protected (but for the few the guest was writing,
+ * which @bs may copy in the pause and which then count as written in the
+ * new epoch); then @bs learns what to save (the pages written since
+ * @base_uuid's instant, or everything when NULL) and takes over the fault
+ * service until epoch_tracking_detach(). With @bs NULL only the epoch
+ * changes (tests, the start of a restored chain). False with @errp set if
+ * protection cannot be restored (tracking is then lost), the base left the
+ * chain, or @bs could not arm.
  */
 bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
                             const uint8_t *base_uuid, GError **errp);

@@ -59,10 +59,11 @@ struct EpochTracking {
     EpochBlock *eb;
     WriteTracking *wt;
     /*
-     * Held while a fault is served (record, then unprotect) and across the
-     * instant: a release is either wholly before the instant (then the
-     * instant protects the page again) or wholly after (then it counts in
-     * the new epoch). Also guards @snapshot.
+     * Held while a fault is served (record, unprotect, mark open) and across
+     * the instant: a release is either wholly before the instant (then the
+     * instant protects the page again, or copies it and counts it written in
+     * the new epoch) or wholly after (then it counts in the new epoch). Also
+     * guards @snapshot.
      */
     GMutex lock;
     BackgroundSnapshot *snapshot;
@@ -83,7 +84,7 @@ static void epoch_image_free(gpointer p)
     g_free(img);
 }
 
-/* Record pages of a range as written, then open, before protection leaves them. */
+/* Record pages of a range as written before protection leaves them, and as open after. */
 static void epoch_release_hook(void *opaque, unsigned block_index, uint64_t offset,
                                uint64_t len, bool done)
 {
@@ -311,6 +312,21 @@ static void epoch_maps_free(EpochTracking *et, BackgroundSnapshot *bs, unsigned 
     g_free(maps);
 }
 
+/*
+ * Give back pages taken that a failed protect may have left writable: open
+ * again, the next pass protects them (protecting a page twice is harmless).
+ */
+static void epoch_give_back(EpochTracking *et, unsigned b, const unsigned long *map)
+{
+    EpochBlock *eb = &et->eb[b];
+
+    for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
+        if (map[w]) {
+            __atomic_fetch_or(&eb->open[w], map[w], __ATOMIC_RELEASE);
+        }
+    }
+}
+
 bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
 {
     bool ok = true;
@@ -320,6 +336,9 @@ bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
 
         epoch_take_open(et, b, map);
         ok = epoch_protect_taken(et, b, map, errp);
+        if (!ok) {
+            epoch_give_back(et, b, map);
+        }
     }
     return ok;
 }
@@ -376,14 +395,17 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
         epoch_take_open(et, b, open[b]);
     }
     bool hot = ok && bs && snapshot_tracked_hot_fits(bs);
+    bool protected = true;
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         if (hot) {
             epoch_release_hook_maps(et, b, open[b]);
+        } else if (!protected) {
+            epoch_give_back(et, b, open[b]);
         } else if (!epoch_protect_taken(et, b, open[b], ok ? errp : NULL)) {
+            epoch_give_back(et, b, open[b]);
             g_free(et->lost);
             et->lost = g_strdup("write-protecting guest RAM at a snapshot's instant failed");
-            ok = false;
-            break;
+            protected = ok = false;
         }
     }
     epoch_maps_free(et, bs, open);

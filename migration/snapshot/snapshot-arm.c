@@ -349,8 +349,9 @@ bool snapshot_arm_tracked(BackgroundSnapshot *bs, unsigned long *const *needed, 
     uint64_t unchanged = 0, zero = 0;
 
     /*
-     * Tracking protected every page (and keeps them protected: a write after
-     * the instant must fault, zero page or not). Only learn which pages to
+     * Tracking protected every page but the @opened ones when @hot (and
+     * keeps them protected: a write after the instant must fault, zero page
+     * or not; the hot ones count as written instead). Only learn which pages to
      * save are zero now, to save them without reading, and which need no
      * saving at all (unchanged since the base): both count as saved for the
      * scan and faults. Huge-page care stays off: tracking releases pages in

@@ -265,7 +265,8 @@ BackgroundSnapshot *snapshot_engine_new(GPtrArray *blocks, uint64_t pool_bytes,
 /*
  * snapshot_engine_new() on the userfaultfd of @epoch (epoch tracking): the
  * snapshot saves what its base (snapshot_engine_set_base()) needs, and
- * leaves every page protected for the next epoch.
+ * leaves every page it saved protected for the next epoch (but for those it
+ * copied in the pause, which tracking counts as written).
  */
 BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool_bytes,
                                                 StreamFile *f, MappedRamWriter *mapped,
