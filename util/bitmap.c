@@ -137,6 +137,27 @@ void bitmap_set_range_atomic(unsigned long *map, size_t start, size_t n)
                         __atomic_fetch_or(&map[w], mask, __ATOMIC_RELEASE));
 }
 
+void bitmap_or_atomic(unsigned long *map, const unsigned long *src, size_t nbits)
+{
+    for (size_t w = 0; w < BITMAP_WORDS(nbits); w++) {
+        if (src[w]) {
+            __atomic_fetch_or(&map[w], src[w], __ATOMIC_RELEASE);
+        }
+    }
+}
+
+size_t bitmap_take_atomic(unsigned long *map, unsigned long *out, size_t nbits)
+{
+    size_t count = 0;
+
+    for (size_t w = 0; w < BITMAP_WORDS(nbits); w++) {
+        out[w] = __atomic_load_n(&map[w], __ATOMIC_RELAXED)
+                 ? __atomic_exchange_n(&map[w], 0, __ATOMIC_ACQ_REL) : 0;
+        count += (size_t)__builtin_popcountl(out[w]);
+    }
+    return count;
+}
+
 size_t bitmap_claim_range_atomic(unsigned long *map, size_t start, size_t n,
                                  unsigned long *claimed)
 {

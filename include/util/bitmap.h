@@ -75,6 +75,17 @@ bool bitmap_test_and_clear_atomic(unsigned long *map, size_t bit);
 /* Atomically set bits [@start, @start + @n) (release). */
 void bitmap_set_range_atomic(unsigned long *map, size_t start, size_t n);
 
+/* Atomically set in @map every bit set in @src (release); zero words of @src cost no write. */
+void bitmap_or_atomic(unsigned long *map, const unsigned long *src, size_t nbits);
+
+/*
+ * Move @map's bits into @out (which gets every word) and clear them, one
+ * word at a time; returns how many were set. A word read as zero is only
+ * read: no locked instruction for it. A bit set meanwhile stays for the
+ * next call.
+ */
+size_t bitmap_take_atomic(unsigned long *map, unsigned long *out, size_t nbits);
+
 /*
  * Claim bits [@start, @start + @n) atomically, one word at a time: every bit
  * in the range ends up set, and @claimed (a caller-provided bitmap of at least

@@ -113,12 +113,8 @@ static void epoch_release_hook_maps(EpochTracking *et, unsigned block_index,
 {
     EpochBlock *eb = &et->eb[block_index];
 
-    for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
-        if (map[w]) {
-            __atomic_fetch_or(&eb->written[w], map[w], __ATOMIC_RELAXED);
-            __atomic_fetch_or(&eb->open[w], map[w], __ATOMIC_RELAXED);
-        }
-    }
+    bitmap_or_atomic(eb->written, map, eb->pages);
+    bitmap_or_atomic(eb->open, map, eb->pages);
     /* As in epoch_release_hook(): visible before the guest runs on. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
@@ -251,22 +247,16 @@ WriteTracking *epoch_tracking_write_tracking(EpochTracking *et)
 }
 
 /*
- * Take the open set of block @b (clearing it) into @map. A bit is only ever
- * set once its page is writable (epoch_release_hook()), so protecting what
- * was taken, after, leaves none of it writable unseen, with or without
- * et->lock (the prearm runs without it, so faults are served meanwhile).
- * Reading a word before exchanging it keeps locked instructions off the
- * many zero words (in the instant this is part of a snapshot's pause) and
- * loses nothing: a bit set meanwhile stays for the next pass.
+ * Take the open set of block @b (clearing it) into @map; returns how many
+ * pages. A bit is only ever set once its page is writable
+ * (epoch_release_hook()), so protecting what was taken, after, leaves none
+ * of it writable unseen, with or without et->lock (the prearm runs without
+ * it, so faults are served meanwhile). bitmap_take_atomic() only reads the
+ * many zero words (in the instant this is part of a snapshot's pause).
  */
-static void epoch_take_open(EpochTracking *et, unsigned b, unsigned long *map)
+static uint64_t epoch_take_open(EpochTracking *et, unsigned b, unsigned long *map)
 {
-    EpochBlock *eb = &et->eb[b];
-
-    for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
-        map[w] = __atomic_load_n(&eb->open[w], __ATOMIC_RELAXED)
-                 ? __atomic_exchange_n(&eb->open[w], 0, __ATOMIC_ACQ_REL) : 0;
-    }
+    return bitmap_take_atomic(et->eb[b].open, map, et->eb[b].pages);
 }
 
 /* Protect again the pages set in @map (block @b), in runs of whole backing pages. */
@@ -318,13 +308,7 @@ static void epoch_maps_free(EpochTracking *et, BackgroundSnapshot *bs, unsigned 
  */
 static void epoch_give_back(EpochTracking *et, unsigned b, const unsigned long *map)
 {
-    EpochBlock *eb = &et->eb[b];
-
-    for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
-        if (map[w]) {
-            __atomic_fetch_or(&eb->open[w], map[w], __ATOMIC_RELEASE);
-        }
-    }
+    bitmap_or_atomic(et->eb[b].open, map, et->eb[b].pages);
 }
 
 bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
@@ -366,7 +350,7 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
         EpochBlock *eb = &et->eb[b];
 
         for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
-            /* Read first, as in epoch_take_open(): most words are zero. */
+            /* Read first, as bitmap_take_atomic() does: most words are zero. */
             unsigned long bits = __atomic_load_n(&eb->written[w], __ATOMIC_RELAXED)
                                  ? __atomic_exchange_n(&eb->written[w], 0, __ATOMIC_ACQ_REL) : 0;
 
@@ -391,10 +375,11 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
      * and counted as written in the new epoch (the next prearm protects it).
      */
     unsigned long **open = epoch_maps_new(et, bs);
+    g_autofree uint64_t *taken = g_new(uint64_t, et->nr_blocks);
     for (unsigned b = 0; b < et->nr_blocks; b++) {
-        epoch_take_open(et, b, open[b]);
+        taken[b] = epoch_take_open(et, b, open[b]);
     }
-    bool hot = ok && bs && snapshot_tracked_hot_fits(bs);
+    bool hot = ok && bs && snapshot_tracked_hot_fits(bs, taken);
     bool protected = true;
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         if (hot) {

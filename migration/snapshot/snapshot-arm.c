@@ -294,20 +294,17 @@ static void save_zero_pages(BackgroundSnapshot *bs)
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-bool snapshot_tracked_hot_fits(BackgroundSnapshot *bs)
+bool snapshot_tracked_hot_fits(BackgroundSnapshot *bs, const uint64_t *opened_pages)
 {
     uint64_t pool_bytes = (uint64_t)page_pool_capacity(bs->pool) * SNAPSHOT_PAGE_SIZE;
     uint64_t bytes = 0;
 
     for (unsigned i = 0; i < bs->nr_blocks; i++) {
-        SnapshotBlock *sb = &bs->blocks[i];
-        uint64_t n = bitmap_count_set(sb->opened, sb->pages);
-
         /* Pages larger than 2 MiB (hugetlbfs) change protection whole: protect them. */
-        if (n && sb->group_pages > SNAPSHOT_HUGE_PAGES) {
+        if (opened_pages[i] && bs->blocks[i].group_pages > SNAPSHOT_HUGE_PAGES) {
             return false;
         }
-        bytes += n * SNAPSHOT_PAGE_SIZE;
+        bytes += opened_pages[i] * SNAPSHOT_PAGE_SIZE;
     }
     return bytes && bytes <= MIN(HOT_SAVE_MAX_BYTES, pool_bytes / 8);
 }

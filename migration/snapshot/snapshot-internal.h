@@ -291,12 +291,13 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp);
 
 /*
  * The pause under epoch tracking, after it took the pages it released since
- * the prearm into the blocks' @opened maps: whether they are few enough (and
- * the pool large enough) to be copied in the pause and left writable, rather
- * than protected again, only to fault at once when the guest runs on (as the
- * ranges a guest was writing are without tracking, see HOT_SAVE_MAX_BYTES).
+ * the prearm into the blocks' @opened maps (@opened_pages of them in each
+ * block): whether they are few enough (and the pool large enough) to be
+ * copied in the pause and left writable, rather than protected again, only
+ * to fault at once when the guest runs on (as the ranges a guest was writing
+ * are without tracking, see HOT_SAVE_MAX_BYTES).
  */
-bool snapshot_tracked_hot_fits(BackgroundSnapshot *bs);
+bool snapshot_tracked_hot_fits(BackgroundSnapshot *bs, const uint64_t *opened_pages);
 
 /*
  * The pause under epoch tracking (called by it): every page is protected,

@@ -57,6 +57,32 @@ static void test_atomic_single(void)
     bitmap_free(map);
 }
 
+/* OR a map in, and take one out: every bit moves once, zero words included. */
+static void test_or_take(void)
+{
+    unsigned long *map = bitmap_new(300);
+    unsigned long *src = bitmap_new(300);
+    unsigned long *out = bitmap_new(300);
+
+    bitmap_set_range(map, 5, 3);
+    bitmap_set_range(src, 6, 70);                   /* crosses a word, overlaps map */
+    bitmap_set_bit(src, 299);                       /* the last, partial word */
+    bitmap_or_atomic(map, src, 300);
+    g_assert_cmpuint(bitmap_count_set(map, 300), ==, 72);
+    g_assert_true(bitmap_test_bit(map, 5) && bitmap_test_bit(map, 75) &&
+                  bitmap_test_bit(map, 299));
+    bitmap_set_range(out, 0, 300);                  /* stale: every word is written */
+    g_assert_cmpuint(bitmap_take_atomic(map, out, 300), ==, 72);
+    g_assert_cmpuint(bitmap_count_set(map, 300), ==, 0);
+    g_assert_cmpuint(bitmap_count_set(out, 300), ==, 72);
+    g_assert_false(bitmap_test_bit(out, 4) || bitmap_test_bit(out, 200));
+    g_assert_cmpuint(bitmap_take_atomic(map, out, 300), ==, 0);
+    g_assert_cmpuint(bitmap_count_set(out, 300), ==, 0);
+    bitmap_free(map);
+    bitmap_free(src);
+    bitmap_free(out);
+}
+
 static void test_claim_range(void)
 {
     unsigned long *map = bitmap_new(512);
@@ -137,6 +163,7 @@ int main(int argc, char **argv)
     g_test_add_func("/bitmap/plain", test_plain);
     g_test_add_func("/bitmap/populate", test_populate);
     g_test_add_func("/bitmap/atomic/single", test_atomic_single);
+    g_test_add_func("/bitmap/atomic/or-take", test_or_take);
     g_test_add_func("/bitmap/atomic/claim-range", test_claim_range);
     g_test_add_func("/bitmap/atomic/claim-race", test_claim_race);
     return g_test_run();
