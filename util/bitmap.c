@@ -196,3 +196,25 @@ bool bitmap_range_is_set_atomic(const unsigned long *map, size_t start, size_t n
     });
     return all;
 }
+
+size_t bitmap_count_set_before_atomic(const unsigned long *map, size_t end, size_t max)
+{
+    size_t n = 0;
+
+    max = MIN(max, end);
+    while (n < max) {
+        size_t bit = end - 1 - n;
+        size_t avail = bit % BITMAP_BITS_PER_WORD + 1;   /* bits at and below @bit in its word */
+        unsigned long w = __atomic_load_n(&map[bit / BITMAP_BITS_PER_WORD], __ATOMIC_ACQUIRE);
+        /* @bit to the top: the run is the leading ones. */
+        unsigned long v = w << (BITMAP_BITS_PER_WORD - avail);
+        size_t ones = ~v ? (size_t)__builtin_clzl(~v) : BITMAP_BITS_PER_WORD;
+
+        if (ones < avail) {
+            n += ones;
+            break;
+        }
+        n += avail;
+    }
+    return MIN(n, max);
+}

@@ -98,4 +98,7 @@ size_t bitmap_claim_range_atomic(unsigned long *map, size_t start, size_t n,
 /* True if every bit in [@start, @start + @n) is set (acquire loads). */
 bool bitmap_range_is_set_atomic(const unsigned long *map, size_t start, size_t n);
 
+/* How many bits are set in a row right below @end (acquire loads), counting at most @max. */
+size_t bitmap_count_set_before_atomic(const unsigned long *map, size_t end, size_t max);
+
 #endif

@@ -13,19 +13,22 @@
 #include "util/error.h"
 
 /*
- * A fault right after a page the guest wrote in this epoch (a sequential
- * writer) releases a run of pages at once, recorded as written: on this
- * machine a synchronous fault costs about 50 us, so a writer sweeping
+ * A fault right after pages the guest wrote in this epoch (a sequential
+ * writer) releases as many pages again ahead of it, recorded as written: on
+ * this machine a synchronous fault costs about 50 us, so a writer sweeping
  * memory pays it once per run instead of once per page (measured 5 us per
- * page with 32-page runs). The run doubles while the writer keeps running
- * off its end, from 32 pages; from 256 on it ends at the next 2 MiB
- * boundary, so that a long sweep releases whole huge pages: a partial
- * release splits a transparent huge page for good (tracking protects it
- * again at every instant), and a guest sweeping 4 KiB-mapped memory ran 25%
- * slower here than on huge pages. At most 511 unwritten pages at the end of
- * a run are then saved by the next increment: a bounded excess, never a miss.
+ * page with 32-page runs), and the run doubles while the writer keeps
+ * running off its end. Sized by what the writer has written in a row, a run
+ * never holds more unwritten pages than the written ones before it: a
+ * writer of a few pages (a record, a control block) costs the next
+ * increment a few pages, not a fixed run. From 256 pages on, a run ends at
+ * the next 2 MiB boundary, so that a long sweep releases whole huge pages: a
+ * partial release splits a transparent huge page for good (tracking
+ * protects it again at every instant), and a guest sweeping 4 KiB-mapped
+ * memory ran 25% slower here than on huge pages. At most 511 unwritten
+ * pages at the end of such a run are then saved by the next increment: a
+ * bounded excess, never a miss.
  */
-#define EPOCH_RELEASE_AHEAD_MIN 32u
 #define EPOCH_RELEASE_AHEAD_ALIGNED 256u
 #define EPOCH_RELEASE_REGION_PAGES 512u     /* 2 MiB: a transparent huge page */
 /* The chain keeps this many images; older ones can no longer be bases. */
@@ -37,8 +40,6 @@ typedef struct EpochBlock {
     uint32_t group_pages;       /* backing page in 4 KiB pages: protection changes in these */
     unsigned long *written;     /* atomic: written (released) in the current epoch */
     unsigned long *open;        /* atomic: released since the last protect pass */
-    uint64_t ahead_end;         /* fault thread: end of the last run released ahead */
-    uint64_t ahead;             /* fault thread: its length */
 } EpochBlock;
 
 typedef struct EpochImage {
@@ -121,32 +122,23 @@ static void epoch_release_hook_maps(EpochTracking *et, unsigned block_index,
 
 /*
  * Pages to release for a write fault in the backing page at @first: that
- * one, or a run ahead of a sequential writer (the page before is written in
- * this epoch), doubling while the writer keeps running off the last run.
- * Fault thread only.
+ * one, or as many as the writer wrote in a row right before it (a
+ * sequential writer), to the next huge-page boundary once that is long.
  */
 static uint64_t epoch_release_len(EpochBlock *eb, uint64_t first)
 {
     uint64_t g = eb->group_pages;
-    uint64_t n = g;
-    bool aligned = false;
+    uint64_t before = bitmap_count_set_before_atomic(eb->written, first,
+                                                     EPOCH_RELEASE_AHEAD_ALIGNED);
+    uint64_t n;
 
-    if (first >= g && bitmap_test_atomic(eb->written, first - 1)) {
-        uint64_t ahead = first == eb->ahead_end ? eb->ahead * 2 : EPOCH_RELEASE_AHEAD_MIN;
-
-        if (ahead >= EPOCH_RELEASE_AHEAD_ALIGNED) {
-            /* To the next huge-page boundary: whole huge pages from here on. */
-            uint64_t region = MAX((uint64_t)EPOCH_RELEASE_REGION_PAGES, g);
-            ahead = ((first / region) + 1) * region - first;
-            aligned = true;
-        }
-        n = MAX(g, MAX(ahead, EPOCH_RELEASE_AHEAD_MIN) / g * g);
+    if (before >= EPOCH_RELEASE_AHEAD_ALIGNED) {
+        uint64_t region = MAX((uint64_t)EPOCH_RELEASE_REGION_PAGES, g);
+        n = ((first / region) + 1) * region - first;
+    } else {
+        n = MAX(g, before / g * g);
     }
-    n = MIN(n, eb->pages - first);
-    /* Past a boundary, the next run is a whole region however short this one was. */
-    eb->ahead = aligned ? EPOCH_RELEASE_REGION_PAGES : n;
-    eb->ahead_end = first + n;
-    return n;
+    return MIN(n, eb->pages - first);
 }
 
 /* Between snapshots: record and release the faulting page, or a run ahead of a sequential writer. */

@@ -83,6 +83,28 @@ static void test_or_take(void)
     bitmap_free(out);
 }
 
+/* Set bits in a row below an end: within a word, across words, up to a cap, at bit 0. */
+static void test_count_set_before(void)
+{
+    unsigned long *map = bitmap_new(400);
+
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 10, 100), ==, 0);
+    bitmap_set_range(map, 3, 5);                    /* 3..7 */
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 8, 100), ==, 5);
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 6, 100), ==, 3);
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 9, 100), ==, 0);
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 8, 2), ==, 2);
+    bitmap_set_range(map, 0, 3);                    /* 0..7: down to the first bit */
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 8, 100), ==, 8);
+    bitmap_set_range(map, 40, 300);                 /* 40..339: five words */
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 340, 1000), ==, 300);
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 340, 256), ==, 256);
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 128, 1000), ==, 88);
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 64, 1000), ==, 24);
+    g_assert_cmpuint(bitmap_count_set_before_atomic(map, 0, 1000), ==, 0);
+    bitmap_free(map);
+}
+
 static void test_claim_range(void)
 {
     unsigned long *map = bitmap_new(512);
@@ -164,6 +186,7 @@ int main(int argc, char **argv)
     g_test_add_func("/bitmap/populate", test_populate);
     g_test_add_func("/bitmap/atomic/single", test_atomic_single);
     g_test_add_func("/bitmap/atomic/or-take", test_or_take);
+    g_test_add_func("/bitmap/atomic/count-set-before", test_count_set_before);
     g_test_add_func("/bitmap/atomic/claim-range", test_claim_range);
     g_test_add_func("/bitmap/atomic/claim-race", test_claim_race);
     return g_test_run();

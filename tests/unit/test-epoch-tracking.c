@@ -168,7 +168,7 @@ static void add_image(EpochTracking *et, uint8_t uuid[IMAGE_UUID_SIZE])
 /*
  * Many instants while writers hammer memory: after each, the pages recorded
  * since the chain image's instant include every page a writer wrote since,
- * and exceed them by at most the release-ahead run (31 pages) per fault.
+ * with at most a run released ahead of a sequential writer beyond them.
  */
 static void test_no_write_missed(void)
 {
@@ -342,11 +342,65 @@ static void test_marked_written(void)
     guest_free(g);
 }
 
+/*
+ * A writer of a few pages in a row costs the next increment at most as many
+ * pages again: a run released ahead is as long as what was written in a row
+ * before it (1, 1, 2, 4... pages), and from 256 on ends at a 2 MiB boundary.
+ */
+static void test_runs_bounded(void)
+{
+    static const uint64_t bursts[] = { 1, 2, 3, 5, 17, 64, 100, 256, 300, 700 };
+    g_autoptr(GError) err = NULL;
+    Guest *g = guest_new();
+    g_autofree unsigned long *recorded = bitmap_new(PAGES);
+    uint8_t uuid[IMAGE_UUID_SIZE];
+    EpochTracking *et = epoch_tracking_new(g->blocks, &err);
+
+    g_assert_no_error(err);
+    g_assert_true(epoch_tracking_prearm(et, &err));
+    g_assert_true(epoch_tracking_instant(et, NULL, NULL, &err));
+    g_assert_no_error(err);
+    add_image(et, uuid);
+    /* This thread writes: the fault thread serves it, as it serves a vCPU. */
+    for (unsigned i = 0; i < G_N_ELEMENTS(bursts); i++) {
+        uint64_t first = (uint64_t)i * 1536 + 7;
+
+        for (uint64_t p = first; p < first + bursts[i]; p++) {
+            ((volatile uint8_t *)g->rb.host)[p * PAGE] = 1;
+        }
+    }
+    g_assert_true(epoch_tracking_instant(et, NULL, NULL, &err));
+    g_assert_no_error(err);
+    g_assert_true(epoch_tracking_copy_since(et, uuid, 0, recorded));
+
+    uint64_t expected_total = 0;
+    for (unsigned i = 0; i < G_N_ELEMENTS(bursts); i++) {
+        uint64_t first = (uint64_t)i * 1536 + 7, k = bursts[i], want;
+
+        if (k <= 256) {
+            for (want = 1; want < k; want *= 2) {
+            }
+        } else {
+            /* Past 256 written in a row: whole 2 MiB regions, ending at a boundary. */
+            uint64_t end = (first + k + 511) / 512 * 512;
+            want = end - first;
+            g_assert_cmpuint(want - k, <, 512);
+        }
+        g_assert_cmpuint(bitmap_find_next_zero(recorded, PAGES, first), ==, first + want);
+        g_assert_true(first == 0 || !bitmap_test_bit(recorded, first - 1));
+        expected_total += want;
+    }
+    g_assert_cmpuint(bitmap_count_set(recorded, PAGES), ==, expected_total);
+    epoch_tracking_free(et);
+    guest_free(g);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/epoch-tracking/no-write-missed", test_no_write_missed);
     g_test_add_func("/epoch-tracking/unknown-image", test_unknown_image);
     g_test_add_func("/epoch-tracking/marked-written", test_marked_written);
+    g_test_add_func("/epoch-tracking/runs-bounded", test_runs_bounded);
     return g_test_run();
 }
