@@ -195,7 +195,9 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
         fault_wait_saved(bs, sb, group, group_n);
         if (bitmap_range_is_set_atomic(sb->saved, group, group_n)) {
             if (bs->epoch) {
-                epoch_tracking_release_saved(bs->epoch, bs, block_index, group);
+                /* The faulting page's own backing page: tracking releases no more than asked. */
+                epoch_tracking_release_saved(bs->epoch, bs, block_index,
+                                             page & ~(uint64_t)(sb->group_pages - 1));
             } else {
                 snapshot_unprotect_saved(bs, block_index, group, group_n, true);
             }

@@ -445,7 +445,9 @@ uint64_t snapshot_save_claimed(BackgroundSnapshot *bs, unsigned block_index, uin
  * the pages are saved (one call when all are). Pages still being copied by
  * another thread stay protected. A region still mapped huge is released
  * whole or not at all (so it stays huge), and a region we split goes to the
- * collapse thread once all of it is saved.
+ * collapse thread once all of it is saved. Under write tracking (@bs->epoch)
+ * exactly the saved pages of the range are released, huge or not: tracking
+ * counts every released page as written.
  */
 void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                               uint64_t n, bool by_fault);

@@ -136,11 +136,18 @@ static void unprotect_range(BackgroundSnapshot *bs, unsigned block_index, uint64
     }
     trace_snapshot_page_unprotected(block_index, first * SNAPSHOT_PAGE_SIZE,
                                     n * SNAPSHOT_PAGE_SIZE, by_fault);
-    /* A region we split is whole again in content: hand it to the collapse thread. */
+    /*
+     * A region we split is whole again in content: hand it to the collapse
+     * thread. Under write tracking only once none of it is protected: a
+     * collapse must not meet (or drop) a page's protection.
+     */
     for (uint64_t r = first / SNAPSHOT_HUGE_PAGES; sb->split && r * SNAPSHOT_HUGE_PAGES < first + n;
          r++) {
         uint64_t start = r * SNAPSHOT_HUGE_PAGES;
         uint64_t len = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, sb->pages - start);
+        if (bs->epoch && (first > start || first + n < start + len)) {
+            continue;
+        }
         if (bitmap_test_atomic(sb->split, r) &&
             bitmap_range_is_set_atomic(sb->saved, start, len) &&
             bitmap_test_and_clear_atomic(sb->split, r)) {
@@ -224,7 +231,16 @@ void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint
 
         bool all_saved = bitmap_range_is_set_atomic(sb->saved, rstart, rend - rstart);
 
-        if (all_saved) {
+        if (bs->epoch) {
+            /*
+             * Write tracking records what is released as written: only
+             * the range asked for, or the next increment would save the
+             * rest of the region unchanged (up to 511 pages per fault).
+             * A huge mapping splits here, as it does for a write between
+             * snapshots.
+             */
+            release_piece(sb, bs, block_index, &l, i, MIN(rend, end), by_fault);
+        } else if (all_saved) {
             /*
              * Unprotecting part of a huge mapping splits it into 4 KiB ones
              * for good, even when nothing there is protected any more (a
