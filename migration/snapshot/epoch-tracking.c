@@ -19,9 +19,9 @@
  * memory pays it once per run instead of once per page (measured 5 us per
  * page with 32-page runs), and the run doubles while the writer keeps
  * running off its end. Sized by what the writer has written in a row, a run
- * never holds more unwritten pages than the written ones before it: a
- * writer of a few pages (a record, a control block) costs the next
- * increment a few pages, not a fixed run. From 256 pages on, a run ends at
+ * shorter than 256 pages never holds more unwritten pages than the written
+ * ones before it: a writer of a few pages (a record, a control block) costs
+ * the next increment a few pages, not a fixed run. From 256 pages on, a run ends at
  * the next 2 MiB boundary, so that a long sweep releases whole huge pages: a
  * partial release splits a transparent huge page for good (tracking
  * protects it again at every instant), and a guest sweeping 4 KiB-mapped
