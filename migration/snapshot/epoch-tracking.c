@@ -122,13 +122,21 @@ static void epoch_release_hook_maps(EpochTracking *et, unsigned block_index,
 
 /*
  * Pages to release for a write fault in the backing page at @first: that
- * one, or as many as the writer wrote in a row right before it (a
- * sequential writer), to the next huge-page boundary once that is long.
+ * one, or as many as were released in a row right before it since the last
+ * protect pass (a sequential writer), to the next huge-page boundary once
+ * that is long.
  */
 static uint64_t epoch_release_len(EpochBlock *eb, uint64_t first)
 {
     uint64_t g = eb->group_pages;
-    uint64_t before = bitmap_count_set_before_atomic(eb->written, first,
+    /*
+     * Counted in the open set, not the written one: a snapshot's early
+     * protection takes it, so right after that only what the writer
+     * released since counts, not pages it wrote earlier in the epoch (a
+     * run sized by those went to the next 2 MiB boundary at once, and the
+     * pause copied it: 117-466 pages where 65 had been).
+     */
+    uint64_t before = bitmap_count_set_before_atomic(eb->open, first,
                                                      EPOCH_RELEASE_AHEAD_ALIGNED);
     uint64_t n;
 
