@@ -43,7 +43,6 @@
  * (cheap, one entry; a piece would split it).
  */
 #define EPOCH_RELEASE_FIRST_PIECE 32u
-#define REGION_WORDS (EPOCH_RELEASE_REGION_PAGES / BITMAP_BITS_PER_WORD)
 /* The chain keeps this many images; older ones can no longer be bases. */
 #define EPOCH_CHAIN_MAX 64u
 
@@ -53,12 +52,6 @@ typedef struct EpochBlock {
     uint32_t group_pages;       /* backing page in 4 KiB pages: protection changes in these */
     unsigned long *written;     /* atomic: written (released) in the current epoch */
     unsigned long *open;        /* atomic: released since the last protect pass */
-    /*
-     * Per 2 MiB region: the epoch that ended at the last instant wrote all
-     * of it (set in the instant, read by the snapshot's fault service, both
-     * under the lock).
-     */
-    unsigned long *dense;
 } EpochBlock;
 
 typedef struct EpochImage {
@@ -258,7 +251,6 @@ EpochTracking *epoch_tracking_new(GPtrArray *blocks, GError **errp)
         eb->group_pages = MAX(eb->rb->page_size, SNAPSHOT_PAGE_SIZE) / SNAPSHOT_PAGE_SIZE;
         eb->written = bitmap_new(eb->pages);
         eb->open = bitmap_new(eb->pages);
-        eb->dense = bitmap_new((eb->pages + EPOCH_RELEASE_REGION_PAGES - 1) / EPOCH_RELEASE_REGION_PAGES);
         /* Nothing is protected yet: everything is open for the first prearm. */
         bitmap_set_range(eb->open, 0, eb->pages);
     }
@@ -290,7 +282,6 @@ void epoch_tracking_free(EpochTracking *et)
     for (unsigned i = 0; i < et->nr_blocks; i++) {
         bitmap_free(et->eb[i].written);
         bitmap_free(et->eb[i].open);
-        bitmap_free(et->eb[i].dense);
     }
     g_free(et->eb);
     g_ptr_array_unref(et->images);
@@ -408,10 +399,7 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
     for (unsigned b = 0; b < et->nr_blocks; b++) {
         EpochBlock *eb = &et->eb[b];
 
-        uint64_t words = BITMAP_WORDS(eb->pages);
-        bool dense = true;
-
-        for (uint64_t w = 0; w < words; w++) {
+        for (uint64_t w = 0; w < BITMAP_WORDS(eb->pages); w++) {
             /* Read first, as bitmap_take_atomic() does: most words are zero. */
             unsigned long bits = __atomic_load_n(&eb->written[w], __ATOMIC_RELAXED)
                                  ? __atomic_exchange_n(&eb->written[w], 0, __ATOMIC_ACQ_REL) : 0;
@@ -419,17 +407,6 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
             for (guint i = 0; bits && i < et->images->len; i++) {
                 EpochImage *img = g_ptr_array_index(et->images, i);
                 img->since[b][w] |= bits;
-            }
-            /* A partial last region never counts as dense. */
-            dense = dense && bits == ~0UL && (w + 1) * BITMAP_BITS_PER_WORD <= eb->pages;
-            if ((w + 1) % REGION_WORDS == 0 || w + 1 == words) {
-                uint64_t region = w / REGION_WORDS;
-                if (dense) {
-                    bitmap_set_bit(eb->dense, region);
-                } else {
-                    bitmap_clear_bit(eb->dense, region);
-                }
-                dense = true;
             }
         }
     }
@@ -636,23 +613,7 @@ void epoch_tracking_release_saved(EpochTracking *et, BackgroundSnapshot *bs,
                                   unsigned block_index, uint64_t group)
 {
     SnapshotBlock *sb = &bs->blocks[block_index];
-    EpochBlock *eb = &et->eb[block_index];
-    uint64_t region = group / EPOCH_RELEASE_REGION_PAGES;
-    uint64_t rstart = region * EPOCH_RELEASE_REGION_PAGES;
-    uint64_t rlen = MIN((uint64_t)EPOCH_RELEASE_REGION_PAGES, sb->pages - rstart);
-
-    /*
-     * A huge page the guest wrote all of in the last epoch (a sweep) goes
-     * whole once saved: it stays huge, and the guest takes one fault there,
-     * not one per run, for pages it will write anyway. Elsewhere only what
-     * the fault asks for, as between snapshots.
-     */
-    if (snapshot_region_is_huge(sb, region) && bitmap_test_bit(eb->dense, region) &&
-        bitmap_range_is_set_atomic(sb->saved, rstart, rlen)) {
-        snapshot_unprotect_saved(bs, block_index, rstart, rlen, true);
-        return;
-    }
-    uint64_t n = epoch_release_len(eb, group);
+    uint64_t n = epoch_release_len(&et->eb[block_index], group);
 
     /* Ahead only over pages already saved (or unchanged): the others are the scan's. */
     while (n > sb->group_pages && !bitmap_range_is_set_atomic(sb->saved, group, n)) {
