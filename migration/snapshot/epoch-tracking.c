@@ -82,7 +82,7 @@ struct EpochTracking {
     BackgroundSnapshot *snapshot;
     GPtrArray *images;          /* EpochImage *, oldest first */
     bool started;
-    int pagemap_fd;             /* asks whether a run is a huge mapping; -1: never piecewise */
+    int pagemap_fd;             /* asks whether a run is a huge mapping; negative: no pieces */
     char *lost;                 /* under lock */
     uint64_t faults;            /* atomic */
 };

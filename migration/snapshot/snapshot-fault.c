@@ -195,7 +195,7 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
         fault_wait_saved(bs, sb, group, group_n);
         if (bitmap_range_is_set_atomic(sb->saved, group, group_n)) {
             if (bs->epoch) {
-                /* The faulting page's own backing page: tracking releases no more than asked. */
+                /* From the faulting page's backing page: tracking releases it, or a run from it. */
                 epoch_tracking_release_saved(bs->epoch, bs, block_index,
                                              page & ~(uint64_t)(sb->group_pages - 1));
             } else {

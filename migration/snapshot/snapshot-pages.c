@@ -138,16 +138,13 @@ static void unprotect_range(BackgroundSnapshot *bs, unsigned block_index, uint64
                                     n * SNAPSHOT_PAGE_SIZE, by_fault);
     /*
      * A region we split is whole again in content: hand it to the collapse
-     * thread. Under write tracking only once none of it is protected: a
-     * collapse must not meet (or drop) a page's protection.
+     * thread. (Never under write tracking: the snapshot then leaves its map
+     * of huge regions empty, so it splits none.)
      */
     for (uint64_t r = first / SNAPSHOT_HUGE_PAGES; sb->split && r * SNAPSHOT_HUGE_PAGES < first + n;
          r++) {
         uint64_t start = r * SNAPSHOT_HUGE_PAGES;
         uint64_t len = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, sb->pages - start);
-        if (bs->epoch && (first > start || first + n < start + len)) {
-            continue;
-        }
         if (bitmap_test_atomic(sb->split, r) &&
             bitmap_range_is_set_atomic(sb->saved, start, len) &&
             bitmap_test_and_clear_atomic(sb->split, r)) {

