@@ -76,6 +76,14 @@ bool epoch_tracking_instant(EpochTracking *et, BackgroundSnapshot *bs,
                             const uint8_t *base_uuid, GError **errp);
 
 /*
+ * The fault thread (holding the tracker's lock, as when it serves a fault)
+ * could not unprotect pages of block @block_index (@err: -errno): release
+ * all of guest RAM, so that no writer stays blocked, and say tracking is
+ * lost (increments are refused until it is turned off and on again).
+ */
+void epoch_tracking_lose_locked(EpochTracking *et, unsigned block_index, int err);
+
+/*
  * A snapshot's fault thread, once the faulting page's backing page at
  * @group is saved: release it, or a run of saved pages ahead of a
  * sequential writer, as between snapshots (recorded as written).

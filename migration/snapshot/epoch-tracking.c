@@ -201,15 +201,22 @@ static void epoch_release(EpochTracking *et, unsigned block_index, uint64_t page
                                        piece * SNAPSHOT_PAGE_SIZE);
     }
     if (ret < 0) {
-        /* The guest would stay blocked: let everything go, and say tracking is lost. */
-        g_warning("incremental-snapshot: unprotecting RAM block '%s' failed: %s; "
-                  "write tracking is lost", eb->rb->name, g_strerror(-ret));
-        g_free(et->lost);
-        et->lost = g_strdup_printf("unprotecting RAM block '%s' failed (%s)", eb->rb->name,
-                                   g_strerror(-ret));
-        for (unsigned i = 0; i < et->nr_blocks; i++) {
-            write_tracking_unprotect(et->wt, i, 0, et->eb[i].rb->size);
-        }
+        epoch_tracking_lose_locked(et, block_index, ret);
+    }
+}
+
+void epoch_tracking_lose_locked(EpochTracking *et, unsigned block_index, int err)
+{
+    const char *name = et->eb[block_index].rb->name;
+
+    /* The guest would stay blocked: let everything go, and say tracking is lost. */
+    g_warning("incremental-snapshot: unprotecting RAM block '%s' failed: %s; "
+              "write tracking is lost", name, g_strerror(-err));
+    g_free(et->lost);
+    et->lost = g_strdup_printf("unprotecting RAM block '%s' failed (%s)", name,
+                               g_strerror(-err));
+    for (unsigned i = 0; i < et->nr_blocks; i++) {
+        write_tracking_unprotect(et->wt, i, 0, et->eb[i].rb->size);
     }
 }
 

@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "migration/epoch-tracking.h"
 #include "migration/snapshot/snapshot-trace.h"
 #include "system/machine.h"
 #include "util/bitmap.h"
@@ -131,6 +132,14 @@ static void unprotect_range(BackgroundSnapshot *bs, unsigned block_index, uint64
             g_warning("background-snapshot: unprotecting %" G_GUINT64_FORMAT " pages of RAM "
                       "block '%s' failed: %s; stopping the snapshot",
                       n, sb->rb->name, g_strerror(-ret));
+        }
+        if (bs->epoch) {
+            /*
+             * The end of the snapshot removes no protection under tracking:
+             * the writer whose fault this served would stay blocked. (Only
+             * the fault thread gets here then, holding the tracker's lock.)
+             */
+            epoch_tracking_lose_locked(bs->epoch, block_index, ret);
         }
         return;
     }
