@@ -134,6 +134,16 @@ static void snapshot(TestVm *vm, const char *path, const char *base, uint64_t *b
     *after = progress(vm).steps;
 }
 
+/* Pages the last snapshot saved, with data or as zero (query-migrate). */
+static uint64_t pages_saved(TestVm *vm)
+{
+    g_autoptr(JsonObject) info = snap_query_migrate(test_vm_qmp(vm));
+    JsonObject *ram = json_object_get_object_member(info, "ram");
+
+    return (uint64_t)json_object_get_int_member(ram, "normal") +
+           (uint64_t)json_object_get_int_member(ram, "duplicate");
+}
+
 /* frostvm-img dump-ram of @path (the composite of its chain) into @raw; returns its bytes. */
 static GMappedFile *dump(const char *path, const char *raw)
 {
@@ -331,10 +341,7 @@ static void test_idle_increment(IncFixture *f, gconstpointer data)
     snapshot(f->vm, inc, full, &before, &after);
     check_composite(f->vm, inc, before, after);
 
-    g_autoptr(JsonObject) info = snap_query_migrate(test_vm_qmp(f->vm));
-    JsonObject *ram = json_object_get_object_member(info, "ram");
-    uint64_t saved = (uint64_t)json_object_get_int_member(ram, "normal") +
-                     (uint64_t)json_object_get_int_member(ram, "duplicate");
+    uint64_t saved = pages_saved(f->vm);
     g_test_message("idle increment: %" G_GUINT64_FORMAT " pages saved", saved);
     g_assert_cmpuint(saved, <, 64);
     g_assert_cmpint(stat(inc, &st), ==, 0);
@@ -776,10 +783,7 @@ static void test_hot_set(IncFixture *f, gconstpointer data)
         snapshot(f->vm, inc, full, &before, &after);
         check_composite(f->vm, inc, before, after);
 
-        g_autoptr(JsonObject) info = snap_query_migrate(test_vm_qmp(f->vm));
-        JsonObject *ram = json_object_get_object_member(info, "ram");
-        uint64_t saved = (uint64_t)json_object_get_int_member(ram, "normal") +
-                         (uint64_t)json_object_get_int_member(ram, "duplicate");
+        uint64_t saved = pages_saved(f->vm);
         g_autoptr(GMappedFile) a = dump(full, raw_full);
         g_autoptr(GMappedFile) b = dump(inc, raw_inc);
         const uint8_t *pa = (const uint8_t *)g_mapped_file_get_contents(a);

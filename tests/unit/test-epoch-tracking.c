@@ -165,6 +165,17 @@ static void add_image(EpochTracking *et, uint8_t uuid[IMAGE_UUID_SIZE])
     epoch_tracking_add_image(et, &id, NULL, NULL);
 }
 
+/* The first instant starts tracking (everything protected); the image @uuid begins there. */
+static void tracking_start(EpochTracking *et, uint8_t uuid[IMAGE_UUID_SIZE])
+{
+    g_autoptr(GError) err = NULL;
+
+    g_assert_true(epoch_tracking_prearm(et, &err));
+    g_assert_true(epoch_tracking_instant(et, NULL, NULL, &err));
+    g_assert_no_error(err);
+    add_image(et, uuid);
+}
+
 /*
  * Many instants while writers hammer memory: after each, the pages recorded
  * since the chain image's instant include every page a writer wrote since,
@@ -184,11 +195,7 @@ static void test_no_write_missed(void)
     et = epoch_tracking_new(g->blocks, &err);
     g_assert_no_error(err);
 
-    /* The first instant starts tracking (everything protected); the image begins there. */
-    g_assert_true(epoch_tracking_prearm(et, &err));
-    g_assert_true(epoch_tracking_instant(et, NULL, NULL, &err));
-    g_assert_no_error(err);
-    add_image(et, uuid);
+    tracking_start(et, uuid);
     guest_resume(g);
 
     /*
@@ -367,10 +374,7 @@ static void test_runs_bounded(gconstpointer data)
     et = epoch_tracking_new(g->blocks, &err);
 
     g_assert_no_error(err);
-    g_assert_true(epoch_tracking_prearm(et, &err));
-    g_assert_true(epoch_tracking_instant(et, NULL, NULL, &err));
-    g_assert_no_error(err);
-    add_image(et, uuid);
+    tracking_start(et, uuid);
     /* This thread writes: the fault thread serves it, as it serves a vCPU. */
     for (unsigned i = 0; i < G_N_ELEMENTS(bursts); i++) {
         uint64_t first = (uint64_t)i * 1536 + 7;
