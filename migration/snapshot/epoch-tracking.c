@@ -20,16 +20,16 @@
  * this machine a synchronous fault costs about 50 us, so a writer sweeping
  * memory pays it once per run instead of once per page (measured 5 us per
  * page with 32-page runs), and the run doubles while the writer keeps
- * running off its end. Sized by what the writer has written in a row, a run
+ * running off its end. Sized by what the writer released in a row, a run
  * shorter than 256 pages never holds more unwritten pages than the written
  * ones before it: a writer of a few pages (a record, a control block) costs
- * the next increment a few pages, not a fixed run. From 256 pages on, a run ends at
- * the next 2 MiB boundary, so that a long sweep releases whole huge pages: a
- * partial release splits a transparent huge page for good (tracking
- * protects it again at every instant), and a guest sweeping 4 KiB-mapped
- * memory ran 25% slower here than on huge pages. At most 511 unwritten
- * pages at the end of such a run are then saved by the next increment: a
- * bounded excess, never a miss.
+ * the next increment a few pages, not a fixed run. From 256 pages on, a run
+ * ends at the next 2 MiB boundary, so that a long sweep releases whole huge
+ * pages: a partial release splits a transparent huge page for good
+ * (tracking protects it again at every instant), and a guest sweeping 4
+ * KiB-mapped memory ran 25% slower here than on huge pages. At most 511
+ * unwritten pages at the end of such a run are then saved by the next
+ * increment: a bounded excess, never a miss.
  */
 #define EPOCH_RELEASE_AHEAD_ALIGNED 256u
 #define EPOCH_RELEASE_REGION_PAGES 512u     /* 2 MiB: a transparent huge page */

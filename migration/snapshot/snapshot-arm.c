@@ -309,33 +309,50 @@ bool snapshot_tracked_hot_fits(BackgroundSnapshot *bs, const uint64_t *opened_pa
     return bytes && bytes <= MIN(HOT_SAVE_MAX_BYTES, pool_bytes / 8);
 }
 
+/* @ranges cut into the 2 MiB pieces the pause copies (snapshot-pause-copy.c), in order. */
+static GArray *pause_pieces(const GArray *ranges)
+{
+    GArray *pieces = g_array_new(false, false, sizeof(SnapshotRange));
+    uint64_t piece = (uint64_t)SNAPSHOT_HUGE_PAGES * SNAPSHOT_PAGE_SIZE;
+
+    for (guint i = 0; ranges && i < ranges->len; i++) {
+        const SnapshotRange *r = &g_array_index(ranges, SnapshotRange, i);
+
+        for (uint64_t off = r->offset; off < r->offset + r->len; off += piece) {
+            SnapshotRange p = { .block_index = r->block_index, .offset = off,
+                                .len = MIN(piece, r->offset + r->len - off) };
+            g_array_append_val(pieces, p);
+        }
+    }
+    return pieces;
+}
+
 /*
  * Copy the opened pages in the pause (left writable: tracking counts them as
- * written in the new epoch), in pieces of at most 2 MiB; a piece the pool has
- * no room for is protected instead. The scan then goes on after each run.
+ * written in the new epoch); a piece the pool has no room for is protected
+ * instead. The scan then goes on after each run.
  */
 static bool save_opened(BackgroundSnapshot *bs, GError **errp)
 {
+    g_autoptr(GArray) runs = g_array_new(false, false, sizeof(SnapshotRange));
+
     for (unsigned i = 0; i < bs->nr_blocks; i++) {
         SnapshotBlock *sb = &bs->blocks[i];
         uint64_t p = 0;
 
         while ((p = bitmap_find_next_set(sb->opened, sb->pages, p)) < sb->pages) {
             uint64_t end = bitmap_find_next_zero(sb->opened, sb->pages, p);
-            SnapshotRange run = { .block_index = i, .offset = p * SNAPSHOT_PAGE_SIZE,
-                                  .len = (end - p) * SNAPSHOT_PAGE_SIZE };
 
-            for (; p < end; p += MIN((uint64_t)SNAPSHOT_HUGE_PAGES, end - p)) {
-                SnapshotRange piece = {
-                    .block_index = i, .offset = p * SNAPSHOT_PAGE_SIZE,
-                    .len = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, end - p) * SNAPSHOT_PAGE_SIZE,
-                };
-                if (!snapshot_save_pause_piece(bs, &piece, errp)) {
-                    return false;
-                }
-            }
-            snapshot_scan_after_pause_save(bs, &run);
+            range_add(runs, i, p, end - p);
+            p = end;
         }
+    }
+    g_autoptr(GArray) pieces = pause_pieces(runs);
+    if (!snapshot_pause_copy_run(bs, (const SnapshotRange *)pieces->data, pieces->len, errp)) {
+        return false;
+    }
+    for (guint i = 0; i < runs->len; i++) {
+        snapshot_scan_after_pause_save(bs, &g_array_index(runs, SnapshotRange, i));
     }
     return true;
 }
@@ -468,7 +485,6 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
     }
     g_autoptr(GArray) ranges = g_array_new(false, false, sizeof(SnapshotRange));
     g_autoptr(GArray) hot = NULL;
-    g_autoptr(GArray) pieces = g_array_new(false, false, sizeof(SnapshotRange));
 
     /* Its wake-up overlaps the search and the protect below. */
     snapshot_pause_copy_wake(bs);
@@ -486,16 +502,7 @@ bool snapshot_engine_arm(BackgroundSnapshot *bs, GError **errp)
         save_zero_pages(bs);
     }
     /* Hot ranges are saved in 2 MiB pieces, on two CPUs (snapshot-pause-copy.c). */
-    for (guint i = 0; ok && hot && i < hot->len; i++) {
-        const SnapshotRange *r = &g_array_index(hot, SnapshotRange, i);
-        uint64_t piece = (uint64_t)SNAPSHOT_HUGE_PAGES * SNAPSHOT_PAGE_SIZE;
-
-        for (uint64_t off = r->offset; off < r->offset + r->len; off += piece) {
-            SnapshotRange p = { .block_index = r->block_index, .offset = off,
-                                .len = MIN(piece, r->offset + r->len - off) };
-            g_array_append_val(pieces, p);
-        }
-    }
+    g_autoptr(GArray) pieces = pause_pieces(ok ? hot : NULL);
     /* Always: the helper waits for this, even for nothing. */
     bool saved = snapshot_pause_copy_run(bs, (const SnapshotRange *)pieces->data, pieces->len,
                                          ok ? errp : NULL);

@@ -187,7 +187,10 @@ static void release_add(BackgroundSnapshot *bs, unsigned block_index, ReleaseLis
     l->count++;
 }
 
-/* Within one 2 MiB region that is not (or no longer) mapped huge: saved groups. */
+/*
+ * Saved groups of [@first, @end): within a region not (or no longer) mapped
+ * huge, or any range under write tracking.
+ */
 static void release_piece(SnapshotBlock *sb, BackgroundSnapshot *bs, unsigned block_index,
                           ReleaseList *l, uint64_t first, uint64_t end, bool by_fault)
 {
@@ -230,23 +233,23 @@ void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint
      * fence between the two makes sure at least one of them sees all saved.
      */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    for (uint64_t i = first; i < end;) {
+    if (bs->epoch) {
+        /*
+         * Write tracking records what is released as written: only the
+         * range asked for, or the next increment would save the rest of a
+         * region unchanged (up to 511 pages per fault). A huge mapping
+         * splits here, as it does for a write between snapshots.
+         */
+        release_piece(sb, bs, block_index, &l, first, end, by_fault);
+    }
+    for (uint64_t i = first; i < end && !bs->epoch;) {
         uint64_t region = i / SNAPSHOT_HUGE_PAGES;
         uint64_t rstart = region * SNAPSHOT_HUGE_PAGES;
         uint64_t rend = MIN(rstart + SNAPSHOT_HUGE_PAGES, sb->pages);
 
         bool all_saved = bitmap_range_is_set_atomic(sb->saved, rstart, rend - rstart);
 
-        if (bs->epoch) {
-            /*
-             * Write tracking records what is released as written: only
-             * the range asked for, or the next increment would save the
-             * rest of the region unchanged (up to 511 pages per fault).
-             * A huge mapping splits here, as it does for a write between
-             * snapshots.
-             */
-            release_piece(sb, bs, block_index, &l, i, MIN(rend, end), by_fault);
-        } else if (all_saved) {
+        if (all_saved) {
             /*
              * Unprotecting part of a huge mapping splits it into 4 KiB ones
              * for good, even when nothing there is protected any more (a
