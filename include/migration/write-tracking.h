@@ -90,6 +90,28 @@ typedef void (*WriteTrackingReleaseFunc)(void *opaque, unsigned block_index, uin
 void write_tracking_set_release_hook(WriteTracking *wt, WriteTrackingReleaseFunc fn,
                                      void *opaque);
 
+/*
+ * Whether block @block_index may leave userfaultfd region by region before
+ * the stop (write_tracking_let_go()): shared memory (shmem), tracked without
+ * a release hook (epoch tracking keeps every range registered).
+ */
+bool write_tracking_can_let_go(WriteTracking *wt, unsigned block_index);
+
+/*
+ * For good: unregister [@offset, @offset + @len) of block @block_index
+ * (whole 2 MiB regions from a 2 MiB boundary; the last may end at the
+ * block's end), waking whoever faulted there, and give its pages write
+ * access back. Only for a range whose every page is saved: nothing there is
+ * tracked any more. Unprotecting a range that was let go does nothing, and
+ * the stop leaves it alone. Thread-safe; a no-op for a range let go already.
+ * 0 or -errno (then the range is unprotected and stays registered).
+ */
+int write_tracking_let_go(WriteTracking *wt, unsigned block_index, uint64_t offset,
+                          uint64_t len);
+
+/* Bytes let go so far. */
+uint64_t write_tracking_let_go_bytes(WriteTracking *wt);
+
 /* Write-protect [@offset, @offset + @len) of block @block_index again. 0 or -errno. */
 int write_tracking_protect(WriteTracking *wt, unsigned block_index, uint64_t offset,
                            uint64_t len);
@@ -100,7 +122,8 @@ int write_tracking_wake(WriteTracking *wt, unsigned block_index, uint64_t offset
 
 /*
  * Stop: join the fault thread, then remove every protection (waking every
- * blocked thread), unregister every range and close the userfaultfd. Safe to
+ * blocked thread), unregister every range (shared memory: and give its
+ * pages write access back) and close the userfaultfd. Safe to
  * call at any point after write_tracking_new(), more than once. Whoever may
  * block the fault callback (a full pool, a page another thread is copying)
  * must release it first, or the join waits for it.

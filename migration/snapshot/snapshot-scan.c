@@ -95,6 +95,32 @@ static void scan_emit_zero(BackgroundSnapshot *bs, unsigned block_index, uint64_
     }
 }
 
+/*
+ * Shared memory: the 2 MiB regions around [@first, @first + @n) that are
+ * saved whole leave userfaultfd for good, and their pages get write access
+ * back (write_tracking_let_go()). Unprotected, they would stay read-only
+ * until the end, and every page the guest wrote behind the scan would take a
+ * page fault in the kernel: a guest sweeping shared memory kept a third of
+ * its rate during snapshots.
+ */
+static void scan_let_go(BackgroundSnapshot *bs, unsigned block_index, uint64_t first, uint64_t n)
+{
+    SnapshotBlock *sb = &bs->blocks[block_index];
+
+    if (bs->epoch || !write_tracking_can_let_go(bs->wt, block_index)) {
+        return;
+    }
+    for (uint64_t r = first / SNAPSHOT_HUGE_PAGES; r * SNAPSHOT_HUGE_PAGES < first + n; r++) {
+        uint64_t rstart = r * SNAPSHOT_HUGE_PAGES;
+        uint64_t rn = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, sb->pages - rstart);
+
+        if (bitmap_range_is_set_atomic(sb->saved, rstart, rn)) {
+            write_tracking_let_go(bs->wt, block_index, rstart * SNAPSHOT_PAGE_SIZE,
+                                  rn * SNAPSHOT_PAGE_SIZE);
+        }
+    }
+}
+
 /* Save one chunk of a block, adding the pages saved to @saved; false when the pool was closed under us. */
 static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                        uint64_t n, uint64_t *saved)
@@ -104,6 +130,7 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
 
     scan_emit_zero(bs, block_index, first, n);
     if (bitmap_range_is_set_atomic(sb->claimed, first, n)) {
+        scan_let_go(bs, block_index, first, n);
         return true;    /* faults, or the pause's zero pages, saved all of it */
     }
 
@@ -156,6 +183,7 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
          */
         snapshot_unprotect_saved(bs, block_index, first, n, false);
     }
+    scan_let_go(bs, block_index, first, n);
     return true;
 }
 

@@ -17,6 +17,8 @@
 #include "migration/snapshot/snapshot-trace.h"
 #include "system/machine.h"
 #include "system/memory-backend.h"
+#include "system/shared-write.h"
+#include "util/bitmap.h"
 #include "util/error.h"
 #include "util/userfaultfd.h"
 
@@ -26,6 +28,8 @@
 
 /* Events read per read(2): a sweeping multi-vCPU guest queues several at once. */
 #define FAULT_BATCH 64
+/* What write_tracking_let_go() lets go of: 2 MiB regions. */
+#define LET_GO_REGION (2 * 1024 * 1024ULL)
 
 struct WriteTracking {
     GPtrArray *blocks;          /* RamBlock *, borrowed */
@@ -46,7 +50,21 @@ struct WriteTracking {
     uint64_t events_read;       /* atomic */
     uint64_t register_ns;
     uint64_t protect_ns;
+
+    /*
+     * Per block: its regions that left userfaultfd before the stop (shared
+     * memory only; NULL for other blocks). Atomic bits, set before the
+     * unregister so that an unprotect refused there can tell why.
+     */
+    unsigned long **let_go;
+    bool restore_write;         /* atomic: false once the kernel refused it */
+    uint64_t let_go_bytes;      /* atomic */
 };
+
+static uint64_t let_go_regions(RamBlock *rb)
+{
+    return (rb->size + LET_GO_REGION - 1) / LET_GO_REGION;
+}
 
 uint64_t write_tracking_now_ns(void)
 {
@@ -139,6 +157,8 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, G
     g_autoptr(WriteTracking) wt = g_new0(WriteTracking, 1);
     wt->blocks = g_ptr_array_ref(blocks);
     wt->registered = g_new0(bool, blocks->len);
+    wt->let_go = g_new0(unsigned long *, blocks->len);
+    wt->restore_write = true;
     wt->uffd = -1;
     wt->stop_fd = -1;
 
@@ -177,6 +197,9 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, G
             return NULL;
         }
         wt->registered[i] = true;
+        if (rb->backend && rb->backend->backing == MEMORY_BACKING_SHMEM) {
+            wt->let_go[i] = bitmap_new(let_go_regions(rb));
+        }
         if (!(ioctls & (1ULL << _UFFDIO_WRITEPROTECT))) {
             error_setg(errp, "background-snapshot: the kernel does not allow "
                        "UFFDIO_WRITEPROTECT on RAM block '%s'", rb->name);
@@ -288,6 +311,44 @@ void write_tracking_set_release_hook(WriteTracking *wt, WriteTrackingReleaseFunc
     wt->release_opaque = opaque;
 }
 
+/*
+ * Call @fn on each run of [@offset, @offset + @len) of block @b that is
+ * still registered (not let go); stops at and returns the first error.
+ */
+static int for_registered(WriteTracking *wt, unsigned b, uint64_t offset, uint64_t len,
+                          int (*fn)(WriteTracking *wt, uint8_t *host, uint64_t len))
+{
+    RamBlock *rb = block_at(wt, b);
+    uint64_t end = offset + len;
+
+    if (!wt->let_go[b]) {
+        return fn(wt, rb->host + offset, len);
+    }
+    while (offset < end) {
+        uint64_t r = offset / LET_GO_REGION;
+
+        if (bitmap_test_atomic(wt->let_go[b], r)) {
+            offset = MIN((r + 1) * LET_GO_REGION, end);
+            continue;
+        }
+        uint64_t run_end = offset;
+        while (run_end < end && !bitmap_test_atomic(wt->let_go[b], run_end / LET_GO_REGION)) {
+            run_end = MIN((run_end / LET_GO_REGION + 1) * LET_GO_REGION, end);
+        }
+        int ret = fn(wt, rb->host + offset, run_end - offset);
+        if (ret < 0) {
+            return ret;
+        }
+        offset = run_end;
+    }
+    return 0;
+}
+
+static int unprotect_run(WriteTracking *wt, uint8_t *host, uint64_t len)
+{
+    return uffd_writeprotect(wt->uffd, host, len, false, false);
+}
+
 int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t offset,
                              uint64_t len)
 {
@@ -297,10 +358,65 @@ int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t o
         wt->release_fn(wt->release_opaque, block_index, offset, len, false);
     }
     int ret = uffd_writeprotect(wt->uffd, rb->host + offset, len, false, false);
+    if (ret == -ENOENT && wt->let_go[block_index]) {
+        /*
+         * Part of the range left userfaultfd (write_tracking_let_go()):
+         * its unregister woke whoever waited there. The kernel stopped at
+         * it without waking anyone: do the rest.
+         */
+        ret = for_registered(wt, block_index, offset, len, unprotect_run);
+    }
     if (wt->release_fn) {
         wt->release_fn(wt->release_opaque, block_index, offset, len, true);
     }
     return ret;
+}
+
+bool write_tracking_can_let_go(WriteTracking *wt, unsigned block_index)
+{
+    return wt->let_go[block_index] && !wt->release_fn;
+}
+
+int write_tracking_let_go(WriteTracking *wt, unsigned block_index, uint64_t offset,
+                          uint64_t len)
+{
+    RamBlock *rb = block_at(wt, block_index);
+    uint64_t r0 = offset / LET_GO_REGION;
+    uint64_t nr = (len + LET_GO_REGION - 1) / LET_GO_REGION;
+
+    g_assert(write_tracking_can_let_go(wt, block_index));
+    g_assert(offset % LET_GO_REGION == 0 && offset + len <= rb->size);
+    g_assert(len % LET_GO_REGION == 0 || offset + len == rb->size);
+    if (bitmap_range_is_set_atomic(wt->let_go[block_index], r0, nr)) {
+        return 0;
+    }
+    bitmap_set_range_atomic(wt->let_go[block_index], r0, nr);
+    /* The bits before the unregister: an unprotect refused there sees them. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int ret = uffd_unregister(wt->uffd, rb->host + offset, len);
+    if (ret < 0) {
+        /*
+         * Still registered. An unprotect that saw the bits may have skipped
+         * the range; the caller saved all of it, so unprotect (and wake) it
+         * here before anyone else counts on the bits.
+         */
+        uffd_writeprotect(wt->uffd, rb->host + offset, len, false, false);
+        for (uint64_t r = r0; r < r0 + nr; r++) {
+            bitmap_test_and_clear_atomic(wt->let_go[block_index], r);
+        }
+        return ret;
+    }
+    __atomic_fetch_add(&wt->let_go_bytes, len, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&wt->restore_write, __ATOMIC_RELAXED) &&
+        shared_write_restore(rb->host + offset, len) < 0) {
+        __atomic_store_n(&wt->restore_write, false, __ATOMIC_RELAXED);
+    }
+    return 0;
+}
+
+uint64_t write_tracking_let_go_bytes(WriteTracking *wt)
+{
+    return __atomic_load_n(&wt->let_go_bytes, __ATOMIC_RELAXED);
 }
 
 int write_tracking_protect(WriteTracking *wt, unsigned block_index, uint64_t offset,
@@ -318,6 +434,17 @@ int write_tracking_wake(WriteTracking *wt, unsigned block_index, uint64_t offset
     RamBlock *rb = block_at(wt, block_index);
     g_assert(offset + len <= rb->size);
     return uffd_wake(wt->uffd, rb->host + offset, len);
+}
+
+static int unregister_run(WriteTracking *wt, uint8_t *host, uint64_t len)
+{
+    return uffd_unregister(wt->uffd, host, len);
+}
+
+static int restore_write_run(WriteTracking *wt, uint8_t *host, uint64_t len)
+{
+    (void)wt;
+    return shared_write_restore(host, len);
 }
 
 void write_tracking_stop(WriteTracking *wt)
@@ -345,17 +472,22 @@ void write_tracking_stop(WriteTracking *wt)
         if (!wt->registered[i]) {
             continue;
         }
-        int ret = uffd_writeprotect(wt->uffd, rb->host, rb->size, false, false);
+        int ret = for_registered(wt, i, 0, rb->size, unprotect_run);
         if (ret < 0) {
             g_warning("background-snapshot: unprotecting RAM block '%s' failed: %s",
                       rb->name, g_strerror(-ret));
         }
-        ret = uffd_unregister(wt->uffd, rb->host, rb->size);
+        ret = for_registered(wt, i, 0, rb->size, unregister_run);
         if (ret < 0) {
             g_warning("background-snapshot: unregistering RAM block '%s' failed: %s",
                       rb->name, g_strerror(-ret));
         }
         wt->registered[i] = false;
+        /* Shared memory: write access back where the snapshot took it (see shared-write.c). */
+        if (ret == 0 && wt->let_go[i] && __atomic_load_n(&wt->restore_write, __ATOMIC_RELAXED) &&
+            for_registered(wt, i, 0, rb->size, restore_write_run) < 0) {
+            __atomic_store_n(&wt->restore_write, false, __ATOMIC_RELAXED);
+        }
     }
     if (wt->uffd >= 0) {
         close(wt->uffd);
@@ -374,6 +506,10 @@ void write_tracking_free(WriteTracking *wt)
         return;
     }
     write_tracking_stop(wt);
+    for (unsigned i = 0; wt->let_go && i < wt->blocks->len; i++) {
+        bitmap_free(wt->let_go[i]);
+    }
+    g_free(wt->let_go);
     g_ptr_array_unref(wt->blocks);
     g_free(wt->registered);
     g_free(wt);

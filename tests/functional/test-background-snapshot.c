@@ -819,6 +819,8 @@ static const SnapCase test_unix_frostvm = { "test", "256", "1", KVM_RANDOM, SINK
 static const SnapCase test_smp2_file = { "test", "256", "2", KVM_RANDOM, SINK_FILE };
 static const SnapCase test_memfd_file = { "test", "256", "1", KVM_RANDOM, SINK_FILE,
                                           "memory-backend-memfd" };
+static const SnapCase test_memfd_seq_exec = { "test", "256", "1", KVM_SEQ, SINK_EXEC,
+                                              "memory-backend-memfd" };
 static const SnapCase test_shared_ram_file = { "test", "256", "1", KVM_RANDOM, SINK_FILE,
                                                "memory-backend-ram,share=on" };
 static const SnapCase test_hugetlb_file = { "test", "64", "1", KVM_RANDOM, SINK_FILE,
@@ -854,6 +856,9 @@ int main(int argc, char **argv)
     add("test-accel/random/unix-frostvm", &test_unix_frostvm, test_snapshot_restore);
     add("test-accel/smp2/file/restore", &test_smp2_file, test_snapshot_restore);
     add("test-accel/memfd/file/restore", &test_memfd_file, test_snapshot_restore);
+    /* A sweep behind the scan writes regions that left userfaultfd early. */
+    add("test-accel/memfd/seq/exec/restore", &test_memfd_seq_exec, test_snapshot_restore);
+    add("test-accel/memfd/cancel/exec", &test_memfd_seq_exec, test_cancel);
     add("test-accel/shared-ram/file/restore", &test_shared_ram_file, test_snapshot_restore);
     add("test-accel/hugetlb/file/restore", &test_hugetlb_file, test_snapshot_restore);
     add("test-accel/cancel/file", &test_random_file, test_cancel);

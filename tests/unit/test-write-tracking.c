@@ -2,10 +2,12 @@
 /* Tests of migration/write-tracking: faults reach the handler, unprotect releases, stop always frees the guest. */
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <glib.h>
 
 #include "migration/write-tracking.h"
 #include "system/machine.h"
+#include "system/memory-backend.h"
 
 #define RAM_SIZE (4 * 1024 * 1024)
 #define PAGE 4096
@@ -192,6 +194,140 @@ static void test_stop_without_thread(void)
     fixture_free(&fx);
 }
 
+/* ---- shared memory: regions let go early, write access back ---- */
+
+#define SHARED_SIZE (8 * 1024 * 1024)
+#define REGION (2 * 1024 * 1024)
+
+/* Page faults this thread takes writing one byte in each page of [addr, addr + len). */
+static long faults_writing(uint8_t *addr, size_t len)
+{
+    struct rusage before, after;
+
+    getrusage(RUSAGE_THREAD, &before);
+    for (size_t off = 0; off < len; off += PAGE) {
+        addr[off]++;
+    }
+    getrusage(RUSAGE_THREAD, &after);
+    return (after.ru_minflt - before.ru_minflt) + (after.ru_majflt - before.ru_majflt);
+}
+
+typedef struct SharedFixture {
+    Fixture fx;
+    MemoryBackend *be;
+} SharedFixture;
+
+/* Four 2 MiB regions of a memfd, every page written, tracked with a handler that releases. */
+static bool shared_init(SharedFixture *sf)
+{
+    g_autoptr(GError) err = NULL;
+    MemoryBackendOptions *opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
+    Fixture *fx = &sf->fx;
+
+    opts->size = SHARED_SIZE;
+    sf->be = memory_backend_new(opts, &err);
+    memory_backend_options_free(opts);
+    g_assert_no_error(err);
+    memset(fx, 0, sizeof(*fx));
+    fx->rb.name = (char *)"pc.ram";
+    fx->rb.backend = sf->be;
+    fx->rb.host = sf->be->host;
+    fx->rb.size = SHARED_SIZE;
+    fx->rb.page_size = PAGE;
+    memset(fx->rb.host, 0x5a, SHARED_SIZE);
+    fx->blocks = g_ptr_array_new();
+    g_ptr_array_add(fx->blocks, &fx->rb);
+    g_mutex_init(&fx->lock);
+    fx->faults = g_array_new(false, false, sizeof(uint64_t));
+    fx->release = true;
+    fx->wt = write_tracking_new(fx->blocks, true, &err);
+    if (!fx->wt) {
+        /* A kernel without write-protect on shmem. */
+        g_test_skip(err->message);
+        g_ptr_array_unref(fx->blocks);
+        g_array_unref(fx->faults);
+        memory_backend_free(sf->be);
+        return false;
+    }
+    g_assert_true(write_tracking_start_fault_thread(fx->wt, on_fault, fx, false, &err));
+    g_assert_no_error(err);
+    g_assert_true(write_tracking_can_let_go(fx->wt, 0));
+    return true;
+}
+
+static void shared_free(SharedFixture *sf)
+{
+    write_tracking_free(sf->fx.wt);
+    g_ptr_array_unref(sf->fx.blocks);
+    g_array_unref(sf->fx.faults);
+    memory_backend_free(sf->be);
+}
+
+static void test_shared_let_go(void)
+{
+    SharedFixture sf;
+    Fixture *fx = &sf.fx;
+    g_autoptr(GError) err = NULL;
+    GThread *t;
+    Writer w;
+
+    if (!wp_available() || !shared_init(&sf)) {
+        return;
+    }
+    g_assert_true(write_tracking_protect_all(fx->wt, &err));
+    /* Region 1 is "saved": it leaves userfaultfd with its pages writable. */
+    g_assert_cmpint(write_tracking_let_go(fx->wt, 0, REGION, REGION), ==, 0);
+    g_assert_cmpint(write_tracking_let_go(fx->wt, 0, REGION, REGION), ==, 0);    /* no-op */
+    g_assert_cmpuint(write_tracking_let_go_bytes(fx->wt), ==, REGION);
+    g_assert_cmpint(faults_writing(fx->rb.host + REGION, REGION), ==, 0);
+    g_assert_cmpuint(fx->faults->len, ==, 0);
+    /* Region 0 is still tracked: its first write reaches the handler. */
+    g_assert_true(write_within(fx->rb.host, PAGE, 5000, &t, &w));
+    g_thread_join(t);
+    g_assert_cmpuint(fx->faults->len, ==, 1);
+    /* An unprotect across the hole the let-go left covers the rest. */
+    g_assert_cmpint(write_tracking_unprotect(fx->wt, 0, 0, SHARED_SIZE), ==, 0);
+    g_assert_true(write_within(fx->rb.host + 2 * REGION, 2 * REGION, 5000, &t, &w));
+    g_thread_join(t);
+    g_assert_cmpuint(fx->faults->len, ==, 1);
+    /* The stop leaves region 1 alone (a warning here would fail the test) and gives write access back everywhere. */
+    write_tracking_stop(fx->wt);
+    g_assert_cmpint(faults_writing(fx->rb.host, SHARED_SIZE), ==, 0);
+    g_assert_cmpuint(fx->rb.host[REGION], ==, 0x5a + 2);    /* written twice, both kept */
+    shared_free(&sf);
+}
+
+static void test_shared_stop_restores_write(void)
+{
+    SharedFixture sf;
+    Fixture *fx = &sf.fx;
+    g_autoptr(GError) err = NULL;
+
+    if (!wp_available() || !shared_init(&sf)) {
+        return;
+    }
+    g_assert_true(write_tracking_protect_all(fx->wt, &err));
+    g_assert_cmpint(write_tracking_unprotect(fx->wt, 0, 0, SHARED_SIZE), ==, 0);
+    write_tracking_stop(fx->wt);
+    /* Without the stop's repair each page's next write would fault in the kernel. */
+    g_assert_cmpint(faults_writing(fx->rb.host, SHARED_SIZE), ==, 0);
+    g_assert_cmpuint(fx->faults->len, ==, 0);
+    shared_free(&sf);
+}
+
+static void test_private_not_let_go(void)
+{
+    Fixture fx;
+
+    if (!wp_available()) {
+        return;
+    }
+    fixture_init(&fx, true);
+    /* Private anonymous memory gets its write access back on unprotect already. */
+    g_assert_false(write_tracking_can_let_go(fx.wt, 0));
+    fixture_free(&fx);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -200,5 +336,8 @@ int main(int argc, char **argv)
     g_test_add_func("/write-tracking/stop-releases-blocked-writer",
                     test_stop_releases_blocked_writer);
     g_test_add_func("/write-tracking/stop-without-thread", test_stop_without_thread);
+    g_test_add_func("/write-tracking/shared/let-go", test_shared_let_go);
+    g_test_add_func("/write-tracking/shared/stop-restores-write", test_shared_stop_restores_write);
+    g_test_add_func("/write-tracking/private-not-let-go", test_private_not_let_go);
     return g_test_run();
 }

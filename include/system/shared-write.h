@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Write access back for shared guest RAM after userfaultfd write-protection. */
+#ifndef SYSTEM_SHARED_WRITE_H
+#define SYSTEM_SHARED_WRITE_H
+
+#include <stdint.h>
+
+/*
+ * Make the pages mapped in [@host, @host + @len) of a shared read-write
+ * mapping (shmem) writable again, once the range is no longer registered
+ * with userfaultfd. 0, or a negative errno when the kernel refused (the
+ * pages then stay as they were: correct, only slower to write).
+ */
+int shared_write_restore(uint8_t *host, uint64_t len);
+
+#endif
