@@ -5,7 +5,8 @@
  * registered shared pages read-only to see their writes, and neither
  * UFFDIO_WRITEPROTECT's unprotect nor UFFDIO_UNREGISTER makes them writable
  * again: each page's next write faults. Also what MADV_POPULATE_WRITE (the
- * kernel resolving those faults ahead) leaves for the writer.
+ * kernel resolving those faults ahead) leaves for the writer, and what
+ * shared_write_restore() (a protection change once unregistered) does.
  * docs/background-snapshot.md ("Where the time goes") has a run.
  */
 #include <errno.h>
@@ -20,6 +21,7 @@
 
 #include <glib.h>
 
+#include "system/shared-write.h"
 #include "util/userfaultfd.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -74,10 +76,15 @@ static uint8_t *map_memory(bool shared)
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* @populate: MADV_POPULATE_WRITE after the unprotect and after the unregister. */
-static int run(bool shared, bool populate)
+/*
+ * @populate: MADV_POPULATE_WRITE after the unprotect and after the
+ * unregister; @restore: shared_write_restore() after the unregister.
+ */
+static int run(bool shared, bool populate, bool restore)
 {
-    const char *what = shared ? (populate ? "memfd, MADV_POPULATE_WRITE after each" : "memfd")
+    const char *what = shared ? (populate ? "memfd, MADV_POPULATE_WRITE after each"
+                                 : restore ? "memfd, shared_write_restore() after unregistering"
+                                 : "memfd")
                               : "anonymous";
     uint8_t *mem = map_memory(shared);
     uint64_t ioctls = 0;
@@ -121,6 +128,12 @@ static int run(bool shared, bool populate)
     if (populate) {
         madvise(mem, SIZE, MADV_POPULATE_WRITE);
     }
+    if (restore) {
+        t0 = now_ms();
+        int ret = shared_write_restore(mem, SIZE);
+        printf("| %s | shared_write_restore() itself (%s) | %.1f | - |\n", what,
+               ret < 0 ? strerror(-ret) : "done", now_ms() - t0);
+    }
     write_pass(mem, what, "write after unregistering");
     munmap(mem, SIZE);
     return 0;
@@ -130,5 +143,6 @@ int main(void)
 {
     printf("128 MiB of 4 KiB pages, one write per page per pass; ms and minor page faults.\n\n");
     printf("| memory | pass | ms | page faults |\n|---|---|---|---|\n");
-    return run(false, false) | run(true, false) | run(true, true);
+    return run(false, false, false) | run(true, false, false) | run(true, true, false) |
+           run(true, false, true);
 }
