@@ -114,7 +114,12 @@ static void scan_let_go(BackgroundSnapshot *bs, unsigned block_index, uint64_t f
         uint64_t rstart = r * SNAPSHOT_HUGE_PAGES;
         uint64_t rn = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, sb->pages - rstart);
 
-        if (bitmap_range_is_set_atomic(sb->saved, rstart, rn)) {
+        /*
+         * A region that held nothing at the pause had nothing protected:
+         * the stop unregisters it with its neighbours, in one call.
+         */
+        if (bitmap_range_is_set_atomic(sb->saved, rstart, rn) &&
+            !bitmap_range_is_set_atomic(sb->zero_at_pause, rstart, rn)) {
             write_tracking_let_go(bs->wt, block_index, rstart * SNAPSHOT_PAGE_SIZE,
                                   rn * SNAPSHOT_PAGE_SIZE);
         }
