@@ -372,6 +372,26 @@ int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t o
     return ret;
 }
 
+/*
+ * Give shared pages write access back (shared-write.c); once refused (a
+ * policy against mapping memory writable and executable, or no room for
+ * another mapping), never again: the pages stay read-only, which is only
+ * slower.
+ */
+static int restore_write(WriteTracking *wt, uint8_t *host, uint64_t len)
+{
+    if (!__atomic_load_n(&wt->restore_write, __ATOMIC_RELAXED)) {
+        return 0;
+    }
+    int ret = shared_write_restore(host, len);
+    if (ret < 0 && __atomic_exchange_n(&wt->restore_write, false, __ATOMIC_RELAXED)) {
+        g_message("background-snapshot: cannot give shared guest RAM write access back "
+                  "(%s); the guest's first write to each page after the snapshot saved "
+                  "it takes a page fault", g_strerror(-ret));
+    }
+    return ret;
+}
+
 bool write_tracking_can_let_go(WriteTracking *wt, unsigned block_index)
 {
     return wt->let_go[block_index] && !wt->release_fn;
@@ -407,10 +427,7 @@ int write_tracking_let_go(WriteTracking *wt, unsigned block_index, uint64_t offs
         return ret;
     }
     __atomic_fetch_add(&wt->let_go_bytes, len, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&wt->restore_write, __ATOMIC_RELAXED) &&
-        shared_write_restore(rb->host + offset, len) < 0) {
-        __atomic_store_n(&wt->restore_write, false, __ATOMIC_RELAXED);
-    }
+    restore_write(wt, rb->host + offset, len);
     return 0;
 }
 
@@ -441,11 +458,6 @@ static int unregister_run(WriteTracking *wt, uint8_t *host, uint64_t len)
     return uffd_unregister(wt->uffd, host, len);
 }
 
-static int restore_write_run(WriteTracking *wt, uint8_t *host, uint64_t len)
-{
-    (void)wt;
-    return shared_write_restore(host, len);
-}
 
 void write_tracking_stop(WriteTracking *wt)
 {
@@ -484,9 +496,8 @@ void write_tracking_stop(WriteTracking *wt)
         }
         wt->registered[i] = false;
         /* Shared memory: write access back where the snapshot took it (see shared-write.c). */
-        if (ret == 0 && wt->let_go[i] && __atomic_load_n(&wt->restore_write, __ATOMIC_RELAXED) &&
-            for_registered(wt, i, 0, rb->size, restore_write_run) < 0) {
-            __atomic_store_n(&wt->restore_write, false, __ATOMIC_RELAXED);
+        if (ret == 0 && wt->let_go[i]) {
+            for_registered(wt, i, 0, rb->size, restore_write);
         }
     }
     if (wt->uffd >= 0) {

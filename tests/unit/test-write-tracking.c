@@ -2,6 +2,7 @@
 /* Tests of migration/write-tracking: faults reach the handler, unprotect releases, stop always frees the guest. */
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <glib.h>
 
@@ -315,6 +316,52 @@ static void test_shared_stop_restores_write(void)
     shared_free(&sf);
 }
 
+#ifndef PR_SET_MDWE
+#define PR_SET_MDWE 65
+#define PR_GET_MDWE 66
+#define PR_MDWE_REFUSE_EXEC_GAIN 1
+#endif
+
+/*
+ * Where policy forbids memory that is writable and executable (here
+ * PR_SET_MDWE, as systemd's MemoryDenyWriteExecute or SELinux can), write
+ * access is not given back: the pages stay read-only, every write still
+ * lands, and it says so once.
+ */
+static void test_shared_exec_refused(void)
+{
+    SharedFixture sf;
+    Fixture *fx = &sf.fx;
+    g_autoptr(GError) err = NULL;
+
+    if (!g_test_subprocess()) {
+        if (!wp_available() || !shared_init(&sf)) {
+            return;
+        }
+        shared_free(&sf);
+        if (prctl(PR_GET_MDWE, 0, 0, 0, 0) < 0) {
+            g_test_skip("this kernel has no PR_SET_MDWE to refuse executable memory with");
+            return;
+        }
+        /* In a child: the policy cannot be taken back. */
+        g_test_trap_subprocess(NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+        g_test_trap_assert_passed();
+        g_test_trap_assert_stderr("*cannot give shared guest RAM write access back*");
+        return;
+    }
+    g_assert_cmpint(prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0), ==, 0);
+    g_assert_true(shared_init(&sf));
+    g_assert_true(write_tracking_protect_all(fx->wt, &err));
+    g_assert_cmpint(write_tracking_let_go(fx->wt, 0, REGION, REGION), ==, 0);
+    /* Read-only left, so the kernel faults once per page; nothing reaches userfaultfd. */
+    g_assert_cmpint(faults_writing(fx->rb.host + REGION, REGION), ==, REGION / PAGE);
+    g_assert_cmpuint(fx->faults->len, ==, 0);
+    write_tracking_stop(fx->wt);
+    g_assert_cmpint(faults_writing(fx->rb.host, SHARED_SIZE), >, 0);
+    g_assert_cmpuint(fx->rb.host[REGION], ==, 0x5a + 2);
+    shared_free(&sf);
+}
+
 static void test_private_not_let_go(void)
 {
     Fixture fx;
@@ -338,6 +385,7 @@ int main(int argc, char **argv)
     g_test_add_func("/write-tracking/stop-without-thread", test_stop_without_thread);
     g_test_add_func("/write-tracking/shared/let-go", test_shared_let_go);
     g_test_add_func("/write-tracking/shared/stop-restores-write", test_shared_stop_restores_write);
+    g_test_add_func("/write-tracking/shared/exec-refused", test_shared_exec_refused);
     g_test_add_func("/write-tracking/private-not-let-go", test_private_not_let_go);
     return g_test_run();
 }
