@@ -197,7 +197,9 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, G
             return NULL;
         }
         wt->registered[i] = true;
-        if (rb->backend && rb->backend->backing == MEMORY_BACKING_SHMEM) {
+        /* A private mapping of a shmem file gets its write access back on unprotect. */
+        if (rb->backend && rb->backend->backing == MEMORY_BACKING_SHMEM &&
+            rb->backend->opts.share) {
             wt->let_go[i] = bitmap_new(let_go_regions(rb));
         }
         if (!(ioctls & (1ULL << _UFFDIO_WRITEPROTECT))) {
