@@ -34,26 +34,36 @@ static bool wp_available(void)
     return true;
 }
 
-static void fixture_init(Fixture *fx, bool touch)
+/* One block at @host (@size bytes, backed by @be or anonymous), tracked; the handler releases. */
+static WriteTracking *fixture_track(Fixture *fx, uint8_t *host, uint64_t size,
+                                    MemoryBackend *be, GError **errp)
 {
-    g_autoptr(GError) err = NULL;
-
     memset(fx, 0, sizeof(*fx));
     fx->rb.name = (char *)"pc.ram";
-    fx->rb.size = RAM_SIZE;
+    fx->rb.backend = be;
+    fx->rb.host = host;
+    fx->rb.size = size;
     fx->rb.page_size = PAGE;
-    fx->rb.host = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    g_assert(fx->rb.host != MAP_FAILED);
-    if (touch) {
-        memset(fx->rb.host, 0x5a, RAM_SIZE);
-    }
     fx->blocks = g_ptr_array_new();
     g_ptr_array_add(fx->blocks, &fx->rb);
     g_mutex_init(&fx->lock);
     fx->faults = g_array_new(false, false, sizeof(uint64_t));
     fx->release = true;
-    fx->wt = write_tracking_new(fx->blocks, true, &err);
+    fx->wt = write_tracking_new(fx->blocks, true, errp);
+    return fx->wt;
+}
+
+static void fixture_init(Fixture *fx, bool touch)
+{
+    g_autoptr(GError) err = NULL;
+    uint8_t *host = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    g_assert(host != MAP_FAILED);
+    if (touch) {
+        memset(host, 0x5a, RAM_SIZE);
+    }
+    fixture_track(fx, host, RAM_SIZE, NULL, &err);
     g_assert_no_error(err);
 }
 
@@ -229,20 +239,8 @@ static bool shared_init(SharedFixture *sf)
     sf->be = memory_backend_new(opts, &err);
     memory_backend_options_free(opts);
     g_assert_no_error(err);
-    memset(fx, 0, sizeof(*fx));
-    fx->rb.name = (char *)"pc.ram";
-    fx->rb.backend = sf->be;
-    fx->rb.host = sf->be->host;
-    fx->rb.size = SHARED_SIZE;
-    fx->rb.page_size = PAGE;
-    memset(fx->rb.host, 0x5a, SHARED_SIZE);
-    fx->blocks = g_ptr_array_new();
-    g_ptr_array_add(fx->blocks, &fx->rb);
-    g_mutex_init(&fx->lock);
-    fx->faults = g_array_new(false, false, sizeof(uint64_t));
-    fx->release = true;
-    fx->wt = write_tracking_new(fx->blocks, true, &err);
-    if (!fx->wt) {
+    memset(sf->be->host, 0x5a, SHARED_SIZE);
+    if (!fixture_track(fx, sf->be->host, SHARED_SIZE, sf->be, &err)) {
         /* A kernel without write-protect on shmem. */
         g_test_skip(err->message);
         g_ptr_array_unref(fx->blocks);
