@@ -6,6 +6,10 @@
 #include <stdbool.h>
 #include <sys/mman.h>
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 #include <glib.h>
 
 /*
@@ -59,6 +63,33 @@ int shared_write_restore(uint8_t *host, uint64_t len)
         if (mprotect(host + off, n, PROT_READ | PROT_WRITE) != 0) {
             /* Cannot fail after the first succeeded on the same range; say so if it does. */
             return -errno;
+        }
+    }
+    return 0;
+}
+
+int shared_write_populate(uint8_t *host, uint64_t len)
+{
+    for (uint64_t off = 0; off < len; off += SHARED_WRITE_PIECE) {
+        uint64_t n = MIN(SHARED_WRITE_PIECE, len - off);
+        unsigned char vec[PIECE_PAGES];
+
+        if (mincore(host + off, n, vec) != 0) {
+            return -errno;
+        }
+        /* Runs of pages in memory: a hole stays a hole (populating would allocate it). */
+        for (uint64_t i = 0, pages = (n + 4095) / 4096; i < pages;) {
+            while (i < pages && !(vec[i] & 1)) {
+                i++;
+            }
+            uint64_t start = i;
+            while (i < pages && (vec[i] & 1)) {
+                i++;
+            }
+            if (i > start &&
+                madvise(host + off + start * 4096, (i - start) * 4096, MADV_POPULATE_WRITE) != 0) {
+                return -errno;
+            }
         }
     }
     return 0;

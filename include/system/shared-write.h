@@ -13,4 +13,13 @@
  */
 int shared_write_restore(uint8_t *host, uint64_t len);
 
+/*
+ * While the range is still registered (write tracking keeps it so), the
+ * nearest thing: resolve each page's next write fault now, in the kernel
+ * (MADV_POPULATE_WRITE), for the pages in memory. Only for pages nobody can
+ * write-protect meanwhile: a write-protected page would make this wait for
+ * the userfaultfd's reader. 0 or a negative errno.
+ */
+int shared_write_populate(uint8_t *host, uint64_t len);
+
 #endif

@@ -58,6 +58,7 @@ struct WriteTracking {
      */
     unsigned long **let_go;
     bool restore_write;         /* atomic: false once the kernel refused it */
+    bool populate_shared;       /* atomic: tracked shared blocks' releases populate for writing */
     uint64_t let_go_bytes;      /* atomic */
 };
 
@@ -159,6 +160,7 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, G
     wt->registered = g_new0(bool, blocks->len);
     wt->let_go = g_new0(unsigned long *, blocks->len);
     wt->restore_write = true;
+    wt->populate_shared = true;
     wt->uffd = -1;
     wt->stop_fd = -1;
 
@@ -367,6 +369,20 @@ int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t o
          * it without waking anyone: do the rest.
          */
         ret = for_registered(wt, block_index, offset, len, unprotect_run);
+    }
+    /*
+     * Tracked shared memory stays registered, so its pages stay read-only
+     * (see shared-write.c) and the guest's next write to each would fault
+     * again in the kernel: resolve those faults now. Safe from here only:
+     * nobody protects these pages again before the hook below marks them
+     * open (a protect pass takes open pages, an instant holds the tracker's
+     * lock, as the fault service does), and populating a protected page would
+     * wait for this very thread.
+     */
+    if (ret == 0 && wt->release_fn && wt->let_go[block_index] &&
+        __atomic_load_n(&wt->populate_shared, __ATOMIC_RELAXED) &&
+        shared_write_populate(rb->host + offset, len) < 0) {
+        __atomic_store_n(&wt->populate_shared, false, __ATOMIC_RELAXED);
     }
     if (wt->release_fn) {
         wt->release_fn(wt->release_opaque, block_index, offset, len, true);
