@@ -260,6 +260,48 @@ static void test_file_holes_in(void)
 }
 
 /*
+ * Runs inside a shmem file that is data far past them (an increment asking
+ * about what the guest rewrote): the holes within each run, exactly, and
+ * nothing outside the runs.
+ */
+static void test_file_holes_in_runs(void)
+{
+    g_autoptr(GError) err = NULL;
+    uint64_t pages = 4 * HUGE / PAGE;
+    RamBlock rb;
+    MemoryBackend *be = shared_block(MEMORY_BACKEND_MEMFD, false, &rb);
+    static const uint64_t punched[] = { 5, 6, 7, 700, 1023, 1500 };
+
+    if (!be) {
+        return;
+    }
+    unsigned long *runs = bitmap_new(pages);
+    unsigned long *zero = bitmap_new(pages);
+
+    memset(rb.host, 7, rb.size);
+    for (unsigned i = 0; i < G_N_ELEMENTS(punched); i++) {
+        g_assert_cmpint(fallocate(be->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                  punched[i] * PAGE, PAGE), ==, 0);
+    }
+    bitmap_set_range(runs, 0, 1024);
+    bitmap_set_range(runs, 1400, 200);
+    bitmap_set_range(runs, pages - 3, 3);
+    g_assert_true(ram_block_find_zero(&rb, -1, runs, zero, NULL, NULL, &err));
+    g_assert_no_error(err);
+    for (uint64_t p = 0; p < pages; p++) {
+        bool hole = false;
+
+        for (unsigned i = 0; i < G_N_ELEMENTS(punched); i++) {
+            hole |= punched[i] == p;
+        }
+        g_assert_cmpint(bitmap_test_bit(zero, p), ==, hole && bitmap_test_bit(runs, p));
+    }
+    bitmap_free(runs);
+    bitmap_free(zero);
+    memory_backend_free(be);
+}
+
+/*
  * hugetlbfs says "all data" to SEEK_HOLE: for a file only our mapping
  * touched the page tables tell the holes; for any other file nothing is known.
  */
@@ -373,6 +415,7 @@ int main(int argc, char **argv)
     g_test_add_data_func("/ram-populated/shared-ram-holes", GINT_TO_POINTER(MEMORY_BACKEND_RAM),
                          test_memfd_holes);
     g_test_add_func("/ram-populated/file-holes-in", test_file_holes_in);
+    g_test_add_func("/ram-populated/file-holes-in-runs", test_file_holes_in_runs);
     g_test_add_func("/ram-populated/page-tables-earlier", test_page_tables_earlier);
     g_test_add_func("/ram-populated/hugetlb-holes", test_hugetlb_holes);
     g_test_add_func("/ram-populated/collapse-filled", test_collapse_filled);
