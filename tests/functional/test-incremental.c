@@ -797,11 +797,14 @@ static void test_hot_set(IncFixture *f, gconstpointer data)
         g_assert_cmpuint(changed, >=, (8u << 20) / 4096);
         g_assert_cmpuint(saved, >=, changed);
         /*
-         * Runs released ahead of a sequential writer add some (up to 33 pages
-         * seen here); a fault releasing the rest of a saved 2 MiB region adds
-         * about 500. (The runs' own sizing is /epoch-tracking/runs-bounded's.)
+         * Runs released ahead of a sequential writer add some: a run shorter
+         * than 256 pages may go past the end of the hot set by as many pages
+         * as were written in a row before it, so at most 255 (0-181 seen
+         * here, depending on where the sweep was at the instant); a fault
+         * releasing the rest of a saved 2 MiB region adds about 500 more
+         * (2,560 in all). (The runs' own sizing is /epoch-tracking/runs-bounded's.)
          */
-        g_assert_cmpuint(saved, <=, changed + 128);
+        g_assert_cmpuint(saved, <=, changed + 255 + 16);
         g_unlink(raw_full);
         g_unlink(raw_inc);
     }
