@@ -104,7 +104,7 @@ bool write_tracking_can_let_go(WriteTracking *wt, unsigned block_index);
  * access back. Only for a range whose every page is saved: nothing there is
  * tracked any more. Unprotecting a range that was let go does nothing, and
  * the stop leaves it alone. Thread-safe; a no-op for a range let go already.
- * 0 or -errno (then the range is unprotected and stays registered).
+ * 0 or -errno (then the range stays registered, its protection removed).
  */
 int write_tracking_let_go(WriteTracking *wt, unsigned block_index, uint64_t offset,
                           uint64_t len);

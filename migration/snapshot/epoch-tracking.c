@@ -10,6 +10,8 @@
 #include "migration/snapshot/snapshot-internal.h"
 #include "migration/write-tracking.h"
 #include "system/machine.h"
+#include "system/memory-backend.h"
+#include "system/shared-write.h"
 #include "util/bitmap.h"
 #include "util/error.h"
 #include "util/pagemap.h"
@@ -52,6 +54,7 @@ typedef struct EpochBlock {
     uint32_t group_pages;       /* backing page in 4 KiB pages: protection changes in these */
     unsigned long *written;     /* atomic: written (released) in the current epoch */
     unsigned long *open;        /* atomic: released since the last protect pass */
+    bool shared;                /* shmem mapped shared: releases populate for writing */
 } EpochBlock;
 
 typedef struct EpochImage {
@@ -85,6 +88,16 @@ struct EpochTracking {
     int pagemap_fd;             /* asks whether a run is a huge mapping; negative: no pieces */
     char *lost;                 /* under lock */
     uint64_t faults;            /* atomic */
+    /*
+     * Shared memory: a release populates its pages for writing
+     * (epoch_release_hook()); populating a page a prearm protects meanwhile
+     * would wait for the fault thread, which is the one populating. Each
+     * side sets its flag, then reads the other's: a populate goes ahead only
+     * while no prearm runs, and a prearm waits for one under way.
+     */
+    int populating;             /* atomic */
+    int prearm_active;          /* atomic */
+    bool populate;              /* under lock: false once populating failed, or tracking is lost */
 };
 
 static void epoch_image_free(gpointer p)
@@ -96,6 +109,24 @@ static void epoch_image_free(gpointer p)
     }
     g_free(img->since);
     g_free(img);
+}
+
+/*
+ * Tracked shared memory stays registered, so the kernel keeps its pages
+ * read-only after a release, and the guest's next write to each would take a
+ * page fault in the kernel after the userfaultfd one: resolve those faults
+ * now (shared_write_populate(), pages in memory only). Called under the
+ * lock (no instant meanwhile), unless a prearm runs (it could protect a
+ * page of the range: see the flags).
+ */
+static void epoch_populate(EpochTracking *et, EpochBlock *eb, uint64_t offset, uint64_t len)
+{
+    __atomic_store_n(&et->populating, 1, __ATOMIC_SEQ_CST);
+    if (!__atomic_load_n(&et->prearm_active, __ATOMIC_SEQ_CST) &&
+        shared_write_populate(eb->rb->host + offset, len) < 0) {
+        et->populate = false;
+    }
+    __atomic_store_n(&et->populating, 0, __ATOMIC_RELEASE);
 }
 
 /* Record pages of a range as written before protection leaves them, and as open after. */
@@ -112,6 +143,9 @@ static void epoch_release_hook(void *opaque, unsigned block_index, uint64_t offs
         /* Visible before the page is writable. */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
     } else {
+        if (eb->shared && et->populate) {
+            epoch_populate(et, eb, offset, len);
+        }
         /*
          * Only now: a prearm takes open pages without the lock, then
          * protects them; a bit it could take before the unprotect would
@@ -215,6 +249,7 @@ void epoch_tracking_lose_locked(EpochTracking *et, unsigned block_index, int err
     g_free(et->lost);
     et->lost = g_strdup_printf("unprotecting RAM block '%s' failed (%s)", name,
                                g_strerror(-err));
+    et->populate = false;      /* not all of RAM now */
     for (unsigned i = 0; i < et->nr_blocks; i++) {
         write_tracking_unprotect(et->wt, i, 0, et->eb[i].rb->size);
     }
@@ -244,6 +279,7 @@ EpochTracking *epoch_tracking_new(GPtrArray *blocks, GError **errp)
     et->eb = g_new0(EpochBlock, blocks->len);
     et->images = g_ptr_array_new_with_free_func(epoch_image_free);
     g_mutex_init(&et->lock);
+    et->populate = true;
     et->pagemap_fd = pagemap_open();
     if (et->pagemap_fd >= 0 && !pagemap_has_scan(et->pagemap_fd)) {
         /* Reading entries to ask about one region costs more than the pieces save. */
@@ -258,6 +294,8 @@ EpochTracking *epoch_tracking_new(GPtrArray *blocks, GError **errp)
         eb->group_pages = MAX(eb->rb->page_size, SNAPSHOT_PAGE_SIZE) / SNAPSHOT_PAGE_SIZE;
         eb->written = bitmap_new(eb->pages);
         eb->open = bitmap_new(eb->pages);
+        eb->shared = eb->rb->backend && eb->rb->backend->backing == MEMORY_BACKING_SHMEM &&
+                     eb->rb->backend->opts.share;
         /* Nothing is protected yet: everything is open for the first prearm. */
         bitmap_set_range(eb->open, 0, eb->pages);
     }
@@ -372,6 +410,12 @@ bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
 {
     bool ok = true;
 
+    /* No populate may be under way while pages get protected (see epoch_populate()). */
+    __atomic_store_n(&et->prearm_active, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&et->populating, __ATOMIC_SEQ_CST)) {
+        g_usleep(10);
+    }
+
     for (unsigned b = 0; ok && b < et->nr_blocks; b++) {
         g_autofree unsigned long *map = bitmap_new(et->eb[b].pages);
 
@@ -381,6 +425,7 @@ bool epoch_tracking_prearm(EpochTracking *et, GError **errp)
             epoch_give_back(et, b, map);
         }
     }
+    __atomic_store_n(&et->prearm_active, 0, __ATOMIC_RELEASE);
     return ok;
 }
 

@@ -58,8 +58,8 @@ struct WriteTracking {
      */
     unsigned long **let_go;
     bool restore_write;         /* atomic: false once the kernel refused it */
-    bool populate_shared;       /* atomic: tracked shared blocks' releases populate for writing */
     uint64_t let_go_bytes;      /* atomic */
+    bool let_go_failed;         /* atomic: an unregister failed; no more let-gos */
 };
 
 static uint64_t let_go_regions(RamBlock *rb)
@@ -160,7 +160,6 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, G
     wt->registered = g_new0(bool, blocks->len);
     wt->let_go = g_new0(unsigned long *, blocks->len);
     wt->restore_write = true;
-    wt->populate_shared = true;
     wt->uffd = -1;
     wt->stop_fd = -1;
 
@@ -364,25 +363,13 @@ int write_tracking_unprotect(WriteTracking *wt, unsigned block_index, uint64_t o
     int ret = uffd_writeprotect(wt->uffd, rb->host + offset, len, false, false);
     if (ret == -ENOENT && wt->let_go[block_index]) {
         /*
-         * Part of the range left userfaultfd (write_tracking_let_go()):
-         * its unregister woke whoever waited there. The kernel stopped at
-         * it without waking anyone: do the rest.
+         * Part of the range left userfaultfd (write_tracking_let_go()). The
+         * kernel stopped there without waking anyone: do the rest, then wake
+         * the whole range (a thread that faulted before the unregister may
+         * still wait: unregistering wakes only missing-page faults).
          */
         ret = for_registered(wt, block_index, offset, len, unprotect_run);
-    }
-    /*
-     * Tracked shared memory stays registered, so its pages stay read-only
-     * (see shared-write.c) and the guest's next write to each would fault
-     * again in the kernel: resolve those faults now. Safe from here only:
-     * nobody protects these pages again before the hook below marks them
-     * open (a protect pass takes open pages, an instant holds the tracker's
-     * lock, as the fault service does), and populating a protected page would
-     * wait for this very thread.
-     */
-    if (ret == 0 && wt->release_fn && wt->let_go[block_index] &&
-        __atomic_load_n(&wt->populate_shared, __ATOMIC_RELAXED) &&
-        shared_write_populate(rb->host + offset, len) < 0) {
-        __atomic_store_n(&wt->populate_shared, false, __ATOMIC_RELAXED);
+        uffd_wake(wt->uffd, rb->host + offset, len);
     }
     if (wt->release_fn) {
         wt->release_fn(wt->release_opaque, block_index, offset, len, true);
@@ -412,7 +399,8 @@ static int restore_write(WriteTracking *wt, uint8_t *host, uint64_t len)
 
 bool write_tracking_can_let_go(WriteTracking *wt, unsigned block_index)
 {
-    return wt->let_go[block_index] && !wt->release_fn;
+    return wt->let_go[block_index] && !wt->release_fn &&
+           !__atomic_load_n(&wt->let_go_failed, __ATOMIC_RELAXED);
 }
 
 int write_tracking_let_go(WriteTracking *wt, unsigned block_index, uint64_t offset,
@@ -422,7 +410,10 @@ int write_tracking_let_go(WriteTracking *wt, unsigned block_index, uint64_t offs
     uint64_t r0 = offset / LET_GO_REGION;
     uint64_t nr = (len + LET_GO_REGION - 1) / LET_GO_REGION;
 
-    g_assert(write_tracking_can_let_go(wt, block_index));
+    g_assert(wt->let_go[block_index] && !wt->release_fn);
+    if (!write_tracking_can_let_go(wt, block_index)) {
+        return -EAGAIN;     /* an earlier unregister failed: leave the rest to the stop */
+    }
     g_assert(offset % LET_GO_REGION == 0 && offset + len <= rb->size);
     g_assert(len % LET_GO_REGION == 0 || offset + len == rb->size);
     if (bitmap_range_is_set_atomic(wt->let_go[block_index], r0, nr)) {
@@ -442,8 +433,16 @@ int write_tracking_let_go(WriteTracking *wt, unsigned block_index, uint64_t offs
         for (uint64_t r = r0; r < r0 + nr; r++) {
             bitmap_test_and_clear_atomic(wt->let_go[block_index], r);
         }
+        /* Likely out of mappings (vm.max_map_count): no more splits. */
+        __atomic_store_n(&wt->let_go_failed, true, __ATOMIC_RELAXED);
         return ret;
     }
+    /*
+     * Unregistering clears the protection but wakes only missing-page faults:
+     * a thread that faulted here before and waits for its page (saved by now)
+     * is woken here, or it would wait until the stop.
+     */
+    uffd_wake(wt->uffd, rb->host + offset, len);
     __atomic_fetch_add(&wt->let_go_bytes, len, __ATOMIC_RELAXED);
     restore_write(wt, rb->host + offset, len);
     return 0;

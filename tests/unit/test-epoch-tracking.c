@@ -2,11 +2,13 @@
 /* Unit tests of epoch tracking: no write is missed, least of all one racing with the epoch change. */
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include <glib.h>
 
 #include "migration/epoch-tracking.h"
 #include "system/machine.h"
+#include "system/memory-backend.h"
 #include "util/bitmap.h"
 
 #define PAGE 4096u
@@ -409,6 +411,61 @@ static void test_runs_bounded(gconstpointer data)
     guest_free(g);
 }
 
+/* Page faults this thread took writing pages [@first, @end) of @host. */
+static long faults_writing(uint8_t *host, uint64_t first, uint64_t end)
+{
+    struct rusage before, after;
+
+    getrusage(RUSAGE_THREAD, &before);
+    for (uint64_t p = first; p < end; p++) {
+        ((volatile uint8_t *)host)[p * PAGE] = 2;
+    }
+    getrusage(RUSAGE_THREAD, &after);
+    return after.ru_minflt - before.ru_minflt;
+}
+
+/*
+ * Shared memory stays registered under tracking, and the kernel keeps a
+ * released page read-only: a release populates its pages for writing, so
+ * the pages of a run released ahead take no fault at all when written.
+ */
+static void test_shared_release_populates(void)
+{
+    g_autoptr(GError) err = NULL;
+    MemoryBackendOptions *opts = memory_backend_options_new(MEMORY_BACKEND_MEMFD);
+    uint8_t uuid[IMAGE_UUID_SIZE];
+    RamBlock rb = { .name = (char *)"pc.ram", .size = 8u << 20, .page_size = PAGE };
+
+    opts->size = rb.size;
+    MemoryBackend *be = memory_backend_new(opts, &err);
+    memory_backend_options_free(opts);
+    g_assert_no_error(err);
+    rb.backend = be;
+    rb.host = be->host;
+    memset(rb.host, 1, rb.size);
+
+    g_autoptr(GPtrArray) blocks = g_ptr_array_new();
+    g_ptr_array_add(blocks, &rb);
+    EpochTracking *et = epoch_tracking_new(blocks, &err);
+    if (!et) {
+        g_test_skip(err->message);      /* no write-protect on shmem here */
+        memory_backend_free(be);
+        return;
+    }
+    tracking_start(et, uuid);
+    /* 128 pages in a row, then one more: its fault releases the next 128 too. */
+    faults_writing(rb.host, 0, 129);
+    g_usleep(20 * 1000);                /* the fault thread populates after waking us */
+    g_assert_cmpint(faults_writing(rb.host, 129, 256), ==, 0);
+    /* Beyond the run: still protected, still recorded. */
+    faults_writing(rb.host, 256, 257);
+    g_assert_cmpuint(epoch_tracking_pages_since_count(et, uuid), >=, 257);
+    epoch_tracking_free(et);
+    /* Tracking gone: write access back everywhere (the stop's repair). */
+    g_assert_cmpint(faults_writing(rb.host, 257, rb.size / PAGE), ==, 0);
+    memory_backend_free(be);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -419,5 +476,6 @@ int main(int argc, char **argv)
                          test_runs_bounded);
     g_test_add_data_func("/epoch-tracking/runs-bounded/small-pages", GINT_TO_POINTER(1),
                          test_runs_bounded);
+    g_test_add_func("/epoch-tracking/shared/release-populates", test_shared_release_populates);
     return g_test_run();
 }

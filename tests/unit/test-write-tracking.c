@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Tests of migration/write-tracking: faults reach the handler, unprotect releases, stop always frees the guest. */
-#include <fcntl.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -316,46 +314,6 @@ static void test_shared_stop_restores_write(void)
     shared_free(&sf);
 }
 
-static void count_release(void *opaque, unsigned block_index, uint64_t offset, uint64_t len,
-                          bool done)
-{
-    (void)block_index;
-    (void)offset;
-    if (done) {
-        *(uint64_t *)opaque += len;
-    }
-}
-
-/*
- * Tracked (a release hook, as epoch tracking installs), shared memory stays
- * registered: each release resolves the pages' next write fault at once, so
- * the guest's writes there fault neither in userfaultfd nor in the kernel.
- */
-static void test_shared_tracked_release(void)
-{
-    SharedFixture sf;
-    Fixture *fx = &sf.fx;
-    g_autoptr(GError) err = NULL;
-    uint64_t released = 0;
-
-    if (!wp_available() || !shared_init(&sf)) {
-        return;
-    }
-    write_tracking_set_release_hook(fx->wt, count_release, &released);
-    g_assert_false(write_tracking_can_let_go(fx->wt, 0));
-    g_assert_true(write_tracking_protect_all(fx->wt, &err));
-    g_assert_cmpint(write_tracking_unprotect(fx->wt, 0, REGION, REGION), ==, 0);
-    g_assert_cmpuint(released, ==, REGION);
-    g_assert_cmpint(faults_writing(fx->rb.host + REGION, REGION), ==, 0);
-    g_assert_cmpuint(fx->faults->len, ==, 0);
-    /* A hole stays a hole: nothing there to resolve, and nothing allocated. */
-    g_assert_cmpint(fallocate(sf.be->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                              2 * REGION, REGION), ==, 0);
-    g_assert_cmpint(write_tracking_unprotect(fx->wt, 0, 2 * REGION, REGION), ==, 0);
-    g_assert_cmpint(lseek(sf.be->fd, 2 * REGION, SEEK_DATA), ==, 3 * REGION);
-    shared_free(&sf);
-}
-
 #ifndef PR_SET_MDWE
 #define PR_SET_MDWE 65
 #define PR_GET_MDWE 66
@@ -426,7 +384,6 @@ int main(int argc, char **argv)
     g_test_add_func("/write-tracking/shared/let-go", test_shared_let_go);
     g_test_add_func("/write-tracking/shared/stop-restores-write", test_shared_stop_restores_write);
     g_test_add_func("/write-tracking/shared/exec-refused", test_shared_exec_refused);
-    g_test_add_func("/write-tracking/shared/tracked-release", test_shared_tracked_release);
     g_test_add_func("/write-tracking/private-not-let-go", test_private_not_let_go);
     return g_test_run();
 }
