@@ -296,6 +296,31 @@ static void test_shared_let_go(void)
     shared_free(&sf);
 }
 
+/* A write that faulted before its region was let go finishes then, not at the stop. */
+static void test_shared_let_go_wakes(void)
+{
+    SharedFixture sf;
+    Fixture *fx = &sf.fx;
+    g_autoptr(GError) err = NULL;
+    GThread *t;
+    Writer w;
+
+    if (!wp_available() || !shared_init(&sf)) {
+        return;
+    }
+    fx->release = false;    /* the handler leaves the writer blocked */
+    g_assert_true(write_tracking_protect_all(fx->wt, &err));
+    g_assert_false(write_within(fx->rb.host + REGION + 3 * PAGE, PAGE, 50, &t, &w));
+    g_assert_cmpint(write_tracking_let_go(fx->wt, 0, REGION, REGION), ==, 0);
+    for (unsigned i = 0; i < 5000 && !g_atomic_int_get(&w.done); i++) {
+        g_usleep(1000);
+    }
+    g_assert_true(g_atomic_int_get(&w.done));
+    g_thread_join(t);
+    g_assert_cmpuint(fx->faults->len, ==, 1);
+    shared_free(&sf);
+}
+
 static void test_shared_stop_restores_write(void)
 {
     SharedFixture sf;
@@ -382,6 +407,7 @@ int main(int argc, char **argv)
                     test_stop_releases_blocked_writer);
     g_test_add_func("/write-tracking/stop-without-thread", test_stop_without_thread);
     g_test_add_func("/write-tracking/shared/let-go", test_shared_let_go);
+    g_test_add_func("/write-tracking/shared/let-go-wakes", test_shared_let_go_wakes);
     g_test_add_func("/write-tracking/shared/stop-restores-write", test_shared_stop_restores_write);
     g_test_add_func("/write-tracking/shared/exec-refused", test_shared_exec_refused);
     g_test_add_func("/write-tracking/private-not-let-go", test_private_not_let_go);
