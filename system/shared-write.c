@@ -19,9 +19,11 @@
  * every page the snapshot touched takes a page fault, 20 us each on a
  * paravirtual host (a guest sweeping shared memory kept a third of its
  * rate). Any protection change recomputes the entries from the mapping's
- * own protection, which is writable once unregistered; adding execute and
- * taking it away again is a change that never takes access away, so a vCPU
- * writing meanwhile never fails. 128 MiB of mapped pages took 33-37 ms
+ * own protection, which is writable once unregistered (the pages the guest
+ * wrote, whose entries are dirty; one it only read faults on its first write,
+ * as on any shared mapping); adding execute and taking it away again is a
+ * change that never takes access away, so a vCPU writing meanwhile never
+ * fails. 128 MiB of mapped pages took 33-37 ms
  * here; writing them all afterwards 2 ms without a fault, against 450 ms
  * and 32,768 faults.
  *
@@ -60,9 +62,18 @@ int shared_write_restore(uint8_t *host, uint64_t len)
         if (mprotect(host + off, n, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
             return -errno;      /* refused by policy (no W+X): nothing changed */
         }
-        if (mprotect(host + off, n, PROT_READ | PROT_WRITE) != 0) {
-            /* Cannot fail after the first succeeded on the same range; say so if it does. */
-            return -errno;
+        /*
+         * Back to read-write. This can fail only for want of memory (a
+         * mapping split or merged): try again, and say so if guest RAM stays
+         * executable.
+         */
+        if (mprotect(host + off, n, PROT_READ | PROT_WRITE) != 0 &&
+            mprotect(host + off, n, PROT_READ | PROT_WRITE) != 0) {
+            int err = errno;
+
+            g_warning("guest RAM at %p (%" G_GUINT64_FORMAT " bytes) stays executable: %s",
+                      (void *)(host + off), n, g_strerror(err));
+            return -err;
         }
     }
     return 0;

@@ -9,7 +9,8 @@
  * Make the pages mapped in [@host, @host + @len) of a shared read-write
  * mapping (shmem) writable again, once the range is no longer registered
  * with userfaultfd. 0, or a negative errno when the kernel refused (the
- * pages then stay as they were: correct, only slower to write).
+ * pages then stay as they were: correct, only slower to write; if the
+ * refusal came half-way, a warning says which piece stays executable).
  */
 int shared_write_restore(uint8_t *host, uint64_t len);
 

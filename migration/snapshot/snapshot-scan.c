@@ -115,8 +115,9 @@ static void scan_let_go(BackgroundSnapshot *bs, unsigned block_index, uint64_t f
         uint64_t rn = MIN((uint64_t)SNAPSHOT_HUGE_PAGES, sb->pages - rstart);
 
         /*
-         * A region that held nothing at the pause had nothing protected:
-         * the stop unregisters it with its neighbours, in one call.
+         * A region that held nothing at the pause has no page the guest
+         * wrote before the snapshot: left registered, the stop unregisters
+         * it with its neighbours in one call (and restores what needs it).
          */
         if (bitmap_range_is_set_atomic(sb->saved, rstart, rn) &&
             !bitmap_range_is_set_atomic(sb->zero_at_pause, rstart, rn)) {

@@ -198,7 +198,10 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, G
             return NULL;
         }
         wt->registered[i] = true;
-        /* A private mapping of a shmem file gets its write access back on unprotect. */
+        /*
+         * Only shared mappings of shmem keep pages read-only after an
+         * unprotect; a private one (share=off) gets write access back there.
+         */
         if (rb->backend && rb->backend->backing == MEMORY_BACKING_SHMEM &&
             rb->backend->opts.share) {
             wt->let_go[i] = bitmap_new(let_go_regions(rb));
