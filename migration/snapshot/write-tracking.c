@@ -515,8 +515,14 @@ void write_tracking_stop(WriteTracking *wt)
                       rb->name, g_strerror(-ret));
         }
         wt->registered[i] = false;
-        /* Shared memory: write access back where the snapshot took it (see shared-write.c). */
-        if (ret == 0 && wt->let_go[i]) {
+        /*
+         * Shared memory: write access back where the snapshot took it (see
+         * shared-write.c). Not when epoch tracking ends (the capability
+         * turned off, from the monitor's thread): that would cost it about
+         * 0.3-0.5 s per GiB in memory here, where each page's next write costs
+         * one fault, once.
+         */
+        if (ret == 0 && wt->let_go[i] && !wt->release_fn) {
             for_registered(wt, i, 0, rb->size, restore_write);
         }
     }
