@@ -262,18 +262,30 @@ static void shared_free(SharedFixture *sf)
     memory_backend_free(sf->be);
 }
 
+/* shared_init(), a handler that releases what faulted when @release, all of it protected. */
+static bool shared_protected(SharedFixture *sf, bool release)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (!wp_available() || !shared_init(sf)) {
+        return false;
+    }
+    sf->fx.release = release;
+    g_assert_true(write_tracking_protect_all(sf->fx.wt, &err));
+    g_assert_no_error(err);
+    return true;
+}
+
 static void test_shared_let_go(void)
 {
     SharedFixture sf;
     Fixture *fx = &sf.fx;
-    g_autoptr(GError) err = NULL;
     GThread *t;
     Writer w;
 
-    if (!wp_available() || !shared_init(&sf)) {
+    if (!shared_protected(&sf, true)) {
         return;
     }
-    g_assert_true(write_tracking_protect_all(fx->wt, &err));
     /* Region 1 is "saved": it leaves userfaultfd with its pages writable. */
     g_assert_cmpint(write_tracking_let_go(fx->wt, 0, REGION, REGION), ==, 0);
     g_assert_cmpint(write_tracking_let_go(fx->wt, 0, REGION, REGION), ==, 0);    /* no-op */
@@ -289,7 +301,10 @@ static void test_shared_let_go(void)
     g_assert_true(write_within(fx->rb.host + 2 * REGION, 2 * REGION, 5000, &t, &w));
     g_thread_join(t);
     g_assert_cmpuint(fx->faults->len, ==, 1);
-    /* The stop leaves region 1 alone (a warning here would fail the test) and gives write access back everywhere. */
+    /*
+     * The stop leaves region 1 alone (a warning here would fail the test)
+     * and gives write access back everywhere.
+     */
     write_tracking_stop(fx->wt);
     g_assert_cmpint(faults_writing(fx->rb.host, SHARED_SIZE), ==, 0);
     g_assert_cmpuint(fx->rb.host[REGION], ==, 0x5a + 2);    /* written twice, both kept */
@@ -301,15 +316,12 @@ static void test_shared_let_go_wakes(void)
 {
     SharedFixture sf;
     Fixture *fx = &sf.fx;
-    g_autoptr(GError) err = NULL;
     GThread *t;
     Writer w;
 
-    if (!wp_available() || !shared_init(&sf)) {
+    if (!shared_protected(&sf, false)) {    /* the handler leaves the writer blocked */
         return;
     }
-    fx->release = false;    /* the handler leaves the writer blocked */
-    g_assert_true(write_tracking_protect_all(fx->wt, &err));
     g_assert_false(write_within(fx->rb.host + REGION + 3 * PAGE, PAGE, 50, &t, &w));
     g_assert_cmpint(write_tracking_let_go(fx->wt, 0, REGION, REGION), ==, 0);
     for (unsigned i = 0; i < 5000 && !g_atomic_int_get(&w.done); i++) {
@@ -325,12 +337,10 @@ static void test_shared_stop_restores_write(void)
 {
     SharedFixture sf;
     Fixture *fx = &sf.fx;
-    g_autoptr(GError) err = NULL;
 
-    if (!wp_available() || !shared_init(&sf)) {
+    if (!shared_protected(&sf, true)) {
         return;
     }
-    g_assert_true(write_tracking_protect_all(fx->wt, &err));
     g_assert_cmpint(write_tracking_unprotect(fx->wt, 0, 0, SHARED_SIZE), ==, 0);
     write_tracking_stop(fx->wt);
     /* Without the stop's repair each page's next write would fault in the kernel. */
