@@ -12,6 +12,8 @@
 
 #include <glib.h>
 
+#include "system/machine.h"
+
 /*
  * While a shared mapping is registered for write-protect, the kernel maps
  * its pages read-only to see their writes, and neither unprotecting nor
@@ -34,30 +36,30 @@
  * the two calls, which split and merge the mapping even there.
  */
 #define SHARED_WRITE_PIECE (512 * 1024ULL)
-#define PIECE_PAGES (SHARED_WRITE_PIECE / 4096)
+#define PIECE_PAGES (SHARED_WRITE_PIECE / MACHINE_PAGE_SIZE)
 
-static bool piece_has_pages(uint8_t *host, uint64_t n)
+/* Which of the pages of a piece (@n bytes at @host) are in memory, into @vec: their count, or -errno. */
+static int64_t piece_in_memory(uint8_t *host, uint64_t n, unsigned char vec[PIECE_PAGES])
 {
-    unsigned char vec[PIECE_PAGES];
+    int64_t count = 0;
 
     if (mincore(host, n, vec) != 0) {
-        return true;    /* not known: change it */
+        return -errno;
     }
-    for (uint64_t i = 0; i < (n + 4095) / 4096; i++) {
-        if (vec[i] & 1) {
-            return true;
-        }
+    for (uint64_t i = 0; i < (n + MACHINE_PAGE_SIZE - 1) / MACHINE_PAGE_SIZE; i++) {
+        count += vec[i] & 1;
     }
-    return false;
+    return count;
 }
 
 int shared_write_restore(uint8_t *host, uint64_t len)
 {
     for (uint64_t off = 0; off < len; off += SHARED_WRITE_PIECE) {
         uint64_t n = MIN(SHARED_WRITE_PIECE, len - off);
+        unsigned char vec[PIECE_PAGES];
 
-        if (!piece_has_pages(host + off, n)) {
-            continue;
+        if (piece_in_memory(host + off, n, vec) == 0) {
+            continue;   /* (not known: changed all the same) */
         }
         if (mprotect(host + off, n, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
             return -errno;      /* refused by policy (no W+X): nothing changed */
@@ -84,12 +86,14 @@ int shared_write_populate(uint8_t *host, uint64_t len)
     for (uint64_t off = 0; off < len; off += SHARED_WRITE_PIECE) {
         uint64_t n = MIN(SHARED_WRITE_PIECE, len - off);
         unsigned char vec[PIECE_PAGES];
+        int64_t in_memory = piece_in_memory(host + off, n, vec);
 
-        if (mincore(host + off, n, vec) != 0) {
-            return -errno;
+        if (in_memory < 0) {
+            return (int)in_memory;
         }
         /* Runs of pages in memory: a hole stays a hole (populating would allocate it). */
-        for (uint64_t i = 0, pages = (n + 4095) / 4096; i < pages;) {
+        for (uint64_t i = 0, pages = (n + MACHINE_PAGE_SIZE - 1) / MACHINE_PAGE_SIZE;
+             in_memory && i < pages;) {
             while (i < pages && !(vec[i] & 1)) {
                 i++;
             }
@@ -98,7 +102,8 @@ int shared_write_populate(uint8_t *host, uint64_t len)
                 i++;
             }
             if (i > start &&
-                madvise(host + off + start * 4096, (i - start) * 4096, MADV_POPULATE_WRITE) != 0) {
+                madvise(host + off + start * MACHINE_PAGE_SIZE, (i - start) * MACHINE_PAGE_SIZE,
+                        MADV_POPULATE_WRITE) != 0) {
                 return -errno;
             }
         }

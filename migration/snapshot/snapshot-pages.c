@@ -241,28 +241,27 @@ void snapshot_unprotect_saved(BackgroundSnapshot *bs, unsigned block_index, uint
          * splits here, as it does for a write between snapshots.
          */
         release_piece(sb, bs, block_index, &l, first, end, by_fault);
-    }
-    for (uint64_t i = first; i < end && !bs->epoch;) {
-        uint64_t region = i / SNAPSHOT_HUGE_PAGES;
-        uint64_t rstart = region * SNAPSHOT_HUGE_PAGES;
-        uint64_t rend = MIN(rstart + SNAPSHOT_HUGE_PAGES, sb->pages);
+    } else {
+        for (uint64_t i = first; i < end;) {
+            uint64_t region = i / SNAPSHOT_HUGE_PAGES;
+            uint64_t rstart = region * SNAPSHOT_HUGE_PAGES;
+            uint64_t rend = MIN(rstart + SNAPSHOT_HUGE_PAGES, sb->pages);
 
-        bool all_saved = bitmap_range_is_set_atomic(sb->saved, rstart, rend - rstart);
-
-        if (all_saved) {
-            /*
-             * Unprotecting part of a huge mapping splits it into 4 KiB ones
-             * for good, even when nothing there is protected any more (a
-             * region collapsed again, a late fault on it): a saved region
-             * is always released whole, even past the range asked for.
-             */
-            release_add(bs, block_index, &l, rstart, rend - rstart, by_fault);
-        } else if (snapshot_region_is_huge(sb, region)) {
+            if (bitmap_range_is_set_atomic(sb->saved, rstart, rend - rstart)) {
+                /*
+                 * Unprotecting part of a huge mapping splits it into 4 KiB
+                 * ones for good, even when nothing there is protected any
+                 * more (a region collapsed again, a late fault on it): a
+                 * saved region is always released whole, even past the
+                 * range asked for.
+                 */
+                release_add(bs, block_index, &l, rstart, rend - rstart, by_fault);
+            } else if (!snapshot_region_is_huge(sb, region)) {
+                release_piece(sb, bs, block_index, &l, i, MIN(rend, end), by_fault);
+            }
             /* Huge and not all saved: whoever saves its last page releases it. */
-        } else {
-            release_piece(sb, bs, block_index, &l, i, MIN(rend, end), by_fault);
+            i = MIN(rend, end);
         }
-        i = MIN(rend, end);
     }
     for (unsigned k = 0; k < l.count; k++) {
         unprotect_range(bs, block_index, l.first[k], l.n[k], by_fault);

@@ -107,7 +107,8 @@ static void scan_let_go(BackgroundSnapshot *bs, unsigned block_index, uint64_t f
 {
     SnapshotBlock *sb = &bs->blocks[block_index];
 
-    if (bs->epoch || !write_tracking_can_let_go(bs->wt, block_index)) {
+    /* Never under epoch tracking: its release hook keeps every range registered. */
+    if (!write_tracking_can_let_go(bs->wt, block_index)) {
         return;
     }
     for (uint64_t r = first / SNAPSHOT_HUGE_PAGES; r * SNAPSHOT_HUGE_PAGES < first + n; r++) {

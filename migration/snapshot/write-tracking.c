@@ -414,7 +414,7 @@ int write_tracking_let_go(WriteTracking *wt, unsigned block_index, uint64_t offs
     uint64_t nr = (len + LET_GO_REGION - 1) / LET_GO_REGION;
 
     g_assert(wt->let_go[block_index] && !wt->release_fn);
-    if (!write_tracking_can_let_go(wt, block_index)) {
+    if (__atomic_load_n(&wt->let_go_failed, __ATOMIC_RELAXED)) {
         return -EAGAIN;     /* an earlier unregister failed: leave the rest to the stop */
     }
     g_assert(offset % LET_GO_REGION == 0 && offset + len <= rb->size);
