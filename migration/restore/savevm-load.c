@@ -4,6 +4,7 @@
 
 #include <inttypes.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "migration/channel.h"
 #include "migration/image-identity.h"
@@ -13,7 +14,10 @@
 #include "migration/stream-file.h"
 #include "migration/vmstate.h"
 #include "system/machine.h"
+#include "system/ram-populated.h"
+#include "util/bitmap.h"
 #include "util/error.h"
+#include "util/pagemap.h"
 #include "util/zero-page.h"
 
 typedef struct PendingDevice {
@@ -35,7 +39,23 @@ typedef struct LoadContext {
     const ImageIdentity *expect;  /* a base: the increment that names it */
     bool identified;          /* the stream's IDNT record was seen */
     uint64_t checksum;        /* the footer's, once verified */
+    /*
+     * Per RAM block, the pages known to hold zero without reading them (never
+     * populated), as the page tables said when the RAM section began, less
+     * those the stream has written since; NULL where nothing is known.
+     */
+    unsigned long **known_zero;
+    guint nblocks;
 } LoadContext;
+
+static void load_context_release(LoadContext *c)
+{
+    for (guint i = 0; c->known_zero && i < c->nblocks; i++) {
+        bitmap_free(c->known_zero[i]);
+    }
+    g_free(c->known_zero);
+    c->known_zero = NULL;
+}
 
 static void pending_device_free(gpointer p)
 {
@@ -83,6 +103,54 @@ static bool load_identity(void *opaque, const ImageIdentity *id, GError **errp)
                                            errp);
 }
 
+/*
+ * Which pages a zero record may leave alone. Reading a never-touched page to
+ * see that it is zero costs a page fault that maps the zero page: 5 us each
+ * on a paravirtual host, so the 262,000 zero pages of an idle 1 GiB guest
+ * took 0.1-1.7 s of its restore. Where the kernel cannot say, every page is
+ * read as before.
+ */
+static void load_find_known_zero(LoadContext *c)
+{
+    int fd = pagemap_open();
+
+    load_context_release(c);
+    c->nblocks = c->m->ram_blocks->len;
+    c->known_zero = g_new0(unsigned long *, c->nblocks);
+    for (guint i = 0; i < c->nblocks; i++) {
+        RamBlock *b = g_ptr_array_index(c->m->ram_blocks, i);
+        g_autoptr(GError) err = NULL;
+
+        c->known_zero[i] = bitmap_new(b->size / MACHINE_PAGE_SIZE);
+        if (!ram_block_find_zero(b, fd, NULL, c->known_zero[i], NULL, NULL, &err)) {
+            bitmap_free(c->known_zero[i]);
+            c->known_zero[i] = NULL;
+        }
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+}
+
+/* Clear the pages of [@page, @end) that may hold data, reading only those. */
+static void load_zero_pages(RamBlock *b, const unsigned long *known_zero, uint64_t page,
+                            uint64_t end)
+{
+    while (page < end) {
+        if (known_zero) {
+            page = bitmap_find_next_zero(known_zero, end, page);
+            if (page >= end) {
+                break;
+            }
+        }
+        uint8_t *host = b->host + page * SAVEVM_PAGE_SIZE;
+        if (!buffer_is_zero(host, SAVEVM_PAGE_SIZE)) {
+            memset(host, 0, SAVEVM_PAGE_SIZE);
+        }
+        page++;
+    }
+}
+
 static bool load_ram_start(void *opaque, uint32_t nblocks, const uint64_t *sizes,
                            GError **errp)
 {
@@ -101,6 +169,7 @@ static bool load_ram_start(void *opaque, uint32_t nblocks, const uint64_t *sizes
             return false;
         }
     }
+    load_find_known_zero(c);
     return true;
 }
 
@@ -118,22 +187,23 @@ static bool load_ram_record(void *opaque, const SavevmRamRecord *rec, const void
 {
     LoadContext *c = opaque;
     RamBlock *b = g_ptr_array_index(c->m->ram_blocks, rec->block);
+    unsigned long *known_zero = c->known_zero ? c->known_zero[rec->block] : NULL;
+    uint64_t first = rec->offset / SAVEVM_PAGE_SIZE;
 
     if (rec->flags & SAVEVM_RAM_DATA) {
+        if (known_zero) {
+            bitmap_clear_range(known_zero, first, rec->npages);
+        }
         c->info->data_pages += rec->npages;
         return true;
     }
     /*
      * Fresh guest RAM is already zero; testing first avoids writing (and so
      * populating) pages that were never touched. A precopy stream can turn a
-     * page it sent earlier into zero, so a non-zero page is cleared.
+     * page it sent earlier into zero, and -kernel may have loaded into a
+     * page the image has as zero, so a non-zero page is cleared.
      */
-    for (uint32_t i = 0; i < rec->npages; i++) {
-        uint8_t *page = b->host + rec->offset + (uint64_t)i * SAVEVM_PAGE_SIZE;
-        if (!buffer_is_zero(page, SAVEVM_PAGE_SIZE)) {
-            memset(page, 0, SAVEVM_PAGE_SIZE);
-        }
-    }
+    load_zero_pages(b, known_zero, first, first + rec->npages);
     c->info->zero_pages += rec->npages;
     return true;
 }
@@ -292,6 +362,7 @@ bool savevm_load_base(Machine *m, const char *path, const ImageIdentity *expect,
     ops.device = NULL;
     f = stream_file_new_input(ch);
     ok = savevm_parse(f, &ops, &c, errp);
+    load_context_release(&c);
     stream_file_free(f);
     channel_close(ch, ok, NULL);
     if (ok && !c.identified) {
@@ -320,6 +391,7 @@ bool savevm_load_image(StreamFile *f, Machine *m, const char *image_path,
     /* An image without the run-state record came from a running guest. */
     c.info->source_running = true;
     ok = savevm_parse(f, &load_ops, &c, errp) && load_apply_devices(&c, errp);
+    load_context_release(&c);
     g_ptr_array_unref(c.devices);
     return ok;
 }
