@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "system/machine.h"
@@ -63,6 +64,37 @@ static bool ram_block_holes_in_page_tables(RamBlock *rb)
 
     return be && be->fd >= 0 && be->fresh && be->backing == MEMORY_BACKING_HUGETLBFS &&
            (void *)rb->host == be->host;
+}
+
+/*
+ * Another hugetlbfs file (an existing mem-path file) may hold pages that no
+ * mapping of ours touched, so its page tables prove something only once
+ * checked against the file: see hugetlb_file_all_mapped().
+ */
+static bool ram_block_hugetlb_unproven(RamBlock *rb)
+{
+    MemoryBackend *be = rb->backend;
+
+    return be && be->fd >= 0 && !be->fresh && be->opts.share &&
+           be->backing == MEMORY_BACKING_HUGETLBFS && (void *)rb->host == be->host;
+}
+
+/*
+ * Whether every page of @rb's hugetlbfs file is one our page tables map
+ * (@zero: what a walk of them found empty), so that they tell its holes.
+ * hugetlbfs counts each page it allocates in the file's blocks; when those
+ * come to what the walk found mapped, the file has no page we do not map.
+ * The walk comes first: a page added after it makes the file larger than
+ * the walk, never smaller.
+ */
+static bool hugetlb_file_all_mapped(RamBlock *rb, const unsigned long *zero)
+{
+    uint64_t pages = rb->size / MACHINE_PAGE_SIZE;
+    uint64_t mapped = (pages - bitmap_count_set(zero, pages)) * MACHINE_PAGE_SIZE;
+    struct stat st;
+
+    return fstat(rb->backend->fd, &st) == 0 && (uint64_t)st.st_size == rb->size &&
+           (uint64_t)st.st_blocks * 512 == mapped;
 }
 
 uint32_t ram_block_file_extent(RamBlock *rb, uint64_t offset, uint32_t n, bool *hole)
@@ -356,8 +388,9 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, const unsigned long *was_
     if (huge && !was_zero) {
         bitmap_clear_range(huge, 0, huge_regions(pages));
     }
+    bool unproven = pagemap_fd >= 0 && ram_block_hugetlb_unproven(rb);
     bool page_tables = pagemap_fd >= 0 && (ram_block_is_anonymous(rb) ||
-                                            ram_block_holes_in_page_tables(rb));
+                                            ram_block_holes_in_page_tables(rb) || unproven);
     /* A walk of the page tables writes every bit of @zero it covers; the others start clear. */
     if (!page_tables) {
         bitmap_clear_range(zero, 0, pages);
@@ -377,6 +410,12 @@ bool ram_block_find_zero(RamBlock *rb, int pagemap_fd, const unsigned long *was_
             return false;
         }
         src = RAM_ZERO_BY_PAGE_TABLE;
+        if (unproven && !hugetlb_file_all_mapped(rb, zero)) {
+            /* Pages we do not map: what they hold is known only by reading them. */
+            bitmap_clear_range(zero, 0, pages);
+            find_file_holes(rb, zero, 0, pages);
+            src = RAM_ZERO_BY_FILE_HOLES;
+        }
     }
     if (source) {
         *source = src;

@@ -303,7 +303,8 @@ static void test_file_holes_in_runs(void)
 
 /*
  * hugetlbfs says "all data" to SEEK_HOLE: for a file only our mapping
- * touched the page tables tell the holes; for any other file nothing is known.
+ * touched the page tables tell the holes; for any other file only while
+ * they map every page it has.
  */
 static void test_hugetlb_holes(void)
 {
@@ -339,11 +340,28 @@ static void test_hugetlb_holes(void)
         uffd_unregister(uffd, rb.host, rb.size);
         close(uffd);
     }
-    /* A file someone else may have filled: its page tables prove nothing. */
+    /*
+     * A file someone else may have filled (an existing mem-path file): its
+     * page tables tell the holes while the file holds no page they do not map...
+     */
     be->fresh = false;
+    g_assert_true(ram_block_find_zero(&rb, fd, NULL, zero, NULL, &src, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(src, ==, RAM_ZERO_BY_PAGE_TABLE);
+    g_assert_cmpuint(bitmap_count_set(zero, rb.size / PAGE), ==, 3 * HUGE / PAGE);
+    /* ...and nothing once another mapping of it put a page in region 2. */
+    uint8_t *other = mmap(NULL, rb.size, PROT_READ | PROT_WRITE, MAP_SHARED, be->fd, 0);
+    g_assert_true(other != MAP_FAILED);
+    other[2 * HUGE + 9] = 1;
     g_assert_true(ram_block_find_zero(&rb, fd, NULL, zero, NULL, &src, &err));
     g_assert_cmpint(src, ==, RAM_ZERO_BY_FILE_HOLES);
     g_assert_cmpuint(bitmap_count_set(zero, rb.size / PAGE), ==, 0);
+    /* Our mapping sees it once it maps it: then the page tables hold again. */
+    g_assert_cmpuint(rb.host[2 * HUGE + 9], ==, 1);
+    g_assert_true(ram_block_find_zero(&rb, fd, NULL, zero, NULL, &src, &err));
+    g_assert_cmpint(src, ==, RAM_ZERO_BY_PAGE_TABLE);
+    g_assert_cmpuint(bitmap_count_set(zero, rb.size / PAGE), ==, 2 * HUGE / PAGE);
+    munmap(other, rb.size);
     bitmap_free(zero);
     memory_backend_free(be);
     close(fd);
