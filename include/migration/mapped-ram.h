@@ -274,6 +274,17 @@ bool mapped_ram_image_verify(MappedRamImage *img, uint32_t block, uint64_t first
                              uint32_t npages, const void *data, GError **errp);
 
 /*
+ * Whether page @page of @block, as @data holds it, is what the image has
+ * there (in a chain, the newest layer holding it; a page no layer holds is
+ * zero), told by its checksum, so that only checksum table pages are read
+ * (each once). Two pages with the same XXH3-64 checksum at one position
+ * count as the same; a damaged checksum makes its page count as changed.
+ * False with @errp set when a checksum table cannot be read.
+ */
+bool mapped_ram_image_page_unchanged(MappedRamImage *img, uint32_t block, uint64_t page,
+                                     const void *data, bool *unchanged, GError **errp);
+
+/*
  * The next run of present pages of @block at or after *@page: its first page
  * in *@page and its length (at most @max), or 0 when none is left.
  */

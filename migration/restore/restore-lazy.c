@@ -272,12 +272,12 @@ static void lazy_stop_fault_thread(RestoreState *r)
 /*
  * Pages the guest changed before tracking began (@et protects everything by
  * now, so any later write faults and is recorded): present pages that differ
- * from the image (read again, checked), and absent pages that hold data.
- * The guest runs meanwhile; a page it writes during the search is found
- * either way.
+ * from the image, and absent pages that hold data. Present pages are told by
+ * their checksums, which the fill has read already, not by reading the image
+ * again. The guest runs meanwhile; a page it writes during the search is
+ * found either way.
  */
-static bool lazy_find_changed(RestoreState *r, EpochTracking *et, uint8_t *buf,
-                              GError **errp)
+static bool lazy_find_changed(RestoreState *r, EpochTracking *et, GError **errp)
 {
     MappedRamImage *img = r->img;
     int pagemap_fd = pagemap_open();
@@ -295,17 +295,16 @@ static bool lazy_find_changed(RestoreState *r, EpochTracking *et, uint8_t *buf,
                 ok = false;
                 break;
             }
-            if (!(ok = mapped_ram_image_read(img, bi, page, (uint32_t)n, buf, errp))) {
-                break;
-            }
-            for (uint64_t i = 0; i < n; i++) {
-                if (memcmp(b->host + (page + i) * MAPPED_RAM_PAGE_SIZE,
-                           buf + i * MAPPED_RAM_PAGE_SIZE, MAPPED_RAM_PAGE_SIZE)) {
-                    epoch_tracking_mark_written(et, bi, page + i, 1);
+            for (uint64_t end = page + n; ok && page < end; page++) {
+                bool unchanged;
+
+                ok = mapped_ram_image_page_unchanged(img, bi, page,
+                                                     b->host + page * MAPPED_RAM_PAGE_SIZE,
+                                                     &unchanged, errp);
+                if (ok && !unchanged) {
+                    epoch_tracking_mark_written(et, bi, page, 1);
                 }
             }
-            restore_throttle(r, n * MAPPED_RAM_PAGE_SIZE);
-            page += n;
         }
         /*
          * Absent pages are zero in the image. Asked after the protection, the
@@ -336,7 +335,7 @@ static bool lazy_find_changed(RestoreState *r, EpochTracking *et, uint8_t *buf,
  * protection are found by content, before the fill counts as done (a
  * snapshot waits for it).
  */
-static void lazy_end_tracked(RestoreState *r, uint8_t *buf)
+static void lazy_end_tracked(RestoreState *r)
 {
     g_autoptr(GError) err = NULL;
     EpochTracking *et;
@@ -352,7 +351,7 @@ static void lazy_end_tracked(RestoreState *r, uint8_t *buf)
                                              r->have_image_st ? &r->image_st : NULL, &err);
     if (et) {
         /* Private until published: nobody else can free it meanwhile. */
-        if (lazy_find_changed(r, et, buf, &err)) {
+        if (lazy_find_changed(r, et, &err)) {
             incremental_snapshot_restored_publish(r->s, et);
         } else {
             epoch_tracking_free(et);
@@ -410,7 +409,7 @@ static gpointer lazy_fill_thread(gpointer opaque)
      * and the dirty log work on it as on any guest).
      */
     if (migration_capability_enabled(r->s, MIGRATION_CAPABILITY_INCREMENTAL_SNAPSHOT)) {
-        lazy_end_tracked(r, buf);
+        lazy_end_tracked(r);
         return NULL;
     }
     lazy_stop_fault_thread(r);

@@ -267,6 +267,26 @@ bool mapped_ram_image_verify(MappedRamImage *img, uint32_t block, uint64_t first
     return true;
 }
 
+bool mapped_ram_image_page_unchanged(MappedRamImage *img, uint32_t block, uint64_t page,
+                                     const void *data, bool *unchanged, GError **errp)
+{
+    MappedRamImage *layer = img;
+
+    /* In a chain, the newest layer that holds the page; none: zero. */
+    while (layer && !mapped_ram_image_has_page(layer, block, page)) {
+        layer = layer->base;
+    }
+    if (!layer) {
+        *unchanged = page_is_zero(data);
+        return true;
+    }
+    if (!image_load_csums(layer, block, page, 1, errp)) {
+        return false;
+    }
+    *unchanged = mapped_ram_page_csum(data, block, page) == layer->csums[block][page];
+    return true;
+}
+
 bool mapped_ram_image_read(MappedRamImage *img, uint32_t block, uint64_t first,
                            uint32_t npages, void *dst, GError **errp)
 {

@@ -171,6 +171,107 @@ static void test_runs(Fixture *f, gconstpointer data)
     g_assert_cmpuint(total, ==, 200);
 }
 
+/* A page as RAM holds it, told same or changed against the image by its checksum. */
+static void test_page_unchanged(Fixture *f, gconstpointer data)
+{
+    g_autoptr(MappedRamImage) img = open_ok(f);
+    g_autoptr(GError) err = NULL;
+    g_autofree uint8_t *page = g_malloc(PAGE);
+    bool same;
+
+    /* Present, as saved; then one byte changed. */
+    fill_page(page, 1, 150);
+    g_assert_true(mapped_ram_image_page_unchanged(img, 1, 150, page, &same, &err));
+    g_assert_no_error(err);
+    g_assert_true(same);
+    page[100] ^= 1;
+    g_assert_true(mapped_ram_image_page_unchanged(img, 1, 150, page, &same, &err));
+    g_assert_false(same);
+    /* Another page's content at this position is a change too (checksums are seeded with it). */
+    fill_page(page, 1, 151);
+    g_assert_true(mapped_ram_image_page_unchanged(img, 1, 150, page, &same, &err));
+    g_assert_false(same);
+    /* Absent: zero is unchanged, anything else changed. */
+    memset(page, 0, PAGE);
+    g_assert_true(mapped_ram_image_page_unchanged(img, 0, 1, page, &same, &err));
+    g_assert_true(same);
+    page[PAGE - 1] = 7;
+    g_assert_true(mapped_ram_image_page_unchanged(img, 0, 1, page, &same, &err));
+    g_assert_false(same);
+}
+
+/* In a chain, each page is compared with the newest layer that holds it. */
+static void test_page_unchanged_chain(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree uint8_t *page = g_malloc0(PAGE);
+    g_autofree char *inc_path = g_build_filename(f->dir, "inc", NULL);
+    MappedRamImage *base = open_ok(f);
+    int fd = open(inc_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    MappedRamWriter *w;
+    bool same;
+
+    g_assert_cmpint(fd, >=, 0);
+    w = mapped_ram_writer_new(fd, inc_path, SAVEVM_STREAM_BACKGROUND_SNAPSHOT, 2, f->sizes,
+                              f->fdt, sizeof(f->fdt), &err);
+    g_assert_no_error(err);
+    mapped_ram_writer_set_base(w, base->h.uuid, base->h.digest, f->path);
+    /* The increment: block 1 page 150 rewritten, block 0 page 3 (data in the base) zeroed. */
+    fill_page(page, 1, 999);
+    g_assert_true(mapped_ram_writer_put(w, 1, 150, 1, page, &err));
+    g_assert_true(mapped_ram_writer_zero(w, 0, 3, 1, &err));
+    g_assert_true(mapped_ram_writer_finish(w, f->devices, sizeof(f->devices), &err));
+    g_assert_no_error(err);
+    mapped_ram_writer_free(w);
+    close(fd);
+
+    g_autoptr(MappedRamImage) inc = mapped_ram_image_open(inc_path, -1, &err);
+    g_assert_no_error(err);
+    g_assert_true(mapped_ram_image_attach_base(inc, base, &err));
+    g_assert_no_error(err);
+    /* The increment's page, not the base's. */
+    g_assert_true(mapped_ram_image_page_unchanged(inc, 1, 150, page, &same, &err));
+    g_assert_true(same);
+    fill_page(page, 1, 150);
+    g_assert_true(mapped_ram_image_page_unchanged(inc, 1, 150, page, &same, &err));
+    g_assert_false(same);
+    /* Zeroed in the increment. */
+    memset(page, 0, PAGE);
+    g_assert_true(mapped_ram_image_page_unchanged(inc, 0, 3, page, &same, &err));
+    g_assert_true(same);
+    /* Not in the increment: the base's. */
+    fill_page(page, 0, 6);
+    g_assert_true(mapped_ram_image_page_unchanged(inc, 0, 6, page, &same, &err));
+    g_assert_no_error(err);
+    g_assert_true(same);
+    page[0] ^= 1;
+    g_assert_true(mapped_ram_image_page_unchanged(inc, 0, 6, page, &same, &err));
+    g_assert_false(same);
+    /* In no layer: zero. */
+    memset(page, 0, PAGE);
+    g_assert_true(mapped_ram_image_page_unchanged(inc, 0, 7, page, &same, &err));
+    g_assert_true(same);
+    g_unlink(inc_path);
+}
+
+/* A damaged checksum makes its page count as changed: saved again, never lost. */
+static void test_page_unchanged_bad_checksum(Fixture *f, gconstpointer data)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree uint8_t *page = g_malloc(PAGE);
+    bool same;
+
+    {
+        g_autoptr(MappedRamImage) img = open_ok(f);
+        poke(f, img->h.blocks[1].csum_offset + 150 * 8, 0x40);
+    }
+    g_autoptr(MappedRamImage) img = open_ok(f);
+    fill_page(page, 1, 150);
+    g_assert_true(mapped_ram_image_page_unchanged(img, 1, 150, page, &same, &err));
+    g_assert_no_error(err);
+    g_assert_false(same);
+}
+
 /* Zero pages are holes: the allocation is the data plus little metadata. */
 static void test_sparse(Fixture *f, gconstpointer data)
 {
@@ -322,6 +423,9 @@ int main(int argc, char **argv)
     ADD("/mapped-ram/round-trip", test_round_trip);
     ADD("/mapped-ram/runs", test_runs);
     ADD("/mapped-ram/sparse", test_sparse);
+    ADD("/mapped-ram/page-unchanged", test_page_unchanged);
+    ADD("/mapped-ram/page-unchanged-bad-checksum", test_page_unchanged_bad_checksum);
+    ADD("/mapped-ram/page-unchanged-chain", test_page_unchanged_chain);
     ADD("/mapped-ram/zero-after-data", test_zero_after_data);
     ADD("/mapped-ram/corrupt/page", test_corrupt_page);
     ADD("/mapped-ram/corrupt/absent-page-not-zero", test_absent_page_not_zero);
