@@ -171,33 +171,37 @@ static void test_runs(Fixture *f, gconstpointer data)
     g_assert_cmpuint(total, ==, 200);
 }
 
+/* Page @page of @block, holding @data, must be told unchanged (@want) or changed. */
+static void assert_unchanged(MappedRamImage *img, uint32_t block, uint64_t page,
+                             const uint8_t *data, bool want)
+{
+    g_autoptr(GError) err = NULL;
+    bool same;
+
+    g_assert_true(mapped_ram_image_page_unchanged(img, block, page, data, &same, &err));
+    g_assert_no_error(err);
+    g_assert_cmpint(same, ==, want);
+}
+
 /* A page as RAM holds it, told same or changed against the image by its checksum. */
 static void test_page_unchanged(Fixture *f, gconstpointer data)
 {
     g_autoptr(MappedRamImage) img = open_ok(f);
-    g_autoptr(GError) err = NULL;
     g_autofree uint8_t *page = g_malloc(PAGE);
-    bool same;
 
     /* Present, as saved; then one byte changed. */
     fill_page(page, 1, 150);
-    g_assert_true(mapped_ram_image_page_unchanged(img, 1, 150, page, &same, &err));
-    g_assert_no_error(err);
-    g_assert_true(same);
+    assert_unchanged(img, 1, 150, page, true);
     page[100] ^= 1;
-    g_assert_true(mapped_ram_image_page_unchanged(img, 1, 150, page, &same, &err));
-    g_assert_false(same);
+    assert_unchanged(img, 1, 150, page, false);
     /* Another page's content at this position is a change too (checksums are seeded with it). */
     fill_page(page, 1, 151);
-    g_assert_true(mapped_ram_image_page_unchanged(img, 1, 150, page, &same, &err));
-    g_assert_false(same);
+    assert_unchanged(img, 1, 150, page, false);
     /* Absent: zero is unchanged, anything else changed. */
     memset(page, 0, PAGE);
-    g_assert_true(mapped_ram_image_page_unchanged(img, 0, 1, page, &same, &err));
-    g_assert_true(same);
+    assert_unchanged(img, 0, 1, page, true);
     page[PAGE - 1] = 7;
-    g_assert_true(mapped_ram_image_page_unchanged(img, 0, 1, page, &same, &err));
-    g_assert_false(same);
+    assert_unchanged(img, 0, 1, page, false);
 }
 
 /* In a chain, each page is compared with the newest layer that holds it. */
@@ -209,7 +213,6 @@ static void test_page_unchanged_chain(Fixture *f, gconstpointer data)
     MappedRamImage *base = open_ok(f);
     int fd = open(inc_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     MappedRamWriter *w;
-    bool same;
 
     g_assert_cmpint(fd, >=, 0);
     w = mapped_ram_writer_new(fd, inc_path, SAVEVM_STREAM_BACKGROUND_SNAPSHOT, 2, f->sizes,
@@ -230,36 +233,27 @@ static void test_page_unchanged_chain(Fixture *f, gconstpointer data)
     g_assert_true(mapped_ram_image_attach_base(inc, base, &err));
     g_assert_no_error(err);
     /* The increment's page, not the base's. */
-    g_assert_true(mapped_ram_image_page_unchanged(inc, 1, 150, page, &same, &err));
-    g_assert_true(same);
+    assert_unchanged(inc, 1, 150, page, true);
     fill_page(page, 1, 150);
-    g_assert_true(mapped_ram_image_page_unchanged(inc, 1, 150, page, &same, &err));
-    g_assert_false(same);
+    assert_unchanged(inc, 1, 150, page, false);
     /* Zeroed in the increment. */
     memset(page, 0, PAGE);
-    g_assert_true(mapped_ram_image_page_unchanged(inc, 0, 3, page, &same, &err));
-    g_assert_true(same);
+    assert_unchanged(inc, 0, 3, page, true);
     /* Not in the increment: the base's. */
     fill_page(page, 0, 6);
-    g_assert_true(mapped_ram_image_page_unchanged(inc, 0, 6, page, &same, &err));
-    g_assert_no_error(err);
-    g_assert_true(same);
+    assert_unchanged(inc, 0, 6, page, true);
     page[0] ^= 1;
-    g_assert_true(mapped_ram_image_page_unchanged(inc, 0, 6, page, &same, &err));
-    g_assert_false(same);
+    assert_unchanged(inc, 0, 6, page, false);
     /* In no layer: zero. */
     memset(page, 0, PAGE);
-    g_assert_true(mapped_ram_image_page_unchanged(inc, 0, 7, page, &same, &err));
-    g_assert_true(same);
+    assert_unchanged(inc, 0, 7, page, true);
     g_unlink(inc_path);
 }
 
 /* A damaged checksum makes its page count as changed: saved again, never lost. */
 static void test_page_unchanged_bad_checksum(Fixture *f, gconstpointer data)
 {
-    g_autoptr(GError) err = NULL;
     g_autofree uint8_t *page = g_malloc(PAGE);
-    bool same;
 
     {
         g_autoptr(MappedRamImage) img = open_ok(f);
@@ -267,9 +261,7 @@ static void test_page_unchanged_bad_checksum(Fixture *f, gconstpointer data)
     }
     g_autoptr(MappedRamImage) img = open_ok(f);
     fill_page(page, 1, 150);
-    g_assert_true(mapped_ram_image_page_unchanged(img, 1, 150, page, &same, &err));
-    g_assert_no_error(err);
-    g_assert_false(same);
+    assert_unchanged(img, 1, 150, page, false);
 }
 
 /* Zero pages are holes: the allocation is the data plus little metadata. */
