@@ -45,12 +45,11 @@ typedef struct LoadContext {
      * those the stream has written since; NULL where nothing is known.
      */
     unsigned long **known_zero;
-    guint nblocks;
 } LoadContext;
 
 static void load_context_release(LoadContext *c)
 {
-    for (guint i = 0; c->known_zero && i < c->nblocks; i++) {
+    for (guint i = 0; c->known_zero && i < c->m->ram_blocks->len; i++) {
         bitmap_free(c->known_zero[i]);
     }
     g_free(c->known_zero);
@@ -114,10 +113,9 @@ static void load_find_known_zero(LoadContext *c)
 {
     int fd = pagemap_open();
 
-    load_context_release(c);
-    c->nblocks = c->m->ram_blocks->len;
-    c->known_zero = g_new0(unsigned long *, c->nblocks);
-    for (guint i = 0; i < c->nblocks; i++) {
+    /* The parser takes one RAM section per stream: this runs once. */
+    c->known_zero = g_new0(unsigned long *, c->m->ram_blocks->len);
+    for (guint i = 0; i < c->m->ram_blocks->len; i++) {
         RamBlock *b = g_ptr_array_index(c->m->ram_blocks, i);
         g_autoptr(GError) err = NULL;
 

@@ -478,7 +478,6 @@ static int unregister_run(WriteTracking *wt, uint8_t *host, uint64_t len)
     return uffd_unregister(wt->uffd, host, len);
 }
 
-
 void write_tracking_stop(WriteTracking *wt)
 {
     if (wt->stopped) {
