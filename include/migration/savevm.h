@@ -138,6 +138,9 @@ typedef struct SavevmLoadInfo {
     bool page_aligned;
     uint8_t uuid[IMAGE_UUID_SIZE];
     uint64_t digest;          /* verified: the stream's footer checksum, the header digest */
+    /* The second thread that faults RAM in ahead of the stream (system/ram-prefault.h). */
+    uint64_t prefaulted_bytes;     /* it populated */
+    uint64_t ahead_returned_bytes; /* of regions it was sent ahead into and no data reached */
 } SavevmLoadInfo;
 
 /*

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 
 #include "migration/channel.h"
 #include "migration/image-identity.h"
@@ -14,7 +15,9 @@
 #include "migration/stream-file.h"
 #include "migration/vmstate.h"
 #include "system/machine.h"
+#include "system/memory-backend.h"
 #include "system/ram-populated.h"
+#include "system/ram-prefault.h"
 #include "util/bitmap.h"
 #include "util/error.h"
 #include "util/pagemap.h"
@@ -45,15 +48,34 @@ typedef struct LoadContext {
      * those the stream has written since; NULL where nothing is known.
      */
     unsigned long **known_zero;
+    /*
+     * Faulting guest RAM in ahead of the stream (system/ram-prefault.c). A
+     * stream says nothing of the pages to come, so the helper goes as far
+     * beyond a record as the run of contiguous data before it (up to its
+     * lead): per block, the 2 MiB regions it may have populated that way,
+     * emptied again at the end if no data came.
+     */
+    RamPrefault *prefault;
+    unsigned long **ahead_regions;
+    uint32_t run_block;
+    uint64_t run_end;         /* byte offset where the current run of data ends */
+    uint64_t run_bytes;
 } LoadContext;
+
+#define LOAD_REGION_SIZE ((uint64_t)2 << 20)
 
 static void load_context_release(LoadContext *c)
 {
+    ram_prefault_stop(c->prefault);
+    c->prefault = NULL;
     for (guint i = 0; c->known_zero && i < c->m->ram_blocks->len; i++) {
         bitmap_free(c->known_zero[i]);
+        bitmap_free(c->ahead_regions[i]);
     }
     g_free(c->known_zero);
+    g_free(c->ahead_regions);
     c->known_zero = NULL;
+    c->ahead_regions = NULL;
 }
 
 static void pending_device_free(gpointer p)
@@ -115,6 +137,7 @@ static void load_find_known_zero(LoadContext *c)
 
     /* The parser takes one RAM section per stream: this runs once. */
     c->known_zero = g_new0(unsigned long *, c->m->ram_blocks->len);
+    c->ahead_regions = g_new0(unsigned long *, c->m->ram_blocks->len);
     for (guint i = 0; i < c->m->ram_blocks->len; i++) {
         RamBlock *b = g_ptr_array_index(c->m->ram_blocks, i);
         g_autoptr(GError) err = NULL;
@@ -168,7 +191,53 @@ static bool load_ram_start(void *opaque, uint32_t nblocks, const uint64_t *sizes
         }
     }
     load_find_known_zero(c);
+    c->prefault = ram_prefault_start(RAM_PREFAULT_LEAD);
     return true;
+}
+
+/*
+ * Whether the helper may populate beyond the data it has seen in @block:
+ * only where what it populated in vain can be found (known zero) and given
+ * back with MADV_DONTNEED (private anonymous memory; a shared file would keep
+ * the pages, and a private file mapping would show the file again).
+ */
+static bool load_may_go_ahead(LoadContext *c, uint32_t block)
+{
+    RamBlock *b = g_ptr_array_index(c->m->ram_blocks, block);
+
+    return c->known_zero[block] && (!b->backend ||
+                                    b->backend->backing == MEMORY_BACKING_ANONYMOUS);
+}
+
+static void load_prefault_record(LoadContext *c, const SavevmRamRecord *rec)
+{
+    RamBlock *b = g_ptr_array_index(c->m->ram_blocks, rec->block);
+    uint64_t len = (uint64_t)rec->npages * SAVEVM_PAGE_SIZE;
+    uint64_t end = rec->offset + len;
+    uint64_t before = rec->block == c->run_block && rec->offset == c->run_end ? c->run_bytes : 0;
+    uint64_t ahead = 0;
+
+    if (!c->prefault) {
+        return;
+    }
+    if (load_may_go_ahead(c, rec->block)) {
+        ahead = MIN(before, b->size - end);
+        ahead = MIN(ahead, RAM_PREFAULT_LEAD > len ? RAM_PREFAULT_LEAD - len : 0);
+    }
+    if (ahead) {
+        uint64_t first = end / LOAD_REGION_SIZE;
+        uint64_t last = (end + ahead - 1) / LOAD_REGION_SIZE;
+
+        if (!c->ahead_regions[rec->block]) {
+            c->ahead_regions[rec->block] =
+                bitmap_new((b->size + LOAD_REGION_SIZE - 1) / LOAD_REGION_SIZE);
+        }
+        bitmap_set_range(c->ahead_regions[rec->block], first, last - first + 1);
+    }
+    ram_prefault_next(c->prefault, b->host + rec->offset, len, ahead);
+    c->run_block = rec->block;
+    c->run_end = end;
+    c->run_bytes = before + len;
 }
 
 static void *load_ram_target(void *opaque, const SavevmRamRecord *rec, GError **errp)
@@ -177,7 +246,38 @@ static void *load_ram_target(void *opaque, const SavevmRamRecord *rec, GError **
     RamBlock *b = g_ptr_array_index(c->m->ram_blocks, rec->block);
 
     /* The parser has checked the record against the block's size. */
+    load_prefault_record(c, rec);
     return b->host + rec->offset;
+}
+
+/* Give back the regions the helper populated ahead that no data reached. */
+static void load_prefault_finish(LoadContext *c)
+{
+    c->info->prefaulted_bytes += ram_prefault_populated(c->prefault);
+    ram_prefault_stop(c->prefault);
+    c->prefault = NULL;
+    for (guint i = 0; c->ahead_regions && i < c->m->ram_blocks->len; i++) {
+        RamBlock *b = g_ptr_array_index(c->m->ram_blocks, i);
+        uint64_t pages = b->size / SAVEVM_PAGE_SIZE;
+        uint64_t regions = (b->size + LOAD_REGION_SIZE - 1) / LOAD_REGION_SIZE;
+        uint64_t per_region = LOAD_REGION_SIZE / SAVEVM_PAGE_SIZE;
+
+        for (uint64_t r = 0; c->ahead_regions[i] && r < regions; r++) {
+            r = bitmap_find_next_set(c->ahead_regions[i], regions, r);
+            if (r >= regions) {
+                break;
+            }
+            uint64_t first = r * per_region, end = MIN(first + per_region, pages);
+
+            if (bitmap_find_next_zero(c->known_zero[i], end, first) >= end) {
+                /* Zero either way; only where it is counted changes. */
+                if (madvise(b->host + first * SAVEVM_PAGE_SIZE,
+                            (end - first) * SAVEVM_PAGE_SIZE, MADV_DONTNEED) == 0) {
+                    c->info->ahead_returned_bytes += (end - first) * SAVEVM_PAGE_SIZE;
+                }
+            }
+        }
+    }
 }
 
 static bool load_ram_record(void *opaque, const SavevmRamRecord *rec, const void *data,
@@ -203,6 +303,12 @@ static bool load_ram_record(void *opaque, const SavevmRamRecord *rec, const void
      */
     load_zero_pages(b, known_zero, first, first + rec->npages);
     c->info->zero_pages += rec->npages;
+    return true;
+}
+
+static bool load_ram_end(void *opaque, GError **errp)
+{
+    load_prefault_finish(opaque);
     return true;
 }
 
@@ -249,6 +355,7 @@ static const SavevmParseOps load_ops = {
     .ram_start = load_ram_start,
     .ram_target = load_ram_target,
     .ram_record = load_ram_record,
+    .ram_end = load_ram_end,
     .device = load_device,
     .footer = load_footer,
 };
