@@ -268,6 +268,15 @@ static int64_t uffd_zeropage_once(int uffd, uint64_t dst, uint64_t src, uint64_t
     return zero.zeropage;
 }
 
+static int64_t uffd_move_once(int uffd, uint64_t dst, uint64_t src, uint64_t len, uint64_t mode,
+                              int *err)
+{
+    struct uffdio_move move = { .dst = dst, .src = src, .len = len, .mode = mode };
+
+    *err = ioctl(uffd, UFFDIO_MOVE, &move) < 0 ? errno : 0;
+    return move.move;
+}
+
 static int uffd_fill(UffdFillFn issue, int uffd, uint64_t dst, uint64_t src, uint64_t len,
                      uint64_t mode, uint64_t *done_out)
 {
@@ -314,6 +323,11 @@ int uffd_copy(int uffd, void *dst, const void *src, uint64_t len, bool wp, uint6
 int uffd_zeropage(int uffd, void *dst, uint64_t len, uint64_t *zeroed)
 {
     return uffd_fill(uffd_zeropage_once, uffd, (uintptr_t)dst, 0, len, 0, zeroed);
+}
+
+int uffd_move(int uffd, void *dst, void *src, uint64_t len, uint64_t *moved)
+{
+    return uffd_fill(uffd_move_once, uffd, (uintptr_t)dst, (uintptr_t)src, len, 0, moved);
 }
 
 int uffd_read_events(int uffd, struct uffd_msg *msgs, unsigned max, unsigned *n)

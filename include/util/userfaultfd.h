@@ -211,6 +211,15 @@ int uffd_copy(int uffd, void *dst, const void *src, uint64_t len, bool wp, uint6
 int uffd_zeropage(int uffd, void *dst, uint64_t len, uint64_t *zeroed);
 
 /*
+ * Move the pages at @src to the missing pages at @dst (UFFDIO_MOVE, Linux
+ * 6.8, UFFD_FEATURE_MOVE; private anonymous memory) and wake the threads
+ * waiting for them: no copy, and a transparent huge page moves whole when
+ * both ranges are 2 MiB aligned. @src is left empty. Same progress and
+ * -EEXIST rules as uffd_copy(); -EBUSY when a source page is shared.
+ */
+int uffd_move(int uffd, void *dst, void *src, uint64_t len, uint64_t *moved);
+
+/*
  * Read up to @max pending events without blocking (a blocking descriptor is
  * polled first). *@n receives how many were read, 0 when none are pending.
  * Returns 0 or -errno.

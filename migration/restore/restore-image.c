@@ -412,6 +412,7 @@ void restore_stats_to_json(MigrationState *s, JsonBuilder *b)
     PUT("pages-filled", __atomic_load_n(&r->pages_filled, __ATOMIC_RELAXED));
     PUT("faults", __atomic_load_n(&r->faults, __ATOMIC_RELAXED));
     PUT("fault-pages", __atomic_load_n(&r->fault_pages, __ATOMIC_RELAXED));
+    PUT("huge-pages-moved", __atomic_load_n(&r->huge_moved, __ATOMIC_RELAXED));
     PUT("fault-service-p50-us", latency_histogram_percentile_us(h, 50));
     PUT("fault-service-p99-us", latency_histogram_percentile_us(h, 99));
     PUT("fault-service-max-us", (latency_histogram_max_ns(h) + 999) / 1000);
@@ -442,6 +443,10 @@ void restore_stats_to_hmp(MigrationState *s, GString *out)
                            __atomic_load_n(&r->faults, __ATOMIC_RELAXED),
                            latency_histogram_percentile_us(&r->fault_latency, 50),
                            latency_histogram_percentile_us(&r->fault_latency, 99));
+    if (r->mode == MIGRATION_RESTORE_LAZY) {
+        g_string_append_printf(out, "restore huge pages moved in: %" G_GUINT64_FORMAT "\n",
+                               __atomic_load_n(&r->huge_moved, __ATOMIC_RELAXED));
+    }
 }
 
 void restore_free(RestoreState *r)

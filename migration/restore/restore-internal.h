@@ -67,6 +67,8 @@ struct RestoreState {
     int wake_fd;                 /* eventfd: stops the fault thread */
     GThread *fault_thread;
     GThread *fill_thread;        /* also the map mode's verifier */
+    bool can_move[MAPPED_RAM_MAX_BLOCKS];  /* the fill may move whole regions in */
+    uint64_t huge_moved;         /* atomic: 2 MiB regions the fill moved in whole */
     bool stopping;               /* atomic: threads leave at the next check */
     uint64_t throttle_start_us;  /* fill thread only: restore_throttle()'s window */
     uint64_t throttle_bytes;

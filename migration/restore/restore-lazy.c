@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "migration/incremental-snapshot.h"
 #include "migration/savevm.h"
 #include "system/machine.h"
+#include "system/memory-backend.h"
 #include "system/ram-populated.h"
 #include "util/bitmap.h"
 #include "util/error.h"
@@ -39,6 +41,9 @@
 /* The fill reads and copies 1 MiB at a time. */
 #define LAZY_FILL_PAGES 256u
 #define LAZY_EVENTS 32u
+/* A transparent huge page: what the fill moves in whole where it can. */
+#define LAZY_REGION_PAGES 512u
+#define LAZY_REGION_SIZE ((uint64_t)LAZY_REGION_PAGES * MAPPED_RAM_PAGE_SIZE)
 /* The fill yields to vCPUs and to the fault handler, without SCHED_IDLE's starvation. */
 #define LAZY_FILL_NICE 10
 #define LAZY_FAULT_NICE (-10)
@@ -83,6 +88,21 @@ static bool lazy_find(RestoreState *r, uint64_t addr, uint32_t *bi, uint64_t *pa
     return false;
 }
 
+/* Count pages [first, first + n) of block @bi as in guest RAM (once each). */
+static void lazy_mark_placed(RestoreState *r, uint32_t bi, uint64_t first, uint64_t n,
+                             bool by_fault)
+{
+    uint64_t newly = 0;
+
+    for (uint64_t i = 0; i < n; i++) {
+        newly += !bitmap_test_and_set_atomic(r->resolved[bi], first + i);
+    }
+    restore_progress(r, newly);
+    if (by_fault) {
+        __atomic_fetch_add(&r->fault_pages, newly, __ATOMIC_RELAXED);
+    }
+}
+
 /*
  * Place pages [first, first + n) of block @bi from @buf (zero pages by
  * UFFDIO_ZEROPAGE when @zero). A page already there (the other thread, or
@@ -109,16 +129,99 @@ static int lazy_place(RestoreState *r, uint32_t bi, uint64_t first, uint32_t n,
         }
     }
     if (!zero) {
-        uint64_t newly = 0;
-        for (uint32_t i = 0; i < n; i++) {
-            newly += !bitmap_test_and_set_atomic(r->resolved[bi], first + i);
-        }
-        restore_progress(r, newly);
-        if (by_fault) {
-            __atomic_fetch_add(&r->fault_pages, newly, __ATOMIC_RELAXED);
-        }
+        lazy_mark_placed(r, bi, first, n, by_fault);
     }
     return 0;
+}
+
+/*
+ * Where the fill reads a region before moving it in: 2 MiB, aligned, on a
+ * transparent huge page; NULL when no block can take moves.
+ */
+static uint8_t *lazy_stage_new(RestoreState *r)
+{
+    bool any = false;
+    uint8_t *map, *stage;
+
+    for (uint32_t i = 0; i < r->m->ram_blocks->len; i++) {
+        any |= r->can_move[i];
+    }
+    if (!any) {
+        return NULL;
+    }
+    map = mmap(NULL, 2 * LAZY_REGION_SIZE, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED) {
+        return NULL;
+    }
+    stage = (uint8_t *)(((uintptr_t)map + LAZY_REGION_SIZE - 1) &
+                        ~(uintptr_t)(LAZY_REGION_SIZE - 1));
+    if (stage > map) {
+        munmap(map, (size_t)(stage - map));
+    }
+    munmap(stage + LAZY_REGION_SIZE, (size_t)(map + LAZY_REGION_SIZE - stage));
+    madvise(stage, LAZY_REGION_SIZE, MADV_HUGEPAGE);
+    return stage;
+}
+
+/* Region @first of block @bi: whole in the image, and untouched by faults so far. */
+static bool lazy_region_whole(RestoreState *r, uint32_t bi, uint64_t first)
+{
+    uint64_t page = first;
+
+    if (first % LAZY_REGION_PAGES ||
+        mapped_ram_image_next_run(r->img, bi, &page, LAZY_REGION_PAGES) != LAZY_REGION_PAGES ||
+        page != first) {
+        return false;
+    }
+    for (uint64_t i = first; i < first + LAZY_REGION_PAGES; i++) {
+        if (bitmap_test_atomic(r->resolved[bi], i)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Bring such a region in as one huge page: read and check it in the stage,
+ * then move it into place (no copy, no MADV_COLLAPSE after the fill: copying
+ * 4 KiB pages in and collapsing them allocated the memory twice, and a
+ * collapse holds the mmap lock). A fault that placed pages meanwhile makes
+ * the move fail (-EEXIST) or stop short; the rest is then copied from the
+ * stage, skipping what is there, as everywhere else.
+ */
+static bool lazy_move_region(RestoreState *r, uint32_t bi, uint64_t first, uint8_t *stage,
+                             GError **errp)
+{
+    uint8_t *dst = lazy_block(r, bi)->host + first * MAPPED_RAM_PAGE_SIZE;
+    uint64_t moved = 0;
+    int ret;
+
+    if (!mapped_ram_image_read(r->img, bi, first, LAZY_REGION_PAGES, stage, errp)) {
+        return false;
+    }
+    ret = uffd_move(r->uffd, dst, stage, LAZY_REGION_SIZE, &moved);
+    if (ret < 0 && ret != -EEXIST) {
+        /* Refused for another reason (a page of the stage shared): copy from now on. */
+        r->can_move[bi] = false;
+    }
+    moved -= moved % MAPPED_RAM_PAGE_SIZE;
+    if (moved == LAZY_REGION_SIZE) {
+        __atomic_fetch_add(&r->huge_moved, 1, __ATOMIC_RELAXED);
+    }
+    lazy_mark_placed(r, bi, first, moved / MAPPED_RAM_PAGE_SIZE, false);
+    if (moved < LAZY_REGION_SIZE) {
+        ret = lazy_place(r, bi, first + moved / MAPPED_RAM_PAGE_SIZE,
+                         (uint32_t)((LAZY_REGION_SIZE - moved) / MAPPED_RAM_PAGE_SIZE),
+                         stage + moved, false, false);
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "restore: cannot place pages at 0x%" PRIx64
+                             " of RAM block '%s'", first * MAPPED_RAM_PAGE_SIZE,
+                             lazy_block(r, bi)->name);
+            return false;
+        }
+    }
+    return true;
 }
 
 /*
@@ -366,23 +469,35 @@ static void lazy_end_tracked(RestoreState *r)
     }
 }
 
-static gpointer lazy_fill_thread(gpointer opaque)
+/* Copy (or move) every present page no fault brought in; false if the fill must end here. */
+static bool lazy_fill_all(RestoreState *r, uint8_t *buf, uint8_t *stage)
 {
-    RestoreState *r = opaque;
     MappedRamImage *img = r->img;
-    g_autofree uint8_t *buf = g_malloc((size_t)LAZY_FILL_PAGES * MAPPED_RAM_PAGE_SIZE);
     GError *err = NULL;
 
-    set_own_nice(LAZY_FILL_NICE);
     for (uint32_t bi = 0; bi < img->h.nblocks; bi++) {
         uint64_t page = 0, n;
 
         while ((n = mapped_ram_image_next_run(img, bi, &page, LAZY_FILL_PAGES))) {
-            uint64_t end = page + n;
+            uint64_t end;
 
             if (restore_should_stop(r)) {
-                return NULL;
+                return false;
             }
+            if (stage && r->can_move[bi]) {
+                if (lazy_region_whole(r, bi, page)) {
+                    if (!lazy_move_region(r, bi, page, stage, &err)) {
+                        restore_fill_failed(r, err);
+                        return false;
+                    }
+                    restore_throttle(r, LAZY_REGION_SIZE);
+                    page += LAZY_REGION_PAGES;
+                    continue;
+                }
+                /* Up to the next region, which may go in whole. */
+                n = MIN(n, LAZY_REGION_PAGES - page % LAZY_REGION_PAGES);
+            }
+            end = page + n;
             /* Only what no fault brought in yet. */
             while (page < end) {
                 uint64_t start = page;
@@ -397,11 +512,29 @@ static gpointer lazy_fill_thread(gpointer opaque)
                     !lazy_fill_range(r, bi, start, (uint32_t)(page - start), buf, false,
                                      false, &err)) {
                     restore_fill_failed(r, err);
-                    return NULL;
+                    return false;
                 }
                 restore_throttle(r, (page - start) * MAPPED_RAM_PAGE_SIZE);
             }
         }
+    }
+    return true;
+}
+
+static gpointer lazy_fill_thread(gpointer opaque)
+{
+    RestoreState *r = opaque;
+    g_autofree uint8_t *buf = g_malloc((size_t)LAZY_FILL_PAGES * MAPPED_RAM_PAGE_SIZE);
+    uint8_t *stage = lazy_stage_new(r);
+    bool filled;
+
+    set_own_nice(LAZY_FILL_NICE);
+    filled = lazy_fill_all(r, buf, stage);
+    if (stage) {
+        munmap(stage, LAZY_REGION_SIZE);
+    }
+    if (!filled) {
+        return NULL;
     }
     /*
      * Every present page is in: absent pages are zero, which fresh memory
@@ -423,9 +556,23 @@ static gpointer lazy_fill_thread(gpointer opaque)
     return NULL;
 }
 
+/*
+ * Whether the fill may move whole regions into block @i: UFFDIO_MOVE offered
+ * for it, private anonymous memory on transparent huge pages, 2 MiB aligned.
+ */
+static bool lazy_block_can_move(RestoreState *r, uint32_t i, uint64_t ioctls)
+{
+    RamBlock *b = lazy_block(r, i);
+    MemoryBackend *be = b->backend;
+
+    return (ioctls & (1ull << _UFFDIO_MOVE)) &&
+           (!be || (be->backing == MEMORY_BACKING_ANONYMOUS && be->thp)) &&
+           (uintptr_t)b->host % LAZY_REGION_SIZE == 0;
+}
+
 bool restore_lazy_start(RestoreState *r, GError **errp)
 {
-    uint64_t missing = 0;
+    uint64_t missing = 0, features = 0;
     int fd;
 
     for (uint32_t i = 0; i < r->m->ram_blocks->len; i++) {
@@ -438,8 +585,12 @@ bool restore_lazy_start(RestoreState *r, GError **errp)
         }
         r->resolved[i] = bitmap_new(mapped_ram_block_pages(b->size));
     }
-    fd = uffd_open(UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM,
-                   O_CLOEXEC | O_NONBLOCK, &missing);
+    /* Moves (Linux 6.8) where the kernel has them; copies do everything otherwise. */
+    if (uffd_query_features(&features, NULL) < 0) {
+        features = 0;
+    }
+    fd = uffd_open(UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_MISSING_SHMEM |
+                   (features & UFFD_FEATURE_MOVE), O_CLOEXEC | O_NONBLOCK, &missing);
     if (fd < 0) {
         error_setg_errno(errp, -fd, "restore-mode lazy: cannot open a userfaultfd%s",
                          fd == -EOPNOTSUPP ? " with missing-page faults on shmem" : "");
@@ -460,6 +611,7 @@ bool restore_lazy_start(RestoreState *r, GError **errp)
             lazy_release(r);
             return false;
         }
+        r->can_move[i] = (features & UFFD_FEATURE_MOVE) && lazy_block_can_move(r, i, ioctls);
     }
     r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (r->wake_fd < 0) {
