@@ -244,6 +244,17 @@ def restore_table(results):
     return '\n'.join(lines)
 
 
+def reporting_text(m):
+    pr = m.get('page_reporting')
+    if not pr:
+        return ''
+    active = int(pr.get('reported_kib', '0') or 0) > 0
+    return (f", free page reporting (order {pr.get('page_reporting_order', '?')}"
+            + (f", {int(pr['reported_kib']) >> 20} GiB given to the host since boot: memory "
+               f"freed a few seconds earlier costs a host fault at its next first touch"
+               if active else '') + ')')
+
+
 def machine_text(m):
     lb, la = m.get('load_before', [0, 0, 0]), m.get('load_after', [0, 0, 0])
     busy = max(lb[0], la[0]) > 0.5
@@ -251,7 +262,7 @@ def machine_text(m):
            else 'no /dev/kvm (the kernel is itself a paravirtual guest)')
     text = (f"- Mode: {MODES[m.get('mode', 'kvm')]['title']}\n"
             f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['mem_gib']:.0f} GiB RAM, "
-            f"Linux {m['kernel']}, {kvm}, THP `{m['thp']}`\n"
+            f"Linux {m['kernel']}, {kvm}, THP `{m['thp']}`{reporting_text(m)}\n"
             f"- QEMU: {m['qemu']}\n"
             f"- frostvm: commit {m['frostvm']}\n"
             f"- Date: {m['date']}; the run took {m.get('duration_s', 0) / 60:.1f} minutes\n"
