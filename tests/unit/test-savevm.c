@@ -286,6 +286,19 @@ static void test_rezeroed_page(void)
     fake_machine_free(dst);
 }
 
+/* Pages of @m's RAM resident in memory (mincore). */
+static uint64_t resident_pages(Machine *m)
+{
+    uint64_t pages = m->ram_size / SAVEVM_PAGE_SIZE, resident = 0;
+    g_autofree unsigned char *vec = g_malloc(pages);
+
+    g_assert_cmpint(mincore(ram_of(m), m->ram_size, vec), ==, 0);
+    for (uint64_t p = 0; p < pages; p++) {
+        resident += vec[p] & 1;
+    }
+    return resident;
+}
+
 /*
  * Zero records leave never-touched guest RAM alone: reading each page to test
  * it would map the zero page there, a page fault per page (what made an idle
@@ -296,11 +309,10 @@ static void test_zero_records_leave_holes(void)
     const uint64_t size = 64 * MiB, pages = size / SAVEVM_PAGE_SIZE;
     Machine *src = fake_machine_new(size, 1, NULL);
     Machine *dst = fake_machine_new(size, 1, NULL);
-    g_autofree unsigned char *vec = g_malloc(pages);
     g_autoptr(GByteArray) img = NULL;
     g_autoptr(GError) err = NULL;
     SavevmLoadInfo info;
-    uint64_t resident = 0;
+    uint64_t resident;
 
     memset(ram_of(src) + 3 * SAVEVM_PAGE_SIZE, 0x5a, SAVEVM_PAGE_SIZE);
     memset(ram_of(src) + (pages - 2) * SAVEVM_PAGE_SIZE, 0xa5, SAVEVM_PAGE_SIZE);
@@ -310,10 +322,7 @@ static void test_zero_records_leave_holes(void)
     g_assert_true(load_image(img, dst, &info, &err));
     g_assert_no_error(err);
     g_assert_cmpuint(info.data_pages, ==, 2);
-    g_assert_cmpint(mincore(ram_of(dst), size, vec), ==, 0);
-    for (uint64_t p = 0; p < pages; p++) {
-        resident += vec[p] & 1;
-    }
+    resident = resident_pages(dst);
     /* The three written pages, each possibly in a huge page where THP is always on. */
     g_assert_cmpuint(resident, >=, 3);
     g_assert_cmpuint(resident, <=, 3 * 512);
@@ -329,14 +338,13 @@ static void test_zero_records_leave_holes(void)
  */
 static void test_prefault_ahead_given_back(void)
 {
-    const uint64_t size = 64 * MiB, pages = size / SAVEVM_PAGE_SIZE, data = 8 * MiB;
+    const uint64_t size = 64 * MiB, data = 8 * MiB;
     Machine *src = fake_machine_new(size, 1, NULL);
     Machine *dst = fake_machine_new(size, 1, NULL);
-    g_autofree unsigned char *vec = g_malloc(pages);
     g_autoptr(GByteArray) img = NULL;
     g_autoptr(GError) err = NULL;
     SavevmLoadInfo info;
-    uint64_t resident = 0;
+    uint64_t resident;
 
     for (uint64_t p = 0; p < data / SAVEVM_PAGE_SIZE; p++) {
         memset(ram_of(src) + p * SAVEVM_PAGE_SIZE, (int)(p % 251) + 1, SAVEVM_PAGE_SIZE);
@@ -351,10 +359,7 @@ static void test_prefault_ahead_given_back(void)
      * regions from 8 to 16 MiB, where only zero records came.
      */
     g_assert_cmpuint(info.ahead_returned_bytes, ==, 8 * MiB);
-    g_assert_cmpint(mincore(ram_of(dst), size, vec), ==, 0);
-    for (uint64_t p = 0; p < pages; p++) {
-        resident += vec[p] & 1;
-    }
+    resident = resident_pages(dst);
     /* The data, and at most one huge page more where the mapping is not aligned. */
     g_assert_cmpuint(resident, >=, data / SAVEVM_PAGE_SIZE);
     g_assert_cmpuint(resident, <=, data / SAVEVM_PAGE_SIZE + 512);
