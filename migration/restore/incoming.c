@@ -106,6 +106,9 @@ static gpointer incoming_thread(gpointer opaque)
         migration_stat_set(&s->ram.normal, info.data_pages);
         migration_stat_set(&s->ram.normal_bytes, info.data_pages * MACHINE_PAGE_SIZE);
         migration_stat_set(&s->ram.duplicate, info.zero_pages);
+        g_debug("incoming: %" G_GUINT64_FORMAT " MiB faulted in ahead of the stream, %"
+                G_GUINT64_FORMAT " MiB of it given back (no data came)",
+                info.prefaulted_bytes >> 20, info.ahead_returned_bytes >> 20);
     }
     if (migration_capability_enabled(s, MIGRATION_CAPABILITY_RETURN_PATH) &&
         channel_fd(ch) >= 0 && channel_return_path_possible(ch, NULL)) {
