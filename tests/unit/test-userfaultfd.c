@@ -454,6 +454,46 @@ static void test_missing_copy_wp(void)
     fixture_close(&f);
 }
 
+/* UFFDIO_MOVE (Linux 6.8): pages change places, the source is left empty. */
+static void test_missing_move(void)
+{
+    UffdFixture f = { .uffd = -1 };
+    const size_t src_len = 3 * PAGE;
+    uint8_t *src;
+    unsigned char vec[3];
+    uint64_t done = 99;
+
+    if (!fixture_open(&f, UFFD_FEATURE_MOVE, 4, false, UFFDIO_REGISTER_MODE_MISSING)) {
+        return;
+    }
+    src = mmap(NULL, src_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g_assert_true(src != MAP_FAILED);
+    memset(src, 0x6D, src_len);
+
+    g_assert_cmpint(uffd_move(f.uffd, f.mem, src, 2 * PAGE, &done), ==, 0);
+    g_assert_cmpuint(done, ==, 2 * PAGE);
+    g_assert_cmpuint(f.mem[0], ==, 0x6D);
+    g_assert_cmpuint(f.mem[2 * PAGE - 1], ==, 0x6D);
+    g_assert_cmpint(mincore(src, src_len, vec), ==, 0);
+    g_assert_cmpuint(vec[0] & 1, ==, 0);
+    g_assert_cmpuint(vec[1] & 1, ==, 0);
+
+    /* Onto a present page: reported distinctly, nothing moved. */
+    g_assert_cmpint(uffd_move(f.uffd, f.mem, src + 2 * PAGE, PAGE, &done), ==, -EEXIST);
+    g_assert_cmpuint(done, ==, 0);
+    g_assert_cmpuint(src[2 * PAGE], ==, 0x6D);
+
+    /* A range ending on a present page: the pages before it are moved. */
+    memset(src, 0x4B, 2 * PAGE);
+    g_assert_cmpint(uffd_zeropage(f.uffd, f.mem + 3 * PAGE, PAGE, NULL), ==, 0);
+    g_assert_cmpint(uffd_move(f.uffd, f.mem + 2 * PAGE, src, 2 * PAGE, &done), ==, -EEXIST);
+    g_assert_cmpuint(done, ==, PAGE);
+    g_assert_cmpuint(f.mem[2 * PAGE], ==, 0x4B);
+    g_assert_cmpuint(f.mem[3 * PAGE], ==, 0);
+    munmap(src, src_len);
+    fixture_close(&f);
+}
+
 #define NR_BATCH 3
 
 static void test_events_batch(void)
@@ -668,6 +708,7 @@ int main(int argc, char **argv)
                     test_wp_unpopulated_without_feature);
     g_test_add_func("/uffd/missing/copy-zero", test_missing_copy_zero);
     g_test_add_func("/uffd/missing/copy-wp", test_missing_copy_wp);
+    g_test_add_func("/uffd/missing/move", test_missing_move);
     g_test_add_func("/uffd/events/batch", test_events_batch);
     g_test_add_func("/uffd/events/batch-limit", test_events_batch_limit);
     g_test_add_func("/uffd/events/wait-timeout-and-wake", test_wait_timeout_and_wake);
