@@ -27,6 +27,7 @@
 #include "system/ram-populated.h"
 #include "util/bitmap.h"
 #include "util/error.h"
+#include "util/huge-map.h"
 #include "util/pagemap.h"
 #include "util/userfaultfd.h"
 #include "util/zero-page.h"
@@ -141,26 +142,15 @@ static int lazy_place(RestoreState *r, uint32_t bi, uint64_t first, uint32_t n,
 static uint8_t *lazy_stage_new(RestoreState *r)
 {
     bool any = false;
-    uint8_t *map, *stage;
+    uint8_t *stage;
 
     for (uint32_t i = 0; i < r->m->ram_blocks->len; i++) {
         any |= r->can_move[i];
     }
-    if (!any) {
-        return NULL;
+    stage = any ? huge_map_anonymous(LAZY_REGION_SIZE) : NULL;
+    if (stage) {
+        madvise(stage, LAZY_REGION_SIZE, MADV_HUGEPAGE);
     }
-    map = mmap(NULL, 2 * LAZY_REGION_SIZE, PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (map == MAP_FAILED) {
-        return NULL;
-    }
-    stage = (uint8_t *)(((uintptr_t)map + LAZY_REGION_SIZE - 1) &
-                        ~(uintptr_t)(LAZY_REGION_SIZE - 1));
-    if (stage > map) {
-        munmap(map, (size_t)(stage - map));
-    }
-    munmap(stage + LAZY_REGION_SIZE, (size_t)(map + LAZY_REGION_SIZE - stage));
-    madvise(stage, LAZY_REGION_SIZE, MADV_HUGEPAGE);
     return stage;
 }
 
@@ -205,7 +195,6 @@ static bool lazy_move_region(RestoreState *r, uint32_t bi, uint64_t first, uint8
         /* Refused for another reason (a page of the stage shared): copy from now on. */
         r->can_move[bi] = false;
     }
-    moved -= moved % MAPPED_RAM_PAGE_SIZE;
     if (moved == LAZY_REGION_SIZE) {
         __atomic_fetch_add(&r->huge_moved, 1, __ATOMIC_RELAXED);
     }

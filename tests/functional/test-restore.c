@@ -301,21 +301,17 @@ typedef struct {
 #define UFFD_FEATURE_MOVE (1 << 16)
 #endif
 
-/* Whether this kernel offers UFFDIO_MOVE (Linux 6.8), asked as frostvm asks it. */
+/*
+ * Whether this kernel offers UFFDIO_MOVE (Linux 6.8). Where the system call
+ * is refused (frostvm would then use /dev/userfaultfd), the answer is no and
+ * the test only asserts less.
+ */
 static bool kernel_has_uffd_move(void)
 {
     struct uffdio_api api = { .api = UFFD_API };
     int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
     bool has;
 
-    if (fd < 0) {
-        fd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-        if (fd >= 0) {
-            int dev = fd;
-            fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
-            close(dev);
-        }
-    }
     if (fd < 0) {
         return false;
     }
