@@ -223,10 +223,15 @@ static void scan_restore_priority(BackgroundSnapshot *bs, const struct sched_par
 
 /*
  * Where the scan goes after a fault: the chunks following the faulting
- * block, up to this many, unless it meets a chunk it has done already. A
- * guest writing memory in order (a copy, a sweep, a log) then finds it
- * saved and writable instead of faulting once per 2 MiB; a guest writing
- * at random loses nothing, the scan only changes its order.
+ * block, on until it meets a chunk it has done already or the block ends.
+ * A guest writing memory in order (a copy, a sweep, a log) then finds it
+ * saved and writable instead of faulting once per 2 MiB; a guest writing at
+ * random loses nothing, the scan only changes its order. (Runs of 16 chunks
+ * left a guest sweeping 1 GiB a whole 2 MiB fault per 32 MiB it went on
+ * past a run's end.) The runs after what the pause saved, and a fault's run
+ * that a newer fault displaced, go 16 chunks: taken in turn, runs without
+ * end where the guest went no further (its counters, a vCPU that moved on)
+ * kept the scan from the walk, and two vCPUs writing in order faulted more.
  */
 #define SCAN_AHEAD_CHUNKS 16u
 #define SCAN_HINT_PAGE_BITS 40
@@ -247,16 +252,17 @@ void snapshot_scan_after_pause_save(BackgroundSnapshot *bs, const SnapshotRange 
     }
 }
 
-/* A run ahead: up to @left chunks from @first, until one that is done. */
+/* A run ahead: up to @left chunks from @first, until one that is done or the block's end. */
 typedef struct ScanRun {
     unsigned block;
     uint64_t first;
-    unsigned left;
+    uint64_t left;
 } ScanRun;
 
 /*
- * The scan's position: a run ahead of the last fault, runs ahead of what the
- * pause saved (taken in turn), or the walk from the start.
+ * The scan's position: a run ahead of the last fault, other runs ahead
+ * (after what the pause saved, or after earlier faults: taken in turn), or
+ * the walk from the start.
  */
 typedef struct ScanCursor {
     unsigned long **done;       /* per block, one bit per chunk handed to scan_chunk() */
@@ -264,8 +270,8 @@ typedef struct ScanCursor {
     unsigned block;             /* the walk */
     uint64_t first;
     ScanRun fault_run;
-    ScanRun pause_runs[SNAPSHOT_PAUSE_SAVED_MAX];
-    unsigned pause_turn;        /* whose turn among bs->nr_pause_saved runs */
+    ScanRun runs[SNAPSHOT_PAUSE_SAVED_MAX];
+    unsigned turn;              /* whose turn among @runs */
 } ScanCursor;
 
 static bool cursor_take(ScanCursor *c, unsigned b, uint64_t first)
@@ -279,11 +285,30 @@ static bool cursor_take(ScanCursor *c, unsigned b, uint64_t first)
     return true;
 }
 
-static void run_start(ScanCursor *c, ScanRun *r, unsigned block, uint64_t page)
+static void run_start(ScanCursor *c, ScanRun *r, unsigned block, uint64_t page, uint64_t left)
 {
     r->block = block;
     r->first = page / c->chunk * c->chunk;
-    r->left = SCAN_AHEAD_CHUNKS;
+    r->left = left;
+}
+
+/*
+ * A new fault's run takes the lead; the one it replaces goes on in turn with
+ * the others if there is room (two vCPUs writing in order, each its own
+ * range, keep both followed).
+ */
+static void fault_run_start(ScanCursor *c, unsigned block, uint64_t page)
+{
+    if (c->fault_run.left) {
+        for (unsigned k = 0; k < G_N_ELEMENTS(c->runs); k++) {
+            if (!c->runs[k].left) {
+                c->runs[k] = c->fault_run;
+                c->runs[k].left = SCAN_AHEAD_CHUNKS;
+                break;
+            }
+        }
+    }
+    run_start(c, &c->fault_run, block, page, UINT64_MAX);
 }
 
 /* The run's next chunk; false (and the run is over) at a chunk done already or the block's end. */
@@ -313,21 +338,19 @@ static bool cursor_next(ScanCursor *c, BackgroundSnapshot *bs, unsigned *block, 
     uint64_t hint = __atomic_exchange_n(&bs->scan_hint, 0, __ATOMIC_ACQ_REL);
 
     if (hint--) {
-        run_start(c, &c->fault_run, hint >> SCAN_HINT_PAGE_BITS,
-                  hint & ((1ULL << SCAN_HINT_PAGE_BITS) - 1));
+        fault_run_start(c, hint >> SCAN_HINT_PAGE_BITS, hint & ((1ULL << SCAN_HINT_PAGE_BITS) - 1));
     }
     *ahead = true;
     if (run_take(c, bs, &c->fault_run, block, first)) {
         return true;
     }
     /*
-     * Then a chunk of each run after what the pause saved, in turn: the guest
-     * is going on after one of them (its counters are another), and each
+     * Then a chunk of each other run, in turn: the guest is going on after
+     * one of those the pause saved (its counters are another), and each
      * chunk saved there is one fault fewer if it is that one.
      */
-    for (unsigned k = 0; k < bs->nr_pause_saved; k++) {
-        if (run_take(c, bs, &c->pause_runs[c->pause_turn++ % bs->nr_pause_saved], block,
-                     first)) {
+    for (unsigned k = 0; k < G_N_ELEMENTS(c->runs); k++) {
+        if (run_take(c, bs, &c->runs[c->turn++ % G_N_ELEMENTS(c->runs)], block, first)) {
             return true;
         }
     }
@@ -361,8 +384,8 @@ bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void 
     for (unsigned i = 0; i < bs->nr_pause_saved; i++) {
         const SnapshotRange *r = &bs->pause_saved[i];
 
-        run_start(&c, &c.pause_runs[i], r->block_index,
-                  (r->offset + r->len) / SNAPSHOT_PAGE_SIZE);
+        run_start(&c, &c.runs[i], r->block_index, (r->offset + r->len) / SNAPSHOT_PAGE_SIZE,
+                  SCAN_AHEAD_CHUNKS);
     }
     c.done = g_new0(unsigned long *, bs->nr_blocks);
     for (b = 0; b < bs->nr_blocks; b++) {

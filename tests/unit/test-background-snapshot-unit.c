@@ -274,6 +274,58 @@ static void test_scan_runs_ahead(void)
     guest_free(g);
 }
 
+/*
+ * A run ahead goes on until it meets a chunk already saved, not for a fixed
+ * number of chunks. All of block 0 holds data (24 chunks of 2 MiB). The scan
+ * picks a chunk, then ticks, then saves it: it picks chunk 0, the tick writes
+ * in chunk 4 (a fault), and the run from there takes chunks 4 to 23 next,
+ * chunk 22 as the scan's twentieth; so a write to chunk 22 at the
+ * twenty-first tick finds the page saved. (A run of 16 chunks would end at
+ * chunk 19, and the walk would go on with chunks 1 to 3 and 20: the write
+ * would fault.)
+ */
+#define RUN_FAULT_CHUNK 4
+#define RUN_LATE_CHUNK 22
+#define RUN_LATE_TICK 21
+
+static void write_far_ahead(TickCtx *t)
+{
+    TestGuest *g = t->opaque;
+    uint64_t chunk = SNAPSHOT_SCAN_CHUNK_PAGES * PAGE;
+
+    if (t->ticks == 1) {
+        g->rb[0].host[RUN_FAULT_CHUNK * chunk + PAGE] ^= 1;
+    } else if (t->ticks == RUN_LATE_TICK) {
+        g->rb[0].host[RUN_LATE_CHUNK * chunk + PAGE] ^= 1;
+    }
+}
+
+static void test_scan_run_has_no_length_limit(void)
+{
+    if (!wp_available()) {
+        return;
+    }
+    TestGuest *g = guest_new(false);
+    StreamFile *f = stream_file_new_memory_output();
+    TickCtx t = { .on_tick = write_far_ahead, .opaque = g };
+    SnapshotResult res;
+
+    g_assert_cmpuint(BLOCK0_SIZE / (SNAPSHOT_SCAN_CHUNK_PAGES * PAGE), ==, 24);
+    write_all_main(g);
+    run_snapshot(g, f, 16 * MIB, &t, &res);
+    g_assert_no_error(res.error);
+    g_assert_true(stream_file_flush(f));
+    check_image(g, stream_file_memory_output(f), &res);
+    g_assert_cmpuint(t.ticks, >=, RUN_LATE_TICK);
+    /* The first write faults; the second finds its page saved and writable. */
+    g_assert_cmpuint(res.stats.write_faults, ==, 1);
+    g_assert_cmpuint(res.stats.pages_saved_ahead, >=,
+                     (uint64_t)(RUN_LATE_CHUNK - RUN_FAULT_CHUNK) * SNAPSHOT_SCAN_CHUNK_PAGES);
+    result_clear(&res);
+    stream_file_free(f);
+    guest_free(g);
+}
+
 /* A page of the cold part, written just before the pause and right after it. */
 #define HOT_PAGE_OFFSET (HOT_SIZE + 5 * PAGE)
 
@@ -598,6 +650,8 @@ int main(int argc, char **argv)
     g_test_add_func("/background-snapshot/engine/sink-fails", test_sink_fails);
     g_test_add_func("/background-snapshot/engine/idle-guest", test_idle_guest);
     g_test_add_func("/background-snapshot/engine/scan-runs-ahead", test_scan_runs_ahead);
+    g_test_add_func("/background-snapshot/engine/scan-run-has-no-length-limit",
+                    test_scan_run_has_no_length_limit);
     g_test_add_data_func("/background-snapshot/engine/hot-saved-in-pause", &hot_written_again,
                          test_hot_pause);
     g_test_add_data_func("/background-snapshot/engine/scan-starts-after-hot", &hot_then_next,
