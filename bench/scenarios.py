@@ -68,7 +68,10 @@ class GuestPlan:
 
 
 def guest(name, ram, append, idle=False, smp=1, backend=None):
-    return Guest(name, ram, f'{append} {REPORT}', idle=idle, smp=smp, backend=backend)
+    # The payload sweeps on as many CPUs as its cpus= says, whatever -smp gives it (the
+    # test accelerator takes -smp and ignores the key).
+    cpus = f' cpus={smp}' if smp > 1 else ''
+    return Guest(name, ram, f'{append} {REPORT}{cpus}', idle=idle, smp=smp, backend=backend)
 
 
 def full_plan():
