@@ -201,7 +201,7 @@ static char *session_send(Fixture *f, const char *text, int fd)
     union {
         char buf[CMSG_SPACE(sizeof(int))];
         struct cmsghdr align;
-    } control;
+    } control = { 0 };   /* the padding after the descriptor too: sendmsg() reads it all */
     struct iovec iov = { .iov_base = (void *)text, .iov_len = strlen(text) };
     struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 
