@@ -172,6 +172,14 @@ void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid)
     }
 }
 
+void snapshot_engine_set_vcpus(BackgroundSnapshot *bs, unsigned nr_vcpus)
+{
+    cpu_set_t cpus;
+
+    bs->vcpus_fill_cpus = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
+                          (unsigned)CPU_COUNT(&cpus) <= nr_vcpus;
+}
+
 bool snapshot_engine_save_ram(BackgroundSnapshot *bs, bool (*tick)(void *opaque),
                               void *opaque, GError **errp)
 {

@@ -56,8 +56,11 @@ static bool fault_whole_huge(BackgroundSnapshot *bs)
            !snapshot_pacer_active(bs);
 }
 
-/* The faulting page is ours: save an aligned block around it, then release it. */
-static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
+/*
+ * The faulting page is ours: save an aligned block around it, then release
+ * it. True if the scan was sent ahead of it.
+ */
+static bool fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
 {
     SnapshotBlock *sb = &bs->blocks[block_index];
     unsigned long won[BITMAP_WORDS(SNAPSHOT_FAULT_BLOCK_MAX_PAGES)];
@@ -103,7 +106,7 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
         /* Closed: the snapshot is being abandoned; let the guest go. */
         write_tracking_unprotect(bs->wt, block_index, first * SNAPSHOT_PAGE_SIZE,
                                  n * SNAPSHOT_PAGE_SIZE);
-        return;
+        return false;
     }
     uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
     __atomic_fetch_add(&bs->fig.pages_out_of_order, saved, __ATOMIC_RELAXED);
@@ -118,6 +121,7 @@ static void fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
     if (whole) {
         __atomic_fetch_add(&bs->fig.huge_whole_faults, 1, __ATOMIC_RELAXED);
     }
+    return first + n < sb->pages;
 }
 
 /*
@@ -177,9 +181,8 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
         return;
     }
     bool mine = !bitmap_test_and_set_atomic(sb->claimed, page);
-    if (mine) {
-        fault_save_block(bs, block_index, page);
-    }
+    bool sent_ahead = mine && fault_save_block(bs, block_index, page);
+
     /*
      * Protection only changes in whole units: the backing page (hugetlbfs),
      * or the 2 MiB region while it is mapped huge. Not ours, or ours but
@@ -213,4 +216,8 @@ void snapshot_fault_handle(void *opaque, unsigned block_index, uint64_t offset,
     latency_histogram_record(&bs->fault_latency, service_ns);
     uint64_t addr = (uint64_t)(uintptr_t)(sb->rb->host + offset);
     trace_snapshot_fault_served(addr, service_ns);
+    if (sent_ahead) {
+        /* After the release: the vCPU goes on meanwhile. */
+        snapshot_scan_boost_ahead(bs);
+    }
 }

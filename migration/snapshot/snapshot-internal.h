@@ -175,6 +175,7 @@ typedef struct SnapshotFigures {
     uint64_t fault_waits_on_scan;
     uint64_t scan_boosts;       /* under scan_prio_lock */
     uint64_t scan_starved_boosts; /* under scan_prio_lock */
+    uint64_t scan_ahead_boosts; /* under scan_prio_lock */
 } SnapshotFigures;
 
 /* Ranges saved in the pause that the scan runs ahead from first. */
@@ -195,6 +196,7 @@ typedef struct BackgroundSnapshot {
      */
     EpochTracking *epoch;
     bool has_base;              /* incremental: save only what changed since base_uuid */
+    bool vcpus_fill_cpus;       /* vCPUs can take every CPU: no boost ahead of faults */
     uint8_t base_uuid[16];
     PagePool *pool;
     SnapshotWriter writer;
@@ -274,6 +276,13 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
 
 /* Before the pause: save only the pages written since the instant of image @uuid. */
 void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid);
+
+/*
+ * Before the pause: the guest runs @nr_vcpus vCPUs. When they can take every
+ * CPU this thread may run on, the scan never leaves idle priority to run
+ * ahead of a fault (it would take a vCPU's time). Unset, the scan may.
+ */
+void snapshot_engine_set_vcpus(BackgroundSnapshot *bs, unsigned nr_vcpus);
 
 /*
  * Before the pause, with the guest running: write-protect all RAM now, so the
@@ -418,6 +427,13 @@ void snapshot_scan_after_pause_save(BackgroundSnapshot *bs, const SnapshotRange 
  * scan at normal priority for @for_ns, then let it drop back to SCHED_IDLE.
  */
 void snapshot_scan_boost_starved(BackgroundSnapshot *bs, uint64_t for_ns);
+
+/*
+ * Called by the fault thread after a fault that sent the scan ahead (a guest
+ * that caught up with it): the scan runs at a fair share for a while (see
+ * SCAN_AHEAD_BOOST_NS), then drops back to SCHED_IDLE.
+ */
+void snapshot_scan_boost_ahead(BackgroundSnapshot *bs);
 
 /* snapshot-pages.c: claiming, copying and releasing pages, shared by scan and faults */
 

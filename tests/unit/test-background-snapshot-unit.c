@@ -4,6 +4,7 @@
  * guest RAM in a known pattern while a snapshot runs, and the image must equal
  * RAM at the pause instant, byte for byte, each page saved once.
  */
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -324,6 +325,75 @@ static void test_scan_run_has_no_length_limit(void)
     result_clear(&res);
     stream_file_free(f);
     guest_free(g);
+}
+
+/*
+ * After a fault that sends it ahead, the scan runs at a fair share
+ * (SCHED_BATCH) for a while instead of idle priority, unless the vCPUs can
+ * take every CPU. The scan thread checks its own policy from its ticks.
+ */
+typedef struct BoostCtx {
+    TestGuest *g;
+    unsigned vcpus;         /* for snapshot_engine_set_vcpus(); 0: not called */
+    bool saw_batch;
+    bool saw_idle_after;    /* idle priority at some tick after the fault */
+} BoostCtx;
+
+static void boost_set_vcpus(TickCtx *t)
+{
+    BoostCtx *b = t->opaque;
+
+    if (b->vcpus) {
+        snapshot_engine_set_vcpus(t->bs, b->vcpus);
+    }
+}
+
+static void boost_tick(TickCtx *t)
+{
+    BoostCtx *b = t->opaque;
+    int policy = sched_getscheduler(0);
+
+    if (t->ticks == 1) {
+        b->g->rb[0].host[RUN_FAULT_CHUNK * SNAPSHOT_SCAN_CHUNK_PAGES * PAGE + PAGE] ^= 1;
+        return;
+    }
+    b->saw_batch |= policy == SCHED_BATCH;
+    b->saw_idle_after |= policy == SCHED_IDLE;
+}
+
+static void run_boost_case(unsigned vcpus, BoostCtx *b)
+{
+    TestGuest *g = guest_new(false);
+    StreamFile *f = stream_file_new_memory_output();
+    TickCtx t = { .on_tick = boost_tick, .before_pause = boost_set_vcpus, .opaque = b };
+    SnapshotResult res;
+
+    *b = (BoostCtx){ .g = g, .vcpus = vcpus };
+    write_all_main(g);
+    run_snapshot(g, f, 16 * MIB, &t, &res);
+    g_assert_no_error(res.error);
+    g_assert_true(stream_file_flush(f));
+    check_image(g, stream_file_memory_output(f), &res);
+    g_assert_cmpuint(res.stats.write_faults, ==, 1);
+    result_clear(&res);
+    stream_file_free(f);
+    guest_free(g);
+}
+
+static void test_scan_boosted_after_fault(void)
+{
+    BoostCtx b;
+
+    if (!wp_available()) {
+        return;
+    }
+    /* One vCPU beside this machine's CPUs (or unset): the fault lifts the scan. */
+    run_boost_case(sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 1 : 0, &b);
+    g_assert_true(b.saw_batch);
+    /* vCPUs for every CPU: the scan stays at idle priority. */
+    run_boost_case(1024, &b);
+    g_assert_false(b.saw_batch);
+    g_assert_true(b.saw_idle_after);
 }
 
 /* A page of the cold part, written just before the pause and right after it. */
@@ -652,6 +722,8 @@ int main(int argc, char **argv)
     g_test_add_func("/background-snapshot/engine/scan-runs-ahead", test_scan_runs_ahead);
     g_test_add_func("/background-snapshot/engine/scan-run-has-no-length-limit",
                     test_scan_run_has_no_length_limit);
+    g_test_add_func("/background-snapshot/engine/scan-boosted-after-fault",
+                    test_scan_boosted_after_fault);
     g_test_add_data_func("/background-snapshot/engine/hot-saved-in-pause", &hot_written_again,
                          test_hot_pause);
     g_test_add_data_func("/background-snapshot/engine/scan-starts-after-hot", &hot_then_next,
