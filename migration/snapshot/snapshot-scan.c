@@ -119,6 +119,7 @@ void snapshot_scan_boost_ahead(BackgroundSnapshot *bs)
     g_mutex_unlock(&bs->scan_prio_lock);
 }
 
+/* Zero records for the pages of [@first, @first + @n) known zero in the pause (saved there). */
 static void scan_emit_zero(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                            uint64_t n)
 {
