@@ -110,7 +110,7 @@ static bool fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
     }
     uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
     __atomic_fetch_add(&bs->fig.pages_out_of_order, saved, __ATOMIC_RELAXED);
-    snapshot_scan_hint(bs, block_index, first + n);
+    bool sent_ahead = snapshot_scan_hint(bs, block_index, first + n);
     if (bs->epoch) {
         /* Epoch tracking: the written page goes (and saved ones ahead of a sequential writer). */
         epoch_tracking_release_saved(bs->epoch, bs, block_index,
@@ -121,7 +121,7 @@ static bool fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
     if (whole) {
         __atomic_fetch_add(&bs->fig.huge_whole_faults, 1, __ATOMIC_RELAXED);
     }
-    return first + n < sb->pages;
+    return sent_ahead;
 }
 
 /*

@@ -410,8 +410,9 @@ void snapshot_scan_boost(BackgroundSnapshot *bs);
 /*
  * Called by the fault thread after saving a block that ends before @page:
  * the scan saves the memory from @page on next (a sequential writer's path).
+ * False if @page is past the block's end (nothing to run ahead into).
  */
-void snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
+bool snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page);
 
 /*
  * In the pause, after saving @r: the scan runs ahead from its end first (up

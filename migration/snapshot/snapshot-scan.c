@@ -81,12 +81,12 @@ static bool scan_boost_batch_locked(BackgroundSnapshot *bs, uint64_t for_ns)
     if (!bs->scan_tid || !bs->scan_lowered) {
         return false;
     }
-    if (bs->scan_boosted && __atomic_load_n(&bs->scan_starved_until_ns, __ATOMIC_ACQUIRE) > now) {
+    /* Written only here, under the lock; scan_unboost() reads it without. */
+    uint64_t until = __atomic_load_n(&bs->scan_starved_until_ns, __ATOMIC_RELAXED);
+
+    if (bs->scan_boosted && until > now) {
         /* In a batch period already: only make it last. */
-        __atomic_store_n(&bs->scan_starved_until_ns,
-                         MAX(now + for_ns, __atomic_load_n(&bs->scan_starved_until_ns,
-                                                           __ATOMIC_ACQUIRE)),
-                         __ATOMIC_RELEASE);
+        __atomic_store_n(&bs->scan_starved_until_ns, MAX(until, now + for_ns), __ATOMIC_RELEASE);
         return true;
     }
     __atomic_store_n(&bs->scan_starved_until_ns, now + for_ns, __ATOMIC_RELEASE);
@@ -276,13 +276,14 @@ static void scan_restore_priority(BackgroundSnapshot *bs, const struct sched_par
 #define SCAN_AHEAD_CHUNKS 16u
 #define SCAN_HINT_PAGE_BITS 40
 
-void snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
+bool snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
 {
-    if (page < bs->blocks[block_index].pages) {
-        __atomic_store_n(&bs->scan_hint,
-                         ((uint64_t)block_index << SCAN_HINT_PAGE_BITS | page) + 1,
-                         __ATOMIC_RELEASE);
+    if (page >= bs->blocks[block_index].pages) {
+        return false;
     }
+    __atomic_store_n(&bs->scan_hint, ((uint64_t)block_index << SCAN_HINT_PAGE_BITS | page) + 1,
+                     __ATOMIC_RELEASE);
+    return true;
 }
 
 void snapshot_scan_after_pause_save(BackgroundSnapshot *bs, const SnapshotRange *r)
