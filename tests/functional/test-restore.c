@@ -444,6 +444,77 @@ static void test_snapshot_during_fill(RestoreFixture *f, gconstpointer data)
     check_continues(f->dst, res.steps);
 }
 
+/*
+ * stop and cont, over and over, while a slow lazy fill runs: each stop kicks
+ * the vCPUs with a signal, and a vCPU may be waiting in a missing-page fault
+ * on guest RAM at that moment (docs/restore.md, "Signals during a fault").
+ * The guest must never see a failed access (a FAULT line, a KVM internal
+ * error), and it ends running on from the image's instant.
+ */
+static void test_stop_cont_during_fill(RestoreFixture *f, gconstpointer data)
+{
+    const RestoreCase *c = data;
+    g_autofree char *path = NULL;
+    g_autofree char *status = NULL;
+    g_autofree char *log = NULL;
+    g_autoptr(JsonObject) info = NULL;
+    uint64_t before, after;
+    unsigned cycles = 0;
+    gint64 faults0, faults1;
+    PayloadCheckResult img;
+    QmpClient *qmp;
+
+    if (case_skip(c)) {
+        return;
+    }
+    source_start(f, c);
+    path = test_vm_path(f->src, "vm.img");
+    snapshot_to(f->src, path, true, true, &before, &after);
+    img = check_mapped_image(f->src, path, ram_bytes(c));
+
+    /* 1 MiB/s: the fill alone would take a minute; the guest's faults do the work. */
+    f->dst = restore_start(c, path, "lazy", "1048576");
+    qmp = test_vm_qmp(f->dst);
+    for (;;) {
+        JsonObject *r = restore_info(f->dst, &info);
+
+        g_assert_cmpstr(json_object_get_string_member(r, "fill-status"), ==, "filling");
+        if (!strcmp(json_object_get_string_member(info, "status"), "postcopy-active")) {
+            break;
+        }
+        g_clear_pointer(&info, json_object_unref);
+        g_usleep(1000);
+    }
+    faults0 = json_object_get_int_member(restore_info(f->dst, &info), "faults");
+    g_clear_pointer(&info, json_object_unref);
+    for (; cycles < 60; cycles++) {
+        JsonObject *r = restore_info(f->dst, &info);
+        bool filling = !strcmp(json_object_get_string_member(r, "fill-status"), "filling");
+
+        g_clear_pointer(&info, json_object_unref);
+        if (!filling) {
+            break;
+        }
+        snap_qmp_do(qmp, "stop", NULL);
+        g_usleep(g_random_int_range(200, 3000));
+        snap_qmp_do(qmp, "cont", NULL);
+        g_usleep(g_random_int_range(0, 5000));
+    }
+    faults1 = json_object_get_int_member(restore_info(f->dst, &info), "faults");
+    g_clear_pointer(&info, json_object_unref);
+    g_test_message("%u stop/cont cycles during the fill, %" G_GINT64_FORMAT " faults served",
+                   cycles, faults1 - faults0);
+    /* Enough of them met a fill in progress, with the guest faulting, to mean something. */
+    g_assert_cmpuint(cycles, >=, 20);
+    g_assert_cmpint(faults1, >, faults0);
+    snap_qmp_do(qmp, "migrate-set-parameters", "{\"max-bandwidth\": 0}");
+    status = wait_restore_end(f->dst);
+    g_assert_cmpstr(status, ==, "completed");
+    check_continues(f->dst, img.steps);
+    log = test_vm_log_read(f->dst, TEST_VM_LOG_SERIAL);
+    g_assert_null(strstr(log, "FAULT"));
+}
+
 /* Live precopy and a stopped-guest save to a page-aligned image (no background-snapshot). */
 static void test_precopy_mapped(RestoreFixture *f, gconstpointer data)
 {
@@ -841,10 +912,12 @@ int main(int argc, char **argv)
     g_test_add("/restore/" path, RestoreFixture, data, r_setup, fn, r_teardown)
     ADD("kvm/lazy", &mode_kvm_lazy, test_restore_mode);
     ADD("kvm/snapshot-during-fill", &case_fill_kvm, test_snapshot_during_fill);
+    ADD("kvm/stop-cont-during-fill", &case_fill_kvm, test_stop_cont_during_fill);
     ADD("test-accel/lazy", &mode_test_lazy, test_restore_mode);
     ADD("test-accel/eager", &mode_test_eager, test_restore_mode);
     ADD("test-accel/map", &mode_test_map, test_restore_mode);
     ADD("test-accel/snapshot-during-fill", &case_fill, test_snapshot_during_fill);
+    ADD("test-accel/stop-cont-during-fill", &case_fill, test_stop_cont_during_fill);
     ADD("test-accel/2g", &mode_test_2g, test_restore_mode);
     ADD("test-accel/precopy", &case_precopy, test_precopy_mapped);
     ADD("test-accel/clones", &case_clones, test_clones);
