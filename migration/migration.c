@@ -500,10 +500,12 @@ bool migration_start(MigrationState *s, const char *uri, GError **errp)
     }
     /*
      * A background snapshot's exec: command yields to the vCPUs as the
-     * snapshot's own writer does (snapshot-writer.c lifts both if starved).
+     * snapshot's own writer does (snapshot-writer.c lifts both if starved),
+     * unless the vCPUs can take every CPU.
      */
     channel_set_child_idle(ch, migration_capability_enabled(s,
-                                   MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT));
+                                   MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT) &&
+                               !background_snapshot_vcpus_fill_cpus(m->smp));
     migration_wait(s);
     /* snapshot-base is checked now, so a refusal is the command's error. */
     IncrementalSnapshot *inc = incremental_snapshot_prepare(s, uri, errp);

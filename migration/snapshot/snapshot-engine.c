@@ -172,12 +172,20 @@ void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid)
     }
 }
 
-void snapshot_engine_set_vcpus(BackgroundSnapshot *bs, unsigned nr_vcpus)
+bool background_snapshot_vcpus_fill_cpus(unsigned nr_vcpus)
 {
     cpu_set_t cpus;
 
-    bs->vcpus_fill_cpus = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
-                          (unsigned)CPU_COUNT(&cpus) <= nr_vcpus;
+    return sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
+           (unsigned)CPU_COUNT(&cpus) <= nr_vcpus;
+}
+
+void snapshot_engine_set_vcpus(BackgroundSnapshot *bs, unsigned nr_vcpus)
+{
+    bs->vcpus_fill_cpus = background_snapshot_vcpus_fill_cpus(nr_vcpus);
+    if (bs->vcpus_fill_cpus) {
+        snapshot_writer_keep_priority(&bs->writer);
+    }
 }
 
 bool snapshot_engine_save_ram(BackgroundSnapshot *bs, bool (*tick)(void *opaque),

@@ -153,6 +153,7 @@ typedef struct SnapshotWriter {
     GMutex prio_lock;
     pid_t tid;                  /* 0 until the thread runs */
     bool lowered;               /* it runs at SCHED_IDLE */
+    bool keep_priority;         /* the vCPUs fill the CPUs: never SCHED_IDLE */
     uint64_t boost_until_ns;    /* lifted until then (0: not lifted) */
     uint64_t starved_boosts;
 } SnapshotWriter;
@@ -283,6 +284,9 @@ void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid);
  * ahead of a fault (it would take a vCPU's time). Unset, the scan may.
  */
 void snapshot_engine_set_vcpus(BackgroundSnapshot *bs, unsigned nr_vcpus);
+
+/* The vCPUs fill the CPUs: the writer leaves (or never enters) SCHED_IDLE. */
+void snapshot_writer_keep_priority(SnapshotWriter *w);
 
 /*
  * Before the pause, with the guest running: write-protect all RAM now, so the

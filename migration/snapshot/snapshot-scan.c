@@ -241,7 +241,9 @@ static void scan_lower_priority(BackgroundSnapshot *bs, struct sched_param *old_
 
     g_mutex_lock(&bs->scan_prio_lock);
     bs->scan_tid = (pid_t)syscall(SYS_gettid);
-    bs->scan_lowered = pthread_getschedparam(pthread_self(), old_policy, old_param) == 0 &&
+    /* Where the vCPUs fill the CPUs, idle priority would never get one. */
+    bs->scan_lowered = !bs->vcpus_fill_cpus &&
+                       pthread_getschedparam(pthread_self(), old_policy, old_param) == 0 &&
                        pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) == 0;
     g_mutex_unlock(&bs->scan_prio_lock);
 }

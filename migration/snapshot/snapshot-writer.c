@@ -149,7 +149,21 @@ static void writer_lower_priority(SnapshotWriter *w)
 
     g_mutex_lock(&w->prio_lock);
     w->tid = (pid_t)syscall(SYS_gettid);
-    w->lowered = pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) == 0;
+    w->lowered = !w->keep_priority &&
+                 pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) == 0;
+    g_mutex_unlock(&w->prio_lock);
+}
+
+void snapshot_writer_keep_priority(SnapshotWriter *w)
+{
+    struct sched_param normal = { 0 };
+
+    g_mutex_lock(&w->prio_lock);
+    w->keep_priority = true;
+    if (w->tid && w->lowered && sched_setscheduler(w->tid, SCHED_OTHER, &normal) == 0) {
+        w->lowered = false;
+        __atomic_store_n(&w->boost_until_ns, 0, __ATOMIC_RELAXED);
+    }
     g_mutex_unlock(&w->prio_lock);
 }
 
