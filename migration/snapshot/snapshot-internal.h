@@ -197,7 +197,7 @@ typedef struct BackgroundSnapshot {
      */
     EpochTracking *epoch;
     bool has_base;              /* incremental: save only what changed since base_uuid */
-    bool vcpus_fill_cpus;       /* vCPUs can take every CPU: no boost ahead of faults */
+    bool vcpus_fill_cpus;       /* vCPUs can take every CPU: nothing at SCHED_IDLE, no boosts */
     uint8_t base_uuid[16];
     PagePool *pool;
     SnapshotWriter writer;
