@@ -387,48 +387,58 @@ static void test_restore_mode(RestoreFixture *f, gconstpointer data)
 }
 
 /*
+ * A source guest snapshotted to a page-aligned image (checked, into @img),
+ * and a lazy restore of it held back to @max_bandwidth, returned once the
+ * restored guest runs (postcopy-active) with the fill still going.
+ */
+static QmpClient *lazy_restore_running(RestoreFixture *f, const RestoreCase *c,
+                                       const char *max_bandwidth, PayloadCheckResult *img)
+{
+    g_autofree char *path = NULL;
+    uint64_t before, after;
+
+    source_start(f, c);
+    path = test_vm_path(f->src, "vm.img");
+    snapshot_to(f->src, path, true, true, &before, &after);
+    *img = check_mapped_image(f->src, path, ram_bytes(c));
+    f->dst = restore_start(c, path, "lazy", max_bandwidth);
+    for (;;) {
+        g_autoptr(JsonObject) info = NULL;
+        JsonObject *r = restore_info(f->dst, &info);
+
+        g_assert_cmpstr(json_object_get_string_member(r, "fill-status"), ==, "filling");
+        /* Capabilities change once the incoming side runs the guest (postcopy-active). */
+        if (!strcmp(json_object_get_string_member(info, "status"), "postcopy-active")) {
+            return test_vm_qmp(f->dst);
+        }
+        g_usleep(1000);
+    }
+}
+
+/*
  * A background snapshot asked for while the lazy fill still runs (held back
  * by max-bandwidth): exact at its instant, and the restored guest continues.
  */
 static void test_snapshot_during_fill(RestoreFixture *f, gconstpointer data)
 {
     const RestoreCase *c = data;
-    g_autofree char *path = NULL;
     g_autofree char *snap = NULL;
     g_autofree char *uri = NULL;
-    g_autoptr(JsonObject) info = NULL;
-    uint64_t before, after, b2;
+    uint64_t after, b2;
     PayloadCheckResult img, res;
     QmpClient *qmp;
 
     if (case_skip(c)) {
         return;
     }
-    source_start(f, c);
-    path = test_vm_path(f->src, "vm.img");
-    snapshot_to(f->src, path, true, true, &before, &after);
-    img = check_mapped_image(f->src, path, ram_bytes(c));
-
     /*
      * 2 MiB/s: the image would take half a minute to fill; the guest's own
      * faults bring its range in sooner, so ask for the snapshot at once. Its
      * instant is after the restore began: at least the image's steps.
      */
-    f->dst = restore_start(c, path, "lazy", "2097152");
-    qmp = test_vm_qmp(f->dst);
+    qmp = lazy_restore_running(f, c, "2097152", &img);
     snap = test_vm_path(f->dst, "during.img");
     uri = g_strdup_printf("file:%s", snap);
-    for (;;) {
-        JsonObject *r = restore_info(f->dst, &info);
-
-        g_assert_cmpstr(json_object_get_string_member(r, "fill-status"), ==, "filling");
-        /* Capabilities change once the incoming side runs the guest (postcopy-active). */
-        if (!strcmp(json_object_get_string_member(info, "status"), "postcopy-active")) {
-            break;
-        }
-        g_clear_pointer(&info, json_object_unref);
-        g_usleep(1000);
-    }
     set_caps(qmp, true, true);
     drop_migration_events(qmp);
     b2 = img.steps;
@@ -447,18 +457,16 @@ static void test_snapshot_during_fill(RestoreFixture *f, gconstpointer data)
 /*
  * stop and cont, over and over, while a slow lazy fill runs: each stop kicks
  * the vCPUs with a signal, and a vCPU may be waiting in a missing-page fault
- * on guest RAM at that moment (docs/restore.md, "Signals during a fault").
+ * on guest RAM at that moment (docs/restore.md, "How it works", failure).
  * The guest must never see a failed access (a FAULT line, a KVM internal
  * error), and it ends running on from the image's instant.
  */
 static void test_stop_cont_during_fill(RestoreFixture *f, gconstpointer data)
 {
     const RestoreCase *c = data;
-    g_autofree char *path = NULL;
     g_autofree char *status = NULL;
     g_autofree char *log = NULL;
     g_autoptr(JsonObject) info = NULL;
-    uint64_t before, after;
     unsigned cycles = 0;
     gint64 faults0, faults1;
     PayloadCheckResult img;
@@ -467,24 +475,8 @@ static void test_stop_cont_during_fill(RestoreFixture *f, gconstpointer data)
     if (case_skip(c)) {
         return;
     }
-    source_start(f, c);
-    path = test_vm_path(f->src, "vm.img");
-    snapshot_to(f->src, path, true, true, &before, &after);
-    img = check_mapped_image(f->src, path, ram_bytes(c));
-
     /* 1 MiB/s: the fill alone would take a minute; the guest's faults do the work. */
-    f->dst = restore_start(c, path, "lazy", "1048576");
-    qmp = test_vm_qmp(f->dst);
-    for (;;) {
-        JsonObject *r = restore_info(f->dst, &info);
-
-        g_assert_cmpstr(json_object_get_string_member(r, "fill-status"), ==, "filling");
-        if (!strcmp(json_object_get_string_member(info, "status"), "postcopy-active")) {
-            break;
-        }
-        g_clear_pointer(&info, json_object_unref);
-        g_usleep(1000);
-    }
+    qmp = lazy_restore_running(f, c, "1048576", &img);
     faults0 = json_object_get_int_member(restore_info(f->dst, &info), "faults");
     g_clear_pointer(&info, json_object_unref);
     for (; cycles < 60; cycles++) {
