@@ -14,12 +14,19 @@
 bool kvm_available(GError **errp)
 {
     int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    int version;
 
     if (fd < 0) {
         error_setg_errno(errp, errno, "cannot open /dev/kvm");
         return false;
     }
+    /* Something else there (a device bound over it, an old kernel) is no KVM either. */
+    version = ioctl(fd, KVM_GET_API_VERSION, 0);
     close(fd);
+    if (version != KVM_API_VERSION) {
+        error_setg(errp, "/dev/kvm speaks API version %d, not %d", version, KVM_API_VERSION);
+        return false;
+    }
     return true;
 }
 

@@ -28,7 +28,6 @@ typedef struct SnapshotRun {
     MigrationState *s;
     BackgroundSnapshot *bs;
     uint64_t downtime_us;
-    bool keep_priority;         /* the vCPUs fill the CPUs: nothing at SCHED_IDLE */
     /*
      * A small thread refreshes the figures (the migration thread may sit for
      * long in a pool wait or in the final drain to a slow sink, and
@@ -78,7 +77,7 @@ static gpointer stats_thread_fn(gpointer opaque)
     struct sched_param idle = { 0 };
 
     /* Figures for query-migrate can wait; a vCPU waited 1 ms behind this thread's start. */
-    if (!run->keep_priority) {
+    if (!run->bs->vcpus_fill_cpus) {
         pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle);
     }
 
@@ -193,8 +192,7 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
      * protecting RAM) kept a woken vCPU waiting 3-4 ms (bpftrace). The pause
      * itself runs at the thread's own priority.
      */
-    run.keep_priority = background_snapshot_vcpus_fill_cpus(m->smp);
-    if (!run.keep_priority) {
+    if (!background_snapshot_vcpus_fill_cpus(m->smp)) {
         setup_idle = idle_section_begin(SETUP_IDLE_MAX_MS);
     }
     /* From here until snapshot_engine_finish() only the writer thread writes to @f. */

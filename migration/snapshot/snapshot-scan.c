@@ -109,8 +109,7 @@ void snapshot_scan_boost_starved(BackgroundSnapshot *bs, uint64_t for_ns)
 void snapshot_scan_boost_ahead(BackgroundSnapshot *bs)
 {
     if (bs->vcpus_fill_cpus) {
-        /* Two vCPUs on two CPUs: stalls of 7-15 ms where the scan took a share. */
-        return;
+        return;     /* the scan was never lowered: nothing to lift (and no lock to take) */
     }
     g_mutex_lock(&bs->scan_prio_lock);
     if (scan_boost_batch_locked(bs, SCAN_AHEAD_BOOST_NS)) {

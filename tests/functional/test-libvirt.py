@@ -16,6 +16,7 @@ Environment: FROSTVM, FROSTVM_IMG, FROSTVM_PAYLOAD, PAYLOAD_CHECK (paths).
 Skips, with the reason, only where libvirtd cannot run: not root, libvirtd or
 virsh missing, no mount namespaces, or libvirtd not answering.
 """
+import fcntl
 import json
 import os
 import re
@@ -224,12 +225,22 @@ class Libvirt:
         return reply['return']
 
 
+KVM_GET_API_VERSION = 0xAE00
+KVM_API_VERSION = 12
+
+
 def kvm_usable():
+    """/dev/kvm opens and speaks KVM's API (not, say, another device bound over it)."""
     try:
-        os.close(os.open('/dev/kvm', os.O_RDWR))
-        return True
+        fd = os.open('/dev/kvm', os.O_RDWR)
     except OSError:
         return False
+    try:
+        return fcntl.ioctl(fd, KVM_GET_API_VERSION) == KVM_API_VERSION
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def domain_xml(kvm, frostvm, payload):

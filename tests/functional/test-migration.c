@@ -14,6 +14,7 @@
 
 #include "payload-check.h"
 #include "qmp-client.h"
+#include "vm-helper.h"
 
 #define VM_RAM "128"
 #define VM_APPEND "mem=16M order=random report_ms=50"
@@ -42,22 +43,14 @@ static const char *env_path(const char *name)
     return p;
 }
 
-static bool have_kvm(void)
-{
-    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-
-    if (fd < 0) {
-        return false;
-    }
-    close(fd);
-    return true;
-}
-
-/* Skip (with the reason) when @accel is kvm and /dev/kvm is missing. */
+/* Skip (with the reason) when @accel is kvm and /dev/kvm is missing or not a KVM. */
 static bool skip_without(const char *accel)
 {
-    if (!strcmp(accel, "kvm") && !have_kvm()) {
-        g_test_skip("/dev/kvm is not available");
+    g_autofree char *reason = NULL;
+
+    if (!strcmp(accel, "kvm") && !test_vm_kvm_usable(&reason)) {
+        g_autofree char *why = g_strdup_printf("no usable /dev/kvm: %s", reason);
+        g_test_skip(why);
         return true;
     }
     return false;

@@ -9,6 +9,7 @@ is missing.
 usage: guest-qemu-boot.py [--smp N] [--order seq|random] PAYLOAD_ELF PAYLOAD_CHECK
 """
 import argparse
+import fcntl
 import os
 import queue
 import shutil
@@ -26,6 +27,20 @@ TIMEOUT_S = 60
 CTL_GPA = 0x200000
 PAGE = 4096
 
+
+
+def kvm_usable():
+    """/dev/kvm opens and speaks KVM's API (KVM_GET_API_VERSION is 12)."""
+    try:
+        fd = os.open('/dev/kvm', os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, 0xAE00) == 12
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 def skip(reason):
     print(f'SKIP: {reason}')
@@ -153,7 +168,7 @@ def main():
     if not qemu:
         skip('qemu-system-x86_64 is not installed')
     # The payload is the same program under either; KVM is the reference where it exists.
-    accel = ['-enable-kvm'] if os.access('/dev/kvm', os.R_OK | os.W_OK) else ['-accel', 'tcg']
+    accel = ['-enable-kvm'] if kvm_usable() else ['-accel', 'tcg']
     print(f'QEMU with {" ".join(accel)}')
 
     log = []
