@@ -141,9 +141,10 @@ struct Monitor {
     MonitorSession *dispatching;  /* the QMP session whose command runs now, or NULL */
     GHashTable *named_fds;        /* getfd name -> descriptor (GINT_TO_POINTER) */
 
-    GMutex event_lock;            /* guards the two fields below */
+    GMutex event_lock;            /* guards the three fields below */
     GQueue pending_events;        /* events emitted off the main loop */
     GSource *event_source;        /* idle source that delivers them */
+    unsigned events_held;         /* monitor_events_hold() depth: queue, wake nobody */
 };
 
 /* The QMP side of run-state.json and quit (qmp-cmds.c), shared with HMP. */

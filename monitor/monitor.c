@@ -209,6 +209,17 @@ static gboolean events_pending_cb(gpointer opaque)
     return G_SOURCE_REMOVE;
 }
 
+/* Have the main loop deliver the queue. Called with event_lock held. */
+static void events_schedule_locked(Monitor *mon)
+{
+    if (!mon->event_source) {
+        mon->event_source = g_idle_source_new();
+        g_source_set_priority(mon->event_source, G_PRIORITY_DEFAULT);
+        g_source_set_callback(mon->event_source, events_pending_cb, mon, NULL);
+        g_source_attach(mon->event_source, mon->context);
+    }
+}
+
 void monitor_emit_event(Monitor *mon, const char *name, JsonObject *data)
 {
     PendingEvent *ev;
@@ -232,11 +243,31 @@ void monitor_emit_event(Monitor *mon, const char *name, JsonObject *data)
     ev->time_us = now;
     g_mutex_lock(&mon->event_lock);
     g_queue_push_tail(&mon->pending_events, ev);
-    if (!mon->event_source) {
-        mon->event_source = g_idle_source_new();
-        g_source_set_priority(mon->event_source, G_PRIORITY_DEFAULT);
-        g_source_set_callback(mon->event_source, events_pending_cb, mon, NULL);
-        g_source_attach(mon->event_source, mon->context);
+    if (!mon->events_held) {
+        events_schedule_locked(mon);
+    }
+    g_mutex_unlock(&mon->event_lock);
+}
+
+void monitor_events_hold(Monitor *mon)
+{
+    if (!mon) {
+        return;
+    }
+    g_mutex_lock(&mon->event_lock);
+    mon->events_held++;
+    g_mutex_unlock(&mon->event_lock);
+}
+
+void monitor_events_release(Monitor *mon)
+{
+    if (!mon) {
+        return;
+    }
+    g_mutex_lock(&mon->event_lock);
+    g_assert(mon->events_held > 0);
+    if (--mon->events_held == 0 && !g_queue_is_empty(&mon->pending_events)) {
+        events_schedule_locked(mon);
     }
     g_mutex_unlock(&mon->event_lock);
 }

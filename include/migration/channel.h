@@ -3,6 +3,7 @@
 #ifndef MIGRATION_CHANNEL_H
 #define MIGRATION_CHANNEL_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,6 +56,8 @@ bool channel_connect(MigrationChannel *ch, GError **errp);
  * to SCHED_BATCH for a while, then lowered again). Best effort.
  */
 void channel_set_child_idle(MigrationChannel *ch, bool idle);
+/* Best effort: every thread of an exec: command's pipeline to @cpus (no-op for other kinds). */
+void channel_set_child_cpus(MigrationChannel *ch, const cpu_set_t *cpus);
 
 /* channel_new() and channel_connect() for the outgoing side; NULL on failure. */
 MigrationChannel *channel_open_outgoing(const char *uri, GError **errp);

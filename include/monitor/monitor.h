@@ -139,6 +139,15 @@ bool monitor_add_hmp(Monitor *mon, const char *spec, GError **errp);
 void monitor_emit_event(Monitor *mon, const char *name, JsonObject *data);
 
 /*
+ * Between hold and release, events from other threads are queued with
+ * their time but the main loop is not woken: a guest's pause should not
+ * hand its CPU to the main loop and the client reading the event. Nested
+ * holds count; @mon may be NULL.
+ */
+void monitor_events_hold(Monitor *mon);
+void monitor_events_release(Monitor *mon);
+
+/*
  * Run one HMP line as human-monitor-command does; returns its output
  * (g_free), with "\r\n" line ends as QEMU's. As in QEMU, a failing HMP
  * command is not an error here: its message ("Error: ...", "unknown

@@ -131,10 +131,10 @@ static pid_t exec_pgrp_of(const char *pid)
     return pgrp;
 }
 
-/* Every thread of process @pid to @policy. */
-static void exec_set_threads(const char *pid, int policy)
+/* Call @fn on every thread of process @pid. */
+static void exec_process_threads(const char *pid, void (*fn)(pid_t tid, const void *arg),
+                                 const void *arg)
 {
-    struct sched_param param = { 0 };
     char path[300];
     struct dirent *t;
     DIR *d;
@@ -146,35 +146,63 @@ static void exec_set_threads(const char *pid, int policy)
     }
     while ((t = readdir(d))) {
         if (t->d_name[0] != '.') {
-            sched_setscheduler((pid_t)atoi(t->d_name), policy, &param);
+            fn((pid_t)atoi(t->d_name), arg);
         }
     }
     closedir(d);
 }
 
-void channel_set_child_idle(MigrationChannel *ch, bool idle)
+/* Call @fn on every thread of the command's pipeline: its process group (exec_child_setup()). */
+static void exec_child_threads(MigrationChannel *ch, void (*fn)(pid_t tid, const void *arg),
+                               const void *arg)
 {
     struct dirent *e;
     DIR *proc;
 
-    if (ch->kind != MIGRATION_CHANNEL_EXEC) {
+    if (!ch->pid || ch->child_exited) {
         return;
     }
-    ch->child_idle = idle;
-    if (!ch->pid || ch->child_exited) {
-        return;     /* not started yet: it starts so */
-    }
-    /* The command's pipeline is its process group (exec_child_setup()). */
     proc = opendir("/proc");
     if (!proc) {
         return;
     }
     while ((e = readdir(proc))) {
         if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && exec_pgrp_of(e->d_name) == ch->pid) {
-            exec_set_threads(e->d_name, idle ? SCHED_IDLE : SCHED_BATCH);
+            exec_process_threads(e->d_name, fn, arg);
         }
     }
     closedir(proc);
+}
+
+static void thread_set_policy(pid_t tid, const void *arg)
+{
+    struct sched_param param = { 0 };
+
+    sched_setscheduler(tid, *(const int *)arg, &param);
+}
+
+void channel_set_child_idle(MigrationChannel *ch, bool idle)
+{
+    int policy = idle ? SCHED_IDLE : SCHED_BATCH;
+
+    if (ch->kind != MIGRATION_CHANNEL_EXEC) {
+        return;
+    }
+    ch->child_idle = idle;
+    /* Not started yet: it starts so (exec_spawn()). */
+    exec_child_threads(ch, thread_set_policy, &policy);
+}
+
+static void thread_set_cpus(pid_t tid, const void *arg)
+{
+    sched_setaffinity(tid, sizeof(cpu_set_t), arg);
+}
+
+void channel_set_child_cpus(MigrationChannel *ch, const cpu_set_t *cpus)
+{
+    if (ch->kind == MIGRATION_CHANNEL_EXEC) {
+        exec_child_threads(ch, thread_set_cpus, cpus);
+    }
 }
 
 static bool exec_try_reap(MigrationChannel *ch)

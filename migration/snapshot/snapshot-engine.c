@@ -176,7 +176,8 @@ bool background_snapshot_vcpus_fill_cpus(unsigned nr_vcpus)
 {
     cpu_set_t cpus;
 
-    return sched_getaffinity(0, sizeof(cpus), &cpus) == 0 &&
+    /* The process's CPUs (its first thread's): a snapshot narrows its own threads'. */
+    return sched_getaffinity(getpid(), sizeof(cpus), &cpus) == 0 &&
            (unsigned)CPU_COUNT(&cpus) <= nr_vcpus;
 }
 

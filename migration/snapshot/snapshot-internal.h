@@ -3,6 +3,7 @@
 #ifndef MIGRATION_SNAPSHOT_INTERNAL_H
 #define MIGRATION_SNAPSHOT_INTERNAL_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -16,6 +17,8 @@ typedef struct RamBlock RamBlock;
 typedef struct StreamFile StreamFile;
 typedef struct MappedRamWriter MappedRamWriter;
 typedef struct EpochTracking EpochTracking;
+typedef struct Machine Machine;
+typedef struct MigrationChannel MigrationChannel;
 
 #define SNAPSHOT_PAGE_SIZE 4096u
 /* Largest backing page supported (2 MiB hugetlbfs): a fault must fit in the pool. */
@@ -101,6 +104,7 @@ typedef struct SnapshotCollapser {
  */
 typedef struct SnapshotPauseCopy {
     GThread *thread;
+    int tid;                    /* atomic: the helper's kernel id, once it runs */
     GMutex lock;
     GCond cond;
     bool woken;                 /* under lock: the pause has begun */
@@ -506,6 +510,23 @@ bool snapshot_save_pause_piece(BackgroundSnapshot *bs, const SnapshotRange *piec
                                GError **errp);
 /* Let the helper end and wait for it; safe when never started. */
 void snapshot_pause_copy_stop(BackgroundSnapshot *bs);
+
+/* snapshot-placement.c: the snapshot's threads on CPUs the vCPUs are not on */
+typedef struct SnapshotPlacement {
+    bool active;
+    cpu_set_t before;           /* the calling thread's CPUs before */
+    MigrationChannel *sink;     /* an exec: command moved with it, or NULL */
+} SnapshotPlacement;
+
+/*
+ * On the thread that runs the snapshot, before it starts any other: keep it
+ * (and so every thread it starts, which inherit it) and @sink's command off
+ * the CPUs the vCPUs run on now, or may run on if pinned. False, changing
+ * nothing, where no CPU would be left or the vCPUs fill the CPUs.
+ */
+bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChannel *sink);
+/* Back to the CPUs before; safe when begin changed nothing. */
+void snapshot_placement_end(SnapshotPlacement *pl);
 
 /* Set up the collapser's queue (no thread yet); snapshot_collapse_clear() undoes it. */
 void snapshot_collapse_init(BackgroundSnapshot *bs);

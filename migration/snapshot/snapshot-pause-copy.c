@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include "system/machine.h"
 #include "util/bitmap.h"
@@ -110,6 +111,7 @@ static gpointer pause_copy_main(gpointer opaque)
      * Best effort: where the policy cannot change, it still gets a free CPU.
      */
     pthread_setschedparam(pthread_self(), SCHED_OTHER, &normal);
+    __atomic_store_n(&pc->tid, (int)gettid(), __ATOMIC_RELEASE);
     g_mutex_lock(&pc->lock);
     while (!pc->woken && !pc->quit) {
         g_cond_wait(&pc->cond, &pc->lock);
@@ -151,10 +153,33 @@ bool snapshot_pause_copy_start(BackgroundSnapshot *bs, GError **errp)
     return true;
 }
 
+/*
+ * Woken on the pausing thread's CPU (where the scheduler puts a wakee when
+ * the other CPU is busy), the helper took that CPU from the pause and then
+ * spun there waiting for it: pauses of 1.2-2 ms with KVM, against 0.5 ms
+ * (bpftrace, sched_switch). Its work is on the other CPUs only.
+ */
+static void keep_helper_off_this_cpu(SnapshotPauseCopy *pc)
+{
+    int tid = __atomic_load_n(&pc->tid, __ATOMIC_ACQUIRE);
+    int self = sched_getcpu();
+    cpu_set_t cpus;
+
+    /* The process's CPUs: this thread's may be narrowed to the ones the vCPUs leave. */
+    if (tid <= 0 || self < 0 || sched_getaffinity(getpid(), sizeof(cpus), &cpus) != 0) {
+        return;
+    }
+    CPU_CLR(self, &cpus);
+    if (CPU_COUNT(&cpus) > 0) {
+        sched_setaffinity(tid, sizeof(cpus), &cpus);   /* best effort */
+    }
+}
+
 void snapshot_pause_copy_wake(BackgroundSnapshot *bs)
 {
     SnapshotPauseCopy *pc = &bs->pause_copy;
 
+    keep_helper_off_this_cpu(pc);
     g_mutex_lock(&pc->lock);
     pc->woken = true;
     g_cond_signal(&pc->cond);

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -498,6 +499,145 @@ static void test_mid_snapshot(SnapFixture *f, gconstpointer data)
     g_assert_cmpint(sent2, >=, sent1 + (2 << 20));
 }
 
+/* ---- where the snapshot's threads run ---- */
+
+/* CPUs in "Cpus_allowed_list:" of /proc/PID[/task/TID]/status, as a mask (CPUs below 64). */
+static guint64 allowed_cpus(pid_t pid, const char *tid)
+{
+    g_autofree char *path = tid ? g_strdup_printf("/proc/%d/task/%s/status", (int)pid, tid)
+                                : g_strdup_printf("/proc/%d/status", (int)pid);
+    g_autofree char *text = NULL;
+    guint64 mask = 0;
+    const char *line;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL) ||
+        !(line = strstr(text, "Cpus_allowed_list:"))) {
+        return 0;
+    }
+    line += strlen("Cpus_allowed_list:");
+    while (*line && *line != '\n') {
+        char *end;
+        guint64 lo = g_ascii_strtoull(line, &end, 10), hi = lo;
+
+        if (end == line) {
+            line++;
+            continue;
+        }
+        if (*end == '-') {
+            line = end + 1;
+            hi = g_ascii_strtoull(line, &end, 10);
+        }
+        for (guint64 c = lo; c <= hi && c < 64; c++) {
+            mask |= 1ull << c;
+        }
+        line = end;
+    }
+    return mask;
+}
+
+/* The id of @pid's thread named @prefix..., or NULL (g_free). */
+static char *thread_named(pid_t pid, const char *prefix)
+{
+    g_autofree char *dir_path = g_strdup_printf("/proc/%d/task", (int)pid);
+    g_autoptr(GDir) dir = g_dir_open(dir_path, 0, NULL);
+    const char *tid;
+
+    while (dir && (tid = g_dir_read_name(dir))) {
+        g_autofree char *comm_path = g_strdup_printf("%s/%s/comm", dir_path, tid);
+        g_autofree char *comm = NULL;
+
+        if (g_file_get_contents(comm_path, &comm, NULL, NULL) &&
+            g_str_has_prefix(comm, prefix)) {
+            return g_strdup(tid);
+        }
+    }
+    return NULL;
+}
+
+/* A child process of @pid (the exec: command's shell), or 0. */
+static pid_t child_of(pid_t pid)
+{
+    g_autoptr(GDir) proc = g_dir_open("/proc", 0, NULL);
+    const char *name;
+
+    while (proc && (name = g_dir_read_name(proc))) {
+        g_autofree char *path = g_strdup_printf("/proc/%s/stat", name);
+        g_autofree char *text = NULL;
+        const char *close;
+        int ppid;
+
+        if (name[0] < '1' || name[0] > '9' || !g_file_get_contents(path, &text, NULL, NULL) ||
+            !(close = strrchr(text, ')'))) {
+            continue;
+        }
+        if (sscanf(close + 1, " %*c %d", &ppid) == 1 && ppid == pid) {
+            return (pid_t)g_ascii_strtoll(name, NULL, 10);
+        }
+    }
+    return 0;
+}
+
+/*
+ * With CPUs to spare, the snapshot's threads and its exec: command run off
+ * the CPUs the vCPUs are on (snapshot-placement.c); the vCPUs' own CPUs are
+ * left alone. Where the vCPUs fill the CPUs nothing is narrowed.
+ */
+static void test_placement(SnapFixture *f, gconstpointer data)
+{
+    const SnapCase *c = data;
+    g_autofree char *img_path = NULL;
+    g_autofree char *uri = NULL;
+    g_autofree char *writer = NULL;
+    g_autofree char *vcpu = NULL;
+    guint64 all, vcpu_before, writer_cpus = 0, sink_cpus = 0;
+    gint64 deadline;
+    pid_t pid, sink;
+    QmpClient *qmp;
+
+    if (case_skip(c)) {
+        return;
+    }
+    source_start(f, c);
+    qmp = test_vm_qmp(f->src);
+    pid = test_vm_pid(f->src);
+    all = allowed_cpus(pid, NULL);
+    if (__builtin_popcountll(all) < 2) {
+        g_test_skip("one CPU: there is no CPU to keep the snapshot on");
+        return;
+    }
+    vcpu = thread_named(pid, !strcmp(c->accel, "kvm") ? "vcpu0" : "test-vcpu0");
+    g_assert_nonnull(vcpu);
+    vcpu_before = allowed_cpus(pid, vcpu);
+    img_path = test_vm_path(f->src, "vm_state");
+    /* The command reads nothing for a while: the writer is there to look at. */
+    uri = g_strdup_printf("exec:sleep 2; cat > %s", img_path);
+    snap_migrate(qmp, uri);
+    deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
+    while ((!writer_cpus || !sink_cpus) && g_get_monotonic_time() < deadline) {
+        g_clear_pointer(&writer, g_free);
+        writer = thread_named(pid, "snapshot-writer");
+        writer_cpus = writer ? allowed_cpus(pid, writer) : 0;
+        sink = child_of(pid);
+        sink_cpus = sink ? allowed_cpus(sink, NULL) : 0;
+        g_usleep(10 * 1000);
+    }
+    g_test_message("CPUs: process %#" G_GINT64_MODIFIER "x, writer %#" G_GINT64_MODIFIER
+                   "x, exec: command %#" G_GINT64_MODIFIER "x, vCPU %#" G_GINT64_MODIFIER "x",
+                   all, writer_cpus, sink_cpus, vcpu_before);
+    g_assert_cmphex(writer_cpus, !=, 0);
+    if ((unsigned)__builtin_popcountll(all) <= g_ascii_strtoull(c->smp, NULL, 10)) {
+        g_assert_cmphex(writer_cpus, ==, all);
+        g_assert_cmphex(sink_cpus, ==, all);
+    } else {
+        g_assert_cmphex(writer_cpus & ~all, ==, 0);
+        g_assert_cmphex(writer_cpus, !=, all);
+        g_assert_cmphex(sink_cpus, ==, writer_cpus);
+    }
+    snap_wait_completed(qmp);
+    g_assert_cmphex(allowed_cpus(pid, vcpu), ==, vcpu_before);
+    (void)assert_keeps_running(f->src, c);
+}
+
 /* The sink fails mid-way: failed with the reason, the guest runs on, no image. */
 static void expect_sink_failure(TestVm *vm, const SnapCase *c, const char *uri,
                                 const char *why)
@@ -849,6 +989,8 @@ int main(int argc, char **argv)
     add("kvm/fail/exec-exits-early", &kvm_random_file, test_exec_exits_early);
     add("kvm/fail/file-disk-full", &kvm_random_file, test_file_disk_full);
     add("kvm/hmp-lines", &kvm_random_file, test_hmp_lines);
+    add("kvm/placement", &kvm_seq_exec, test_placement);
+    add("kvm/smp2/placement", &kvm_smp2_exec, test_placement);
 
     add("test-accel/random/file/restore", &test_random_file, test_snapshot_restore);
     add("test-accel/seq/exec/restore", &test_seq_exec, test_snapshot_restore);
@@ -866,6 +1008,7 @@ int main(int argc, char **argv)
     add("test-accel/fail/exec-exits-early", &test_random_file, test_exec_exits_early);
     add("test-accel/fail/file-disk-full", &test_random_file, test_file_disk_full);
     add("test-accel/hmp-lines", &test_random_file, test_hmp_lines);
+    add("test-accel/placement", &test_seq_exec, test_placement);
     add("mid-snapshot-status-and-figures", &test_random_file, test_mid_snapshot);
     add("refuse-file-backed-ram", &test_random_file, test_refuse_file_backed_ram);
     return g_test_run();

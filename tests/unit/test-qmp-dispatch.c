@@ -493,6 +493,55 @@ static void test_events_from_thread(Fixture *f, gconstpointer data)
 }
 
 /*
+ * Held events (a snapshot's pause) wait, in order and with the time they
+ * were emitted, until released; a query in between is still answered.
+ */
+static gint64 event_time_us(JsonObject *ev)
+{
+    JsonObject *ts = json_object_get_object_member(ev, "timestamp");
+
+    return json_object_get_int_member(ts, "seconds") * G_USEC_PER_SEC +
+           json_object_get_int_member(ts, "microseconds");
+}
+
+static void held_events_client(Fixture *f)
+{
+    g_autoptr(QmpClient) c = open_client(f);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(JsonObject) stop = NULL;
+    g_autoptr(JsonObject) resume = NULL;
+    g_autoptr(JsonNode) ret = NULL;
+    gint64 released;
+
+    monitor_events_hold(f->mon);
+    monitor_events_hold(f->mon);    /* nested */
+    monitor_emit_event(f->mon, "STOP", NULL);
+    monitor_emit_event(f->mon, "RESUME", NULL);
+    ret = qmp_client_execute(c, "query-status", NULL, &err);
+    g_assert_no_error(err);
+    g_assert_null(qmp_client_wait_event(c, "STOP", 200, NULL));
+    monitor_events_release(f->mon);
+    g_assert_null(qmp_client_wait_event(c, "STOP", 200, NULL));
+    released = g_get_real_time();
+    monitor_events_release(f->mon);
+    stop = qmp_client_wait_event(c, "STOP", 5000, &err);
+    g_assert_no_error(err);
+    resume = qmp_client_wait_event(c, "RESUME", 5000, &err);
+    g_assert_no_error(err);
+    /* Stamped when emitted, over 400 ms before they could be sent. */
+    g_assert_cmpint(event_time_us(stop), <=, event_time_us(resume));
+    g_assert_cmpint(event_time_us(resume), <, released - 300 * 1000);
+}
+
+static void test_held_events(Fixture *f, gconstpointer data)
+{
+    g_autofree char *spec = g_strdup_printf("unix:%s,server=on,wait=off", f->sock);
+
+    g_assert_true(monitor_add_qmp(f->mon, spec, NULL));
+    run_client(f, held_events_client);
+}
+
+/*
  * A client that stops reading must not stall the main loop: events for it
  * pile up in its buffer while another client keeps being served.
  */
@@ -761,6 +810,7 @@ int main(int argc, char **argv)
     ADD("/qmp/server/overlong-input", test_overlong_input);
     ADD("/qmp/server/two-clients", test_two_clients);
     ADD("/qmp/server/events-from-thread", test_events_from_thread);
+    ADD("/qmp/server/held-events", test_held_events);
     ADD("/qmp/server/slow-client", test_slow_client);
     ADD("/qmp/server/half-close", test_half_close);
     ADD("/qmp/server/quit", test_quit);

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * Where a background snapshot's own threads run: off the CPUs the vCPUs are
+ * on, when the machine has CPUs to spare. The snapshot's threads yield to the
+ * vCPUs by priority (SCHED_IDLE), but priority does not keep them apart: a
+ * vCPU preempted for a moment (by the fault thread, a kernel worker, the
+ * migration thread) then waited 0.3-1.9 ms on its own CPU while `cat` or the
+ * writer, both at SCHED_IDLE, ran there (bpftrace, sched_switch with the
+ * policy of the task before it; KVM, one vCPU on two CPUs). On a CPU of their
+ * own they only ever meet the guest when it faults, and then it waits anyway.
+ */
+#include "migration/snapshot/snapshot-internal.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "accel/accel.h"
+#include "migration/background-snapshot.h"
+#include "migration/channel.h"
+#include "system/machine.h"
+
+/* The CPU thread @tid of this process last ran on, or -1 (field 39 of its stat). */
+static int thread_last_cpu(int tid)
+{
+    char path[64], buf[1024];
+    int cpu = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    f = fopen(path, "r");
+    if (!f) {
+        return -1;
+    }
+    if (fgets(buf, sizeof(buf), f)) {
+        /* The name may hold spaces and parentheses: count fields after the last ')'. */
+        char *p = strrchr(buf, ')');
+        int field = 2;
+
+        while (p && *p && field < 39) {
+            p = strchr(p + 1, ' ');
+            field++;
+        }
+        if (p && sscanf(p, " %d", &cpu) != 1) {
+            cpu = -1;
+        }
+    }
+    fclose(f);
+    return cpu;
+}
+
+bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChannel *sink)
+{
+    cpu_set_t spare;
+
+    memset(pl, 0, sizeof(*pl));
+    if (!m->accel->vcpu_thread_id || background_snapshot_vcpus_fill_cpus(m->smp) ||
+        sched_getaffinity(0, sizeof(pl->before), &pl->before) != 0) {
+        return false;
+    }
+    spare = pl->before;
+    for (unsigned i = 0; i < m->smp; i++) {
+        int tid = m->accel->vcpu_thread_id(m, i);
+        cpu_set_t own;
+
+        if (tid <= 0) {
+            continue;
+        }
+        if (sched_getaffinity(tid, sizeof(own), &own) == 0 &&
+            CPU_COUNT(&own) < CPU_COUNT(&pl->before)) {
+            /* Pinned (taskset, libvirt's vcpupin): keep off every CPU it may use. */
+            for (int c = 0; c < CPU_SETSIZE; c++) {
+                if (CPU_ISSET(c, &own)) {
+                    CPU_CLR(c, &spare);
+                }
+            }
+        } else {
+            int cpu = thread_last_cpu(tid);
+
+            if (cpu >= 0 && cpu < CPU_SETSIZE) {
+                CPU_CLR(cpu, &spare);
+            }
+        }
+    }
+    if (CPU_COUNT(&spare) == 0 || CPU_EQUAL(&spare, &pl->before) ||
+        sched_setaffinity(0, sizeof(spare), &spare) != 0) {
+        return false;
+    }
+    pl->active = true;
+    pl->sink = sink;
+    if (sink) {
+        channel_set_child_cpus(sink, &spare);
+    }
+    return true;
+}
+
+void snapshot_placement_end(SnapshotPlacement *pl)
+{
+    if (!pl->active) {
+        return;
+    }
+    sched_setaffinity(0, sizeof(pl->before), &pl->before);
+    if (pl->sink) {
+        channel_set_child_cpus(pl->sink, &pl->before);
+    }
+    pl->active = false;
+}
