@@ -58,6 +58,8 @@ bool channel_connect(MigrationChannel *ch, GError **errp);
 void channel_set_child_idle(MigrationChannel *ch, bool idle);
 /* Best effort: every thread of an exec: command's pipeline to @cpus (no-op for other kinds). */
 void channel_set_child_cpus(MigrationChannel *ch, const cpu_set_t *cpus);
+/* Best effort: every thread of an exec: command's pipeline to nice value @nice. */
+void channel_set_child_nice(MigrationChannel *ch, int nice);
 
 /* channel_new() and channel_connect() for the outgoing side; NULL on failure. */
 MigrationChannel *channel_open_outgoing(const char *uri, GError **errp);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -196,6 +197,18 @@ void channel_set_child_idle(MigrationChannel *ch, bool idle)
 static void thread_set_cpus(pid_t tid, const void *arg)
 {
     sched_setaffinity(tid, sizeof(cpu_set_t), arg);
+}
+
+static void thread_set_nice(pid_t tid, const void *arg)
+{
+    setpriority(PRIO_PROCESS, (id_t)tid, *(const int *)arg);
+}
+
+void channel_set_child_nice(MigrationChannel *ch, int nice)
+{
+    if (ch->kind == MIGRATION_CHANNEL_EXEC) {
+        exec_child_threads(ch, thread_set_nice, &nice);
+    }
 }
 
 void channel_set_child_cpus(MigrationChannel *ch, const cpu_set_t *cpus)

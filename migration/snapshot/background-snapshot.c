@@ -28,6 +28,7 @@
 typedef struct SnapshotRun {
     MigrationState *s;
     BackgroundSnapshot *bs;
+    SnapshotPlacement *placement;   /* where its threads run, and at what weight */
     uint64_t downtime_us;
     /*
      * A small thread refreshes the figures (the migration thread may sit for
@@ -135,6 +136,7 @@ static GByteArray *pause_and_arm(SnapshotRun *run, Machine *m, GError **errp)
      * took 0.2-0.7 ms of a 1.5 ms pause with KVM (bpftrace, sched_switch).
      */
     monitor_events_hold(m->monitor);
+    snapshot_placement_pause_begin(run->placement);
     runstate_vm_stop(m, RUN_STATE_SAVE_VM);
     GByteArray *devices = savevm_save_devices(m, errp);
     if (devices && !snapshot_engine_arm(run->bs, errp)) {
@@ -150,6 +152,7 @@ static GByteArray *pause_and_arm(SnapshotRun *run, Machine *m, GError **errp)
         runstate_set(m, before);
     }
     run->downtime_us = (write_tracking_now_ns() - start) / 1000;
+    snapshot_placement_pause_end(run->placement);
     monitor_events_release(m->monitor);
     return devices;
 }
@@ -202,6 +205,7 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
      * itself runs at the thread's own priority.
      */
     snapshot_placement_begin(&placement, m, f ? stream_file_channel(f) : NULL);
+    run.placement = &placement;
     if (!background_snapshot_vcpus_fill_cpus(m->smp)) {
         setup_idle = idle_section_begin(SETUP_IDLE_MAX_MS);
     }

@@ -513,7 +513,9 @@ void snapshot_pause_copy_stop(BackgroundSnapshot *bs);
 
 /* snapshot-placement.c: the snapshot's threads on CPUs the vCPUs are not on */
 typedef struct SnapshotPlacement {
-    bool active;
+    bool active;                /* CPUs narrowed */
+    bool niced;                 /* nice raised (the vCPUs fill the CPUs) */
+    int nice, nice_before;
     cpu_set_t before;           /* the calling thread's CPUs before */
     MigrationChannel *sink;     /* an exec: command moved with it, or NULL */
 } SnapshotPlacement;
@@ -521,12 +523,16 @@ typedef struct SnapshotPlacement {
 /*
  * On the thread that runs the snapshot, before it starts any other: keep it
  * (and so every thread it starts, which inherit it) and @sink's command off
- * the CPUs the vCPUs run on now, or may run on if pinned. False, changing
- * nothing, where no CPU would be left or the vCPUs fill the CPUs.
+ * the CPUs the vCPUs run on now, or may run on if pinned; where the vCPUs
+ * fill the CPUs, give them nice 10 instead. False, changing nothing, where
+ * neither applies (no CPU would be left, or the nice is that high already).
  */
 bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChannel *sink);
 /* Back to the CPUs before; safe when begin changed nothing. */
 void snapshot_placement_end(SnapshotPlacement *pl);
+/* Around the pause: its thread at the priority it had before (the vCPUs are parked then). */
+void snapshot_placement_pause_begin(SnapshotPlacement *pl);
+void snapshot_placement_pause_end(SnapshotPlacement *pl);
 
 /* Set up the collapser's queue (no thread yet); snapshot_collapse_clear() undoes it. */
 void snapshot_collapse_init(BackgroundSnapshot *bs);

@@ -535,6 +535,23 @@ static guint64 allowed_cpus(pid_t pid, const char *tid)
     return mask;
 }
 
+/* The nice value of /proc/PID[/task/TID] (field 19 of its stat), or 100 if unknown. */
+static int nice_of(pid_t pid, const char *tid)
+{
+    g_autofree char *path = tid ? g_strdup_printf("/proc/%d/task/%s/stat", (int)pid, tid)
+                                : g_strdup_printf("/proc/%d/stat", (int)pid);
+    g_autofree char *text = NULL;
+    const char *close;
+    int nice;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL) || !(close = strrchr(text, ')')) ||
+        sscanf(close + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %d",
+               &nice) != 1) {
+        return 100;
+    }
+    return nice;
+}
+
 /* The id of @pid's thread named @prefix..., or NULL (g_free). */
 static char *thread_named(pid_t pid, const char *prefix)
 {
@@ -580,7 +597,8 @@ static pid_t child_of(pid_t pid)
 /*
  * With CPUs to spare, the snapshot's threads and its exec: command run off
  * the CPUs the vCPUs are on (snapshot-placement.c); the vCPUs' own CPUs are
- * left alone. Where the vCPUs fill the CPUs nothing is narrowed.
+ * left alone. Where the vCPUs fill the CPUs nothing is narrowed: the
+ * snapshot's threads and the command run at nice 10 instead.
  */
 static void test_placement(SnapFixture *f, gconstpointer data)
 {
@@ -590,6 +608,7 @@ static void test_placement(SnapFixture *f, gconstpointer data)
     g_autofree char *writer = NULL;
     g_autofree char *vcpu = NULL;
     guint64 all, vcpu_before, writer_cpus = 0, sink_cpus = 0;
+    int writer_nice = 100, sink_nice = 100;
     gint64 deadline;
     pid_t pid, sink;
     QmpClient *qmp;
@@ -617,24 +636,31 @@ static void test_placement(SnapFixture *f, gconstpointer data)
         g_clear_pointer(&writer, g_free);
         writer = thread_named(pid, "snapshot-writer");
         writer_cpus = writer ? allowed_cpus(pid, writer) : 0;
+        writer_nice = writer ? nice_of(pid, writer) : 100;
         sink = child_of(pid);
         sink_cpus = sink ? allowed_cpus(sink, NULL) : 0;
+        sink_nice = sink ? nice_of(sink, NULL) : 100;
         g_usleep(10 * 1000);
     }
     g_test_message("CPUs: process %#" G_GINT64_MODIFIER "x, writer %#" G_GINT64_MODIFIER
-                   "x, exec: command %#" G_GINT64_MODIFIER "x, vCPU %#" G_GINT64_MODIFIER "x",
-                   all, writer_cpus, sink_cpus, vcpu_before);
+                   "x, exec: command %#" G_GINT64_MODIFIER "x, vCPU %#" G_GINT64_MODIFIER
+                   "x; nice: writer %d, exec: command %d", all, writer_cpus, sink_cpus,
+                   vcpu_before, writer_nice, sink_nice);
     g_assert_cmphex(writer_cpus, !=, 0);
     if ((unsigned)__builtin_popcountll(all) <= g_ascii_strtoull(c->smp, NULL, 10)) {
         g_assert_cmphex(writer_cpus, ==, all);
         g_assert_cmphex(sink_cpus, ==, all);
+        g_assert_cmpint(writer_nice, ==, 10);
+        g_assert_cmpint(sink_nice, ==, 10);
     } else {
         g_assert_cmphex(writer_cpus & ~all, ==, 0);
         g_assert_cmphex(writer_cpus, !=, all);
         g_assert_cmphex(sink_cpus, ==, writer_cpus);
+        g_assert_cmpint(writer_nice, ==, nice_of(pid, NULL));
     }
     snap_wait_completed(qmp);
     g_assert_cmphex(allowed_cpus(pid, vcpu), ==, vcpu_before);
+    g_assert_cmpint(nice_of(pid, vcpu), ==, nice_of(pid, NULL));
     (void)assert_keeps_running(f->src, c);
 }
 
@@ -957,6 +983,7 @@ static const SnapCase test_seq_exec = { "test", "256", "1", KVM_SEQ, SINK_EXEC }
 static const SnapCase test_random_unix = { "test", "256", "1", KVM_RANDOM, SINK_UNIX_READER };
 static const SnapCase test_unix_frostvm = { "test", "256", "1", KVM_RANDOM, SINK_UNIX_FROSTVM };
 static const SnapCase test_smp2_file = { "test", "256", "2", KVM_RANDOM, SINK_FILE };
+static const SnapCase test_smp2_exec = { "test", "256", "2", KVM_RANDOM, SINK_EXEC };
 static const SnapCase test_memfd_file = { "test", "256", "1", KVM_RANDOM, SINK_FILE,
                                           "memory-backend-memfd" };
 static const SnapCase test_memfd_seq_exec = { "test", "256", "1", KVM_SEQ, SINK_EXEC,
@@ -1009,6 +1036,7 @@ int main(int argc, char **argv)
     add("test-accel/fail/file-disk-full", &test_random_file, test_file_disk_full);
     add("test-accel/hmp-lines", &test_random_file, test_hmp_lines);
     add("test-accel/placement", &test_seq_exec, test_placement);
+    add("test-accel/smp2/placement", &test_smp2_exec, test_placement);
     add("mid-snapshot-status-and-figures", &test_random_file, test_mid_snapshot);
     add("refuse-file-backed-ram", &test_random_file, test_refuse_file_backed_ram);
     return g_test_run();
