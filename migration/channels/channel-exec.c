@@ -20,6 +20,7 @@
 
 #include "migration/channels/channel-internal.h"
 #include "util/error.h"
+#include "util/proc-stat.h"
 
 /* Large pipe buffers cut the number of wake-ups per megabyte tenfold. */
 #define EXEC_PIPE_SIZE (1 << 20)
@@ -109,27 +110,14 @@ bool channel_exec_start(MigrationChannel *ch, GError **errp)
     return true;
 }
 
-/* The process group of @pid from /proc/PID/stat (field 5, after the command's parentheses). */
+/* The process group of @pid (field 5 of /proc/PID/stat), or -1. */
 static pid_t exec_pgrp_of(const char *pid)
 {
-    char path[300], buf[512];
-    pid_t pgrp = -1;
-    FILE *f;
+    char path[300];
+    long long pgrp;
 
     snprintf(path, sizeof(path), "/proc/%s/stat", pid);
-    f = fopen(path, "re");
-    if (!f) {
-        return -1;
-    }
-    if (fgets(buf, sizeof(buf), f)) {
-        const char *close = strrchr(buf, ')');
-        int pg;
-        if (close && sscanf(close + 1, " %*c %*d %d", &pg) == 1) {
-            pgrp = pg;
-        }
-    }
-    fclose(f);
-    return pgrp;
+    return proc_stat_field(path, 5, &pgrp) ? (pid_t)pgrp : -1;
 }
 
 /* Call @fn on every thread of process @pid. */

@@ -24,6 +24,7 @@
 #include "migration/background-snapshot.h"
 #include "migration/channel.h"
 #include "system/machine.h"
+#include "util/proc-stat.h"
 
 /*
  * Where the vCPUs take every CPU, the snapshot must take some of theirs; at
@@ -35,33 +36,14 @@
  */
 #define FILL_NICE 10
 
-/* The CPU thread @tid of this process last ran on, or -1 (field 39 of its stat). */
+/* The CPU thread @tid of this process last ran on, or -1. */
 static int thread_last_cpu(int tid)
 {
-    char path[64], buf[1024];
-    int cpu = -1;
-    FILE *f;
+    char path[64];
+    long long cpu;
 
     snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-    f = fopen(path, "r");
-    if (!f) {
-        return -1;
-    }
-    if (fgets(buf, sizeof(buf), f)) {
-        /* The name may hold spaces and parentheses: count fields after the last ')'. */
-        char *p = strrchr(buf, ')');
-        int field = 2;
-
-        while (p && *p && field < 39) {
-            p = strchr(p + 1, ' ');
-            field++;
-        }
-        if (p && sscanf(p, " %d", &cpu) != 1) {
-            cpu = -1;
-        }
-    }
-    fclose(f);
-    return cpu;
+    return proc_stat_field(path, 39, &cpu) && cpu >= 0 && cpu < CPU_SETSIZE ? (int)cpu : -1;
 }
 
 /* Where the vCPUs fill the CPUs: yield to them by weight (nice) instead. */
@@ -115,7 +97,7 @@ bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChanne
         } else {
             int cpu = thread_last_cpu(tid);
 
-            if (cpu >= 0 && cpu < CPU_SETSIZE) {
+            if (cpu >= 0) {
                 CPU_CLR(cpu, &spare);
             }
         }
