@@ -263,24 +263,34 @@ class ThreadCpuSampler(threading.Thread):
         self.period = period
         self.first = {}      # tid -> ns at the first sample (threads present at the start)
         self.last = {}       # tid -> (comm, ns)
-        self.files = {}      # tid -> (comm, descriptor of its schedstat)
+        self.files = {}      # tid -> (descriptor of its comm, of its schedstat)
         self.stopping = False
         self._sample(initial=True)
 
     def _open(self, tid):
         try:
-            with open(f'/proc/{self.pid}/task/{tid}/comm') as f:
-                comm = f.read().strip()
-            fd = os.open(f'/proc/{self.pid}/task/{tid}/schedstat', os.O_RDONLY)
+            comm_fd = os.open(f'/proc/{self.pid}/task/{tid}/comm', os.O_RDONLY)
         except OSError:
             return None
-        self.files[tid] = (comm, fd)
+        try:
+            stat_fd = os.open(f'/proc/{self.pid}/task/{tid}/schedstat', os.O_RDONLY)
+        except OSError:
+            os.close(comm_fd)
+            return None
+        self.files[tid] = (comm_fd, stat_fd)
         return self.files[tid]
 
+    def _close(self, tid):
+        for fd in self.files.pop(tid):
+            os.close(fd)
+
     @staticmethod
-    def _read(tid, fd):
+    def _read(fds):
+        """(name, ns) of a thread; the name is read each time: a thread may rename itself
+        after it starts (QEMU's migration threads do)."""
         try:
-            return int(os.pread(fd, 128, 0).split()[0])
+            comm = os.pread(fds[0], 64, 0).decode(errors='replace').strip()
+            return comm, int(os.pread(fds[1], 128, 0).split()[0])
         except (OSError, ValueError, IndexError):
             return None
 
@@ -290,18 +300,18 @@ class ThreadCpuSampler(threading.Thread):
         except OSError:
             return
         for tid in tids:
-            entry = self.files.get(tid) or self._open(tid)
-            if entry is None:
+            fds = self.files.get(tid) or self._open(tid)
+            if fds is None:
                 continue
-            ns = self._read(tid, entry[1])
-            if ns is None:
+            got = self._read(fds)
+            if got is None:
                 # The thread ended; its id may now be another's: open it again.
-                os.close(self.files.pop(tid)[1])
-                entry = self._open(tid)
-                ns = self._read(tid, entry[1]) if entry else None
-                if ns is None:
+                self._close(tid)
+                fds = self._open(tid)
+                got = self._read(fds) if fds else None
+                if got is None:
                     continue
-            comm = entry[0]
+            comm, ns = got
             if initial:
                 self.first[tid] = ns
             self.last[tid] = (comm, ns)
@@ -320,9 +330,8 @@ class ThreadCpuSampler(threading.Thread):
         self.stopping = True
         self.join()
         self._sample()
-        for _comm, fd in self.files.values():
-            os.close(fd)
-        self.files = {}
+        for tid in list(self.files):
+            self._close(tid)
         out = {}
         for tid, (comm, ns) in self.last.items():
             used = (ns - self.first.get(tid, 0)) / 1e6
