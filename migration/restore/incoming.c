@@ -208,7 +208,7 @@ bool migration_incoming_start(Machine *m, const char *uri, GError **errp)
     g_mutex_unlock(&s->lock);
     migration_set_state(s, migration_get_status(s), MIGRATION_STATUS_SETUP);
     g_mutex_lock(&s->lock);
-    s->thread = g_thread_new("migration-incoming", incoming_thread, s);
+    s->thread = g_thread_new("migration-in", incoming_thread, s);
     g_mutex_unlock(&s->lock);
     return true;
 }

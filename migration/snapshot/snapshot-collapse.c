@@ -87,7 +87,7 @@ bool snapshot_collapse_start(BackgroundSnapshot *bs, GError **errp)
 {
     SnapshotCollapser *c = &bs->collapser;
 
-    c->thread = g_thread_try_new("snapshot-collapse", collapse_thread_main, bs, errp);
+    c->thread = g_thread_try_new("snapshot-thp", collapse_thread_main, bs, errp);
     if (!c->thread) {
         error_prefix(errp, "background-snapshot: cannot start the huge page thread: ");
         return false;

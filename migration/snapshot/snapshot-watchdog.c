@@ -95,7 +95,7 @@ void snapshot_watchdog_start(BackgroundSnapshot *bs)
 
     if (!wd->thread) {
         wd->stop = false;
-        wd->thread = g_thread_new("snapshot-watchdog", watchdog_main, bs);
+        wd->thread = g_thread_new("snapshot-watch", watchdog_main, bs);
     }
 }
 

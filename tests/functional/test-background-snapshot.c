@@ -571,6 +571,25 @@ static char *thread_named(pid_t pid, const char *prefix)
     return NULL;
 }
 
+/* How many of @pid's threads are named exactly @name. */
+static unsigned threads_named(pid_t pid, const char *name)
+{
+    g_autofree char *dir_path = g_strdup_printf("/proc/%d/task", (int)pid);
+    g_autoptr(GDir) dir = g_dir_open(dir_path, 0, NULL);
+    const char *tid;
+    unsigned n = 0;
+
+    while (dir && (tid = g_dir_read_name(dir))) {
+        g_autofree char *comm_path = g_strdup_printf("%s/%s/comm", dir_path, tid);
+        g_autofree char *comm = NULL;
+
+        if (g_file_get_contents(comm_path, &comm, NULL, NULL)) {
+            n += !strcmp(g_strchomp(comm), name);
+        }
+    }
+    return n;
+}
+
 /* A child process of @pid (the exec: command's shell), or 0. */
 static pid_t child_of(pid_t pid)
 {
@@ -647,6 +666,11 @@ static void test_placement(SnapFixture *f, gconstpointer data)
                    "x; nice: writer %d, exec: command %d", all, writer_cpus, sink_cpus,
                    vcpu_before, writer_nice, sink_nice);
     g_assert_cmphex(writer_cpus, !=, 0);
+    /*
+     * Every snapshot thread has its own name (Linux keeps 15 characters, and
+     * GLib sets none for a longer one: the thread kept "migration").
+     */
+    g_assert_cmpuint(threads_named(pid, "migration"), ==, 1);
     if ((unsigned)__builtin_popcountll(all) <= g_ascii_strtoull(c->smp, NULL, 10)) {
         g_assert_cmphex(writer_cpus, ==, all);
         g_assert_cmphex(sink_cpus, ==, all);
