@@ -46,7 +46,39 @@ static int thread_last_cpu(int tid)
     return proc_stat_field(path, 39, &cpu) && cpu >= 0 && cpu < CPU_SETSIZE ? (int)cpu : -1;
 }
 
-/* Where the vCPUs fill the CPUs: yield to them by weight (nice) instead. */
+/*
+ * Whether this thread may lower its nice value back to @to: the pause must
+ * run at the priority it had (CAP_SYS_NICE, or RLIMIT_NICE high enough).
+ */
+static bool may_lower_nice_to(int to)
+{
+    struct rlimit rl;
+    long long caps = 0;
+    char line[256];
+    FILE *f;
+
+    if (getrlimit(RLIMIT_NICE, &rl) == 0 &&
+        (rl.rlim_cur == RLIM_INFINITY || 20 - (long long)rl.rlim_cur <= to)) {
+        return true;
+    }
+    f = fopen("/proc/self/status", "re");
+    if (!f) {
+        return false;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "CapEff: %llx", &caps) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return caps & (1LL << 23);  /* CAP_SYS_NICE */
+}
+
+/*
+ * Where the vCPUs fill the CPUs: yield to them by weight (nice) instead.
+ * Without the right to come back for the pause, nothing changes (the
+ * snapshot then runs at normal priority, as before).
+ */
 static bool placement_yield(SnapshotPlacement *pl, MigrationChannel *sink)
 {
     int nice = FILL_NICE;
@@ -55,6 +87,7 @@ static bool placement_yield(SnapshotPlacement *pl, MigrationChannel *sink)
     errno = 0;
     pl->nice_before = getpriority(PRIO_PROCESS, (id_t)tid);
     if ((pl->nice_before == -1 && errno) || pl->nice_before >= nice ||
+        !may_lower_nice_to(pl->nice_before) ||
         setpriority(PRIO_PROCESS, (id_t)tid, nice) != 0) {
         return false;
     }
