@@ -4,10 +4,8 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/un.h>
@@ -16,6 +14,7 @@
 
 #include <glib/gstdio.h>
 
+#include "proc-threads.h"
 #include "snapshot-e2e.h"
 #include "vm-helper.h"
 
@@ -502,133 +501,6 @@ static void test_mid_snapshot(SnapFixture *f, gconstpointer data)
 
 /* ---- where the snapshot's threads run ---- */
 
-/* CPUs in "Cpus_allowed_list:" of /proc/PID[/task/TID]/status, as a mask (CPUs below 64). */
-static guint64 allowed_cpus(pid_t pid, const char *tid)
-{
-    g_autofree char *path = tid ? g_strdup_printf("/proc/%d/task/%s/status", (int)pid, tid)
-                                : g_strdup_printf("/proc/%d/status", (int)pid);
-    g_autofree char *text = NULL;
-    guint64 mask = 0;
-    const char *line;
-
-    if (!g_file_get_contents(path, &text, NULL, NULL) ||
-        !(line = strstr(text, "Cpus_allowed_list:"))) {
-        return 0;
-    }
-    line += strlen("Cpus_allowed_list:");
-    while (*line && *line != '\n') {
-        char *end;
-        guint64 lo = g_ascii_strtoull(line, &end, 10), hi = lo;
-
-        if (end == line) {
-            line++;
-            continue;
-        }
-        if (*end == '-') {
-            line = end + 1;
-            hi = g_ascii_strtoull(line, &end, 10);
-        }
-        for (guint64 c = lo; c <= hi && c < 64; c++) {
-            mask |= 1ull << c;
-        }
-        line = end;
-    }
-    return mask;
-}
-
-/* The nice value of /proc/PID[/task/TID] (field 19 of its stat), or 100 if unknown. */
-static int nice_of(pid_t pid, const char *tid)
-{
-    g_autofree char *path = tid ? g_strdup_printf("/proc/%d/task/%s/stat", (int)pid, tid)
-                                : g_strdup_printf("/proc/%d/stat", (int)pid);
-    g_autofree char *text = NULL;
-    const char *close;
-    int nice;
-
-    if (!g_file_get_contents(path, &text, NULL, NULL) || !(close = strrchr(text, ')')) ||
-        sscanf(close + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %d",
-               &nice) != 1) {
-        return 100;
-    }
-    return nice;
-}
-
-/* The id of @pid's thread named @prefix..., or NULL (g_free). */
-static char *thread_named(pid_t pid, const char *prefix)
-{
-    g_autofree char *dir_path = g_strdup_printf("/proc/%d/task", (int)pid);
-    g_autoptr(GDir) dir = g_dir_open(dir_path, 0, NULL);
-    const char *tid;
-
-    while (dir && (tid = g_dir_read_name(dir))) {
-        g_autofree char *comm_path = g_strdup_printf("%s/%s/comm", dir_path, tid);
-        g_autofree char *comm = NULL;
-
-        if (g_file_get_contents(comm_path, &comm, NULL, NULL) &&
-            g_str_has_prefix(comm, prefix)) {
-            return g_strdup(tid);
-        }
-    }
-    return NULL;
-}
-
-/* Whether a process started by this one may lower its nice value back to 0. */
-static bool may_lower_nice(void)
-{
-    g_autofree char *status = NULL;
-    struct rlimit rl;
-    const char *cap;
-
-    if (getrlimit(RLIMIT_NICE, &rl) == 0 && (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 20)) {
-        return true;
-    }
-    return g_file_get_contents("/proc/self/status", &status, NULL, NULL) &&
-           (cap = strstr(status, "CapEff:")) &&
-           (g_ascii_strtoull(cap + strlen("CapEff:"), NULL, 16) & (1ull << 23));
-}
-
-/* How many of @pid's threads are named exactly @name. */
-static unsigned threads_named(pid_t pid, const char *name)
-{
-    g_autofree char *dir_path = g_strdup_printf("/proc/%d/task", (int)pid);
-    g_autoptr(GDir) dir = g_dir_open(dir_path, 0, NULL);
-    const char *tid;
-    unsigned n = 0;
-
-    while (dir && (tid = g_dir_read_name(dir))) {
-        g_autofree char *comm_path = g_strdup_printf("%s/%s/comm", dir_path, tid);
-        g_autofree char *comm = NULL;
-
-        if (g_file_get_contents(comm_path, &comm, NULL, NULL)) {
-            n += !strcmp(g_strchomp(comm), name);
-        }
-    }
-    return n;
-}
-
-/* A child process of @pid (the exec: command's shell), or 0. */
-static pid_t child_of(pid_t pid)
-{
-    g_autoptr(GDir) proc = g_dir_open("/proc", 0, NULL);
-    const char *name;
-
-    while (proc && (name = g_dir_read_name(proc))) {
-        g_autofree char *path = g_strdup_printf("/proc/%s/stat", name);
-        g_autofree char *text = NULL;
-        const char *close;
-        int ppid;
-
-        if (name[0] < '1' || name[0] > '9' || !g_file_get_contents(path, &text, NULL, NULL) ||
-            !(close = strrchr(text, ')'))) {
-            continue;
-        }
-        if (sscanf(close + 1, " %*c %d", &ppid) == 1 && ppid == pid) {
-            return (pid_t)g_ascii_strtoll(name, NULL, 10);
-        }
-    }
-    return 0;
-}
-
 /*
  * With CPUs to spare, the snapshot's threads and its exec: command run off
  * the CPUs the vCPUs are on (snapshot-placement.c); the vCPUs' own CPUs are
@@ -654,14 +526,14 @@ static void test_placement(SnapFixture *f, gconstpointer data)
     source_start(f, c);
     qmp = test_vm_qmp(f->src);
     pid = test_vm_pid(f->src);
-    all = allowed_cpus(pid, NULL);
+    all = proc_allowed_cpus(pid, NULL);
     if (__builtin_popcountll(all) < 2) {
         g_test_skip("one CPU: there is no CPU to keep the snapshot on");
         return;
     }
-    vcpu = thread_named(pid, !strcmp(c->accel, "kvm") ? "vcpu0" : "test-vcpu0");
+    vcpu = proc_thread_named(pid, !strcmp(c->accel, "kvm") ? "vcpu0" : "test-vcpu0");
     g_assert_nonnull(vcpu);
-    vcpu_before = allowed_cpus(pid, vcpu);
+    vcpu_before = proc_allowed_cpus(pid, vcpu);
     img_path = test_vm_path(f->src, "vm_state");
     /* The command reads nothing for a while: the writer is there to look at. */
     uri = g_strdup_printf("exec:sleep 2; cat > %s", img_path);
@@ -669,12 +541,12 @@ static void test_placement(SnapFixture *f, gconstpointer data)
     deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
     while ((!writer_cpus || !sink_cpus) && g_get_monotonic_time() < deadline) {
         g_clear_pointer(&writer, g_free);
-        writer = thread_named(pid, "snapshot-writer");
-        writer_cpus = writer ? allowed_cpus(pid, writer) : 0;
-        writer_nice = writer ? nice_of(pid, writer) : 100;
-        sink = child_of(pid);
-        sink_cpus = sink ? allowed_cpus(sink, NULL) : 0;
-        sink_nice = sink ? nice_of(sink, NULL) : 100;
+        writer = proc_thread_named(pid, "snapshot-writer");
+        writer_cpus = writer ? proc_allowed_cpus(pid, writer) : 0;
+        writer_nice = writer ? proc_nice(pid, writer) : 100;
+        sink = proc_child_of(pid);
+        sink_cpus = sink ? proc_allowed_cpus(sink, NULL) : 0;
+        sink_nice = sink ? proc_nice(sink, NULL) : 100;
         g_usleep(10 * 1000);
     }
     g_test_message("CPUs: process %#" G_GINT64_MODIFIER "x, writer %#" G_GINT64_MODIFIER
@@ -688,15 +560,15 @@ static void test_placement(SnapFixture *f, gconstpointer data)
      * just made is still "migration" until it names itself: look again.
      */
     deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
-    while (threads_named(pid, "migration") != 1 && g_get_monotonic_time() < deadline) {
+    while (proc_threads_named(pid, "migration") != 1 && g_get_monotonic_time() < deadline) {
         g_usleep(10 * 1000);
     }
-    g_assert_cmpuint(threads_named(pid, "migration"), ==, 1);
+    g_assert_cmpuint(proc_threads_named(pid, "migration"), ==, 1);
     if ((unsigned)__builtin_popcountll(all) <= g_ascii_strtoull(c->smp, NULL, 10)) {
         g_assert_cmphex(writer_cpus, ==, all);
         g_assert_cmphex(sink_cpus, ==, all);
         /* Only where frostvm may come back from it for the pause (CAP_SYS_NICE). */
-        int expect = may_lower_nice() ? 10 : nice_of(pid, NULL);
+        int expect = proc_may_lower_nice() ? 10 : proc_nice(pid, NULL);
 
         g_assert_cmpint(writer_nice, ==, expect);
         g_assert_cmpint(sink_nice, ==, expect);
@@ -704,11 +576,11 @@ static void test_placement(SnapFixture *f, gconstpointer data)
         g_assert_cmphex(writer_cpus & ~all, ==, 0);
         g_assert_cmphex(writer_cpus, !=, all);
         g_assert_cmphex(sink_cpus, ==, writer_cpus);
-        g_assert_cmpint(writer_nice, ==, nice_of(pid, NULL));
+        g_assert_cmpint(writer_nice, ==, proc_nice(pid, NULL));
     }
     snap_wait_completed(qmp);
-    g_assert_cmphex(allowed_cpus(pid, vcpu), ==, vcpu_before);
-    g_assert_cmpint(nice_of(pid, vcpu), ==, nice_of(pid, NULL));
+    g_assert_cmphex(proc_allowed_cpus(pid, vcpu), ==, vcpu_before);
+    g_assert_cmpint(proc_nice(pid, vcpu), ==, proc_nice(pid, NULL));
     (void)assert_keeps_running(f->src, c);
 }
 
