@@ -8,7 +8,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'scripts'))
-from frostvm_qmp import QMP, QMPError, parse_kv  # noqa: E402
+from frostvm_qmp import QMP, QMPError, kvm_usable, parse_kv  # noqa: E402,F401 (bench/run's kvm_usable)
 import hugepages  # noqa: E402
 from hugepages import release_huge_pages  # noqa: E402,F401 (bench/run's)
 
@@ -70,16 +70,6 @@ MODES = {
     'no-kvm': {'qemu': ['-accel', 'tcg', '-machine', 'pc'], 'frostvm': ['-accel', 'test'],
                'title': 'without KVM (QEMU `-accel tcg -machine pc`, frostvm `-accel test`)'},
 }
-
-
-def kvm_usable():
-    """Whether /dev/kvm can be opened read-write (what both VMMs need for KVM)."""
-    try:
-        fd = os.open('/dev/kvm', os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return False
-    os.close(fd)
-    return True
 
 
 class Vmm:

@@ -18,22 +18,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from frostvm_qmp import QMP, wait_for_line, parse_kv, start_vm, stop_vm  # noqa: E402
+from frostvm_qmp import QMP, kvm_usable, wait_for_line, parse_kv, start_vm, stop_vm  # noqa: E402
 
 BUILD = os.environ.get('BUILD', os.path.join(os.path.dirname(HERE), 'build'))
 FROSTVM = os.path.join(BUILD, 'frostvm')
 IMG = os.path.join(BUILD, 'frostvm-img')
 PAYLOAD = os.path.join(BUILD, 'tests', 'guest', 'payload.elf')
 CHECK = os.path.join(BUILD, 'tests', 'guest', 'payload-check')
-
-
-def kvm_usable():
-    try:
-        fd = os.open('/dev/kvm', os.O_RDWR)
-        os.close(fd)
-        return True
-    except OSError:
-        return False
 
 
 def say(msg=''):

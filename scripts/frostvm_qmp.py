@@ -3,11 +3,31 @@
 
 Works with frostvm and with QEMU alike: both speak QMP over a unix socket.
 """
+import fcntl
 import json
 import os
 import socket
 import subprocess
 import time
+
+
+KVM_GET_API_VERSION = 0xAE00
+KVM_API_VERSION = 12
+
+
+def kvm_usable():
+    """/dev/kvm opens read-write and speaks KVM's API (KVM_GET_API_VERSION is 12): not,
+    say, another device bound over it, which only the ioctl tells apart."""
+    try:
+        fd = os.open('/dev/kvm', os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return fcntl.ioctl(fd, KVM_GET_API_VERSION) == KVM_API_VERSION
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class QMPError(Exception):

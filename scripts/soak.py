@@ -24,7 +24,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from soak_hostile import RawClient, big_inputs, hostile_inputs  # noqa: E402
-from soak_vm import SoakVM, kvm_usable  # noqa: E402
+from frostvm_qmp import kvm_usable  # noqa: E402
+from soak_vm import SoakVM  # noqa: E402
 
 MIB = 1 << 20
 # A snapshot or precopy slowed to this rate takes seconds, so a fault lands mid-stream.

@@ -13,15 +13,6 @@ import time
 from frostvm_qmp import QMP, parse_kv, stop_vm
 
 
-def kvm_usable():
-    try:
-        fd = os.open('/dev/kvm', os.O_RDWR)
-    except OSError:
-        return False
-    os.close(fd)
-    return True
-
-
 def children_of(pid):
     """Processes whose parent is pid (exec: sinks that were not reaped, for instance)."""
     out = []

@@ -16,7 +16,6 @@ Environment: FROSTVM, FROSTVM_IMG, FROSTVM_PAYLOAD, PAYLOAD_CHECK (paths).
 Skips, with the reason, only where libvirtd cannot run: not root, libvirtd or
 virsh missing, no mount namespaces, or libvirtd not answering.
 """
-import fcntl
 import json
 import os
 import re
@@ -26,6 +25,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                                'scripts'))
+from frostvm_qmp import kvm_usable  # noqa: E402
 
 DOMAIN = 'frostvm-libvirt-test'
 GUEST_RAM_MIB = 256
@@ -223,24 +226,6 @@ class Libvirt:
         if 'return' not in reply:
             raise AssertionError(f'{command}: {reply}')
         return reply['return']
-
-
-KVM_GET_API_VERSION = 0xAE00
-KVM_API_VERSION = 12
-
-
-def kvm_usable():
-    """/dev/kvm opens and speaks KVM's API (not, say, another device bound over it)."""
-    try:
-        fd = os.open('/dev/kvm', os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        return fcntl.ioctl(fd, KVM_GET_API_VERSION) == KVM_API_VERSION
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 
 def domain_xml(kvm, frostvm, payload):

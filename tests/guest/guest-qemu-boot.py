@@ -9,7 +9,6 @@ is missing.
 usage: guest-qemu-boot.py [--smp N] [--order seq|random] PAYLOAD_ELF PAYLOAD_CHECK
 """
 import argparse
-import fcntl
 import os
 import queue
 import shutil
@@ -21,6 +20,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..',
+                                'scripts'))
+from frostvm_qmp import kvm_usable  # noqa: E402
+
 GUEST_MB = 128
 APPEND = 'mem=16M report_ms=100'
 TIMEOUT_S = 60
@@ -28,19 +31,6 @@ CTL_GPA = 0x200000
 PAGE = 4096
 
 
-
-def kvm_usable():
-    """/dev/kvm opens and speaks KVM's API (KVM_GET_API_VERSION is 12)."""
-    try:
-        fd = os.open('/dev/kvm', os.O_RDWR)
-    except OSError:
-        return False
-    try:
-        return fcntl.ioctl(fd, 0xAE00) == 12
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
 
 def skip(reason):
     print(f'SKIP: {reason}')
