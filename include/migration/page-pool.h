@@ -30,6 +30,7 @@ typedef struct PagePoolStats {
     uint64_t fault_wait_ns;       /* total time they waited */
     uint64_t scan_waits;
     uint64_t scan_wait_ns;
+    uint64_t chunks_given_back;   /* page_pool_give_back_chunk() */
 } PagePoolStats;
 
 /*
@@ -91,6 +92,17 @@ uint8_t *page_pool_page(PagePool *p, uint32_t slot);
 /* Make every current and future take fail (wakes the waiters): used to abort. */
 void page_pool_close(PagePool *p);
 
+/*
+ * Give the memory of one free 2 MiB chunk of the pool back to the kernel
+ * (MADV_DONTNEED), so that the next huge page this thread allocates is most
+ * likely that one: memory the host already backs. On hosts that take free
+ * memory back (free page reporting), a new huge page costs the host's
+ * faults while it is first filled. The chunk's buffers stay in the pool and
+ * are populated again when next taken. With @wait, waits for a populated
+ * chunk to become free while one is in use. False if none was given back
+ * (none populated and free, or the pool is closed).
+ */
+bool page_pool_give_back_chunk(PagePool *p, bool wait);
 /* A consistent copy of the counters. */
 void page_pool_get_stats(PagePool *p, PagePoolStats *stats);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "util/bitmap.h"
 #include "util/error.h"
 #include "util/huge-map.h"
 
@@ -14,6 +15,8 @@
 #endif
 
 #define MIN_PAGES 16
+/* A huge page of the pool: the unit given back to the kernel. */
+#define CHUNK_PAGES 512u
 
 struct PagePool {
     uint8_t *memory;
@@ -35,6 +38,13 @@ struct PagePool {
     uint32_t nr_cold;
     uint32_t nr_free;         /* nr_warm + nr_cold; read without the lock as a hint */
     uint32_t keep_warm;
+    /*
+     * Per 2 MiB chunk: slots taken, and whether its memory is populated
+     * (touched since creation or since it was last given back).
+     */
+    uint16_t *chunk_used;
+    unsigned long *chunk_backed;
+    uint32_t nr_chunks;       /* whole chunks only */
     bool closed;
     bool scan_waiting;        /* atomic reads: a scan take waits for pages */
     uint64_t returned;        /* atomic reads: pages given back so far */
@@ -79,6 +89,9 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     p->cold_slots = g_new(uint32_t, pages);
     p->stats.capacity_pages = p->capacity;
     p->stats.reserve_pages = p->reserve;
+    p->nr_chunks = p->capacity / CHUNK_PAGES;
+    p->chunk_used = g_new0(uint16_t, p->nr_chunks + 1);
+    p->chunk_backed = bitmap_new(p->nr_chunks + 1);
 
     uint64_t prefault = MIN(prefault_bytes, len);
     uint32_t nr_prefault = prefault / PAGE_POOL_PAGE_SIZE;
@@ -91,6 +104,9 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     }
     p->nr_free = p->capacity;
     p->keep_warm = nr_prefault;
+    for (uint32_t c = 0; c * CHUNK_PAGES < nr_prefault; c++) {
+        bitmap_set_bit(p->chunk_backed, c);
+    }
     if (prefault) {
         if (madvise(mem, prefault, MADV_POPULATE_WRITE) != 0) {
             /* Older kernels: touch one byte per page instead. */
@@ -111,6 +127,8 @@ void page_pool_free(PagePool *p)
     munmap(p->memory, (uint64_t)p->capacity * PAGE_POOL_PAGE_SIZE);
     g_free(p->warm_slots);
     g_free(p->cold_slots);
+    g_free(p->chunk_used);
+    bitmap_free(p->chunk_backed);
     g_mutex_clear(&p->lock);
     g_cond_clear(&p->freed);
     g_free(p);
@@ -193,6 +211,12 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
     memcpy(slots, &p->warm_slots[p->nr_warm], from_warm * sizeof(*slots));
     p->nr_cold -= from_cold;
     memcpy(slots + from_warm, &p->cold_slots[p->nr_cold], from_cold * sizeof(*slots));
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t c = slots[i] / CHUNK_PAGES;
+
+        p->chunk_used[c]++;
+        bitmap_set_bit(p->chunk_backed, c);
+    }
     __atomic_store_n(&p->nr_free, p->nr_free - n, __ATOMIC_RELAXED);
     uint64_t in_use = p->capacity - p->nr_free;
     if (in_use > p->stats.high_water_pages) {
@@ -216,10 +240,73 @@ void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n)
     g_assert(p->nr_free + n <= p->capacity);
     memcpy(&p->warm_slots[p->nr_warm], slots, n * sizeof(*slots));
     p->nr_warm += n;
+    for (uint32_t i = 0; i < n; i++) {
+        g_assert(p->chunk_used[slots[i] / CHUNK_PAGES] > 0);
+        p->chunk_used[slots[i] / CHUNK_PAGES]--;
+    }
     __atomic_store_n(&p->nr_free, p->nr_free + n, __ATOMIC_RELAXED);
     __atomic_store_n(&p->returned, p->returned + n, __ATOMIC_RELAXED);
     g_cond_broadcast(&p->freed);
     g_mutex_unlock(&p->lock);
+}
+
+/* A populated chunk with no slot taken, or -1; called with the lock held. */
+static int64_t free_backed_chunk_locked(PagePool *p, bool *more_coming)
+{
+    *more_coming = false;
+    for (uint32_t c = 0; c < p->nr_chunks; c++) {
+        if (!bitmap_test_bit(p->chunk_backed, c)) {
+            continue;
+        }
+        if (!p->chunk_used[c]) {
+            return c;
+        }
+        *more_coming = true;    /* populated, and the writer will give it back */
+    }
+    return -1;
+}
+
+/* Move chunk @c's slots from the warm stack to the cold one; called with the lock held. */
+static void chunk_slots_to_cold_locked(PagePool *p, uint32_t c)
+{
+    uint32_t kept = 0;
+
+    for (uint32_t i = 0; i < p->nr_warm; i++) {
+        uint32_t slot = p->warm_slots[i];
+
+        if (slot / CHUNK_PAGES == c) {
+            p->cold_slots[p->nr_cold++] = slot;
+        } else {
+            p->warm_slots[kept++] = slot;
+        }
+    }
+    p->nr_warm = kept;
+}
+
+bool page_pool_give_back_chunk(PagePool *p, bool wait)
+{
+    bool more_coming;
+    int64_t c;
+
+    g_mutex_lock(&p->lock);
+    while ((c = free_backed_chunk_locked(p, &more_coming)) < 0 && more_coming && wait &&
+           !p->closed) {
+        g_cond_wait(&p->freed, &p->lock);
+    }
+    if (c >= 0 && !p->closed) {
+        /*
+         * Under the lock, so no take can touch the chunk between the move
+         * to the cold stack and the discard (a take writes its slots).
+         */
+        chunk_slots_to_cold_locked(p, (uint32_t)c);
+        bitmap_clear_bit(p->chunk_backed, (uint32_t)c);
+        madvise(p->memory + (uint64_t)c * CHUNK_PAGES * PAGE_POOL_PAGE_SIZE,
+                (uint64_t)CHUNK_PAGES * PAGE_POOL_PAGE_SIZE, MADV_DONTNEED);
+        p->stats.chunks_given_back++;
+    }
+    bool given = c >= 0 && !p->closed;
+    g_mutex_unlock(&p->lock);
+    return given;
 }
 
 void page_pool_release_reserve(PagePool *p)

@@ -3,6 +3,8 @@
 #include "migration/snapshot/snapshot-internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 
 #include "system/machine.h"
@@ -22,7 +24,30 @@
  * apart. So regions are only queued while RAM is protected, and collapsed
  * once no page is: then the only vCPU that can wait is one touching the
  * region being collapsed.
+ *
+ * The copy into the new huge page is what takes 4-12 ms, when the host has
+ * to back that page on its first touch (kernel stacks under the lock:
+ * copy_mc_enhanced_fast_string in collapse_huge_page). So each collapse is
+ * fed: a free 2 MiB chunk of the pool, populated and so backed, is given back
+ * to the kernel just before, on the same CPU, where the collapse's allocation
+ * finds it first. A one-off program here: the first collapse of a process
+ * took 4.8-8 ms in 4 of 8 runs plain, 0.27-0.43 ms in 8 of 8 fed.
  */
+
+/* Keep this thread on the CPU it is on (the kernel's free lists are per CPU); false if it was already. */
+static bool hold_this_cpu(cpu_set_t *was)
+{
+    int cpu = sched_getcpu();
+    cpu_set_t one;
+
+    if (cpu < 0 || pthread_getaffinity_np(pthread_self(), sizeof(*was), was) != 0 ||
+        CPU_COUNT(was) <= 1) {
+        return false;
+    }
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return pthread_setaffinity_np(pthread_self(), sizeof(one), &one) == 0;
+}
 
 /* One MADV_COLLAPSE; true when the region is mapped huge again. */
 static bool collapse_region(BackgroundSnapshot *bs, const SnapshotRange *r)
@@ -53,8 +78,18 @@ static gpointer collapse_thread_main(gpointer opaque)
     }
     for (SnapshotRange *r; (r = g_queue_pop_head(&c->queue));) {
         g_mutex_unlock(&c->lock);
+        cpu_set_t was;
+        bool held = !c->unsupported && hold_this_cpu(&was);
+
+        if (!c->unsupported && bs->pool) {
+            /* Waits for the writer to free a chunk; the pool's close ends it. */
+            page_pool_give_back_chunk(bs->pool, true);
+        }
         if (c->unsupported || !collapse_region(bs, r)) {
             __atomic_fetch_add(&bs->fig.huge_collapse_failed, 1, __ATOMIC_RELAXED);
+        }
+        if (held) {
+            pthread_setaffinity_np(pthread_self(), sizeof(was), &was);
         }
         g_free(r);
         g_mutex_lock(&c->lock);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Tests of the snapshot's page pool: bounds, the fault reserve, blocking takes and their accounting, close. */
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <glib.h>
@@ -214,6 +215,117 @@ static void test_warm_for_faults(void)
     page_pool_free(p);
 }
 
+#define CHUNK 512
+#define CHUNK_BYTES (CHUNK * PAGE_POOL_PAGE_SIZE)
+
+static gpointer give_thread(gpointer opaque)
+{
+    Taker *t = opaque;
+    __atomic_store_n(&t->tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    t->result = page_pool_give_back_chunk(t->pool, true);
+    return NULL;
+}
+
+/* Pages of [@addr, @addr + @len) in memory (mincore). */
+static unsigned resident_pages(void *addr, size_t len)
+{
+    unsigned char vec[CHUNK];
+    unsigned n = 0;
+
+    g_assert_cmpuint(len / PAGE_POOL_PAGE_SIZE, <=, CHUNK);
+    g_assert_cmpint(mincore(addr, len, vec), ==, 0);
+    for (size_t i = 0; i < len / PAGE_POOL_PAGE_SIZE; i++) {
+        n += vec[i] & 1;
+    }
+    return n;
+}
+
+/*
+ * A free populated chunk goes back to the kernel, one in use never; its
+ * buffers stay in the pool and come back populated when taken.
+ */
+static void test_give_back_chunk(void)
+{
+    g_autoptr(GError) err = NULL;
+    PagePool *p = page_pool_new(2 * CHUNK_BYTES, 0, 2 * CHUNK_BYTES, &err);
+    uint32_t first[CHUNK], all[2 * CHUNK];
+
+    g_assert_no_error(err);
+    /* Faults take the lowest populated slots first: all of chunk 0. */
+    g_assert_true(page_pool_take(p, CHUNK, PAGE_POOL_USER_FAULT, false, first));
+    for (int i = 0; i < CHUNK; i++) {
+        g_assert_cmpuint(first[i], <, CHUNK);
+        memset(page_pool_page(p, first[i]), 0xa5, PAGE_POOL_PAGE_SIZE);
+    }
+    uint8_t *chunk1 = page_pool_page(p, CHUNK);
+    g_assert_cmpuint(resident_pages(chunk1, CHUNK_BYTES), ==, CHUNK);
+
+    g_assert_true(page_pool_give_back_chunk(p, false));         /* chunk 1 */
+    g_assert_cmpuint(resident_pages(chunk1, CHUNK_BYTES), ==, 0);
+    g_assert_false(page_pool_give_back_chunk(p, false));        /* 0 in use, 1 gone */
+    for (int i = 0; i < CHUNK; i++) {
+        g_assert_cmpuint(page_pool_page(p, first[i])[PAGE_POOL_PAGE_SIZE - 1], ==, 0xa5);
+    }
+
+    page_pool_put(p, first, CHUNK);
+    g_assert_true(page_pool_give_back_chunk(p, false));         /* chunk 0, now free */
+    g_assert_cmpuint(resident_pages(page_pool_page(p, 0), CHUNK_BYTES), ==, 0);
+    g_assert_false(page_pool_give_back_chunk(p, true));         /* nothing left to wait for */
+
+    PagePoolStats st;
+    page_pool_get_stats(p, &st);
+    g_assert_cmpuint(st.chunks_given_back, ==, 2);
+    g_assert_cmpuint(st.in_use_pages, ==, 0);
+
+    /* Nothing lost: every buffer can be taken, and a taken one is in memory again. */
+    g_assert_true(page_pool_take(p, 2 * CHUNK, PAGE_POOL_USER_FAULT, false, all));
+    for (int i = 0; i < 2 * CHUNK; i++) {
+        g_assert_cmpuint(resident_pages(page_pool_page(p, all[i]), PAGE_POOL_PAGE_SIZE), ==, 1);
+    }
+    /* Populated again by the takes: each may go back once more once free. */
+    page_pool_put(p, all, 2 * CHUNK);
+    g_assert_true(page_pool_give_back_chunk(p, false));
+    g_assert_true(page_pool_give_back_chunk(p, false));
+    g_assert_false(page_pool_give_back_chunk(p, false));
+    page_pool_free(p);
+}
+
+/* With every populated chunk in use, a give-back waits for the writer, and close ends the wait. */
+static void test_give_back_waits(void)
+{
+    g_autoptr(GError) err = NULL;
+    PagePool *p = page_pool_new(2 * CHUNK_BYTES, 0, 2 * CHUNK_BYTES, &err);
+    uint32_t all[2 * CHUNK];
+    Taker t = { .pool = p };
+
+    g_assert_no_error(err);
+    g_assert_true(page_pool_take(p, 2 * CHUNK, PAGE_POOL_USER_FAULT, false, all));
+    GThread *th = g_thread_new("giver", give_thread, &t);
+    wait_taker_blocked(&t);
+    /* Half a chunk back from each: neither is free yet. */
+    page_pool_put(p, all, CHUNK / 2);
+    page_pool_put(p, all + CHUNK, CHUNK / 2);
+    g_usleep(10000);
+    g_assert_false(__atomic_load_n(&t.result, __ATOMIC_ACQUIRE));
+    page_pool_put(p, all + CHUNK / 2, CHUNK / 2);
+    g_thread_join(th);
+    g_assert_true(t.result);
+
+    /* The other chunk stays in use: close ends the wait, giving nothing back. */
+    Taker t2 = { .pool = p };
+    th = g_thread_new("giver", give_thread, &t2);
+    wait_taker_blocked(&t2);
+    page_pool_close(p);
+    g_thread_join(th);
+    g_assert_false(t2.result);
+
+    PagePoolStats st;
+    page_pool_get_stats(p, &st);
+    g_assert_cmpuint(st.chunks_given_back, ==, 1);
+    page_pool_put(p, all + CHUNK + CHUNK / 2, CHUNK / 2);
+    page_pool_free(p);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -223,5 +335,7 @@ int main(int argc, char **argv)
     g_test_add_func("/page-pool/release-reserve", test_release_reserve);
     g_test_add_func("/page-pool/close-wakes", test_close_wakes);
     g_test_add_func("/page-pool/warm-for-faults", test_warm_for_faults);
+    g_test_add_func("/page-pool/give-back-chunk", test_give_back_chunk);
+    g_test_add_func("/page-pool/give-back-waits", test_give_back_waits);
     return g_test_run();
 }
