@@ -506,6 +506,13 @@ bool migration_start(MigrationState *s, const char *uri, GError **errp)
     channel_set_child_idle(ch, migration_capability_enabled(s,
                                    MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT) &&
                                !background_snapshot_vcpus_fill_cpus(m->smp));
+    /* And off the vCPUs' CPUs from its start, as the snapshot's threads will be. */
+    cpu_set_t own, spare;
+    if (migration_capability_enabled(s, MIGRATION_CAPABILITY_BACKGROUND_SNAPSHOT) &&
+        sched_getaffinity(0, sizeof(own), &own) == 0 &&
+        background_snapshot_spare_cpus(m, &own, &spare)) {
+        channel_set_child_cpus(ch, &spare);
+    }
     migration_wait(s);
     /* snapshot-base is checked now, so a refusal is the command's error. */
     IncrementalSnapshot *inc = incremental_snapshot_prepare(s, uri, errp);

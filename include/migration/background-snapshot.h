@@ -65,6 +65,15 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp);
  */
 bool background_snapshot_vcpus_fill_cpus(unsigned nr_vcpus);
 
+/*
+ * The CPUs of @from that no vCPU of @m is on (the CPU each last ran on, or
+ * every CPU a pinned one may use): where the snapshot's threads and its
+ * exec: command run (snapshot-placement.c). False where there are none to
+ * spare, the vCPUs fill the CPUs, or the accelerator cannot name its vCPU
+ * threads.
+ */
+bool background_snapshot_spare_cpus(Machine *m, const cpu_set_t *from, cpu_set_t *spare);
+
 /* Add the snapshot's figures to a query-migrate reply under construction. */
 void background_snapshot_stats_to_json(const BackgroundSnapshotStats *st,
                                        JsonBuilder *b);

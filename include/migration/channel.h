@@ -56,7 +56,10 @@ bool channel_connect(MigrationChannel *ch, GError **errp);
  * to SCHED_BATCH for a while, then lowered again). Best effort.
  */
 void channel_set_child_idle(MigrationChannel *ch, bool idle);
-/* Best effort: every thread of an exec: command's pipeline to @cpus (no-op for other kinds). */
+/*
+ * Best effort: every thread of an exec: command's pipeline to @cpus (no-op
+ * for other kinds). Asked before the command starts, it starts there.
+ */
 void channel_set_child_cpus(MigrationChannel *ch, const cpu_set_t *cpus);
 /* Best effort: every thread of an exec: command's pipeline to nice value @nice. */
 void channel_set_child_nice(MigrationChannel *ch, int nice);

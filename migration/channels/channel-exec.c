@@ -46,7 +46,8 @@ static int exec_spawn(MigrationChannel *ch, char **argv, int child_end, pid_t *p
     posix_spawnattr_t attr;
     struct sched_param idle = { 0 }, old_param;
     int old_policy = sched_getscheduler(0);
-    bool lowered = false;
+    bool lowered = false, narrowed;
+    cpu_set_t own_cpus;
     sigset_t none, dfl;
     int ret;
 
@@ -70,7 +71,16 @@ static int exec_spawn(MigrationChannel *ch, char **argv, int child_end, pid_t *p
         sched_getparam(0, &old_param) == 0) {
         lowered = sched_setscheduler(0, SCHED_IDLE, &idle) == 0;
     }
+    /*
+     * Its CPUs likewise, from its first instruction: narrowed only once
+     * running, `sh` and `pv` took a vCPU's CPU for 0.9 ms as they started.
+     */
+    narrowed = ch->has_child_cpus && sched_getaffinity(0, sizeof(own_cpus), &own_cpus) == 0 &&
+               sched_setaffinity(0, sizeof(ch->child_cpus), &ch->child_cpus) == 0;
     ret = posix_spawn(pid, argv[0], &actions, &attr, argv, environ);
+    if (narrowed) {
+        sched_setaffinity(0, sizeof(own_cpus), &own_cpus);
+    }
     if (lowered) {
         sched_setscheduler(0, old_policy, &old_param);
     }
@@ -201,9 +211,13 @@ void channel_set_child_nice(MigrationChannel *ch, int nice)
 
 void channel_set_child_cpus(MigrationChannel *ch, const cpu_set_t *cpus)
 {
-    if (ch->kind == MIGRATION_CHANNEL_EXEC) {
-        exec_child_threads(ch, thread_set_cpus, cpus);
+    if (ch->kind != MIGRATION_CHANNEL_EXEC) {
+        return;
     }
+    ch->child_cpus = *cpus;
+    ch->has_child_cpus = true;
+    /* Not started yet: it starts there (exec_spawn()). */
+    exec_child_threads(ch, thread_set_cpus, cpus);
 }
 
 static bool exec_try_reap(MigrationChannel *ch)

@@ -26,6 +26,8 @@ struct MigrationChannel {
     bool child_exited;
     int child_status;     /* waitpid() status once reaped */
     bool child_idle;      /* the command runs at SCHED_IDLE (channel_set_child_idle()) */
+    bool has_child_cpus;  /* the command runs on child_cpus (channel_set_child_cpus()) */
+    cpu_set_t child_cpus;
 
     /* unix: incoming, the path to unlink when done */
     char *unlink_path;

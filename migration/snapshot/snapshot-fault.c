@@ -33,7 +33,7 @@ uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
  * piece, which keeps the mapping huge, or save a small block, which splits
  * it. A split costs the guest TLB misses (on this paravirtual host up to
  * ten times the CPU per page touched) until the collapse after the
- * snapshot, and the collapse holds the mmap lock for 0.13-12 ms. Whole
+ * snapshot, and the collapse holds the mmap lock for 0.13-0.56 ms. Whole
  * costs a 2 MiB copy on the vCPU's wait (0.2-0.9 ms, a few over 1 ms) and
  * 2 MiB of pool. So: whole whenever the pool has room to spare and is not
  * being paced, or covers all that is left to save. (Splitting after slow

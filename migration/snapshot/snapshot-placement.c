@@ -100,6 +100,37 @@ static bool placement_yield(SnapshotPlacement *pl, MigrationChannel *sink)
     return true;
 }
 
+bool background_snapshot_spare_cpus(Machine *m, const cpu_set_t *from, cpu_set_t *spare)
+{
+    if (!m->accel->vcpu_thread_id || background_snapshot_vcpus_fill_cpus(m->smp)) {
+        return false;
+    }
+    *spare = *from;
+    for (unsigned i = 0; i < m->smp; i++) {
+        int tid = m->accel->vcpu_thread_id(m, i);
+        cpu_set_t own;
+
+        if (tid <= 0) {
+            continue;
+        }
+        if (sched_getaffinity(tid, sizeof(own), &own) == 0 && CPU_COUNT(&own) < CPU_COUNT(from)) {
+            /* Pinned (taskset, libvirt's vcpupin): keep off every CPU it may use. */
+            for (int c = 0; c < CPU_SETSIZE; c++) {
+                if (CPU_ISSET(c, &own)) {
+                    CPU_CLR(c, spare);
+                }
+            }
+        } else {
+            int cpu = thread_last_cpu(tid);
+
+            if (cpu >= 0) {
+                CPU_CLR(cpu, spare);
+            }
+        }
+    }
+    return CPU_COUNT(spare) > 0 && !CPU_EQUAL(spare, from);
+}
+
 bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChannel *sink)
 {
     cpu_set_t spare;
@@ -108,34 +139,8 @@ bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChanne
     if (background_snapshot_vcpus_fill_cpus(m->smp)) {
         return placement_yield(pl, sink);
     }
-    if (!m->accel->vcpu_thread_id || sched_getaffinity(0, sizeof(pl->before), &pl->before) != 0) {
-        return false;
-    }
-    spare = pl->before;
-    for (unsigned i = 0; i < m->smp; i++) {
-        int tid = m->accel->vcpu_thread_id(m, i);
-        cpu_set_t own;
-
-        if (tid <= 0) {
-            continue;
-        }
-        if (sched_getaffinity(tid, sizeof(own), &own) == 0 &&
-            CPU_COUNT(&own) < CPU_COUNT(&pl->before)) {
-            /* Pinned (taskset, libvirt's vcpupin): keep off every CPU it may use. */
-            for (int c = 0; c < CPU_SETSIZE; c++) {
-                if (CPU_ISSET(c, &own)) {
-                    CPU_CLR(c, &spare);
-                }
-            }
-        } else {
-            int cpu = thread_last_cpu(tid);
-
-            if (cpu >= 0) {
-                CPU_CLR(cpu, &spare);
-            }
-        }
-    }
-    if (CPU_COUNT(&spare) == 0 || CPU_EQUAL(&spare, &pl->before) ||
+    if (sched_getaffinity(0, sizeof(pl->before), &pl->before) != 0 ||
+        !background_snapshot_spare_cpus(m, &pl->before, &spare) ||
         sched_setaffinity(0, sizeof(spare), &spare) != 0) {
         return false;
     }

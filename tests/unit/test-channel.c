@@ -291,6 +291,51 @@ static void test_exec_child_idle(void)
     channel_close(ch, false, NULL);
 }
 
+/*
+ * CPUs asked for before the command starts are its CPUs from its first
+ * instruction: the shell reads its own allowed list as it starts. The
+ * caller's own CPUs are left as they were.
+ */
+static void test_exec_child_cpus(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *dir = make_tmpdir();
+    g_autofree char *out = g_build_filename(dir, "out", NULL);
+    g_autofree char *uri = g_strdup_printf("exec:grep Cpus_allowed_list /proc/$$/status > %s; "
+                                           "cat > /dev/null", out);
+    g_autofree char *contents = NULL;
+    cpu_set_t own, one, after;
+
+    g_assert_cmpint(sched_getaffinity(0, sizeof(own), &own), ==, 0);
+    if (CPU_COUNT(&own) < 2) {
+        g_test_skip("this process may use only one CPU: nothing to narrow");
+        remove_dir(dir);
+        return;
+    }
+    int last = -1;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (CPU_ISSET(c, &own)) {
+            last = c;
+        }
+    }
+    CPU_ZERO(&one);
+    CPU_SET(last, &one);
+    MigrationChannel *ch = channel_new(uri, true, &err);
+    g_assert_no_error(err);
+    channel_set_child_cpus(ch, &one);
+    g_assert_true(channel_connect(ch, &err));
+    g_assert_cmpint(sched_getaffinity(0, sizeof(after), &after), ==, 0);
+    g_assert_true(CPU_EQUAL(&after, &own));
+    g_assert_true(channel_write_all(ch, "data", 4, &err));
+    g_assert_true(channel_close(ch, true, &err));
+    g_assert_no_error(err);
+    g_assert_true(g_file_get_contents(out, &contents, NULL, NULL));
+    g_autofree char *want = g_strdup_printf("Cpus_allowed_list:\t%d\n", last);
+    g_assert_cmpstr(contents, ==, want);
+    g_unlink(out);
+    remove_dir(dir);
+}
+
 /* Without the request the command runs as frostvm does (a precopy's sink). */
 static void test_exec_child_normal(void)
 {
@@ -523,6 +568,7 @@ int main(int argc, char **argv)
     g_test_add_func("/channel/exec/incoming", test_exec_incoming);
     g_test_add_func("/channel/exec/child-idle", test_exec_child_idle);
     g_test_add_func("/channel/exec/child-normal", test_exec_child_normal);
+    g_test_add_func("/channel/exec/child-cpus", test_exec_child_cpus);
     g_test_add_func("/channel/unix/roundtrip", test_unix_roundtrip);
     g_test_add_func("/channel/tcp/ipv4-roundtrip", test_tcp_ipv4_roundtrip);
     g_test_add_func("/channel/tcp/ipv6-roundtrip", test_tcp_ipv6_roundtrip);
