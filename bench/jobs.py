@@ -6,8 +6,8 @@ import subprocess
 import time
 
 from metrics import after_figures, guest_clock_offset, line_stall_ms, window_figures
-from vm import (BenchError, QMPError, RssSampler, ThreadCpuSampler, Vm, is_migration_thread,
-                read_cpu, read_status_kib)
+from vm import (BenchError, HarnessPlacement, QMPError, RssSampler, ThreadCpuSampler, Vm,
+                is_migration_thread, read_cpu, read_status_kib)
 
 TERMINAL = ('completed', 'failed', 'cancelled')
 MAX_BANDWIDTH = 4294967296   # QEMU 7.2 throttles migration to 32 MiB/s by default
@@ -249,6 +249,7 @@ def run_migration(vm, job, rep, ctx):
     cpu0, vcpu0 = read_cpu(vm.pid)
     rss0 = read_status_kib(vm.pid, 'VmRSS')
     hwm0 = read_status_kib(vm.pid, 'VmHWM')
+    placement = HarnessPlacement(vm.pid)
     sampler = RssSampler(vm.pid)
     sampler.start()
     threads = ThreadCpuSampler(vm.pid)
@@ -287,6 +288,7 @@ def run_migration(vm, job, rep, ctx):
     finally:
         rss_peak = sampler.stop()
         thread_ms = threads.stop()
+        placement.restore()
     cpu1, vcpu1 = read_cpu(vm.pid)
     if job.after_s and status == 'completed':
         res['thp_before_kib'], res['rss_before_kib'] = thp_before
@@ -321,6 +323,7 @@ def run_migration(vm, job, rep, ctx):
     res['cpu_vcpu_ms'] = cpu_vcpu * 1000
     res['cpu_other_ms'] = max(0.0, res['cpu_ms'] - res['cpu_vcpu_ms'])
     res['thread_cpu_ms'] = thread_ms
+    res['harness_off_vcpus'] = placement.active
     res['cpu_migration_ms'] = sum(v for k, v in thread_ms.items() if is_migration_thread(k))
     res['rss_delta_mib'] = max(0, rss_peak - rss0) / 1024
     res['hwm_delta_mib'] = max(0, hwm1 - hwm0) / 1024
