@@ -3,6 +3,7 @@
 #ifndef MIGRATION_WRITE_TRACKING_H
 #define MIGRATION_WRITE_TRACKING_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <glib.h>
@@ -60,6 +61,13 @@ WriteTracking *write_tracking_new(GPtrArray *blocks, bool protect_unpopulated, G
  */
 bool write_tracking_start_fault_thread(WriteTracking *wt, WriteTrackingFaultFunc fn,
                                        void *opaque, bool raise_priority, GError **errp);
+
+/*
+ * Move the running fault thread to @cpus; false if there is none or the
+ * kernel refused. A fault is served soonest on the CPU of the thread that
+ * took it: see snapshot-placement.c.
+ */
+bool write_tracking_fault_thread_cpus(WriteTracking *wt, const cpu_set_t *cpus);
 
 /*
  * Write-protect all of every block. Meant for the pause: after it returns,

@@ -220,6 +220,7 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
         snapshot_engine_set_base(run.bs, incremental_snapshot_base_uuid(s->incremental));
     }
     snapshot_engine_set_vcpus(run.bs, m->smp);
+    snapshot_placement_fault_thread(&placement, run.bs);
     /* Protect while the guest runs: the pause then only redoes what it wrote since. */
     if (!snapshot_engine_prearm(run.bs, errp)) {
         goto out;

@@ -517,6 +517,8 @@ typedef struct SnapshotPlacement {
     bool niced;                 /* nice raised (the vCPUs fill the CPUs) */
     int nice, nice_before;
     cpu_set_t before;           /* the calling thread's CPUs before */
+    cpu_set_t vcpu_cpus;        /* one vCPU: the CPUs it may be on (before less spare) */
+    bool one_vcpu;
     MigrationChannel *sink;     /* an exec: command moved with it, or NULL */
 } SnapshotPlacement;
 
@@ -528,6 +530,12 @@ typedef struct SnapshotPlacement {
  * neither applies (no CPU would be left, or the nice is that high already).
  */
 bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChannel *sink);
+/*
+ * With one vCPU and CPUs to spare, the fault thread of @bs (not epoch
+ * tracking's, which outlives the snapshot) goes to the vCPU's CPU: a fault
+ * is then served without waking another CPU.
+ */
+void snapshot_placement_fault_thread(SnapshotPlacement *pl, BackgroundSnapshot *bs);
 /* Back to the CPUs before; safe when begin changed nothing. */
 void snapshot_placement_end(SnapshotPlacement *pl);
 /* Around the pause: its thread at the priority it had before (the vCPUs are parked then). */

@@ -44,6 +44,7 @@ struct WriteTracking {
     WriteTrackingReleaseFunc release_fn;    /* epoch tracking's record of released pages */
     void *release_opaque;
     bool raise_priority;
+    int fault_tid;              /* atomic: the fault thread's id once it runs */
     bool stopping;              /* atomic */
     bool stopped;
 
@@ -239,6 +240,7 @@ static gpointer fault_thread_main(gpointer opaque)
     if (wt->raise_priority) {
         raise_own_priority();
     }
+    __atomic_store_n(&wt->fault_tid, (int)syscall(SYS_gettid), __ATOMIC_RELEASE);
     while (!__atomic_load_n(&wt->stopping, __ATOMIC_ACQUIRE)) {
         int ready = uffd_wait2(wt->uffd, wt->stop_fd, -1);
         if (ready < 0) {
@@ -291,6 +293,23 @@ bool write_tracking_start_fault_thread(WriteTracking *wt, WriteTrackingFaultFunc
         return false;
     }
     return true;
+}
+
+bool write_tracking_fault_thread_cpus(WriteTracking *wt, const cpu_set_t *cpus)
+{
+    int tid;
+
+    if (!wt->thread) {
+        return false;
+    }
+    /* It names itself at its first instruction; a second at most. */
+    for (int i = 0; !(tid = __atomic_load_n(&wt->fault_tid, __ATOMIC_ACQUIRE)); i++) {
+        if (i == 10000) {
+            return false;
+        }
+        g_usleep(100);
+    }
+    return sched_setaffinity(tid, sizeof(*cpus), cpus) == 0;
 }
 
 bool write_tracking_protect_all(WriteTracking *wt, GError **errp)

@@ -535,7 +535,13 @@ static void test_placement(SnapFixture *f, gconstpointer data)
     g_assert_nonnull(vcpu);
     vcpu_before = proc_allowed_cpus(pid, vcpu);
     img_path = test_vm_path(f->src, "vm_state");
-    /* The command reads nothing for a while: the writer is there to look at. */
+    /*
+     * The command reads nothing for a while: the writer is there to look at,
+     * and with the smallest pool the guest's data does not fit, so RAM stays
+     * protected and the fault thread runs until the command reads.
+     */
+    snap_qmp_do(qmp, "migrate-set-parameters",
+                "{\"background-snapshot-buffer-size\": 16777216}");
     uri = g_strdup_printf("exec:sleep 2; cat > %s", img_path);
     snap_migrate(qmp, uri);
     deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
@@ -577,6 +583,22 @@ static void test_placement(SnapFixture *f, gconstpointer data)
         g_assert_cmphex(writer_cpus, !=, all);
         g_assert_cmphex(sink_cpus, ==, writer_cpus);
         g_assert_cmpint(writer_nice, ==, proc_nice(pid, NULL));
+        /* One vCPU: its faults are served on its CPU; with more, beside the others. */
+        guint64 want = !strcmp(c->smp, "1") ? all & ~writer_cpus : writer_cpus;
+        guint64 fault_cpus = 0;
+
+        deadline = g_get_monotonic_time() + G_USEC_PER_SEC;
+        for (;;) {
+            g_autofree char *faults = proc_thread_named(pid, "snapshot-faults");
+
+            fault_cpus = faults ? proc_allowed_cpus(pid, faults) : 0;
+            if (fault_cpus == want || g_get_monotonic_time() > deadline) {
+                break;
+            }
+            g_usleep(10 * 1000);
+        }
+        g_test_message("CPUs: fault thread %#" G_GINT64_MODIFIER "x", fault_cpus);
+        g_assert_cmphex(fault_cpus, ==, want);
     }
     snap_wait_completed(qmp);
     g_assert_cmphex(proc_allowed_cpus(pid, vcpu), ==, vcpu_before);
