@@ -18,6 +18,29 @@
 #include "system/memory-backend.h"
 #include "util/error.h"
 
+void machine_set_pause_spin(Machine *m, bool spin)
+{
+    __atomic_store_n(&m->pause_spin, spin, __ATOMIC_RELEASE);
+}
+
+#define PAUSE_SPIN_US 500
+
+void machine_pause_wait_spin(Machine *m, const unsigned *parked, unsigned self,
+                             unsigned threads)
+{
+    if (!__atomic_load_n(&m->pause_spin, __ATOMIC_ACQUIRE)) {
+        return;
+    }
+    gint64 end = g_get_monotonic_time() + PAUSE_SPIN_US;
+
+    while (__atomic_load_n(parked, __ATOMIC_ACQUIRE) + self < threads &&
+           g_get_monotonic_time() < end) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+}
+
 void *machine_gpa_to_host(Machine *m, uint64_t gpa, uint64_t len)
 {
     for (unsigned i = 0; i < m->nr_ram_ranges; i++) {

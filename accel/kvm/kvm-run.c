@@ -71,7 +71,7 @@ static bool kvm_vcpu_wait_until_runnable(KvmVcpu *v)
     while ((s->pause_requested || v->stopped) && !s->quit) {
         if (!v->parked) {
             v->parked = true;
-            s->nr_parked++;
+            __atomic_store_n(&s->nr_parked, s->nr_parked + 1, __ATOMIC_RELEASE);
             g_cond_broadcast(&s->parked_cond);
         }
         g_cond_wait(&s->vcpu_cond, &s->lock);
@@ -81,7 +81,7 @@ static bool kvm_vcpu_wait_until_runnable(KvmVcpu *v)
     }
     if (v->parked) {
         v->parked = false;
-        s->nr_parked--;
+        __atomic_store_n(&s->nr_parked, s->nr_parked - 1, __ATOMIC_RELEASE);
     }
     /*
      * Only now, under the lock with no pause pending, may the flag be cleared:
@@ -210,6 +210,13 @@ void kvm_vcpus_pause(KvmState *s)
     self = kvm_on_vcpu_thread(s) ? 1 : 0;
     s->pause_requested = true;
     kvm_vcpus_kick_locked(s);
+    if (__atomic_load_n(&s->m->pause_spin, __ATOMIC_ACQUIRE)) {
+        unsigned threads = s->nr_threads;
+
+        g_mutex_unlock(&s->lock);
+        machine_pause_wait_spin(s->m, &s->nr_parked, self, threads);
+        g_mutex_lock(&s->lock);
+    }
     while (s->nr_parked + self < s->nr_threads) {
         g_cond_wait(&s->parked_cond, &s->lock);
     }

@@ -220,12 +220,12 @@ bool test_vcpu_checkpoint(TestVcpu *v)
         return true;
     }
     g_mutex_lock(&a->lock);
-    a->parked++;
+    __atomic_store_n(&a->parked, a->parked + 1, __ATOMIC_RELEASE);
     g_cond_broadcast(&a->cond);
     while (a->pause_requested && !a->quit) {
         g_cond_wait(&a->cond, &a->lock);
     }
-    a->parked--;
+    __atomic_store_n(&a->parked, a->parked - 1, __ATOMIC_RELEASE);
     run = !a->quit;
     g_mutex_unlock(&a->lock);
     return run;
@@ -257,6 +257,13 @@ static void test_accel_pause_vcpus(Machine *m)
     g_mutex_lock(&a->lock);
     g_atomic_int_set(&a->pause_requested, 1);
     g_cond_broadcast(&a->cond);     /* the kick: sleeping vCPUs wake to park */
+    if (__atomic_load_n(&a->m->pause_spin, __ATOMIC_ACQUIRE)) {
+        unsigned waiting_for = a->nr_running - a->blocked;
+
+        g_mutex_unlock(&a->lock);
+        machine_pause_wait_spin(a->m, &a->parked, 0, waiting_for);
+        g_mutex_lock(&a->lock);
+    }
     while (a->parked + a->blocked < a->nr_running) {
         g_cond_wait(&a->cond, &a->lock);
     }

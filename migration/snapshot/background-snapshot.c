@@ -137,7 +137,10 @@ static GByteArray *pause_and_arm(SnapshotRun *run, Machine *m, GError **errp)
      */
     monitor_events_hold(m->monitor);
     snapshot_placement_pause_begin(run->placement);
+    /* Placed off the vCPUs' CPUs, this thread may spin while they park. */
+    machine_set_pause_spin(m, run->placement->active);
     runstate_vm_stop(m, RUN_STATE_SAVE_VM);
+    machine_set_pause_spin(m, false);
     GByteArray *devices = savevm_save_devices(m, errp);
     if (devices && !snapshot_engine_arm(run->bs, errp)) {
         g_byte_array_unref(devices);

@@ -2,11 +2,14 @@
 /*
  * Tests of the test accelerator's vCPU sleep: a pause request ends it, as a
  * kick ends a KVM vCPU's halt; nothing else does. The bounds are seconds
- * apart from what they check, so a loaded machine cannot flip them.
+ * apart from what they check, so a loaded machine cannot flip them. And the
+ * pausing thread's spin while vCPUs park (machine_pause_wait_spin()), which
+ * both accelerators' pauses use: only when asked, never past its bound.
  */
 #include <glib.h>
 
 #include "accel/test/test-accel.h"
+#include "system/machine.h"
 
 #define LONG_SLEEP_US (10 * G_USEC_PER_SEC)
 
@@ -96,11 +99,47 @@ static void test_pause_pending(void)
     accel_free(a);
 }
 
+/* The least of five runs of machine_pause_wait_spin(), in microseconds. */
+static gint64 least_spin_us(Machine *m, const unsigned *parked, unsigned threads)
+{
+    gint64 least = G_MAXINT64;
+
+    for (int i = 0; i < 5; i++) {
+        gint64 t0 = g_get_monotonic_time();
+
+        machine_pause_wait_spin(m, parked, 0, threads);
+        least = MIN(least, g_get_monotonic_time() - t0);
+    }
+    return least;
+}
+
+static void test_pause_spin(void)
+{
+    Machine m = { 0 };
+    unsigned parked = 0;
+
+    /* Not asked: no spin, though nothing parked. */
+    g_assert_cmpint(least_spin_us(&m, &parked, 1), <, 400);
+    machine_set_pause_spin(&m, true);
+    /* Asked, and nothing parks: it spins its half millisecond, then gives up. */
+    gint64 t0 = g_get_monotonic_time();
+    machine_pause_wait_spin(&m, &parked, 0, 1);
+    g_assert_cmpint(g_get_monotonic_time() - t0, >=, 500);
+    /* Asked, and every vCPU parked already (one counted by the caller itself). */
+    parked = 1;
+    g_assert_cmpint(least_spin_us(&m, &parked, 1), <, 400);
+    g_assert_cmpint(least_spin_us(&m, &(unsigned){ 0 }, 0), <, 400);
+    machine_set_pause_spin(&m, false);
+    parked = 0;
+    g_assert_cmpint(least_spin_us(&m, &parked, 1), <, 400);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     g_test_add_func("/test-accel/sleep/pause-ends-it", test_pause_ends_sleep);
     g_test_add_func("/test-accel/sleep/other-wakeups-do-not", test_other_wakeups_do_not);
     g_test_add_func("/test-accel/sleep/pause-pending", test_pause_pending);
+    g_test_add_func("/test-accel/pause/spin", test_pause_spin);
     return g_test_run();
 }
