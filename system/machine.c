@@ -23,12 +23,17 @@ void machine_set_pause_spin(Machine *m, bool spin)
     __atomic_store_n(&m->pause_spin, spin, __ATOMIC_RELEASE);
 }
 
+bool machine_pause_may_spin(Machine *m)
+{
+    return __atomic_load_n(&m->pause_spin, __ATOMIC_ACQUIRE);
+}
+
 #define PAUSE_SPIN_US 500
 
 void machine_pause_wait_spin(Machine *m, const unsigned *parked, unsigned self,
                              unsigned threads)
 {
-    if (!__atomic_load_n(&m->pause_spin, __ATOMIC_ACQUIRE)) {
+    if (!machine_pause_may_spin(m)) {
         return;
     }
     gint64 end = g_get_monotonic_time() + PAUSE_SPIN_US;

@@ -210,7 +210,7 @@ void kvm_vcpus_pause(KvmState *s)
     self = kvm_on_vcpu_thread(s) ? 1 : 0;
     s->pause_requested = true;
     kvm_vcpus_kick_locked(s);
-    if (__atomic_load_n(&s->m->pause_spin, __ATOMIC_ACQUIRE)) {
+    if (machine_pause_may_spin(s->m)) {
         unsigned threads = s->nr_threads;
 
         g_mutex_unlock(&s->lock);

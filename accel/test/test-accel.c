@@ -257,7 +257,7 @@ static void test_accel_pause_vcpus(Machine *m)
     g_mutex_lock(&a->lock);
     g_atomic_int_set(&a->pause_requested, 1);
     g_cond_broadcast(&a->cond);     /* the kick: sleeping vCPUs wake to park */
-    if (__atomic_load_n(&a->m->pause_spin, __ATOMIC_ACQUIRE)) {
+    if (machine_pause_may_spin(a->m)) {
         unsigned waiting_for = a->nr_running - a->blocked;
 
         g_mutex_unlock(&a->lock);

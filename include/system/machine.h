@@ -160,6 +160,7 @@ struct Machine {
  * pausing thread runs on a CPU no vCPU needs (a snapshot's placed pause).
  */
 void machine_set_pause_spin(Machine *m, bool spin);
+bool machine_pause_may_spin(Machine *m);
 /*
  * For the accelerators' pause, after the kick and before sleeping: with
  * pause_spin set, spin up to 0.5 ms (without the accelerator's lock) until

@@ -517,8 +517,7 @@ typedef struct SnapshotPlacement {
     bool niced;                 /* nice raised (the vCPUs fill the CPUs) */
     int nice, nice_before;
     cpu_set_t before;           /* the calling thread's CPUs before */
-    cpu_set_t vcpu_cpus;        /* one vCPU: the CPUs it may be on (before less spare) */
-    bool one_vcpu;
+    cpu_set_t vcpu_cpus;        /* one vCPU: the CPUs it may be on (before less spare); else empty */
     MigrationChannel *sink;     /* an exec: command moved with it, or NULL */
 } SnapshotPlacement;
 

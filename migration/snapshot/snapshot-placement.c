@@ -151,7 +151,6 @@ bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChanne
     }
     if (m->smp == 1) {
         CPU_XOR(&pl->vcpu_cpus, &pl->before, &spare);   /* spare is a subset of before */
-        pl->one_vcpu = CPU_COUNT(&pl->vcpu_cpus) > 0;
     }
     return true;
 }
@@ -168,7 +167,7 @@ bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChanne
  */
 void snapshot_placement_fault_thread(SnapshotPlacement *pl, BackgroundSnapshot *bs)
 {
-    if (pl->active && pl->one_vcpu && bs->wt && !bs->epoch) {
+    if (pl->active && CPU_COUNT(&pl->vcpu_cpus) > 0 && bs->wt && !bs->epoch) {
         write_tracking_fault_thread_cpus(bs->wt, &pl->vcpu_cpus);
     }
 }
