@@ -32,6 +32,7 @@ typedef struct KvmVcpu {
     bool thread_ready;            /* under KvmState.lock */
     bool parked;                  /* under KvmState.lock: waiting, not in KVM_RUN */
     bool stopped;                 /* shut down or failed: parks until destroy */
+    bool exit_unfinished;         /* vCPU thread only: KVM finishes the last exit on re-entry */
     bool mmio_warned;             /* log unexpected MMIO only once */
     bool hlt_warned;
     uint64_t nr_exits;            /* vCPU thread only */

@@ -63,12 +63,23 @@ static void kvm_vcpu_eat_kicks(void)
 /*
  * Park while a pause is requested or the vCPU is stopped. Returns false when
  * the thread must end. Called and returns with s->lock held.
+ *
+ * KVM completes a port or MMIO exit (an IN's value into RAX, RIP past the
+ * instruction, a string operation's next step) only when KVM_RUN is entered
+ * again; until then the registers read back are from before the instruction,
+ * and a state loaded meanwhile would be overwritten by the completion. So a
+ * vCPU about to park after such an exit first re-enters once with
+ * immediate_exit set, which finishes the exit without running the guest.
  */
 static bool kvm_vcpu_wait_until_runnable(KvmVcpu *v)
 {
     KvmState *s = v->kvm;
 
     while ((s->pause_requested || v->stopped) && !s->quit) {
+        if (v->exit_unfinished) {
+            __atomic_store_n(&v->run->immediate_exit, 1, __ATOMIC_RELEASE);
+            return true;
+        }
         if (!v->parked) {
             v->parked = true;
             __atomic_store_n(&s->nr_parked, s->nr_parked + 1, __ATOMIC_RELEASE);
@@ -113,6 +124,8 @@ static gpointer kvm_vcpu_thread(gpointer opaque)
 
         g_mutex_unlock(&s->lock);
         ret = ioctl(v->fd, KVM_RUN, 0);
+        v->exit_unfinished = ret >= 0 && (v->run->exit_reason == KVM_EXIT_IO ||
+                                          v->run->exit_reason == KVM_EXIT_MMIO);
         if (ret < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 kvm_vcpu_eat_kicks();

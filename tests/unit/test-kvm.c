@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/kvm.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -30,6 +31,7 @@
 #define PORT_AP       0x503   /* written by an AP once INIT/SIPI started it */
 #define PORT_IIR      0x504   /* the IRQ 4 handler reports the UART's IIR */
 #define PORT_BYTE     0x505   /* ... and the byte it received */
+#define PORT_IN_PAUSE 0x506   /* read: a new value; when armed, pauses from the vCPU */
 #define MAGIC_VALUE   0x12345678u
 
 /*
@@ -147,6 +149,15 @@ static const uint8_t guest_serial_irq_handler[] = {
 #define GUEST_PDPT  0x4000u
 #define GUEST_PD    0x3000u
 
+/* Entry 0x600: read PORT_IN_PAUSE, store the value at IN_RESULT_GPA, forever. */
+static const uint8_t guest_in_loop[] = {
+    0x66, 0xba, 0x06, 0x05,                   /* 1: mov dx, 0x506 */
+    0xed,                                     /* in eax, dx */
+    0xa3, 0x00, 0x10, 0x20, 0x00,             /* mov [0x201000], eax */
+    0xeb, 0xf4,                               /* jmp 1b */
+};
+#define IN_LOOP_AFTER_IN (CODE_GPA + 0x600 + 5)
+
 /* 16-bit real-mode AP code at 0x8000: out PORT_AP, 0xa5; then halt. */
 static const uint8_t guest_ap_real_mode[] = {
     0xba, 0x03, 0x05,                         /* mov dx, 0x503 */
@@ -168,6 +179,9 @@ typedef struct TestPorts {
     uint32_t iir_value;
     uint64_t byte_writes;
     uint32_t byte_value;
+    uint32_t in_last;                  /* the value PORT_IN_PAUSE last returned */
+    int in_pause_armed;                /* the next read pauses the vCPUs itself */
+    Machine *m;
 } TestPorts;
 
 typedef struct TestVm {
@@ -219,6 +233,18 @@ static void port_byte_write(void *opaque, uint16_t port, unsigned size, uint32_t
     __atomic_add_fetch(&p->byte_writes, 1, __ATOMIC_RELAXED);
 }
 
+/* Pausing from inside the exit: the vCPU parks with this IN's value not yet in RAX. */
+static uint32_t port_in_pause_read(void *opaque, uint16_t port, unsigned size)
+{
+    TestPorts *p = opaque;
+    uint32_t v = __atomic_add_fetch(&p->in_last, 1, __ATOMIC_RELAXED);
+
+    if (__atomic_exchange_n(&p->in_pause_armed, 0, __ATOMIC_ACQ_REL)) {
+        p->m->accel->pause_vcpus(p->m);
+    }
+    return v;
+}
+
 static uint64_t atomic_get(uint64_t *p)
 {
     return __atomic_load_n(p, __ATOMIC_RELAXED);
@@ -265,6 +291,8 @@ static TestVm *test_vm_new(uint64_t ram_size, unsigned smp)
     ioport_register(m, PORT_AP, 1, NULL, port_ap_write, &vm->ports);
     ioport_register(m, PORT_IIR, 1, NULL, port_iir_write, &vm->ports);
     ioport_register(m, PORT_BYTE, 1, NULL, port_byte_write, &vm->ports);
+    ioport_register(m, PORT_IN_PAUSE, 1, port_in_pause_read, NULL, &vm->ports);
+    vm->ports.m = m;
 
     m->accel = &kvm_accel_ops;
     g_assert_true(m->accel->init(m, &err));
@@ -315,6 +343,7 @@ static void test_vm_boot(TestVm *vm, uint32_t entry)
                       sizeof(guest_serial_irq_main));
     test_vm_load_code(vm, CODE_GPA + 0x500, guest_serial_irq_handler,
                       sizeof(guest_serial_irq_handler));
+    test_vm_load_code(vm, CODE_GPA + 0x600, guest_in_loop, sizeof(guest_in_loop));
     test_vm_load_code(vm, AP_TRAMPOLINE, guest_ap_real_mode, sizeof(guest_ap_real_mode));
     g_assert_true(m->accel->set_boot_entry(m, entry, 0, 0, &err));
     g_assert_no_error(err);
@@ -548,6 +577,91 @@ static void test_state_roundtrip(void)
         g_assert_nonnull(err);
         g_test_message("truncated cpu record: %s", err->message);
     }
+    test_vm_free(vm);
+}
+
+/* Pause right after an IN exit: the armed read pauses from the vCPU thread. */
+static uint32_t pause_after_in(TestVm *vm)
+{
+    __atomic_store_n(&vm->ports.in_pause_armed, 1, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&vm->ports.in_pause_armed, __ATOMIC_ACQUIRE)) {
+        g_usleep(100);
+    }
+    vm->m->accel->pause_vcpus(vm->m);
+    return __atomic_load_n(&vm->ports.in_last, __ATOMIC_RELAXED);
+}
+
+/* RAX and RIP from a cpu record: chunks of (u32 tag, u32 length, bytes); regs is tag 1. */
+static void record_regs(GByteArray *rec, uint64_t *rax, uint64_t *rip)
+{
+    VMStateReader r;
+
+    vmstate_reader_init(&r, rec->data, rec->len);
+    while (!r.overrun && r.pos < r.len) {
+        uint32_t tag = vmstate_get_u32(&r);
+        uint32_t len = vmstate_get_u32(&r);
+        struct kvm_regs regs;
+
+        if (tag != 1) {
+            r.pos += len;
+            continue;
+        }
+        g_assert_cmpuint(len, ==, sizeof(regs));
+        g_assert_true(vmstate_get_bytes(&r, &regs, sizeof(regs)));
+        *rax = regs.rax;
+        *rip = regs.rip;
+        return;
+    }
+    g_assert_not_reached();
+}
+
+/*
+ * KVM puts an IN's value into RAX only on the next KVM_RUN. A vCPU paused
+ * right after the exit must still be saved with the value in RAX, and a
+ * state loaded over a paused vCPU must not be overwritten by that completion.
+ */
+static void test_state_after_in_exit(void)
+{
+    g_autoptr(GError) err = NULL;
+    g_autoptr(GByteArray) rec = g_byte_array_new();
+    TestVm *vm;
+    VMStateHandler *cpu;
+    uint32_t value_saved, value_later;
+    uint64_t rax = 0, rip = 0;
+
+    if (skip_without_kvm()) {
+        return;
+    }
+    vm = test_vm_new(16 << 20, 1);
+    test_vm_boot(vm, CODE_GPA + 0x600);
+    while (__atomic_load_n(&vm->ports.in_last, __ATOMIC_RELAXED) < 100) {
+        g_usleep(1000);
+    }
+    value_saved = pause_after_in(vm);
+    cpu = &g_array_index(vm->m->vmstate_handlers, VMStateHandler, 0);
+    g_assert_cmpstr(cpu->name, ==, "cpu");
+    g_assert_true(cpu->save(cpu->opaque, rec, &err));
+    g_assert_no_error(err);
+    record_regs(rec, &rax, &rip);
+    g_assert_cmphex(rip, ==, IN_LOOP_AFTER_IN);
+    g_assert_cmphex((uint32_t)rax, ==, value_saved);
+
+    /* Park after another IN, load the saved state: the guest stores the saved value. */
+    vm->m->accel->resume_vcpus(vm->m);
+    while (__atomic_load_n(&vm->ports.in_last, __ATOMIC_RELAXED) < value_saved + 100) {
+        g_usleep(1000);
+    }
+    value_later = pause_after_in(vm);
+    g_assert_cmpuint(value_later, !=, value_saved);
+    g_assert_true(cpu->load(cpu->opaque, rec->data, rec->len, cpu->version, &err));
+    g_assert_no_error(err);
+    __atomic_store_n(&vm->ports.in_pause_armed, 1, __ATOMIC_RELEASE);
+    vm->m->accel->resume_vcpus(vm->m);
+    while (__atomic_load_n(&vm->ports.in_pause_armed, __ATOMIC_ACQUIRE)) {
+        g_usleep(100);
+    }
+    vm->m->accel->pause_vcpus(vm->m);
+    g_assert_cmphex(guest_u32(vm, IN_RESULT_GPA), ==, value_saved);
     test_vm_free(vm);
 }
 
@@ -893,6 +1007,7 @@ int main(int argc, char **argv)
     g_test_add_func("/kvm/pause/memory-loop", test_pause_memory_loop);
     g_test_add_func("/kvm/pause/two-vcpus", test_pause_two);
     g_test_add_func("/kvm/state/save-load", test_state_roundtrip);
+    g_test_add_func("/kvm/state/after-in-exit", test_state_after_in_exit);
     g_test_add_func("/kvm/dirty-log/sync", test_dirty_log);
     g_test_add_func("/kvm/smp/init-sipi", test_init_sipi);
     g_test_add_func("/kvm/serial/irq", test_serial_irq);
