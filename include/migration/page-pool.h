@@ -31,6 +31,7 @@ typedef struct PagePoolStats {
     uint64_t scan_waits;
     uint64_t scan_wait_ns;
     uint64_t chunks_given_back;   /* page_pool_give_back_chunk() */
+    uint64_t prefaulted_pages;    /* populated by page_pool_new() */
 } PagePoolStats;
 
 /*

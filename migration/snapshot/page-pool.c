@@ -104,6 +104,7 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     }
     p->nr_free = p->capacity;
     p->keep_warm = nr_prefault;
+    p->stats.prefaulted_pages = nr_prefault;
     for (uint32_t c = 0; c * CHUNK_PAGES < nr_prefault; c++) {
         bitmap_set_bit(p->chunk_backed, c);
     }

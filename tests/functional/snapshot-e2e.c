@@ -210,6 +210,8 @@ uint64_t snap_check_figures(QmpClient *c, const SnapImageInfo *img)
     g_assert_cmpint(json_object_get_int_member(bs, "buffer-pool-size"), >, 0);
     g_assert_cmpint(json_object_get_int_member(bs, "buffer-pool-high-water"), <=,
                     json_object_get_int_member(bs, "buffer-pool-size"));
+    g_assert_cmpint(json_object_get_int_member(bs, "buffer-pool-populated"), <=,
+                    json_object_get_int_member(bs, "buffer-pool-size"));
     g_assert_cmpint(json_object_get_int_member(bs, "buffer-pool-waits"), >=, 0);
     return json_object_get_int_member(ram, "transferred");
 }
