@@ -4,8 +4,8 @@
  * store to a line not in the cache first reads that line (to own it), so a
  * plain copy of cold memory moves three lines for each one copied; streaming
  * stores move two, and do not evict what the guest had in the cache. 2 MiB
- * of evicted memory into a pool buffer, here: 102-108 us (p50) with these
- * stores, 143-156 us with memcpy or rep movsb (bench/nocache-copy.c).
+ * of evicted memory into a pool buffer, page by page, here: 101-102 us (p50)
+ * with these stores, 125-127 us with memcpy (build/bench/nocache-copy).
  */
 #include "util/nocache-copy.h"
 

@@ -36,6 +36,7 @@
 #define POOL_PREFAULT_SLACK (8 * MIB)
 /* Fault blocks: 256 KiB copies cost ~0.2 ms here, 2 MiB over 1 ms (DESIGN.md). */
 #define FAULT_BLOCK_DEFAULT_PAGES 64u
+
 /*
  * Bytes of guest RAM that may hold data now (a pagemap walk, or holes of a
  * shared file): an upper bound of what the snapshot copies, but for what
