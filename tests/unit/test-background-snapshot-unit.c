@@ -209,57 +209,67 @@ static void test_sink_fails(void)
     guest_free(g);
 }
 
+/* A snapshot of the guest without writers, its image checked. */
+typedef struct IdleRun {
+    TestGuest *g;
+    StreamFile *f;
+    SnapshotResult res;
+} IdleRun;
+
+static void idle_run(IdleRun *r, uint64_t pool_bytes)
+{
+    TickCtx t = { 0 };
+
+    r->g = guest_new(false);
+    r->f = stream_file_new_memory_output();
+    run_snapshot(r->g, r->f, pool_bytes, &t, &r->res);
+    g_assert_no_error(r->res.error);
+    g_assert_true(stream_file_flush(r->f));
+    check_image(r->g, stream_file_memory_output(r->f), &r->res);
+}
+
+static void idle_done(IdleRun *r)
+{
+    result_clear(&r->res);
+    stream_file_free(r->f);
+    guest_free(r->g);
+}
+
 /* No writers at all: nothing faults, everything comes from the scan. */
 static void test_idle_guest(void)
 {
+    IdleRun r;
+
     if (!wp_available()) {
         return;
     }
-    TestGuest *g = guest_new(false);
-    StreamFile *f = stream_file_new_memory_output();
-    TickCtx t = { 0 };
-    SnapshotResult res;
-
-    run_snapshot(g, f, 0, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
-    g_assert_cmpuint(res.stats.write_faults, ==, 0);
-    g_assert_cmpuint(res.stats.pages_out_of_order, ==, 0);
+    idle_run(&r, 0);
+    g_assert_cmpuint(r.res.stats.write_faults, ==, 0);
+    g_assert_cmpuint(r.res.stats.pages_out_of_order, ==, 0);
     /* Auto pool: a quarter of 64 MiB is below the 16 MiB floor. */
-    g_assert_cmpuint(res.stats.pool_size, ==, 16 * MIB);
-    result_clear(&res);
-    stream_file_free(f);
-    guest_free(g);
+    g_assert_cmpuint(r.res.stats.pool_size, ==, 16 * MIB);
+    idle_done(&r);
 }
 
 /*
- * The pool populates before the pause only what RAM holds (at most 32 of
- * 64 MiB here) and a little more, however large it is: populating all of it cost
- * an idle guest's snapshot most of its time.
+ * However large the pool, it populates before the pause only what RAM
+ * holds (at most 32 of 64 MiB here) and 8 MiB more: populating all of it
+ * cost an idle guest's snapshot most of its time.
  */
 static void test_pool_populated_by_data(void)
 {
+    uint64_t data = HOT_SIZE + COLD_SIZE + BLOCK1_SIZE / 2;
+    IdleRun r;
+
     if (!wp_available()) {
         return;
     }
-    TestGuest *g = guest_new(false);
-    StreamFile *f = stream_file_new_memory_output();
-    TickCtx t = { 0 };
-    SnapshotResult res;
-    uint64_t data = HOT_SIZE + COLD_SIZE + BLOCK1_SIZE / 2;
-
-    run_snapshot(g, f, 128 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
-    g_assert_cmpuint(res.stats.pool_size, ==, 128 * MIB);
+    idle_run(&r, 128 * MIB);
+    g_assert_cmpuint(r.res.stats.pool_size, ==, 128 * MIB);
     /* The walk may find less: pages of the shared zero page hold no data. */
-    g_assert_cmpuint(res.stats.pool_populated, >=, 8 * MIB);
-    g_assert_cmpuint(res.stats.pool_populated, <=, data + 8 * MIB);
-    result_clear(&res);
-    stream_file_free(f);
-    guest_free(g);
+    g_assert_cmpuint(r.res.stats.pool_populated, >=, 8 * MIB);
+    g_assert_cmpuint(r.res.stats.pool_populated, <=, data + 8 * MIB);
+    idle_done(&r);
 }
 
 /*
