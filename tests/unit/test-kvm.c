@@ -21,7 +21,6 @@
 
 #include "kvm-test-vm.h"
 
-
 static void test_create(void)
 {
     TestVm *vm;
