@@ -216,14 +216,35 @@ static void test_state_roundtrip(void)
     test_vm_free(vm);
 }
 
-/* Pause right after an IN exit: the armed read pauses from the vCPU thread. */
-static uint32_t pause_after_in(TestVm *vm)
+/* Wait up to 10 s for the guest's reads of PORT_IN_PAUSE to reach @want. */
+static void wait_for_in_reads(TestVm *vm, uint32_t want)
 {
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+    while (__atomic_load_n(&vm->ports.in_last, __ATOMIC_RELAXED) < want) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
+        g_usleep(1000);
+    }
+}
+
+/* Let the vCPUs run until the armed read has paused them (at most 10 s). */
+static void run_until_in_pause(TestVm *vm)
+{
+    gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
     __atomic_store_n(&vm->ports.in_pause_armed, 1, __ATOMIC_RELEASE);
+    vm->m->accel->resume_vcpus(vm->m);
     while (__atomic_load_n(&vm->ports.in_pause_armed, __ATOMIC_ACQUIRE)) {
+        g_assert_cmpint(g_get_monotonic_time(), <, deadline);
         g_usleep(100);
     }
     vm->m->accel->pause_vcpus(vm->m);
+}
+
+/* Pause right after an IN exit: the armed read pauses from the vCPU thread. */
+static uint32_t pause_after_in(TestVm *vm)
+{
+    run_until_in_pause(vm);
     return __atomic_load_n(&vm->ports.in_last, __ATOMIC_RELAXED);
 }
 
@@ -270,9 +291,7 @@ static void test_state_after_in_exit(void)
     }
     vm = test_vm_new(16 << 20, 1);
     test_vm_boot(vm, CODE_GPA + 0x600);
-    while (__atomic_load_n(&vm->ports.in_last, __ATOMIC_RELAXED) < 100) {
-        g_usleep(1000);
-    }
+    wait_for_in_reads(vm, 100);
     value_saved = pause_after_in(vm);
     cpu = &g_array_index(vm->m->vmstate_handlers, VMStateHandler, 0);
     g_assert_cmpstr(cpu->name, ==, "cpu");
@@ -284,19 +303,12 @@ static void test_state_after_in_exit(void)
 
     /* Park after another IN, load the saved state: the guest stores the saved value. */
     vm->m->accel->resume_vcpus(vm->m);
-    while (__atomic_load_n(&vm->ports.in_last, __ATOMIC_RELAXED) < value_saved + 100) {
-        g_usleep(1000);
-    }
+    wait_for_in_reads(vm, value_saved + 100);
     value_later = pause_after_in(vm);
     g_assert_cmpuint(value_later, !=, value_saved);
     g_assert_true(cpu->load(cpu->opaque, rec->data, rec->len, cpu->version, &err));
     g_assert_no_error(err);
-    __atomic_store_n(&vm->ports.in_pause_armed, 1, __ATOMIC_RELEASE);
-    vm->m->accel->resume_vcpus(vm->m);
-    while (__atomic_load_n(&vm->ports.in_pause_armed, __ATOMIC_ACQUIRE)) {
-        g_usleep(100);
-    }
-    vm->m->accel->pause_vcpus(vm->m);
+    run_until_in_pause(vm);
     g_assert_cmphex(guest_u32(vm, IN_RESULT_GPA), ==, value_saved);
     test_vm_free(vm);
 }
