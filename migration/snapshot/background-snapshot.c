@@ -156,6 +156,7 @@ static GByteArray *pause_and_arm(SnapshotRun *run, Machine *m, GError **errp)
     }
     run->downtime_us = (write_tracking_now_ns() - start) / 1000;
     snapshot_placement_pause_end(run->placement);
+    snapshot_placement_release_vcpu(run->placement);
     monitor_events_release(m->monitor);
     return devices;
 }
@@ -225,9 +226,11 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
     snapshot_engine_set_vcpus(run.bs, m->smp);
     snapshot_placement_fault_thread(&placement, run.bs);
     /* Protect while the guest runs: the pause then only redoes what it wrote since. */
+    snapshot_placement_hold_vcpu(&placement, m);
     if (!snapshot_engine_prearm(run.bs, errp)) {
         goto out;
     }
+    snapshot_engine_prearm_settle(run.bs);
     g_clear_pointer(&setup_idle, idle_section_end);
     devices = pause_and_arm(&run, m, errp);
     if (!devices) {

@@ -225,6 +225,7 @@ typedef struct BackgroundSnapshot {
     bool prearmed;              /* atomic reads; changed under arm_lock */
     bool zero_before_known;     /* the early protect filled zero_before and huge */
     GArray *prearm_released;    /* SnapshotRange: released by faults before the pause */
+    unsigned prearm_releases;   /* atomic: its length, read without arm_lock */
     uint64_t prearm_ns;         /* the early protect, before the pause */
     uint64_t arm_ns;            /* finding zero pages and protecting, inside the pause */
 
@@ -299,6 +300,13 @@ void snapshot_writer_keep_priority(SnapshotWriter *w);
  * remembers it. Optional: without it, arm protects everything.
  */
 bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp);
+
+/*
+ * After snapshot_engine_prearm(), with the guest running: wait (at most a
+ * few milliseconds) until its writes stop finding new blocks to release,
+ * so that the pause knows all it is writing now.
+ */
+void snapshot_engine_prearm_settle(BackgroundSnapshot *bs);
 
 /*
  * Inside the pause: make all RAM write-protected (again, for what the guest
@@ -425,7 +433,7 @@ bool snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t p
 /*
  * In the pause, after saving @r: the scan runs ahead from its end first (up
  * to SNAPSHOT_PAUSE_SAVED_MAX such runs, a chunk of each in turn), as after
- * a fault.
+ * a fault, and saves the chunk below its start in the first turn.
  */
 void snapshot_scan_after_pause_save(BackgroundSnapshot *bs, const SnapshotRange *r);
 
@@ -519,6 +527,8 @@ typedef struct SnapshotPlacement {
     cpu_set_t before;           /* the calling thread's CPUs before */
     cpu_set_t vcpu_cpus;        /* one vCPU: the CPUs it may be on (before less spare); else empty */
     MigrationChannel *sink;     /* an exec: command moved with it, or NULL */
+    int held_vcpu;              /* a vCPU thread held on vcpu_cpus, or 0 */
+    cpu_set_t held_before;      /* its CPUs before */
 } SnapshotPlacement;
 
 /*
@@ -537,6 +547,14 @@ bool snapshot_placement_begin(SnapshotPlacement *pl, Machine *m, MigrationChanne
 void snapshot_placement_fault_thread(SnapshotPlacement *pl, BackgroundSnapshot *bs);
 /* Back to the CPUs before; safe when begin changed nothing. */
 void snapshot_placement_end(SnapshotPlacement *pl);
+/*
+ * With one vCPU and CPUs to spare: keep the vCPU on the CPUs it is on until
+ * snapshot_placement_release_vcpu() (from the early protect to the end of
+ * the pause), so that the faults that release blocks before the pause do not
+ * move it, woken, to the snapshot's own CPU.
+ */
+void snapshot_placement_hold_vcpu(SnapshotPlacement *pl, Machine *m);
+void snapshot_placement_release_vcpu(SnapshotPlacement *pl);
 /* Around the pause: its thread at the priority it had before (the vCPUs are parked then). */
 void snapshot_placement_pause_begin(SnapshotPlacement *pl);
 void snapshot_placement_pause_end(SnapshotPlacement *pl);

@@ -172,8 +172,31 @@ void snapshot_placement_fault_thread(SnapshotPlacement *pl, BackgroundSnapshot *
     }
 }
 
+void snapshot_placement_hold_vcpu(SnapshotPlacement *pl, Machine *m)
+{
+    if (!pl->active || CPU_COUNT(&pl->vcpu_cpus) == 0 || m->smp != 1) {
+        return;
+    }
+    int tid = m->accel->vcpu_thread_id(m, 0);
+
+    if (tid <= 0 || sched_getaffinity(tid, sizeof(pl->held_before), &pl->held_before) != 0 ||
+        sched_setaffinity(tid, sizeof(pl->vcpu_cpus), &pl->vcpu_cpus) != 0) {
+        return;
+    }
+    pl->held_vcpu = tid;
+}
+
+void snapshot_placement_release_vcpu(SnapshotPlacement *pl)
+{
+    if (pl->held_vcpu) {
+        sched_setaffinity(pl->held_vcpu, sizeof(pl->held_before), &pl->held_before);
+        pl->held_vcpu = 0;
+    }
+}
+
 void snapshot_placement_end(SnapshotPlacement *pl)
 {
+    snapshot_placement_release_vcpu(pl);
     if (pl->niced) {
         setpriority(PRIO_PROCESS, (id_t)gettid(), pl->nice_before);
         if (pl->sink) {

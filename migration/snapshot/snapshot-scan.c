@@ -275,6 +275,14 @@ static void scan_restore_priority(BackgroundSnapshot *bs, const struct sched_par
  * turns with theirs).
  */
 #define SCAN_AHEAD_CHUNKS 16u
+/*
+ * And the chunk just below each range the pause saved, in the first turn:
+ * memory next to what a guest writes is likely written soon, below it as
+ * above (a stack grows down). The test payload wrote the 2 MiB below its
+ * counters 0.4-41 ms after the pause, a whole 2 MiB fault each time, in 7 of
+ * 39 snapshots with KVM (bench/fault-places.bt), while the scan ran ahead.
+ */
+#define SCAN_BELOW_CHUNKS 1u
 #define SCAN_HINT_PAGE_BITS 40
 
 bool snapshot_scan_hint(BackgroundSnapshot *bs, unsigned block_index, uint64_t page)
@@ -312,7 +320,7 @@ typedef struct ScanCursor {
     unsigned block;             /* the walk */
     uint64_t first;
     ScanRun fault_run;
-    ScanRun runs[SNAPSHOT_PAUSE_SAVED_MAX];
+    ScanRun runs[2 * SNAPSHOT_PAUSE_SAVED_MAX];
     unsigned turn;              /* whose turn among @runs */
 } ScanCursor;
 
@@ -428,6 +436,10 @@ bool snapshot_scan_run(BackgroundSnapshot *bs, bool (*tick)(void *opaque), void 
 
         run_start(&c, &c.runs[i], r->block_index, (r->offset + r->len) / SNAPSHOT_PAGE_SIZE,
                   SCAN_AHEAD_CHUNKS);
+        if (r->offset >= c.chunk * SNAPSHOT_PAGE_SIZE) {
+            run_start(&c, &c.runs[SNAPSHOT_PAUSE_SAVED_MAX + i], r->block_index,
+                      r->offset / SNAPSHOT_PAGE_SIZE - c.chunk, SCAN_BELOW_CHUNKS);
+        }
     }
     c.done = g_new0(unsigned long *, bs->nr_blocks);
     for (b = 0; b < bs->nr_blocks; b++) {

@@ -467,6 +467,23 @@ static void write_next_region(TickCtx *t)
     }
 }
 
+/* A write before the pause in the 2 MiB after the hot page's, and after it (when the scan has saved two chunks) in the hot page's own: below the hot range. */
+static void write_above_before_pause(TickCtx *t)
+{
+    TestGuest *g = t->opaque;
+
+    g->rb[0].host[HOT_PAGE_OFFSET + 2 * MIB] ^= 1;
+}
+
+static void write_below_after(TickCtx *t)
+{
+    TestGuest *g = t->opaque;
+
+    if (t->ticks == 3) {
+        g->rb[0].host[HOT_PAGE_OFFSET + 3 * PAGE] ^= 2;
+    }
+}
+
 /* Three 2 MiB regions in a row, written before the pause and again after it. */
 #define HOT_REGIONS 3
 
@@ -506,6 +523,11 @@ static const HotPauseCase hot_then_next = {
     write_before_pause, write_next_region, 1, 16 * MIB,
     "snapshot of a guest going on past what it wrote before the pause",
 };
+/* The scan's second chunk is the one below the hot range (a stack grows down). */
+static const HotPauseCase hot_then_below = {
+    write_above_before_pause, write_below_after, 1, 16 * MIB,
+    "snapshot of a guest writing below what it wrote before the pause",
+};
 /* Three pieces for the pause's two copying threads (snapshot-pause-copy.c). */
 static const HotPauseCase hot_three_regions = {
     write_regions_before_pause, write_regions_again_after, HOT_REGIONS, 64 * MIB,
@@ -538,6 +560,72 @@ static void test_hot_pause(gconstpointer data)
     g_assert_cmpuint(res.stats.pages_saved_in_pause, >, (c->regions - 1) * 2 * MIB / PAGE);
     g_assert_cmpuint(res.stats.pages_saved_in_pause, <=, c->regions * 2 * MIB / PAGE);
     g_assert_cmpuint(res.stats.write_faults, ==, 0);
+    result_clear(&res);
+    stream_file_free(f);
+    guest_free(g);
+}
+
+/*
+ * Between the early protect and the pause, a guest writes one 2 MiB region,
+ * then another 0.1 ms later: snapshot_engine_prearm_settle() waits for the
+ * second write's release too, so the pause knows both.
+ */
+typedef struct SettleCtx {
+    TestGuest *g;
+    bool released[2];
+} SettleCtx;
+
+static gpointer write_two_regions_main(gpointer opaque)
+{
+    TestGuest *g = opaque;
+
+    g->rb[0].host[HOT_PAGE_OFFSET] ^= 1;
+    /* A guest going on at once (a sleep here woke up to milliseconds late). */
+    gint64 until = g_get_monotonic_time() + 100;
+    while (g_get_monotonic_time() < until) {
+    }
+    g->rb[0].host[HOT_PAGE_OFFSET + 2 * MIB] ^= 1;
+    return NULL;
+}
+
+static void settle_before_pause(TickCtx *t)
+{
+    SettleCtx *c = t->opaque;
+    GThread *writer = g_thread_new("settle-writer", write_two_regions_main, c->g);
+
+    snapshot_engine_prearm_settle(t->bs);
+    g_mutex_lock(&t->bs->arm_lock);
+    for (guint i = 0; i < t->bs->prearm_released->len; i++) {
+        const SnapshotRange *r = &g_array_index(t->bs->prearm_released, SnapshotRange, i);
+
+        for (unsigned k = 0; k < 2; k++) {
+            uint64_t off = HOT_PAGE_OFFSET + k * 2 * MIB;
+            c->released[k] |= r->block_index == 0 && r->offset <= off && off < r->offset + r->len;
+        }
+    }
+    g_mutex_unlock(&t->bs->arm_lock);
+    g_thread_join(writer);
+}
+
+static void test_prearm_settle(void)
+{
+    if (!wp_available()) {
+        return;
+    }
+    TestGuest *g = guest_new(false);
+    StreamFile *f = stream_file_new_memory_output();
+    SettleCtx c = { .g = g };
+    TickCtx t = { .before_pause = settle_before_pause, .opaque = &c };
+    SnapshotResult res;
+
+    /* The pause copies up to an eighth of the pool: 8 MiB of 64. */
+    run_snapshot(g, f, 64 * MIB, &t, &res);
+    g_assert_no_error(res.error);
+    g_assert_true(stream_file_flush(f));
+    check_image(g, stream_file_memory_output(f), &res);
+    g_assert_true(c.released[0]);
+    g_assert_true(c.released[1]);
+    g_assert_cmpuint(res.stats.pages_saved_in_pause, >, 2 * MIB / PAGE);
     result_clear(&res);
     stream_file_free(f);
     guest_free(g);
@@ -772,6 +860,9 @@ int main(int argc, char **argv)
                          test_hot_pause);
     g_test_add_data_func("/background-snapshot/engine/scan-starts-after-hot", &hot_then_next,
                          test_hot_pause);
+    g_test_add_data_func("/background-snapshot/engine/scan-saves-below-hot", &hot_then_below,
+                         test_hot_pause);
+    g_test_add_func("/background-snapshot/engine/prearm-settles", test_prearm_settle);
     g_test_add_data_func("/background-snapshot/engine/hot-pieces-in-pause", &hot_three_regions,
                          test_hot_pause);
     g_test_add_func("/background-snapshot/run/load-equals-pause", test_run_and_load);
