@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Where a background snapshot's threads run: off the vCPU's CPU, and the vCPU held on its own until the pause ends. */
 #include <sched.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <glib.h>
@@ -73,92 +74,102 @@ static bool sets_overlap(const cpu_set_t *a, const cpu_set_t *b)
     return CPU_COUNT(&both) > 0;
 }
 
+/* A "vCPU" running, the snapshot's placement begun on this thread. */
+typedef struct PlacementFixture {
+    SpinVcpu v;
+    Machine m;
+    SnapshotPlacement pl;
+    cpu_set_t before;           /* this thread's CPUs before */
+    cpu_set_t vcpu_before;      /* the vCPU's */
+} PlacementFixture;
+
+static void fixture_begin(PlacementFixture *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->m.smp = 1;
+    f->m.accel = &spin_accel;
+    spin_start(&f->v);
+    g_assert_cmpint(sched_getaffinity(0, sizeof(f->before), &f->before), ==, 0);
+    g_assert_cmpint(sched_getaffinity(f->v.tid, sizeof(f->vcpu_before), &f->vcpu_before), ==, 0);
+    g_assert_true(snapshot_placement_begin(&f->pl, &f->m, NULL));
+    g_assert_true(f->pl.active);
+}
+
+/* End the placement: both threads have their CPUs back. */
+static void fixture_end(PlacementFixture *f)
+{
+    cpu_set_t now;
+
+    snapshot_placement_end(&f->pl);
+    g_assert_cmpint(sched_getaffinity(0, sizeof(now), &now), ==, 0);
+    g_assert_true(CPU_EQUAL(&now, &f->before));
+    g_assert_cmpint(sched_getaffinity(f->v.tid, sizeof(now), &now), ==, 0);
+    g_assert_true(CPU_EQUAL(&now, &f->vcpu_before));
+    spin_stop(&f->v);
+}
+
 /*
  * One vCPU: the snapshot's thread leaves the vCPU's CPU; held, the vCPU may
  * run only where the snapshot's thread may not (faults before the pause
- * wake it, and a woken thread may be moved to an idle CPU); released and
- * ended, both get their CPUs back.
+ * wake it, and a woken thread may be moved to an idle CPU); released, it
+ * gets its CPUs back.
  */
 static void test_hold_one_vcpu(void)
 {
+    PlacementFixture f;
+    cpu_set_t mine, held;
+
     if (!two_cpus()) {
         return;
     }
-    SpinVcpu v = { 0 };
-    Machine m = { .smp = 1, .accel = &spin_accel };
-    SnapshotPlacement pl;
-    cpu_set_t before, vcpu_before, mine, held;
-
-    spin_start(&v);
-    g_assert_cmpint(sched_getaffinity(0, sizeof(before), &before), ==, 0);
-    g_assert_cmpint(sched_getaffinity(v.tid, sizeof(vcpu_before), &vcpu_before), ==, 0);
-
-    g_assert_true(snapshot_placement_begin(&pl, &m, NULL));
-    g_assert_true(pl.active);
+    fixture_begin(&f);
     g_assert_cmpint(sched_getaffinity(0, sizeof(mine), &mine), ==, 0);
-    g_assert_cmpint(CPU_COUNT(&pl.vcpu_cpus), >, 0);
-    g_assert_false(sets_overlap(&mine, &pl.vcpu_cpus));
+    g_assert_cmpint(CPU_COUNT(&f.pl.vcpu_cpus), >, 0);
+    g_assert_false(sets_overlap(&mine, &f.pl.vcpu_cpus));
 
-    snapshot_placement_hold_vcpu(&pl, &m);
-    g_assert_cmpint(pl.held_vcpu, ==, v.tid);
-    g_assert_cmpint(sched_getaffinity(v.tid, sizeof(held), &held), ==, 0);
-    g_assert_true(CPU_EQUAL(&held, &pl.vcpu_cpus));
+    snapshot_placement_hold_vcpu(&f.pl, &f.m);
+    g_assert_cmpint(f.pl.held_vcpu, ==, f.v.tid);
+    g_assert_cmpint(sched_getaffinity(f.v.tid, sizeof(held), &held), ==, 0);
+    g_assert_true(CPU_EQUAL(&held, &f.pl.vcpu_cpus));
     g_assert_false(sets_overlap(&held, &mine));
 
-    snapshot_placement_release_vcpu(&pl);
-    g_assert_cmpint(pl.held_vcpu, ==, 0);
-    g_assert_cmpint(sched_getaffinity(v.tid, sizeof(held), &held), ==, 0);
-    g_assert_true(CPU_EQUAL(&held, &vcpu_before));
-
-    snapshot_placement_end(&pl);
-    g_assert_cmpint(sched_getaffinity(0, sizeof(mine), &mine), ==, 0);
-    g_assert_true(CPU_EQUAL(&mine, &before));
-    spin_stop(&v);
+    snapshot_placement_release_vcpu(&f.pl);
+    g_assert_cmpint(f.pl.held_vcpu, ==, 0);
+    g_assert_cmpint(sched_getaffinity(f.v.tid, sizeof(held), &held), ==, 0);
+    g_assert_true(CPU_EQUAL(&held, &f.vcpu_before));
+    fixture_end(&f);
 }
 
 /* Ending the placement releases a vCPU still held (a snapshot that failed before its pause ended). */
 static void test_end_releases_vcpu(void)
 {
+    PlacementFixture f;
+
     if (!two_cpus()) {
         return;
     }
-    SpinVcpu v = { 0 };
-    Machine m = { .smp = 1, .accel = &spin_accel };
-    SnapshotPlacement pl;
-    cpu_set_t vcpu_before, after;
-
-    spin_start(&v);
-    g_assert_cmpint(sched_getaffinity(v.tid, sizeof(vcpu_before), &vcpu_before), ==, 0);
-    g_assert_true(snapshot_placement_begin(&pl, &m, NULL));
-    snapshot_placement_hold_vcpu(&pl, &m);
-    g_assert_cmpint(pl.held_vcpu, ==, v.tid);
-    snapshot_placement_end(&pl);
-    g_assert_cmpint(sched_getaffinity(v.tid, sizeof(after), &after), ==, 0);
-    g_assert_true(CPU_EQUAL(&after, &vcpu_before));
-    spin_stop(&v);
+    fixture_begin(&f);
+    snapshot_placement_hold_vcpu(&f.pl, &f.m);
+    g_assert_cmpint(f.pl.held_vcpu, ==, f.v.tid);
+    fixture_end(&f);
 }
 
 /* More vCPUs than one: nothing is held (the placement keeps only one vCPU's CPUs). */
 static void test_no_hold_with_two_vcpus(void)
 {
+    PlacementFixture f;
+    cpu_set_t now;
+
     if (!two_cpus()) {
         return;
     }
-    SpinVcpu v = { 0 };
-    Machine m = { .smp = 1, .accel = &spin_accel };
-    SnapshotPlacement pl;
-    cpu_set_t vcpu_before, after;
-
-    spin_start(&v);
-    g_assert_cmpint(sched_getaffinity(v.tid, sizeof(vcpu_before), &vcpu_before), ==, 0);
-    g_assert_true(snapshot_placement_begin(&pl, &m, NULL));
-    m.smp = 2;
-    snapshot_placement_hold_vcpu(&pl, &m);
-    g_assert_cmpint(pl.held_vcpu, ==, 0);
-    g_assert_cmpint(sched_getaffinity(v.tid, sizeof(after), &after), ==, 0);
-    g_assert_true(CPU_EQUAL(&after, &vcpu_before));
-    snapshot_placement_end(&pl);
-    spin_stop(&v);
+    fixture_begin(&f);
+    f.m.smp = 2;
+    snapshot_placement_hold_vcpu(&f.pl, &f.m);
+    g_assert_cmpint(f.pl.held_vcpu, ==, 0);
+    g_assert_cmpint(sched_getaffinity(f.v.tid, sizeof(now), &now), ==, 0);
+    g_assert_true(CPU_EQUAL(&now, &f.vcpu_before));
+    fixture_end(&f);
 }
 
 int main(int argc, char **argv)
