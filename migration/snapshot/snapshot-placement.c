@@ -178,9 +178,15 @@ void snapshot_placement_hold_vcpu(SnapshotPlacement *pl, Machine *m)
         return;
     }
     int tid = m->accel->vcpu_thread_id(m, 0);
+    cpu_set_t hold;
 
-    if (tid <= 0 || sched_getaffinity(tid, sizeof(pl->held_before), &pl->held_before) != 0 ||
-        sched_setaffinity(tid, sizeof(pl->vcpu_cpus), &pl->vcpu_cpus) != 0) {
+    if (tid <= 0 || sched_getaffinity(tid, sizeof(pl->held_before), &pl->held_before) != 0) {
+        return;
+    }
+    /* Only ever narrower than its own CPUs (a pinned vCPU stays within its pinning). */
+    CPU_AND(&hold, &pl->held_before, &pl->vcpu_cpus);
+    if (CPU_COUNT(&hold) == 0 || CPU_EQUAL(&hold, &pl->held_before) ||
+        sched_setaffinity(tid, sizeof(hold), &hold) != 0) {
         return;
     }
     pl->held_vcpu = tid;

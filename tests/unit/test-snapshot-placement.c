@@ -83,12 +83,25 @@ typedef struct PlacementFixture {
     cpu_set_t vcpu_before;      /* the vCPU's */
 } PlacementFixture;
 
-static void fixture_begin(PlacementFixture *f)
+/* @pin_vcpu: the vCPU pinned to one CPU first, as a manager's vcpupin does. */
+static void fixture_begin(PlacementFixture *f, bool pin_vcpu)
 {
     memset(f, 0, sizeof(*f));
     f->m.smp = 1;
     f->m.accel = &spin_accel;
     spin_start(&f->v);
+    if (pin_vcpu) {
+        cpu_set_t all, one;
+        int cpu = 0;
+
+        g_assert_cmpint(sched_getaffinity(0, sizeof(all), &all), ==, 0);
+        while (!CPU_ISSET(cpu, &all)) {
+            cpu++;
+        }
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        g_assert_cmpint(sched_setaffinity(f->v.tid, sizeof(one), &one), ==, 0);
+    }
     g_assert_cmpint(sched_getaffinity(0, sizeof(f->before), &f->before), ==, 0);
     g_assert_cmpint(sched_getaffinity(f->v.tid, sizeof(f->vcpu_before), &f->vcpu_before), ==, 0);
     g_assert_true(snapshot_placement_begin(&f->pl, &f->m, NULL));
@@ -122,7 +135,7 @@ static void test_hold_one_vcpu(void)
     if (!two_cpus()) {
         return;
     }
-    fixture_begin(&f);
+    fixture_begin(&f, false);
     g_assert_cmpint(sched_getaffinity(0, sizeof(mine), &mine), ==, 0);
     g_assert_cmpint(CPU_COUNT(&f.pl.vcpu_cpus), >, 0);
     g_assert_false(sets_overlap(&mine, &f.pl.vcpu_cpus));
@@ -148,7 +161,7 @@ static void test_end_releases_vcpu(void)
     if (!two_cpus()) {
         return;
     }
-    fixture_begin(&f);
+    fixture_begin(&f, false);
     snapshot_placement_hold_vcpu(&f.pl, &f.m);
     g_assert_cmpint(f.pl.held_vcpu, ==, f.v.tid);
     fixture_end(&f);
@@ -163,8 +176,25 @@ static void test_no_hold_with_two_vcpus(void)
     if (!two_cpus()) {
         return;
     }
-    fixture_begin(&f);
+    fixture_begin(&f, false);
     f.m.smp = 2;
+    snapshot_placement_hold_vcpu(&f.pl, &f.m);
+    g_assert_cmpint(f.pl.held_vcpu, ==, 0);
+    g_assert_cmpint(sched_getaffinity(f.v.tid, sizeof(now), &now), ==, 0);
+    g_assert_true(CPU_EQUAL(&now, &f.vcpu_before));
+    fixture_end(&f);
+}
+
+/* A vCPU pinned already is left as it is: the hold only ever narrows. */
+static void test_pinned_vcpu_left_alone(void)
+{
+    PlacementFixture f;
+    cpu_set_t now;
+
+    if (!two_cpus()) {
+        return;
+    }
+    fixture_begin(&f, true);
     snapshot_placement_hold_vcpu(&f.pl, &f.m);
     g_assert_cmpint(f.pl.held_vcpu, ==, 0);
     g_assert_cmpint(sched_getaffinity(f.v.tid, sizeof(now), &now), ==, 0);
@@ -178,5 +208,6 @@ int main(int argc, char **argv)
     g_test_add_func("/snapshot-placement/hold-one-vcpu", test_hold_one_vcpu);
     g_test_add_func("/snapshot-placement/end-releases-vcpu", test_end_releases_vcpu);
     g_test_add_func("/snapshot-placement/no-hold-with-two-vcpus", test_no_hold_with_two_vcpus);
+    g_test_add_func("/snapshot-placement/pinned-vcpu-left-alone", test_pinned_vcpu_left_alone);
     return g_test_run();
 }
