@@ -267,6 +267,12 @@ static uint64_t hot_save_budget(BackgroundSnapshot *bs)
 
 void snapshot_engine_prearm_settle(BackgroundSnapshot *bs)
 {
+    snapshot_engine_prearm_settle_for(bs, PREARM_SETTLE_QUIET_NS, PREARM_SETTLE_MAX_NS);
+}
+
+void snapshot_engine_prearm_settle_for(BackgroundSnapshot *bs, uint64_t quiet_ns,
+                                       uint64_t max_ns)
+{
     uint64_t start = write_tracking_now_ns();
     uint64_t changed = start;
     unsigned seen = 0;
@@ -288,7 +294,7 @@ void snapshot_engine_prearm_settle(BackgroundSnapshot *bs)
             changed = now;
         }
         /* Past the budget the pause protects it all again: no use waiting. */
-        if (now - changed >= PREARM_SETTLE_QUIET_NS || now - start >= PREARM_SETTLE_MAX_NS ||
+        if (now - changed >= quiet_ns || now - start >= max_ns ||
             (uint64_t)n * PREARM_RELEASE_BYTES > hot_save_budget(bs)) {
             break;
         }

@@ -307,6 +307,9 @@ bool snapshot_engine_prearm(BackgroundSnapshot *bs, GError **errp);
  * so that the pause knows all it is writing now.
  */
 void snapshot_engine_prearm_settle(BackgroundSnapshot *bs);
+/* The same, until no release for @quiet_ns, at most @max_ns (tests). */
+void snapshot_engine_prearm_settle_for(BackgroundSnapshot *bs, uint64_t quiet_ns,
+                                       uint64_t max_ns);
 
 /*
  * Inside the pause: make all RAM write-protected (again, for what the guest

@@ -567,12 +567,20 @@ static void test_hot_pause(gconstpointer data)
 
 /*
  * Between the early protect and the pause, a guest writes one 2 MiB region,
- * then another 0.1 ms later: snapshot_engine_prearm_settle() waits for the
- * second write's release too, so the pause knows both.
+ * then another a while later: the settling waits while releases come, so
+ * the pause knows both. The test's quiet time (50 ms) is far longer than the
+ * gap (5 ms), so a loaded machine's delays in starting threads and serving
+ * faults do not decide it; without the settling the second write comes too
+ * late.
  */
+#define SETTLE_GAP_US 5000
+#define SETTLE_QUIET_NS (50 * 1000 * 1000ULL)
+#define SETTLE_MAX_NS (5000 * 1000 * 1000ULL)
+
 typedef struct SettleCtx {
     TestGuest *g;
     bool released[2];
+    uint64_t settle_ns;
 } SettleCtx;
 
 static gpointer write_two_regions_main(gpointer opaque)
@@ -580,10 +588,7 @@ static gpointer write_two_regions_main(gpointer opaque)
     TestGuest *g = opaque;
 
     g->rb[0].host[HOT_PAGE_OFFSET] ^= 1;
-    /* A guest going on at once (a sleep here woke up to milliseconds late). */
-    gint64 until = g_get_monotonic_time() + 100;
-    while (g_get_monotonic_time() < until) {
-    }
+    g_usleep(SETTLE_GAP_US);
     g->rb[0].host[HOT_PAGE_OFFSET + 2 * MIB] ^= 1;
     return NULL;
 }
@@ -592,8 +597,10 @@ static void settle_before_pause(TickCtx *t)
 {
     SettleCtx *c = t->opaque;
     GThread *writer = g_thread_new("settle-writer", write_two_regions_main, c->g);
+    uint64_t start = write_tracking_now_ns();
 
-    snapshot_engine_prearm_settle(t->bs);
+    snapshot_engine_prearm_settle_for(t->bs, SETTLE_QUIET_NS, SETTLE_MAX_NS);
+    c->settle_ns = write_tracking_now_ns() - start;
     g_mutex_lock(&t->bs->arm_lock);
     for (guint i = 0; i < t->bs->prearm_released->len; i++) {
         const SnapshotRange *r = &g_array_index(t->bs->prearm_released, SnapshotRange, i);
@@ -625,6 +632,8 @@ static void test_prearm_settle(void)
     check_image(g, stream_file_memory_output(f), &res);
     g_assert_true(c.released[0]);
     g_assert_true(c.released[1]);
+    /* It ended because the releases stopped, not at its limit. */
+    g_assert_cmpuint(c.settle_ns, <, SETTLE_MAX_NS);
     g_assert_cmpuint(res.stats.pages_saved_in_pause, >, 2 * MIB / PAGE);
     result_clear(&res);
     stream_file_free(f);
