@@ -467,7 +467,11 @@ static void write_next_region(TickCtx *t)
     }
 }
 
-/* A write before the pause in the 2 MiB after the hot page's, and after it (when the scan has saved two chunks) in the hot page's own: below the hot range. */
+/*
+ * A write before the pause in the 2 MiB after the hot page's; after it (once
+ * the scan has saved two chunks) one in the hot page's own 2 MiB: below the
+ * range the pause saved.
+ */
 static void write_above_before_pause(TickCtx *t)
 {
     TestGuest *g = t->opaque;
