@@ -273,13 +273,14 @@ void snapshot_engine_prearm_settle(BackgroundSnapshot *bs)
 void snapshot_engine_prearm_settle_for(BackgroundSnapshot *bs, uint64_t quiet_ns,
                                        uint64_t max_ns)
 {
-    uint64_t start = write_tracking_now_ns();
-    uint64_t changed = start;
-    unsigned seen = 0;
-
     if (bs->epoch || !__atomic_load_n(&bs->prearmed, __ATOMIC_ACQUIRE)) {
         return;
     }
+    uint64_t start = write_tracking_now_ns();
+    uint64_t changed = start;
+    uint64_t budget = hot_save_budget(bs);
+    unsigned seen = 0;
+
     for (;;) {
         uint64_t now = write_tracking_now_ns();
 
@@ -295,7 +296,7 @@ void snapshot_engine_prearm_settle_for(BackgroundSnapshot *bs, uint64_t quiet_ns
         }
         /* Past the budget the pause protects it all again: no use waiting. */
         if (now - changed >= quiet_ns || now - start >= max_ns ||
-            (uint64_t)n * PREARM_RELEASE_BYTES > hot_save_budget(bs)) {
+            (uint64_t)n * PREARM_RELEASE_BYTES > budget) {
             break;
         }
         g_usleep(PREARM_SETTLE_POLL_US);
