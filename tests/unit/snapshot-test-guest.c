@@ -325,6 +325,15 @@ void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
     snapshot_engine_free(bs);
 }
 
+void run_snapshot_checked(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
+                          SnapshotResult *res)
+{
+    run_snapshot(g, f, pool_bytes, t, res);
+    g_assert_no_error(res->error);
+    g_assert_true(stream_file_flush(f));
+    check_image(g, stream_file_memory_output(f), res);
+}
+
 void result_clear(SnapshotResult *res)
 {
     g_clear_error(&res->error);

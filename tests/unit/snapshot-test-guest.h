@@ -95,6 +95,9 @@ bool tick(void *opaque);
 /* Run the engine as background_snapshot_run() does, with the test guest's pause. */
 void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
                   SnapshotResult *res);
+/* run_snapshot(), then: no error, and the image, flushed, equal to RAM at the pause (check_image()). */
+void run_snapshot_checked(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
+                          SnapshotResult *res);
 void result_clear(SnapshotResult *res);
 
 /*

@@ -99,10 +99,7 @@ static void test_backed(gconstpointer data)
     SnapshotResult res;
 
     g_usleep(20000);
-    run_snapshot(g, f, 8 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
+    run_snapshot_checked(g, f, 8 * MIB, &t, &res);
     print_stats(hugetlb ? "snapshot of hugetlbfs memory" : "snapshot of memfd memory", &res, g);
     g_assert_cmpuint(res.stats.write_faults, >, 0);
     result_clear(&res);
@@ -122,10 +119,7 @@ static void test_small_pool(void)
     SnapshotResult res;
 
     g_usleep(20000);
-    run_snapshot(g, f, 64 * PAGE, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
+    run_snapshot_checked(g, f, 64 * PAGE, &t, &res);
     print_stats("snapshot with a 256 KiB pool", &res, g);
     g_assert_cmpuint(res.stats.pool_high_water, <=, 64 * PAGE);
     result_clear(&res);
@@ -174,10 +168,7 @@ static void test_cancel_then_again(void)
     assert_ram_writable(g);
     f = stream_file_new_memory_output();
     t = (TickCtx){ 0 };
-    run_snapshot(g, f, 8 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
+    run_snapshot_checked(g, f, 8 * MIB, &t, &res);
     result_clear(&res);
     stream_file_free(f);
     guest_free(g);
@@ -300,10 +291,7 @@ static void test_scan_runs_ahead(void)
     TickCtx t = { .on_tick = write_in_order, .opaque = g };
     SnapshotResult res;
 
-    run_snapshot(g, f, 16 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
+    run_snapshot_checked(g, f, 16 * MIB, &t, &res);
     print_stats("snapshot of a guest writing in order", &res, g);
     g_assert_cmpuint(t.ticks, >=, 4);
     /* The first write faults; the second finds its page saved and writable. */
@@ -352,10 +340,7 @@ static void test_scan_run_has_no_length_limit(void)
 
     g_assert_cmpuint(BLOCK0_SIZE / (SNAPSHOT_SCAN_CHUNK_PAGES * PAGE), ==, 24);
     write_all_main(g);
-    run_snapshot(g, f, 16 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
+    run_snapshot_checked(g, f, 16 * MIB, &t, &res);
     g_assert_cmpuint(t.ticks, >=, RUN_LATE_TICK);
     /* The first write faults; the second finds its page saved and writable. */
     g_assert_cmpuint(res.stats.write_faults, ==, 1);
@@ -410,10 +395,7 @@ static void run_boost_case(unsigned vcpus, BoostCtx *b)
 
     *b = (BoostCtx){ .g = g, .vcpus = vcpus };
     write_all_main(g);
-    run_snapshot(g, f, 16 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
+    run_snapshot_checked(g, f, 16 * MIB, &t, &res);
     g_assert_cmpuint(res.stats.write_faults, ==, 1);
     result_clear(&res);
     stream_file_free(f);
@@ -550,10 +532,7 @@ static void test_hot_pause(gconstpointer data)
     TickCtx t = { .before_pause = c->before, .on_tick = c->after, .opaque = g };
     SnapshotResult res;
 
-    run_snapshot(g, f, c->pool_bytes, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
+    run_snapshot_checked(g, f, c->pool_bytes, &t, &res);
     print_stats(c->what, &res, g);
     /*
      * The 2 MiB written before the pause were saved in it and left writable,
@@ -630,10 +609,7 @@ static void test_prearm_settle(void)
     SnapshotResult res;
 
     /* The pause copies up to an eighth of the pool: 8 MiB of 64. */
-    run_snapshot(g, f, 64 * MIB, &t, &res);
-    g_assert_no_error(res.error);
-    g_assert_true(stream_file_flush(f));
-    check_image(g, stream_file_memory_output(f), &res);
+    run_snapshot_checked(g, f, 64 * MIB, &t, &res);
     g_assert_true(c.released[0]);
     g_assert_true(c.released[1]);
     /* It ended because the releases stopped, not at its limit. */
