@@ -9,6 +9,7 @@
 #include "util/bitmap.h"
 #include "util/error.h"
 #include "util/huge-map.h"
+#include "util/pi-mutex.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -23,8 +24,12 @@ struct PagePool {
     uint32_t capacity;
     uint32_t reserve;
 
-    GMutex lock;
-    GCond freed;
+    /*
+     * Priority inheritance: the real-time fault handler takes it, and the
+     * idle-priority writer holds it to give buffers back (util/pi-mutex.c).
+     */
+    PiMutex lock;
+    PiCond freed;
     /*
      * Free slots in two stacks. Warm ones have been touched (populated); a
      * cold one costs a page fault (a 2 MiB clear with THP, milliseconds here)
@@ -83,8 +88,8 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     p->memory = mem;
     p->capacity = (uint32_t)pages;
     p->reserve = (uint32_t)MIN(reserve_bytes / PAGE_POOL_PAGE_SIZE, pages - 1);
-    g_mutex_init(&p->lock);
-    g_cond_init(&p->freed);
+    pi_mutex_init(&p->lock);
+    pi_cond_init(&p->freed);
     p->warm_slots = g_new(uint32_t, pages);
     p->cold_slots = g_new(uint32_t, pages);
     p->stats.capacity_pages = p->capacity;
@@ -130,8 +135,8 @@ void page_pool_free(PagePool *p)
     g_free(p->cold_slots);
     g_free(p->chunk_used);
     bitmap_free(p->chunk_backed);
-    g_mutex_clear(&p->lock);
-    g_cond_clear(&p->freed);
+    pi_mutex_clear(&p->lock);
+    pi_cond_clear(&p->freed);
     g_free(p);
 }
 
@@ -153,10 +158,18 @@ static uint32_t available_locked(PagePool *p, PagePoolUser user)
 
 uint32_t page_pool_available(PagePool *p, PagePoolUser user)
 {
-    g_mutex_lock(&p->lock);
-    uint32_t n = available_locked(p, user);
-    g_mutex_unlock(&p->lock);
-    return n;
+    /*
+     * Without the lock: the fault handler asks several times a fault, and
+     * each answer is a snapshot of a moving count anyway. Both counts are
+     * stored atomically under the lock.
+     */
+    uint32_t nr_free = __atomic_load_n(&p->nr_free, __ATOMIC_RELAXED);
+    uint32_t reserve = __atomic_load_n(&p->reserve, __ATOMIC_RELAXED);
+
+    if (user == PAGE_POOL_USER_SCAN) {
+        return nr_free > reserve ? nr_free - reserve : 0;
+    }
+    return nr_free;
 }
 
 double page_pool_free_fraction(PagePool *p)
@@ -168,10 +181,10 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
 {
     g_assert(n > 0 && n <= page_pool_max_take(p, user));
 
-    g_mutex_lock(&p->lock);
+    pi_mutex_lock(&p->lock);
     if (!p->closed && available_locked(p, user) < n) {
         if (!wait) {
-            g_mutex_unlock(&p->lock);
+            pi_mutex_unlock(&p->lock);
             return false;
         }
         gint64 start = g_get_monotonic_time();
@@ -179,7 +192,7 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
             __atomic_store_n(&p->scan_waiting, true, __ATOMIC_RELAXED);
         }
         while (!p->closed && available_locked(p, user) < n) {
-            g_cond_wait(&p->freed, &p->lock);
+            pi_cond_wait(&p->freed, &p->lock);
         }
         if (user == PAGE_POOL_USER_SCAN) {
             __atomic_store_n(&p->scan_waiting, false, __ATOMIC_RELAXED);
@@ -194,7 +207,7 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
         }
     }
     if (p->closed) {
-        g_mutex_unlock(&p->lock);
+        pi_mutex_unlock(&p->lock);
         return false;
     }
     uint32_t from_warm;
@@ -223,7 +236,7 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
     if (in_use > p->stats.high_water_pages) {
         p->stats.high_water_pages = in_use;
     }
-    g_mutex_unlock(&p->lock);
+    pi_mutex_unlock(&p->lock);
 
     /* Populate cold slots now, while the taker holds no claim a vCPU could wait on. */
     for (uint32_t i = from_warm; i < n; i++) {
@@ -237,7 +250,7 @@ void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n)
     if (!n) {
         return;
     }
-    g_mutex_lock(&p->lock);
+    pi_mutex_lock(&p->lock);
     g_assert(p->nr_free + n <= p->capacity);
     memcpy(&p->warm_slots[p->nr_warm], slots, n * sizeof(*slots));
     p->nr_warm += n;
@@ -247,8 +260,9 @@ void page_pool_put(PagePool *p, const uint32_t *slots, uint32_t n)
     }
     __atomic_store_n(&p->nr_free, p->nr_free + n, __ATOMIC_RELAXED);
     __atomic_store_n(&p->returned, p->returned + n, __ATOMIC_RELAXED);
-    g_cond_broadcast(&p->freed);
-    g_mutex_unlock(&p->lock);
+    pi_mutex_unlock(&p->lock);
+    /* After the unlock: a woken taker that preempts this thread finds the lock free. */
+    pi_cond_broadcast(&p->freed);
 }
 
 /* A populated chunk with no slot taken, or -1; called with the lock held. */
@@ -289,10 +303,10 @@ bool page_pool_give_back_chunk(PagePool *p, bool wait)
     bool more_coming;
     int64_t c;
 
-    g_mutex_lock(&p->lock);
+    pi_mutex_lock(&p->lock);
     while ((c = free_backed_chunk_locked(p, &more_coming)) < 0 && more_coming && wait &&
            !p->closed) {
-        g_cond_wait(&p->freed, &p->lock);
+        pi_cond_wait(&p->freed, &p->lock);
     }
     if (c >= 0 && !p->closed) {
         /*
@@ -306,16 +320,16 @@ bool page_pool_give_back_chunk(PagePool *p, bool wait)
         p->stats.chunks_given_back++;
     }
     bool given = c >= 0 && !p->closed;
-    g_mutex_unlock(&p->lock);
+    pi_mutex_unlock(&p->lock);
     return given;
 }
 
 void page_pool_release_reserve(PagePool *p)
 {
-    g_mutex_lock(&p->lock);
+    pi_mutex_lock(&p->lock);
     __atomic_store_n(&p->reserve, 0, __ATOMIC_RELAXED);
-    g_cond_broadcast(&p->freed);    /* a scan waiting for the reserve's pages may go on */
-    g_mutex_unlock(&p->lock);
+    pi_cond_broadcast(&p->freed);    /* a scan waiting for the reserve's pages may go on */
+    pi_mutex_unlock(&p->lock);
 }
 
 bool page_pool_scan_waiting(PagePool *p)
@@ -341,16 +355,16 @@ uint8_t *page_pool_page(PagePool *p, uint32_t slot)
 
 void page_pool_close(PagePool *p)
 {
-    g_mutex_lock(&p->lock);
+    pi_mutex_lock(&p->lock);
     p->closed = true;
-    g_cond_broadcast(&p->freed);
-    g_mutex_unlock(&p->lock);
+    pi_cond_broadcast(&p->freed);
+    pi_mutex_unlock(&p->lock);
 }
 
 void page_pool_get_stats(PagePool *p, PagePoolStats *stats)
 {
-    g_mutex_lock(&p->lock);
+    pi_mutex_lock(&p->lock);
     *stats = p->stats;
     stats->in_use_pages = p->capacity - p->nr_free;
-    g_mutex_unlock(&p->lock);
+    pi_mutex_unlock(&p->lock);
 }

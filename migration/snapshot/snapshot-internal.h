@@ -12,6 +12,7 @@
 #include "migration/page-pool.h"
 #include "migration/write-tracking.h"
 #include "util/latency-histogram.h"
+#include "util/pi-mutex.h"
 
 typedef struct RamBlock RamBlock;
 typedef struct StreamFile StreamFile;
@@ -140,8 +141,8 @@ typedef struct SnapshotWriter {
     MappedRamWriter *mapped;    /* mapped-ram: pages go to their offsets, not into @f */
     PagePool *pool;
     GThread *thread;
-    GMutex lock;
-    GCond cond;
+    PiMutex lock;               /* the fault handler pushes; the idle-priority writer pops */
+    PiCond cond;
     GQueue queue;               /* SnapshotRecord * */
     bool finishing;             /* no more records: drain and stop */
     bool failed;                /* atomic: a write failed; records are dropped */

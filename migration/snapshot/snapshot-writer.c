@@ -218,11 +218,11 @@ unsigned snapshot_writer_pending(SnapshotWriter *w)
 {
     unsigned n = 0;
 
-    g_mutex_lock(&w->lock);
+    pi_mutex_lock(&w->lock);
     if (w->thread) {
         n = g_queue_get_length(&w->queue);
     }
-    g_mutex_unlock(&w->lock);
+    pi_mutex_unlock(&w->lock);
     return n;
 }
 
@@ -233,12 +233,12 @@ static gpointer writer_thread_main(gpointer opaque)
     writer_lower_priority(w);
 
     for (;;) {
-        g_mutex_lock(&w->lock);
+        pi_mutex_lock(&w->lock);
         while (g_queue_is_empty(&w->queue) && !w->finishing) {
-            g_cond_wait(&w->cond, &w->lock);
+            pi_cond_wait(&w->cond, &w->lock);
         }
         SnapshotRecord *rec = g_queue_pop_head(&w->queue);
-        g_mutex_unlock(&w->lock);
+        pi_mutex_unlock(&w->lock);
         if (!rec) {
             break;      /* finishing and drained */
         }
@@ -254,9 +254,9 @@ static gpointer writer_thread_main(gpointer opaque)
              * The stream belongs to this thread, so copy its error for others.
              */
             const GError *err = stream_file_error(w->f);
-            g_mutex_lock(&w->lock);
+            pi_mutex_lock(&w->lock);
             w->error = err ? g_error_copy(err) : NULL;
-            g_mutex_unlock(&w->lock);
+            pi_mutex_unlock(&w->lock);
             __atomic_store_n(&w->failed, true, __ATOMIC_RELEASE);
         }
         g_free(rec);
@@ -266,18 +266,18 @@ static gpointer writer_thread_main(gpointer opaque)
 
 void snapshot_writer_init(SnapshotWriter *w)
 {
-    g_mutex_init(&w->lock);
+    pi_mutex_init(&w->lock);
     g_mutex_init(&w->prio_lock);
-    g_cond_init(&w->cond);
+    pi_cond_init(&w->cond);
     g_queue_init(&w->queue);
 }
 
 void snapshot_writer_clear(SnapshotWriter *w)
 {
     g_assert(!w->thread);
-    g_mutex_clear(&w->lock);
+    pi_mutex_clear(&w->lock);
     g_mutex_clear(&w->prio_lock);
-    g_cond_clear(&w->cond);
+    pi_cond_clear(&w->cond);
 }
 
 bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, MappedRamWriter *mapped,
@@ -296,16 +296,16 @@ bool snapshot_writer_start(SnapshotWriter *w, StreamFile *f, MappedRamWriter *ma
 
 void snapshot_writer_push(SnapshotWriter *w, SnapshotRecord *rec)
 {
-    g_mutex_lock(&w->lock);
+    pi_mutex_lock(&w->lock);
     if (w->thread && !w->finishing) {
         bool was_empty = g_queue_is_empty(&w->queue);
         g_queue_push_tail(&w->queue, rec);
         if (was_empty) {
-            g_cond_signal(&w->cond);
+            pi_cond_signal(&w->cond);
         }
         rec = NULL;
     }
-    g_mutex_unlock(&w->lock);
+    pi_mutex_unlock(&w->lock);
     if (rec) {
         release_record(w, rec);     /* too late: the stream is closed to records */
     }
@@ -316,14 +316,14 @@ bool snapshot_writer_finish(SnapshotWriter *w, GError **errp)
     if (!w->thread) {
         return true;
     }
-    g_mutex_lock(&w->lock);
+    pi_mutex_lock(&w->lock);
     w->finishing = true;
-    g_cond_signal(&w->cond);
-    g_mutex_unlock(&w->lock);
+    pi_cond_signal(&w->cond);
+    pi_mutex_unlock(&w->lock);
     g_thread_join(w->thread);
-    g_mutex_lock(&w->lock);
+    pi_mutex_lock(&w->lock);
     w->thread = NULL;
-    g_mutex_unlock(&w->lock);
+    pi_mutex_unlock(&w->lock);
 
     if (w->failed || stream_file_error(w->f)) {
         snapshot_writer_get_error(w, errp);
@@ -343,7 +343,7 @@ void snapshot_writer_get_error(SnapshotWriter *w, GError **errp)
     const char *why = "the stream failed";
 
     if (w->thread) {
-        g_mutex_lock(&w->lock);
+        pi_mutex_lock(&w->lock);
     }
     if (w->error) {
         why = w->error->message;
@@ -352,6 +352,6 @@ void snapshot_writer_get_error(SnapshotWriter *w, GError **errp)
     }
     error_setg(errp, "background-snapshot: writing RAM failed: %s", why);
     if (w->thread) {
-        g_mutex_unlock(&w->lock);
+        pi_mutex_unlock(&w->lock);
     }
 }
