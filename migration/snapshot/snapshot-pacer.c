@@ -33,15 +33,6 @@
 /* Tokens saved up while the guest does not fault: a short burst passes without waiting. */
 #define PACE_BURST_NS (2 * 1000 * 1000ULL)
 
-/*
- * Room the pool keeps beyond the pages still to save before it counts as
- * covering them. The scan takes a chunk's buffers before it claims the
- * chunk's pages, so a fault that claims some of them first needs buffers of
- * its own for those too: at most one chunk's worth, as a fault saves at
- * most 2 MiB. Its other pages are covered like the rest.
- */
-#define COVER_MARGIN_PAGES SNAPSHOT_SCAN_CHUNK_PAGES
-
 bool snapshot_pool_covers_rest(BackgroundSnapshot *bs)
 {
     if (snapshot_pool_covered(bs)) {
@@ -51,13 +42,18 @@ bool snapshot_pool_covers_rest(BackgroundSnapshot *bs)
      * Saved first, then free: a page unclaimed now was unsaved then, so the
      * pages still to save are at most total - saved (in-flight ones already
      * hold their buffers, and zero ones need none). Once the free pages
-     * cover them with the margin, they always will: each page saved takes
-     * one buffer and the sink only gives buffers back.
+     * cover them, they always will: each page saved takes one buffer, taken
+     * after its claim, and the sink only gives buffers back. Except the
+     * scan's: until then it takes a chunk's buffers before claiming, and a
+     * fault that claims some of those pages first needs buffers of its own,
+     * so what it holds is counted too (read before the free count: it takes,
+     * then says so). From then on it claims first (scan_chunk()).
      */
     uint64_t saved = __atomic_load_n(&bs->fig.saved_pages, __ATOMIC_ACQUIRE);
+    uint64_t held = __atomic_load_n(&bs->scan_held_pages, __ATOMIC_ACQUIRE);
     uint64_t free_pages = page_pool_available(bs->pool, PAGE_POOL_USER_FAULT);
 
-    if (free_pages < bs->total_pages - MIN(saved, bs->total_pages) + COVER_MARGIN_PAGES) {
+    if (free_pages < bs->total_pages - MIN(saved, bs->total_pages) + held) {
         return false;
     }
     __atomic_store_n(&bs->pool_covers_rest, true, __ATOMIC_RELEASE);

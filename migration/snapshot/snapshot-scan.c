@@ -182,21 +182,24 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
     /*
      * Take buffers before claiming: a page we claim blocks a faulting vCPU
      * until we save it, so we must not then wait for the sink. Claims only
-     * grow, so today's unclaimed count bounds what we will win.
+     * grow, so today's unclaimed count bounds what we will win. Once the
+     * pool covers the rest, claim first instead: buffers are there for every
+     * page claimed, and held ones would count against the cover. (Then the
+     * faults' reserve is the scan's too: every page it saves first is one
+     * fault fewer.)
      */
+    bool covered = snapshot_pool_covers_rest(bs);
     uint32_t need = 0;
-    for (uint64_t i = 0; i < n; i++) {
+    for (uint64_t i = 0; !covered && i < n; i++) {
         if (!bitmap_test_atomic(sb->claimed, first + i)) {
             need++;
         }
     }
-    /*
-     * Once the pool covers the rest, the faults' reserve is the scan's too:
-     * every page it saves first is one fault fewer.
-     */
-    snapshot_pool_covers_rest(bs);
-    if (need && !page_pool_take(bs->pool, need, PAGE_POOL_USER_SCAN, true, slots)) {
-        return false;
+    if (need) {
+        if (!page_pool_take(bs->pool, need, PAGE_POOL_USER_SCAN, true, slots)) {
+            return false;
+        }
+        __atomic_store_n(&bs->scan_held_pages, need, __ATOMIC_RELEASE);
     }
 
     uint32_t used = 0;
@@ -205,12 +208,21 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
         uint64_t m = MIN((uint64_t)SCAN_CLAIM_PAGES, n - sub);
         unsigned long won;
 
+        /* Holding no unsaved claim here: a fault's copy may go first. */
+        snapshot_fault_share_help(bs);
         if (!bitmap_claim_range_atomic(sb->claimed, first + sub, m, &won)) {
             continue;
         }
         any = true;
         uint32_t k = __builtin_popcountl(won);
         trace_snapshot_page_claimed(block_index, (first + sub) * SNAPSHOT_PAGE_SIZE, k, 0);
+        if (covered) {
+            /* Never waits: the free buffers cover every page not yet saved. */
+            if (!page_pool_take(bs->pool, k, PAGE_POOL_USER_SCAN, true, slots + used)) {
+                return false;
+            }
+            need += k;
+        }
         g_assert(used + k <= need);
         *saved += snapshot_save_claimed(bs, block_index, first + sub, m, &won, slots + used, k,
                                         NULL);
@@ -218,6 +230,7 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
         scan_unboost(bs);
     }
     page_pool_put(bs->pool, slots + used, need - used);
+    __atomic_store_n(&bs->scan_held_pages, 0, __ATOMIC_RELEASE);
     if (any && !bs->epoch) {
         /*
          * Release as soon as copied, not when written: the guest runs on.
