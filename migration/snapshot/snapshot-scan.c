@@ -173,6 +173,8 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
     SnapshotBlock *sb = &bs->blocks[block_index];
     uint32_t slots[SNAPSHOT_SCAN_CHUNK_PAGES];
 
+    /* Also where a chunk has nothing to copy: right after the pause most have none. */
+    snapshot_fault_share_help(bs);
     scan_emit_zero(bs, block_index, first, n);
     if (bitmap_range_is_set_atomic(sb->claimed, first, n)) {
         scan_let_go(bs, block_index, first, n);
