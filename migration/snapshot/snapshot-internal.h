@@ -27,6 +27,13 @@ typedef struct MigrationChannel MigrationChannel;
 #define SNAPSHOT_MAX_BACKING_PAGE (2u << 20)
 /* Scan step: the THP size, so a chunk's unprotect keeps huge mappings whole. */
 #define SNAPSHOT_SCAN_CHUNK_PAGES 512u
+/*
+ * Pages the scan claims at a time, and takes buffers for just before: a
+ * faulting vCPU that hits a page the scan claimed waits until the scan has
+ * copied it, so claims are one word of the bitmap (256 KiB, some tens of
+ * microseconds of copying), not a whole chunk.
+ */
+#define SNAPSHOT_SCAN_CLAIM_PAGES 64u
 /* Largest aligned block a fault saves around the faulting page (the THP size). */
 #define SNAPSHOT_FAULT_BLOCK_MAX_PAGES 512u
 /* A transparent huge page, in 4 KiB pages: protection changes in these where RAM is mapped huge. */
@@ -247,7 +254,6 @@ typedef struct BackgroundSnapshot {
     SnapshotFaultShare fault_share;
     SnapshotPacer pacer;
     bool pool_covers_rest;      /* atomic: see snapshot_pool_covers_rest() */
-    uint32_t scan_held_pages;   /* atomic: buffers the scan took for pages it has yet to claim */
     SnapshotWatchdog watchdog;
     bool finished;
     uint64_t setup_ns;

@@ -33,6 +33,17 @@
 /* Tokens saved up while the guest does not fault: a short burst passes without waiting. */
 #define PACE_BURST_NS (2 * 1000 * 1000ULL)
 
+/*
+ * Room the pool keeps beyond the pages still to save before it counts as
+ * covering them. The scan takes a piece's buffers before it claims the
+ * piece's pages, so a fault that claims some of them first needs buffers of
+ * its own for those too: at most one piece's worth (256 KiB; it was a 2 MiB
+ * chunk's, when the scan took a chunk's buffers at once, and a 128 MiB pool
+ * for 128.2 MiB of data then covered it only 13-22 ms after the pause at
+ * 100 MiB/s). Its other pages are covered like the rest.
+ */
+#define COVER_MARGIN_PAGES SNAPSHOT_SCAN_CLAIM_PAGES
+
 bool snapshot_pool_covers_rest(BackgroundSnapshot *bs)
 {
     if (snapshot_pool_covered(bs)) {
@@ -42,18 +53,13 @@ bool snapshot_pool_covers_rest(BackgroundSnapshot *bs)
      * Saved first, then free: a page unclaimed now was unsaved then, so the
      * pages still to save are at most total - saved (in-flight ones already
      * hold their buffers, and zero ones need none). Once the free pages
-     * cover them, they always will: each page saved takes one buffer, taken
-     * after its claim, and the sink only gives buffers back. Except the
-     * scan's: until then it takes a chunk's buffers before claiming, and a
-     * fault that claims some of those pages first needs buffers of its own,
-     * so what it holds is counted too (read before the free count: it takes,
-     * then says so). From then on it claims first (scan_chunk()).
+     * cover them with the margin, they always will: each page saved takes
+     * one buffer and the sink only gives buffers back.
      */
     uint64_t saved = __atomic_load_n(&bs->fig.saved_pages, __ATOMIC_ACQUIRE);
-    uint64_t held = __atomic_load_n(&bs->scan_held_pages, __ATOMIC_ACQUIRE);
     uint64_t free_pages = page_pool_available(bs->pool, PAGE_POOL_USER_FAULT);
 
-    if (free_pages < bs->total_pages - MIN(saved, bs->total_pages) + held) {
+    if (free_pages < bs->total_pages - MIN(saved, bs->total_pages) + COVER_MARGIN_PAGES) {
         return false;
     }
     __atomic_store_n(&bs->pool_covers_rest, true, __ATOMIC_RELEASE);
