@@ -27,13 +27,6 @@ typedef struct MigrationChannel MigrationChannel;
 #define SNAPSHOT_MAX_BACKING_PAGE (2u << 20)
 /* Scan step: the THP size, so a chunk's unprotect keeps huge mappings whole. */
 #define SNAPSHOT_SCAN_CHUNK_PAGES 512u
-/*
- * Pages the scan claims at a time, and takes buffers for just before: a
- * faulting vCPU that hits a page the scan claimed waits until the scan has
- * copied it, so claims are one word of the bitmap (256 KiB, some tens of
- * microseconds of copying), not a whole chunk.
- */
-#define SNAPSHOT_SCAN_CLAIM_PAGES 64u
 /* Largest aligned block a fault saves around the faulting page (the THP size). */
 #define SNAPSHOT_FAULT_BLOCK_MAX_PAGES 512u
 /* A transparent huge page, in 4 KiB pages: protection changes in these where RAM is mapped huge. */

@@ -35,14 +35,12 @@
 
 /*
  * Room the pool keeps beyond the pages still to save before it counts as
- * covering them. The scan takes a piece's buffers before it claims the
- * piece's pages, so a fault that claims some of them first needs buffers of
- * its own for those too: at most one piece's worth (256 KiB; it was a 2 MiB
- * chunk's, when the scan took a chunk's buffers at once, and a 128 MiB pool
- * for 128.2 MiB of data then covered it only 13-22 ms after the pause at
- * 100 MiB/s). Its other pages are covered like the rest.
+ * covering them. The scan takes a chunk's buffers before it claims the
+ * chunk's pages, so a fault that claims some of them first needs buffers of
+ * its own for those too: at most one chunk's worth, as a fault saves at
+ * most 2 MiB. Its other pages are covered like the rest.
  */
-#define COVER_MARGIN_PAGES SNAPSHOT_SCAN_CLAIM_PAGES
+#define COVER_MARGIN_PAGES SNAPSHOT_SCAN_CHUNK_PAGES
 
 bool snapshot_pool_covers_rest(BackgroundSnapshot *bs)
 {

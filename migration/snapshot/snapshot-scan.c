@@ -13,8 +13,12 @@
 #include "util/bitmap.h"
 #include "util/error.h"
 
-#define SCAN_CLAIM_PAGES SNAPSHOT_SCAN_CLAIM_PAGES
-G_STATIC_ASSERT(SCAN_CLAIM_PAGES == BITMAP_BITS_PER_WORD);   /* one word of the claim bitmap */
+/*
+ * Pages the scan claims at a time: a faulting vCPU that hits a page the scan
+ * claimed waits until the scan has copied it, so claims are one word of the
+ * bitmap (256 KiB, some tens of microseconds of copying), not a whole chunk.
+ */
+#define SCAN_CLAIM_PAGES BITMAP_BITS_PER_WORD
 /*
  * After a fault, the scan runs ahead of the guest at a fair share for this
  * long, not at idle priority: at idle it shared its CPU with the writer and
@@ -167,6 +171,7 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
                        uint64_t n, uint64_t *saved)
 {
     SnapshotBlock *sb = &bs->blocks[block_index];
+    uint32_t slots[SNAPSHOT_SCAN_CHUNK_PAGES];
 
     /* Also where a chunk has nothing to copy: right after the pause most have none. */
     snapshot_fault_share_help(bs);
@@ -177,49 +182,46 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
     }
 
     /*
+     * Take buffers before claiming: a page we claim blocks a faulting vCPU
+     * until we save it, so we must not then wait for the sink. Claims only
+     * grow, so today's unclaimed count bounds what we will win.
+     */
+    uint32_t need = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!bitmap_test_atomic(sb->claimed, first + i)) {
+            need++;
+        }
+    }
+    /*
      * Once the pool covers the rest, the faults' reserve is the scan's too:
      * every page it saves first is one fault fewer.
      */
     snapshot_pool_covers_rest(bs);
+    if (need && !page_pool_take(bs->pool, need, PAGE_POOL_USER_SCAN, true, slots)) {
+        return false;
+    }
 
+    uint32_t used = 0;
     bool any = false;
     for (uint64_t sub = 0; sub < n; sub += SCAN_CLAIM_PAGES) {
         uint64_t m = MIN((uint64_t)SCAN_CLAIM_PAGES, n - sub);
-        uint32_t slots[SCAN_CLAIM_PAGES];
-        uint32_t need = 0;
         unsigned long won;
 
         /* Holding no unsaved claim here: a fault's copy may go first. */
         snapshot_fault_share_help(bs);
-        /*
-         * Take buffers before claiming: a page we claim blocks a faulting
-         * vCPU until we save it, so we must not then wait for the sink, nor
-         * populate a buffer. Claims only grow, so today's unclaimed count
-         * bounds what we will win. A piece at a time: a fault that claims
-         * some of these pages first needs buffers of its own for them, and
-         * the pool's cover keeps that much to spare (snapshot-pacer.c).
-         */
-        for (uint64_t i = 0; i < m; i++) {
-            need += !bitmap_test_atomic(sb->claimed, first + sub + i);
-        }
-        if (!need) {
-            continue;
-        }
-        if (!page_pool_take(bs->pool, need, PAGE_POOL_USER_SCAN, true, slots)) {
-            return false;
-        }
         if (!bitmap_claim_range_atomic(sb->claimed, first + sub, m, &won)) {
-            page_pool_put(bs->pool, slots, need);
             continue;
         }
         any = true;
         uint32_t k = __builtin_popcountl(won);
         trace_snapshot_page_claimed(block_index, (first + sub) * SNAPSHOT_PAGE_SIZE, k, 0);
-        g_assert(k <= need);
-        *saved += snapshot_save_claimed(bs, block_index, first + sub, m, &won, slots, k, NULL);
-        page_pool_put(bs->pool, slots + k, need - k);
+        g_assert(used + k <= need);
+        *saved += snapshot_save_claimed(bs, block_index, first + sub, m, &won, slots + used, k,
+                                        NULL);
+        used += k;
         scan_unboost(bs);
     }
+    page_pool_put(bs->pool, slots + used, need - used);
     if (any && !bs->epoch) {
         /*
          * Release as soon as copied, not when written: the guest runs on.
