@@ -177,9 +177,16 @@ uint64_t snapshot_fault_save_shared(BackgroundSnapshot *bs, unsigned block_index
     SnapshotFaultShare *sh = &bs->fault_share;
     unsigned k;
 
-    /* Not in whole pieces, or a late helper still holds the last posting's copies. */
+    /*
+     * Not in whole pieces, or a late helper still holds the last posting's
+     * copies, or the scan is not copying (waiting for the pool, between
+     * chunks with nothing to copy, done): one copy as before, without the
+     * pieces' own costs (a record and a fence each; without KVM, faults the
+     * scan did not help took 180 us instead of 130 when cut in pieces).
+     */
     if (first % PIECE_PAGES || n % PIECE_PAGES || n / PIECE_PAGES < 2 ||
         n / PIECE_PAGES > SNAPSHOT_SHARE_PIECES ||
+        !__atomic_load_n(&sh->helpers, __ATOMIC_RELAXED) ||
         __atomic_load_n(&sh->in_flight, __ATOMIC_ACQUIRE)) {
         return snapshot_save_claimed(bs, block_index, first, n, won, slots, nslots, NULL);
     }

@@ -130,6 +130,7 @@ typedef struct SnapshotPauseCopy {
 #define SNAPSHOT_SHARE_PIECES (SNAPSHOT_FAULT_BLOCK_MAX_PAGES / BITMAP_BITS_PER_WORD)
 
 typedef struct SnapshotFaultShare {
+    unsigned helpers;           /* atomic: threads copying that offer help (the scan in a chunk) */
     uint32_t posted;            /* atomic: the current generation, 0 when none */
     uint32_t generation;        /* fault thread only: the last one used */
     uint64_t next;              /* atomic: generation << 32 | pieces << 16 | the next piece */

@@ -203,6 +203,7 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
 
     uint32_t used = 0;
     bool any = false;
+    __atomic_fetch_add(&bs->fault_share.helpers, 1, __ATOMIC_RELAXED);
     for (uint64_t sub = 0; sub < n; sub += SCAN_CLAIM_PAGES) {
         uint64_t m = MIN((uint64_t)SCAN_CLAIM_PAGES, n - sub);
         unsigned long won;
@@ -221,6 +222,7 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
         used += k;
         scan_unboost(bs);
     }
+    __atomic_fetch_sub(&bs->fault_share.helpers, 1, __ATOMIC_RELAXED);
     page_pool_put(bs->pool, slots + used, need - used);
     if (any && !bs->epoch) {
         /*

@@ -102,28 +102,40 @@ static void test_huge_kept(void)
 }
 
 /*
- * A second scan-like thread that only helps: from before the pause to the
- * end of the snapshot it takes pieces of every fault's posted block, as the
- * scan does between its own pieces. (The scan itself, at idle priority
- * beside the test's two spinning writers, is rarely there while a fault
- * copies.)
+ * A second scan-like thread that only helps: from before the pause until RAM
+ * is saved it takes pieces of every fault's posted block, as the scan does
+ * between its own pieces, and counts as a helper meanwhile, as the scan
+ * does while it copies. (The scan itself, at idle priority beside the
+ * test's two spinning writers, is rarely there while a fault copies.)
  */
 typedef struct Helper {
     GThread *thread;
-    BackgroundSnapshot *bs;     /* atomic: set in before_pause */
+    BackgroundSnapshot *bs;
+    bool pinned;                /* on CPU 0, real-time below the preemptor */
     bool stop;                  /* atomic */
 } Helper;
+
+static void pin_self(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    g_assert_cmpint(sched_setaffinity(0, sizeof(set), &set), ==, 0);
+}
 
 static gpointer helper_main(gpointer opaque)
 {
     Helper *h = opaque;
 
-    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
-        BackgroundSnapshot *bs = __atomic_load_n(&h->bs, __ATOMIC_ACQUIRE);
+    if (h->pinned) {
+        struct sched_param sp = { .sched_priority = 1 };
 
-        if (bs) {
-            snapshot_fault_share_help(bs);
-        }
+        pin_self(0);
+        pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);  /* allowed: the preemptor's was */
+    }
+    while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+        snapshot_fault_share_help(h->bs);
     }
     return NULL;
 }
@@ -132,7 +144,18 @@ static void start_helping(TickCtx *t)
 {
     Helper *h = t->opaque;
 
-    __atomic_store_n(&h->bs, t->bs, __ATOMIC_RELEASE);
+    h->bs = t->bs;
+    __atomic_fetch_add(&h->bs->fault_share.helpers, 1, __ATOMIC_RELAXED);
+    h->thread = g_thread_new("share-helper", helper_main, h);
+}
+
+static void stop_helping(TickCtx *t)
+{
+    Helper *h = t->opaque;
+
+    __atomic_store_n(&h->stop, true, __ATOMIC_RELEASE);
+    g_thread_join(h->thread);
+    __atomic_fetch_sub(&h->bs->fault_share.helpers, 1, __ATOMIC_RELAXED);
 }
 
 /*
@@ -148,14 +171,9 @@ static void test_huge_fault_shared(void)
     for (int i = 0; i < 5 && !helped; i++) {
         SnapshotResult res;
         Helper h = { 0 };
-        TickCtx t = { .before_pause = start_helping, .opaque = &h };
+        TickCtx t = { .before_pause = start_helping, .after_save = stop_helping, .opaque = &h };
 
-        h.thread = g_thread_new("share-helper", helper_main, &h);
-        bool ran = huge_snapshot(128 * MIB, &t, "THP-backed RAM, faults' copies shared",
-                                 &res);
-        __atomic_store_n(&h.stop, true, __ATOMIC_RELEASE);
-        g_thread_join(h.thread);
-        if (!ran) {
+        if (!huge_snapshot(128 * MIB, &t, "THP-backed RAM, faults' copies shared", &res)) {
             return;
         }
         g_assert_cmpuint(res.stats.huge_page_faults, >, 0);
@@ -178,15 +196,6 @@ typedef struct Preemptor {
     bool ready;                 /* atomic */
 } Preemptor;
 
-static void pin_self(int cpu)
-{
-    cpu_set_t set;
-
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    g_assert_cmpint(sched_setaffinity(0, sizeof(set), &set), ==, 0);
-}
-
 static gpointer preemptor_main(gpointer opaque)
 {
     Preemptor *p = opaque;
@@ -204,15 +213,6 @@ static gpointer preemptor_main(gpointer opaque)
         g_usleep(20);
     }
     return NULL;
-}
-
-static gpointer pinned_helper_main(gpointer opaque)
-{
-    struct sched_param sp = { .sched_priority = 1 };
-
-    pin_self(0);
-    pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);  /* allowed: the preemptor's was */
-    return helper_main(opaque);
 }
 
 static void start_helping_fault_on_cpu1(TickCtx *t)
@@ -248,13 +248,11 @@ static void test_huge_fault_taken_back(void)
     bool ran = true;
     for (int i = 0; i < 5 && ran && !taken_back; i++) {
         SnapshotResult res;
-        Helper h = { 0 };
-        TickCtx t = { .before_pause = start_helping_fault_on_cpu1, .opaque = &h };
+        Helper h = { .pinned = true };
+        TickCtx t = { .before_pause = start_helping_fault_on_cpu1, .after_save = stop_helping,
+                      .opaque = &h };
 
-        h.thread = g_thread_new("share-helper", pinned_helper_main, &h);
         ran = huge_snapshot(128 * MIB, &t, "THP-backed RAM, a preempted helper", &res);
-        __atomic_store_n(&h.stop, true, __ATOMIC_RELEASE);
-        g_thread_join(h.thread);
         if (ran) {
             taken_back = res.stats.fault_pieces_taken_back;
             result_clear(&res);
