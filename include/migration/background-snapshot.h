@@ -18,8 +18,6 @@ typedef struct BackgroundSnapshotStats {
     uint64_t pages_out_of_order;    /* pages saved by the fault handler */
     uint64_t pages_saved_ahead;     /* saved by the scan after a fault's or the pause's range */
     uint64_t pages_saved_in_pause;  /* pages the guest wrote just before the pause, saved in it */
-    uint64_t fault_pages_by_scan;   /* pages of faults' blocks the scan copied beside the fault thread */
-    uint64_t fault_pieces_taken_back; /* pieces of those the scan was late with: the fault saved them */
     uint64_t fault_us_p50;          /* fault service time, event read to unprotect */
     uint64_t fault_us_p99;
     uint64_t fault_us_p999;

@@ -332,9 +332,6 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
     st->pages_out_of_order = __atomic_load_n(&bs->fig.pages_out_of_order, __ATOMIC_RELAXED);
     st->pages_saved_ahead = __atomic_load_n(&bs->fig.pages_saved_ahead, __ATOMIC_RELAXED);
     st->pages_saved_in_pause = __atomic_load_n(&bs->fig.pages_saved_in_pause, __ATOMIC_RELAXED);
-    st->fault_pages_by_scan = __atomic_load_n(&bs->fig.fault_pages_by_scan, __ATOMIC_RELAXED);
-    st->fault_pieces_taken_back = __atomic_load_n(&bs->fig.fault_pieces_taken_back,
-                                                  __ATOMIC_RELAXED);
     st->fault_us_p50 = latency_histogram_percentile_us(h, 50);
     st->fault_us_p99 = latency_histogram_percentile_us(h, 99);
     st->fault_us_p999 = latency_histogram_percentile_us(h, 99.9);

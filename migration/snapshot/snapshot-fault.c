@@ -108,7 +108,7 @@ static bool fault_save_block(BackgroundSnapshot *bs, unsigned block_index, uint6
                                  n * SNAPSHOT_PAGE_SIZE);
         return false;
     }
-    uint64_t saved = snapshot_fault_save_shared(bs, block_index, first, n, won, slots, nwon);
+    uint64_t saved = snapshot_save_claimed(bs, block_index, first, n, won, slots, nwon, NULL);
     __atomic_fetch_add(&bs->fig.pages_out_of_order, saved, __ATOMIC_RELAXED);
     bool sent_ahead = snapshot_scan_hint(bs, block_index, first + n);
     if (bs->epoch) {

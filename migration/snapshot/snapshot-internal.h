@@ -11,7 +11,6 @@
 
 #include "migration/page-pool.h"
 #include "migration/write-tracking.h"
-#include "util/bitmap.h"
 #include "util/latency-histogram.h"
 #include "util/pi-mutex.h"
 
@@ -119,33 +118,6 @@ typedef struct SnapshotPauseCopy {
     GError *error;              /* under lock: the first failure */
 } SnapshotPauseCopy;
 
-/*
- * A fault's copy shared with the scan (snapshot-fault-share.c): the fault
- * thread posts its block in pieces of one bitmap word (64 pages), and the
- * scan, copying on the other CPU anyway, takes pieces between its own.
- * @next holds the posting's generation and size with the next piece (see
- * take_piece()). The claims and slots are copies: a helper that is late
- * finishes with them after the fault has returned.
- */
-#define SNAPSHOT_SHARE_PIECES (SNAPSHOT_FAULT_BLOCK_MAX_PAGES / BITMAP_BITS_PER_WORD)
-
-typedef struct SnapshotFaultShare {
-    unsigned helpers;           /* atomic: threads copying that offer help (the scan in a chunk) */
-    uint32_t posted;            /* atomic: the current generation, 0 when none */
-    uint32_t generation;        /* fault thread only: the last one used */
-    uint64_t next;              /* atomic: generation << 32 | pieces << 16 | the next piece */
-    unsigned done;              /* atomic: pieces published */
-    unsigned in_flight;         /* atomic: helpers inside snapshot_fault_share_help() */
-    uint64_t saved;             /* atomic: pages the pieces published */
-    uint8_t state[SNAPSHOT_SHARE_PIECES]; /* atomic: a helper's piece: see fault-share.c */
-    unsigned block_index;
-    uint64_t first;             /* the block's first page; a multiple of 64 */
-    unsigned nr;                /* pieces */
-    unsigned long won[SNAPSHOT_SHARE_PIECES];       /* the fault's claims, one word a piece */
-    uint32_t slots[SNAPSHOT_FAULT_BLOCK_MAX_PAGES]; /* its buffers, in page order */
-    uint32_t slot_start[SNAPSHOT_SHARE_PIECES];
-} SnapshotFaultShare;
-
 /* The starvation watchdog (snapshot-watchdog.c): a thread from the scan's start to the drain's end. */
 typedef struct SnapshotWatchdog {
     GThread *thread;
@@ -199,8 +171,6 @@ typedef struct SnapshotFigures {
     uint64_t pages_unpopulated; /* known zero in the pause */
     uint64_t huge_in_pause;     /* 2 MiB regions mapped huge in the pause */
     uint64_t huge_whole_faults; /* atomic: faults served by saving a whole huge page */
-    uint64_t fault_pages_by_scan; /* atomic: pages of faults' blocks the scan copied */
-    uint64_t fault_pieces_taken_back; /* atomic: pieces the scan was slow with, saved by the fault */
     uint64_t huge_split;        /* atomic: huge pages split to serve a fault small */
     uint64_t huge_restored;     /* atomic: split ones collapsed again (MADV_COLLAPSE) */
     uint64_t huge_collapse_failed; /* atomic */
@@ -245,7 +215,6 @@ typedef struct BackgroundSnapshot {
     int pagemap_fd;             /* /proc/self/pagemap, or -1 (then every page is read) */
     SnapshotCollapser collapser;
     SnapshotPauseCopy pause_copy;
-    SnapshotFaultShare fault_share;
     SnapshotPacer pacer;
     bool pool_covers_rest;      /* atomic: see snapshot_pool_covers_rest() */
     SnapshotWatchdog watchdog;
@@ -504,20 +473,6 @@ void snapshot_mark_saved(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t fir
  * run its own record. Marks them saved, queues the records, and gives unused
  * slots back to the pool. Returns the number of pages saved.
  */
-/*
- * snapshot_save_claimed() in two steps. The copy: each claimed page that is
- * not zero into the next of @slots, each zero one (or flagged in
- * @unpopulated) flagged in @zero (@n bits, at most 2 MiB of pages); returns
- * the slots used. Nothing is visible to others yet.
- */
-uint32_t snapshot_copy_claimed(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
-                               uint64_t n, const unsigned long *claimed, const uint32_t *slots,
-                               uint32_t nslots, const unsigned long *unpopulated,
-                               unsigned long *zero);
-/* The publication: marks the pages saved, queues the records, returns unused slots. */
-uint64_t snapshot_publish_claimed(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
-                                  uint64_t n, const unsigned long *claimed, uint32_t *slots,
-                                  uint32_t nslots, const unsigned long *zero);
 uint64_t snapshot_save_claimed(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
                                uint64_t n, const unsigned long *claimed, uint32_t *slots,
                                uint32_t nslots, const unsigned long *unpopulated);
@@ -567,17 +522,6 @@ bool snapshot_save_pause_piece(BackgroundSnapshot *bs, const SnapshotRange *piec
                                GError **errp);
 /* Let the helper end and wait for it; safe when never started. */
 void snapshot_pause_copy_stop(BackgroundSnapshot *bs);
-
-/*
- * snapshot-fault-share.c. On the fault thread: save the claimed pages of
- * [@first, @first + @n) as snapshot_save_claimed() does, with the scan's help
- * when @first and @n are whole pieces; returns the pages saved, after all are.
- */
-uint64_t snapshot_fault_save_shared(BackgroundSnapshot *bs, unsigned block_index, uint64_t first,
-                                    uint64_t n, const unsigned long *won, uint32_t *slots,
-                                    uint32_t nslots);
-/* On the scan, between its own pieces: save pieces of a fault's block, if one is posted. */
-void snapshot_fault_share_help(BackgroundSnapshot *bs);
 
 /* snapshot-placement.c: the snapshot's threads on CPUs the vCPUs are not on */
 typedef struct SnapshotPlacement {

@@ -173,8 +173,6 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
     SnapshotBlock *sb = &bs->blocks[block_index];
     uint32_t slots[SNAPSHOT_SCAN_CHUNK_PAGES];
 
-    /* Also where a chunk has nothing to copy: right after the pause most have none. */
-    snapshot_fault_share_help(bs);
     scan_emit_zero(bs, block_index, first, n);
     if (bitmap_range_is_set_atomic(sb->claimed, first, n)) {
         scan_let_go(bs, block_index, first, n);
@@ -203,13 +201,10 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
 
     uint32_t used = 0;
     bool any = false;
-    __atomic_fetch_add(&bs->fault_share.helpers, 1, __ATOMIC_RELAXED);
     for (uint64_t sub = 0; sub < n; sub += SCAN_CLAIM_PAGES) {
         uint64_t m = MIN((uint64_t)SCAN_CLAIM_PAGES, n - sub);
         unsigned long won;
 
-        /* Holding no unsaved claim here: a fault's copy may go first. */
-        snapshot_fault_share_help(bs);
         if (!bitmap_claim_range_atomic(sb->claimed, first + sub, m, &won)) {
             continue;
         }
@@ -222,7 +217,6 @@ static bool scan_chunk(BackgroundSnapshot *bs, unsigned block_index, uint64_t fi
         used += k;
         scan_unboost(bs);
     }
-    __atomic_fetch_sub(&bs->fault_share.helpers, 1, __ATOMIC_RELAXED);
     page_pool_put(bs->pool, slots + used, need - used);
     if (any && !bs->epoch) {
         /*

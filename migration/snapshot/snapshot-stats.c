@@ -16,8 +16,6 @@ void background_snapshot_stats_to_json(const BackgroundSnapshotStats *st, JsonBu
     put_u64(b, "pages-out-of-order", st->pages_out_of_order);
     put_u64(b, "pages-saved-ahead", st->pages_saved_ahead);
     put_u64(b, "pages-saved-in-pause", st->pages_saved_in_pause);
-    put_u64(b, "fault-pages-copied-by-scan", st->fault_pages_by_scan);
-    put_u64(b, "fault-pieces-taken-back", st->fault_pieces_taken_back);
     put_u64(b, "fault-service-p50-us", st->fault_us_p50);
     put_u64(b, "fault-service-p99-us", st->fault_us_p99);
     put_u64(b, "fault-service-p999-us", st->fault_us_p999);
@@ -51,9 +49,6 @@ void background_snapshot_stats_to_hmp(const BackgroundSnapshotStats *st, GString
                            st->pages_saved_ahead);
     g_string_append_printf(out, "pages saved in the pause: %" G_GUINT64_FORMAT "\n",
                            st->pages_saved_in_pause);
-    g_string_append_printf(out, "fault pages copied by the scan: %" G_GUINT64_FORMAT
-                           " (pieces taken back: %" G_GUINT64_FORMAT ")\n",
-                           st->fault_pages_by_scan, st->fault_pieces_taken_back);
     g_string_append_printf(out, "fault service (us): p50 %" G_GUINT64_FORMAT
                            " p99 %" G_GUINT64_FORMAT " p99.9 %" G_GUINT64_FORMAT
                            " max %" G_GUINT64_FORMAT "\n",

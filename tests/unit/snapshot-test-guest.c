@@ -313,11 +313,8 @@ void run_snapshot(TestGuest *g, StreamFile *f, uint64_t pool_bytes, TickCtx *t,
     guest_resume(g);
     uint64_t downtime = write_tracking_now_ns() - t0;
 
-    res->ok = snapshot_engine_save_ram(bs, tick, t, &res->error);
-    if (t && t->after_save) {
-        t->after_save(t);
-    }
-    res->ok = res->ok && snapshot_engine_finish(bs, &res->error);
+    res->ok = snapshot_engine_save_ram(bs, tick, t, &res->error) &&
+              snapshot_engine_finish(bs, &res->error);
     if (!res->ok) {
         snapshot_engine_abort(bs);
     }

@@ -85,8 +85,6 @@ typedef struct TickCtx {
     void (*on_tick)(struct TickCtx *t);
     /* Called by run_snapshot() between the early protect and the pause (may be NULL). */
     void (*before_pause)(struct TickCtx *t);
-    /* Called by run_snapshot() once RAM is saved, before the engine ends (may be NULL). */
-    void (*after_save)(struct TickCtx *t);
     void *opaque;
     struct BackgroundSnapshot *bs;      /* set by run_snapshot() before before_pause */
 } TickCtx;
