@@ -3,10 +3,10 @@
  * Mutexes with priority inheritance. A snapshot's fault handler runs at
  * real-time priority while the writer that returns buffers to the pool runs
  * at SCHED_IDLE: with a plain mutex the writer, preempted while it held the
- * pool's lock (by the scan it had just woken, at batch priority), kept the
- * handler and so a faulting vCPU waiting 50-600 us, once 8 ms (bpftrace,
- * docs/background-snapshot.md). With PTHREAD_PRIO_INHERIT the kernel runs the
- * holder at the waiter's priority until it unlocks.
+ * pool's lock (by the scan it had just woken), held it for 50-260 us (once
+ * 8.4 ms), and the handler, with a faulting vCPU behind it, waited 50-580 us
+ * (bpftrace, docs/background-snapshot.md). With PTHREAD_PRIO_INHERIT the
+ * kernel runs the holder at the waiter's priority until it unlocks.
  */
 #include "util/pi-mutex.h"
 
