@@ -147,21 +147,13 @@ uint32_t page_pool_max_take(PagePool *p, PagePoolUser user)
     return user == PAGE_POOL_USER_SCAN ? p->capacity - reserve : p->capacity;
 }
 
-/* Free pages @user may take; called with the lock held. */
-static uint32_t available_locked(PagePool *p, PagePoolUser user)
-{
-    if (user == PAGE_POOL_USER_SCAN) {
-        return p->nr_free > p->reserve ? p->nr_free - p->reserve : 0;
-    }
-    return p->nr_free;
-}
-
 uint32_t page_pool_available(PagePool *p, PagePoolUser user)
 {
     /*
      * Without the lock: the fault handler asks several times a fault, and
      * each answer is a snapshot of a moving count anyway. Both counts are
-     * stored atomically under the lock.
+     * stored atomically under the lock, so under it (page_pool_take()) the
+     * answer is exact.
      */
     uint32_t nr_free = __atomic_load_n(&p->nr_free, __ATOMIC_RELAXED);
     uint32_t reserve = __atomic_load_n(&p->reserve, __ATOMIC_RELAXED);
@@ -182,7 +174,7 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
     g_assert(n > 0 && n <= page_pool_max_take(p, user));
 
     pi_mutex_lock(&p->lock);
-    if (!p->closed && available_locked(p, user) < n) {
+    if (!p->closed && page_pool_available(p, user) < n) {
         if (!wait) {
             pi_mutex_unlock(&p->lock);
             return false;
@@ -191,7 +183,7 @@ bool page_pool_take(PagePool *p, uint32_t n, PagePoolUser user, bool wait, uint3
         if (user == PAGE_POOL_USER_SCAN) {
             __atomic_store_n(&p->scan_waiting, true, __ATOMIC_RELAXED);
         }
-        while (!p->closed && available_locked(p, user) < n) {
+        while (!p->closed && page_pool_available(p, user) < n) {
             pi_cond_wait(&p->freed, &p->lock);
         }
         if (user == PAGE_POOL_USER_SCAN) {
