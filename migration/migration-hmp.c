@@ -120,6 +120,9 @@ static bool integer_parameter(const char *name, MigrationParameterUpdate *u, con
     if (!strcmp(name, "downtime-limit")) {
         *type = "uint64";
         u->downtime_limit = v;
+    } else if (!strcmp(name, "background-snapshot-buffer-keep")) {
+        *type = "uint64";
+        u->background_snapshot_buffer_keep = v;
     } else if (!strcmp(name, "cpu-throttle-initial")) {
         u->cpu_throttle_initial = v;
     } else if (!strcmp(name, "cpu-throttle-increment")) {
@@ -329,6 +332,9 @@ static bool hmp_info_migrate_parameters(Machine *m, int argc, char **argv, GStri
                            migration_downtime_limit(s));
     g_string_append_printf(out, "background-snapshot-buffer-size: %" PRIu64 " bytes\n",
                            (uint64_t)__atomic_load_n(&s->parameters.background_snapshot_buffer_size,
+                                                     __ATOMIC_RELAXED));
+    g_string_append_printf(out, "background-snapshot-buffer-keep: %" PRIu64 " ms\n",
+                           (uint64_t)__atomic_load_n(&s->parameters.background_snapshot_buffer_keep,
                                                      __ATOMIC_RELAXED));
     AutoConvergeParams ac;
 

@@ -279,7 +279,7 @@ static bool get_u64_member(JsonObject *args, const char *name, uint64_t *v)
 
 static JsonNode *qmp_migrate_set_parameters(Machine *m, JsonObject *args, GError **errp)
 {
-    uint64_t bw, downtime, buffer, initial, increment, max_throttle, threshold;
+    uint64_t bw, downtime, buffer, keep, initial, increment, max_throttle, threshold;
     bool tailslow = json_object_has_member(args, "cpu-throttle-tailslow") &&
                     json_object_get_boolean_member(args, "cpu-throttle-tailslow");
     MigrationParameterUpdate u = {
@@ -287,6 +287,8 @@ static JsonNode *qmp_migrate_set_parameters(Machine *m, JsonObject *args, GError
         .downtime_limit = get_u64_member(args, "downtime-limit", &downtime) ? &downtime : NULL,
         .background_snapshot_buffer_size =
             get_u64_member(args, "background-snapshot-buffer-size", &buffer) ? &buffer : NULL,
+        .background_snapshot_buffer_keep =
+            get_u64_member(args, "background-snapshot-buffer-keep", &keep) ? &keep : NULL,
         .cpu_throttle_initial =
             get_u64_member(args, "cpu-throttle-initial", &initial) ? &initial : NULL,
         .cpu_throttle_increment =
@@ -336,6 +338,8 @@ static JsonNode *qmp_query_migrate_parameters(Machine *m, JsonObject *args, GErr
     put_uint(b, "background-snapshot-buffer-size",
              __atomic_load_n(&s->parameters.background_snapshot_buffer_size,
                              __ATOMIC_RELAXED));
+    put_uint(b, "background-snapshot-buffer-keep",
+             __atomic_load_n(&s->parameters.background_snapshot_buffer_keep, __ATOMIC_RELAXED));
     AutoConvergeParams ac;
 
     migration_auto_converge_params(s, &ac);

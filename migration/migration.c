@@ -10,6 +10,7 @@
 #include "migration/channel.h"
 #include "migration/incremental-snapshot.h"
 #include "migration/mapped-ram.h"
+#include "migration/page-pool.h"
 #include "migration/restore.h"
 #include "migration/migration-internal.h"
 #include "migration/savevm.h"
@@ -129,6 +130,7 @@ MigrationState *migration_new(Machine *m)
     s->parameters.max_bandwidth = MIGRATION_DEFAULT_MAX_BANDWIDTH;
     s->parameters.downtime_limit = MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS;
     s->parameters.background_snapshot_buffer_size = 0;
+    s->parameters.background_snapshot_buffer_keep = MIGRATION_DEFAULT_SNAPSHOT_BUFFER_KEEP_MS;
     s->parameters.cpu_throttle_initial = AUTO_CONVERGE_DEFAULT_INITIAL;
     s->parameters.cpu_throttle_increment = AUTO_CONVERGE_DEFAULT_INCREMENT;
     s->parameters.max_cpu_throttle = AUTO_CONVERGE_DEFAULT_MAX;
@@ -803,6 +805,12 @@ bool migration_set_parameters(MigrationState *s, const MigrationParameterUpdate 
                    "(automatic) or at least %u bytes", MIGRATION_MIN_SNAPSHOT_BUFFER);
         return false;
     }
+    if (u->background_snapshot_buffer_keep &&
+        *u->background_snapshot_buffer_keep > MIGRATION_MAX_SNAPSHOT_BUFFER_KEEP_MS) {
+        error_setg(errp, "Parameter 'background-snapshot-buffer-keep' expects an integer in "
+                   "the range of 0 to %llu milliseconds", MIGRATION_MAX_SNAPSHOT_BUFFER_KEEP_MS);
+        return false;
+    }
     if (!check_percent(u->cpu_throttle_initial, "cpu_throttle_initial", 99, errp) ||
         !check_percent(u->cpu_throttle_increment, "cpu_throttle_increment", 99, errp) ||
         !check_percent(u->throttle_trigger_threshold, "throttle_trigger_threshold", 100,
@@ -823,6 +831,7 @@ bool migration_set_parameters(MigrationState *s, const MigrationParameterUpdate 
     store_u64(&p->max_bandwidth, u->max_bandwidth);
     store_u64(&p->downtime_limit, u->downtime_limit);
     store_u64(&p->background_snapshot_buffer_size, u->background_snapshot_buffer_size);
+    store_u64(&p->background_snapshot_buffer_keep, u->background_snapshot_buffer_keep);
     store_u64(&p->cpu_throttle_initial, u->cpu_throttle_initial);
     store_u64(&p->cpu_throttle_increment, u->cpu_throttle_increment);
     store_u64(&p->max_cpu_throttle, u->max_cpu_throttle);
@@ -832,6 +841,9 @@ bool migration_set_parameters(MigrationState *s, const MigrationParameterUpdate 
                          __ATOMIC_RELAXED);
     }
     g_mutex_unlock(&s->lock);
+    if (u->background_snapshot_buffer_keep && !*u->background_snapshot_buffer_keep) {
+        page_pool_drop_kept();      /* not kept: give back what is kept now */
+    }
     return true;
 }
 

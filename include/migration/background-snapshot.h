@@ -25,6 +25,7 @@ typedef struct BackgroundSnapshotStats {
     uint64_t pool_size;             /* bytes */
     uint64_t pool_high_water;       /* bytes in use at most */
     uint64_t pool_populated;        /* bytes populated before the pause */
+    uint64_t pool_reused;           /* bytes resident already: kept from the last snapshot */
     uint64_t pool_waits;            /* times a fault had to wait for a free buffer */
     uint64_t pool_wait_us;          /* total time faults waited for buffers */
     uint64_t pages_unpopulated;     /* pages known zero in the pause (saved as zero, not read) */

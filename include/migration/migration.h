@@ -73,6 +73,9 @@ typedef enum {
 #define MIGRATION_DEFAULT_MAX_BANDWIDTH 0ULL       /* 0: no limit (QEMU 7.2: 32 MiB/s) */
 #define MIGRATION_DEFAULT_DOWNTIME_LIMIT_MS 300ULL
 #define MIGRATION_MAX_DOWNTIME_LIMIT_MS 2000000ULL /* QEMU's bound */
+/* A snapshot's buffer pool is kept this long for the next one (page_pool_keep()). */
+#define MIGRATION_DEFAULT_SNAPSHOT_BUFFER_KEEP_MS 30000ULL
+#define MIGRATION_MAX_SNAPSHOT_BUFFER_KEEP_MS 86400000ULL  /* a day */
 
 /* How -incoming loads a page-aligned image (the restore-mode parameter). */
 typedef enum {
@@ -86,6 +89,7 @@ typedef struct MigrationParameters {
     uint64_t max_bandwidth;                    /* bytes per second; 0: unlimited */
     uint64_t downtime_limit;                   /* milliseconds */
     uint64_t background_snapshot_buffer_size;  /* bytes; 0: automatic (background-snapshot.c decides) */
+    uint64_t background_snapshot_buffer_keep;  /* ms the pool is kept after a snapshot; 0: not kept */
     /* auto-converge (migration/auto-converge.h): percentages */
     uint64_t cpu_throttle_initial;
     uint64_t cpu_throttle_increment;
@@ -300,6 +304,7 @@ typedef struct MigrationParameterUpdate {
     const uint64_t *max_bandwidth;
     const uint64_t *downtime_limit;
     const uint64_t *background_snapshot_buffer_size;
+    const uint64_t *background_snapshot_buffer_keep;
     const uint64_t *cpu_throttle_initial;
     const uint64_t *cpu_throttle_increment;
     const uint64_t *max_cpu_throttle;

@@ -31,7 +31,8 @@ typedef struct PagePoolStats {
     uint64_t scan_waits;
     uint64_t scan_wait_ns;
     uint64_t chunks_given_back;   /* page_pool_give_back_chunk() */
-    uint64_t prefaulted_pages;    /* populated by page_pool_new() */
+    uint64_t prefaulted_pages;    /* populated by page_pool_new() or page_pool_reuse() */
+    uint64_t reused_pages;        /* resident already when page_pool_reuse() began */
 } PagePoolStats;
 
 /*
@@ -44,6 +45,23 @@ typedef struct PagePoolStats {
  */
 PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefault_bytes,
                         GError **errp);
+
+/* The pool's size in bytes. */
+uint64_t page_pool_bytes(PagePool *p);
+
+/*
+ * Between snapshots (no page in use): the buffers' contents no longer
+ * matter, so the kernel may take their memory back under pressure
+ * (MADV_FREE); otherwise it stays resident for page_pool_reuse().
+ */
+void page_pool_idle(PagePool *p);
+
+/*
+ * Make an idle pool ready for another snapshot, as page_pool_new() with the
+ * same size would, with new counters: what is still resident costs no first
+ * touch again (stats.reused_pages counts it).
+ */
+void page_pool_reuse(PagePool *p, uint64_t reserve_bytes, uint64_t prefault_bytes);
 
 /* Unmap the pool. No page may be in use. NULL is fine. */
 void page_pool_free(PagePool *p);
@@ -106,5 +124,29 @@ void page_pool_close(PagePool *p);
 bool page_pool_give_back_chunk(PagePool *p, bool wait);
 /* A consistent copy of the counters. */
 void page_pool_get_stats(PagePool *p, PagePoolStats *stats);
+
+/* Whether page_pool_new(@bytes, ...) would make a pool of @p's size. */
+bool page_pool_fits(PagePool *p, uint64_t bytes);
+
+/*
+ * Between snapshots (migration/snapshot/page-pool-keep.c). A pool for a
+ * snapshot: the kept one made ready again if it has the size asked for
+ * (page_pool_reuse()), otherwise a new one (page_pool_new()).
+ */
+PagePool *page_pool_obtain(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefault_bytes,
+                           GError **errp);
+
+/*
+ * Keep @p (no page in use) for the next page_pool_obtain(), idle
+ * (page_pool_idle()), for @keep_ms: then a timer on @context frees it. Frees
+ * it at once if @keep_ms is 0 or @context NULL. A pool kept before is freed.
+ */
+void page_pool_keep(PagePool *p, uint64_t keep_ms, GMainContext *context);
+
+/* Bytes of the pool kept now; 0 if none. */
+uint64_t page_pool_kept_bytes(void);
+
+/* Free the kept pool now, if any. */
+void page_pool_drop_kept(void);
 
 #endif

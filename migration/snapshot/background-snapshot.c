@@ -224,6 +224,8 @@ bool background_snapshot_run(MigrationState *s, StreamFile *f, GError **errp)
         snapshot_engine_set_base(run.bs, incremental_snapshot_base_uuid(s->incremental));
     }
     snapshot_engine_set_vcpus(run.bs, m->smp);
+    snapshot_engine_keep_pool(run.bs, __atomic_load_n(&s->parameters.background_snapshot_buffer_keep,
+                                                      __ATOMIC_RELAXED), m->main_context);
     snapshot_placement_fault_thread(&placement, run.bs);
     /* Protect while the guest runs: the pause then only redoes what it wrote since. */
     snapshot_placement_hold_vcpu(&placement, m);

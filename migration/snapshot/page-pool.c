@@ -56,6 +56,49 @@ struct PagePool {
     PagePoolStats stats;
 };
 
+/*
+ * Fill the free stacks (every slot free) and populate the first
+ * @prefault_bytes: the lowest slots go on top of each stack, so the
+ * resident part grows only as needed. Pages of a kept pool that are still
+ * resident cost only the walk.
+ */
+static void arrange(PagePool *p, uint64_t reserve_bytes, uint64_t prefault_bytes)
+{
+    uint64_t len = (uint64_t)p->capacity * PAGE_POOL_PAGE_SIZE;
+    uint64_t prefault = MIN(prefault_bytes, len);
+    uint32_t nr_prefault = prefault / PAGE_POOL_PAGE_SIZE;
+
+    p->reserve = (uint32_t)MIN(reserve_bytes / PAGE_POOL_PAGE_SIZE, p->capacity - 1);
+    p->nr_warm = 0;
+    p->nr_cold = 0;
+    for (uint32_t i = 0; i < nr_prefault; i++) {
+        p->warm_slots[p->nr_warm++] = nr_prefault - 1 - i;
+    }
+    for (uint32_t i = p->capacity; i > nr_prefault; i--) {
+        p->cold_slots[p->nr_cold++] = i - 1;
+    }
+    p->nr_free = p->capacity;
+    p->keep_warm = nr_prefault;
+    p->closed = false;
+    p->scan_waiting = false;
+    p->returned = 0;
+    memset(&p->stats, 0, sizeof(p->stats));
+    p->stats.capacity_pages = p->capacity;
+    p->stats.reserve_pages = p->reserve;
+    p->stats.prefaulted_pages = nr_prefault;
+    for (uint32_t c = 0; c * CHUNK_PAGES < nr_prefault; c++) {
+        bitmap_set_bit(p->chunk_backed, c);
+    }
+    if (prefault) {
+        if (madvise(p->memory, prefault, MADV_POPULATE_WRITE) != 0) {
+            /* Older kernels: touch one byte per page instead. */
+            for (uint64_t off = 0; off < prefault; off += PAGE_POOL_PAGE_SIZE) {
+                ((volatile uint8_t *)p->memory)[off] = 0;
+            }
+        }
+    }
+}
+
 PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefault_bytes,
                         GError **errp)
 {
@@ -87,41 +130,50 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     PagePool *p = g_new0(PagePool, 1);
     p->memory = mem;
     p->capacity = (uint32_t)pages;
-    p->reserve = (uint32_t)MIN(reserve_bytes / PAGE_POOL_PAGE_SIZE, pages - 1);
     pi_mutex_init(&p->lock);
     pi_cond_init(&p->freed);
     p->warm_slots = g_new(uint32_t, pages);
     p->cold_slots = g_new(uint32_t, pages);
-    p->stats.capacity_pages = p->capacity;
-    p->stats.reserve_pages = p->reserve;
     p->nr_chunks = p->capacity / CHUNK_PAGES;
     p->chunk_used = g_new0(uint16_t, p->nr_chunks + 1);
     p->chunk_backed = bitmap_new(p->nr_chunks + 1);
+    arrange(p, reserve_bytes, prefault_bytes);
+    return p;
+}
 
-    uint64_t prefault = MIN(prefault_bytes, len);
-    uint32_t nr_prefault = prefault / PAGE_POOL_PAGE_SIZE;
-    /* Lowest slots on top of each stack: the resident part grows only as needed. */
-    for (uint32_t i = 0; i < nr_prefault; i++) {
-        p->warm_slots[p->nr_warm++] = nr_prefault - 1 - i;
-    }
-    for (uint32_t i = p->capacity; i > nr_prefault; i--) {
-        p->cold_slots[p->nr_cold++] = i - 1;
-    }
-    p->nr_free = p->capacity;
-    p->keep_warm = nr_prefault;
-    p->stats.prefaulted_pages = nr_prefault;
-    for (uint32_t c = 0; c * CHUNK_PAGES < nr_prefault; c++) {
-        bitmap_set_bit(p->chunk_backed, c);
-    }
-    if (prefault) {
-        if (madvise(mem, prefault, MADV_POPULATE_WRITE) != 0) {
-            /* Older kernels: touch one byte per page instead. */
-            for (uint64_t off = 0; off < prefault; off += PAGE_POOL_PAGE_SIZE) {
-                ((volatile uint8_t *)mem)[off] = 0;
-            }
+uint64_t page_pool_bytes(PagePool *p)
+{
+    return (uint64_t)p->capacity * PAGE_POOL_PAGE_SIZE;
+}
+
+bool page_pool_fits(PagePool *p, uint64_t bytes)
+{
+    return p->capacity == MAX(bytes / PAGE_POOL_PAGE_SIZE, (uint64_t)MIN_PAGES);
+}
+
+void page_pool_idle(PagePool *p)
+{
+    g_assert(p->nr_free == p->capacity);
+    /* Lazily freed: still resident for the next snapshot unless memory runs short. */
+    madvise(p->memory, page_pool_bytes(p), MADV_FREE);
+}
+
+void page_pool_reuse(PagePool *p, uint64_t reserve_bytes, uint64_t prefault_bytes)
+{
+    g_assert(p->nr_free == p->capacity);
+    uint64_t len = page_pool_bytes(p);
+    size_t nr_pages = len / PAGE_POOL_PAGE_SIZE;
+    g_autofree unsigned char *resident = g_malloc(nr_pages);
+    uint64_t kept = 0;
+
+    /* What memory pressure left of it: counted, so the figures stay honest. */
+    if (mincore(p->memory, len, resident) == 0) {
+        for (size_t i = 0; i < nr_pages; i++) {
+            kept += resident[i] & 1;
         }
     }
-    return p;
+    arrange(p, reserve_bytes, prefault_bytes);
+    p->stats.reused_pages = kept;
 }
 
 void page_pool_free(PagePool *p)

@@ -152,7 +152,7 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
     /* Before the pool: it sizes what the pool populates now. */
     bs->pagemap_fd = pagemap_open();
     uint64_t prefault = MIN(ram_with_data(bs) + POOL_PREFAULT_SLACK, POOL_PREFAULT_MAX);
-    bs->pool = page_pool_new(pool_bytes, pool_bytes / 4, MIN(pool_bytes, prefault), errp);
+    bs->pool = page_pool_obtain(pool_bytes, pool_bytes / 4, MIN(pool_bytes, prefault), errp);
     if (!bs->pool) {
         error_prefix(errp, "background-snapshot: ");
         goto fail;
@@ -203,6 +203,12 @@ void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid)
     if (uuid) {
         memcpy(bs->base_uuid, uuid, sizeof(bs->base_uuid));
     }
+}
+
+void snapshot_engine_keep_pool(BackgroundSnapshot *bs, uint64_t keep_ms, GMainContext *context)
+{
+    bs->pool_keep_ms = keep_ms;
+    bs->pool_keep_context = context;
 }
 
 bool background_snapshot_vcpus_fill_cpus(unsigned nr_vcpus)
@@ -299,7 +305,7 @@ void snapshot_engine_free(BackgroundSnapshot *bs)
     if (!bs->epoch) {
         write_tracking_free(bs->wt);
     }
-    page_pool_free(bs->pool);
+    page_pool_keep(bs->pool, bs->pool_keep_ms, bs->pool_keep_context);
     if (bs->pagemap_fd >= 0) {
         close(bs->pagemap_fd);
     }
@@ -342,6 +348,7 @@ void snapshot_engine_get_stats(BackgroundSnapshot *bs, BackgroundSnapshotStats *
         st->pool_size = ps.capacity_pages * PAGE_POOL_PAGE_SIZE;
         st->pool_high_water = ps.high_water_pages * PAGE_POOL_PAGE_SIZE;
         st->pool_populated = ps.prefaulted_pages * PAGE_POOL_PAGE_SIZE;
+        st->pool_reused = ps.reused_pages * PAGE_POOL_PAGE_SIZE;
         st->pool_waits = ps.fault_waits;
         st->pool_wait_us = ps.fault_wait_ns / 1000;
     }

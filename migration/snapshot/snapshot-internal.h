@@ -205,6 +205,8 @@ typedef struct BackgroundSnapshot {
     bool vcpus_fill_cpus;       /* vCPUs can take every CPU: nothing at SCHED_IDLE, no boosts */
     uint8_t base_uuid[16];
     PagePool *pool;
+    uint64_t pool_keep_ms;            /* snapshot_engine_keep_pool(); 0: freed with the engine */
+    GMainContext *pool_keep_context;
     SnapshotWriter writer;
     LatencyHistogram fault_latency;
     SnapshotFigures fig;
@@ -283,6 +285,12 @@ BackgroundSnapshot *snapshot_engine_new_tracked(GPtrArray *blocks, uint64_t pool
 
 /* Before the pause: save only the pages written since the instant of image @uuid. */
 void snapshot_engine_set_base(BackgroundSnapshot *bs, const uint8_t *uuid);
+
+/*
+ * When the engine is freed, keep its pool for @keep_ms on @context for the
+ * next snapshot (page_pool_keep()) instead of freeing it.
+ */
+void snapshot_engine_keep_pool(BackgroundSnapshot *bs, uint64_t keep_ms, GMainContext *context);
 
 /*
  * Before the pause: the guest runs @nr_vcpus vCPUs. When they can take every

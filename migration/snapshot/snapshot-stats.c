@@ -23,6 +23,7 @@ void background_snapshot_stats_to_json(const BackgroundSnapshotStats *st, JsonBu
     put_u64(b, "buffer-pool-size", st->pool_size);
     put_u64(b, "buffer-pool-high-water", st->pool_high_water);
     put_u64(b, "buffer-pool-populated", st->pool_populated);
+    put_u64(b, "buffer-pool-reused", st->pool_reused);
     put_u64(b, "buffer-pool-waits", st->pool_waits);
     put_u64(b, "buffer-pool-wait-us", st->pool_wait_us);
     put_u64(b, "paced-faults", st->paced_faults);
@@ -55,9 +56,10 @@ void background_snapshot_stats_to_hmp(const BackgroundSnapshotStats *st, GString
                            st->fault_us_p50, st->fault_us_p99, st->fault_us_p999,
                            st->fault_us_max);
     g_string_append_printf(out, "buffer pool: %" G_GUINT64_FORMAT " kbytes (%" G_GUINT64_FORMAT
-                           " populated before the pause), high water %" G_GUINT64_FORMAT
+                           " populated before the pause, %" G_GUINT64_FORMAT
+                           " kept from the last snapshot), high water %" G_GUINT64_FORMAT
                            " kbytes, waits %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " us)\n",
-                           st->pool_size >> 10, st->pool_populated >> 10,
+                           st->pool_size >> 10, st->pool_populated >> 10, st->pool_reused >> 10,
                            st->pool_high_water >> 10, st->pool_waits, st->pool_wait_us);
     g_string_append_printf(out, "faults paced to the sink: %" G_GUINT64_FORMAT " (%"
                            G_GUINT64_FORMAT " us)\n", st->paced_faults, st->paced_us);
