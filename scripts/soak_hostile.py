@@ -20,7 +20,8 @@ IDS = ['18446744073709551616', '9223372036854775808', '1e400', '"a\\u0000b"', '-
        '"\\u00e9\\/"', '0.000000000000000000001', '{}', '[]']
 COMMANDS = ['query-status', 'query-migrate', 'query-migrate-parameters',
             'query-migrate-capabilities', 'query-version', 'query-commands', 'query-kvm']
-PARAMS = ['max-bandwidth', 'downtime-limit', 'background-snapshot-buffer-size']
+PARAMS = ['max-bandwidth', 'downtime-limit', 'background-snapshot-buffer-size',
+          'background-snapshot-buffer-keep']
 STRUCTURE = [b'{', b'}', b']', b'[1,]', b'{"a": 1,}', b'{"a" 1}', b'{a: 1}', b'[1 2]',
              b'{"a": 1, "a": 2}', b'{"execute": "query-status", "execute": "query-kvm"}',
              b'{} {} []', b'"just a string"', b'42', b'null', b'[{"execute": "query-status"}]',
