@@ -16,6 +16,7 @@
 #include "system/chardev.h"
 #include "system/cmdline.h"
 #include "system/memory-backend.h"
+#include "util/cpu-relax.h"
 #include "util/error.h"
 
 void machine_set_pause_spin(Machine *m, bool spin)
@@ -40,9 +41,7 @@ void machine_pause_wait_spin(Machine *m, const unsigned *parked, unsigned self,
 
     while (__atomic_load_n(parked, __ATOMIC_ACQUIRE) + self < threads &&
            g_get_monotonic_time() < end) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        cpu_relax();
     }
 }
 

@@ -4,7 +4,6 @@
 #define UTIL_PI_MUTEX_H
 
 #include <pthread.h>
-#include <stdbool.h>
 
 /*
  * For a lock that a real-time thread (a snapshot's fault handler) shares with

@@ -6,6 +6,7 @@
 #include "migration/snapshot/snapshot-trace.h"
 #include "system/machine.h"
 #include "util/bitmap.h"
+#include "util/cpu-relax.h"
 
 uint32_t snapshot_fault_block_pages(BackgroundSnapshot *bs)
 {
@@ -153,7 +154,7 @@ static void fault_wait_saved(BackgroundSnapshot *bs, SnapshotBlock *sb, uint64_t
         if (spins > 16) {
             g_usleep(20);
         } else {
-            __builtin_ia32_pause();
+            cpu_relax();
         }
     }
 }

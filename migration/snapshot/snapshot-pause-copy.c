@@ -15,6 +15,7 @@
 
 #include "system/machine.h"
 #include "util/bitmap.h"
+#include "util/cpu-relax.h"
 #include "util/error.h"
 
 /*
@@ -34,9 +35,7 @@ static void wait_a_little(gint64 *since)
         *since = g_get_monotonic_time();
     }
     if (g_get_monotonic_time() - *since < WAIT_SPIN_US) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        cpu_relax();
     } else {
         g_usleep(WAIT_SLEEP_US);
     }

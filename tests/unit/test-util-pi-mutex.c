@@ -3,6 +3,7 @@
 #include "util/pi-mutex.h"
 
 #include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
