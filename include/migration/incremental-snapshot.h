@@ -40,9 +40,7 @@ bool incremental_snapshot_begin(MigrationState *s, IncrementalSnapshot *inc,
  * The buffer pool an increment needs when background-snapshot-buffer-size is
  * automatic: the pages written since the base so far, with room to grow,
  * instead of a quarter of RAM (populating a large pool costs an increment
- * of a few MiB more than its pages), or the size of the pool kept from the
- * last snapshot (page_pool_keep()) where that is enough and no more than a
- * full snapshot's. 0 for a full snapshot (the default).
+ * of a few MiB more than its pages). 0 for a full snapshot (the default).
  */
 uint64_t incremental_snapshot_pool_bytes(MigrationState *s, IncrementalSnapshot *inc);
 

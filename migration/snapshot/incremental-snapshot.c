@@ -7,7 +7,6 @@
 
 #include "migration/epoch-tracking.h"
 #include "migration/migration.h"
-#include "migration/page-pool.h"
 #include "migration/savevm.h"
 #include "migration/snapshot/snapshot-internal.h"
 #include "system/machine.h"
@@ -153,15 +152,7 @@ uint64_t incremental_snapshot_pool_bytes(MigrationState *s, IncrementalSnapshot 
         ram += ((RamBlock *)g_ptr_array_index(s->machine->ram_blocks, i))->size;
     }
     /* Pages written before the pause add to it; never more than a full snapshot's. */
-    uint64_t full = snapshot_default_pool_size(ram);
-    uint64_t bytes = MIN(full, MAX(16ull << 20, pages * 4096 / 4 * 5));
-    /*
-     * A pool kept from the last snapshot that is large enough serves as it is:
-     * its memory is held already, and populating a new one is the cost this
-     * sizing avoids.
-     */
-    uint64_t kept = page_pool_kept_bytes();
-    return kept >= bytes && kept <= full ? kept : bytes;
+    return MIN(snapshot_default_pool_size(ram), MAX(16ull << 20, pages * 4096 / 4 * 5));
 }
 
 const uint8_t *incremental_snapshot_base_uuid(IncrementalSnapshot *inc)

@@ -111,67 +111,6 @@ static void test_kept_between_snapshots(KeepFixture *f, gconstpointer data)
     snap_assert_serial_clean(f->vm);
 }
 
-/* One snapshot to @name, not checked; returns its background-snapshot figures (caller unrefs). */
-static JsonObject *snapshot_figures(TestVm *vm, const char *name)
-{
-    QmpClient *qmp = test_vm_qmp(vm);
-    g_autofree char *path = test_vm_path(vm, name);
-    g_autofree char *uri = g_strconcat("file:", path, NULL);
-    g_autoptr(JsonObject) info = NULL;
-
-    snap_drop_migration_events(qmp);
-    snap_migrate(qmp, uri);
-    snap_wait_completed(qmp);
-    info = snap_query_migrate(qmp);
-    return json_object_ref(json_object_get_object_member(info, "background-snapshot"));
-}
-
-/*
- * An increment sizes its pool by what was written since its base, but takes
- * the full snapshot's kept pool as it is (large enough, held already); the
- * chain checks.
- */
-static void test_increment_reuses(KeepFixture *f, gconstpointer data)
-{
-    const KeepCase *c = data;
-    g_autoptr(GError) err = NULL;
-    g_autoptr(JsonObject) full = NULL;
-    g_autoptr(JsonObject) inc = NULL;
-    g_autofree char *base = NULL;
-    g_autofree char *args = NULL;
-    g_autofree char *inc_path = NULL;
-    g_autofree char *out = NULL;
-    QmpClient *qmp;
-
-    f->vm = snap_guest_new(c->accel, K_RAM_MB, c->append, true);
-    test_vm_launch_or_fail(f->vm);
-    test_vm_wait_serial(f->vm, "PAYLOAD READY", K_TIMEOUT_MS, NULL, &err);
-    g_assert_no_error(err);
-    (void)snap_progress_healthy(f->vm, K_TIMEOUT_MS);
-    qmp = test_vm_qmp(f->vm);
-    snap_qmp_do(qmp, "migrate-set-capabilities",
-                "{\"capabilities\": [{\"capability\": \"background-snapshot\", \"state\": true},"
-                " {\"capability\": \"incremental-snapshot\", \"state\": true}]}");
-    full = snapshot_figures(f->vm, "base.img");
-    g_assert_cmpint(json_object_get_int_member(full, "buffer-pool-reused"), ==, 0);
-
-    base = test_vm_path(f->vm, "base.img");
-    args = g_strdup_printf("{\"snapshot-base\": \"%s\"}", base);
-    snap_qmp_do(qmp, "migrate-set-parameters", args);
-    (void)snap_progress_healthy(f->vm, K_TIMEOUT_MS);
-    inc = snapshot_figures(f->vm, "inc1.img");
-    g_assert_true(json_object_get_boolean_member(inc, "incremental"));
-    g_assert_cmpint(json_object_get_int_member(inc, "buffer-pool-size"), ==,
-                    json_object_get_int_member(full, "buffer-pool-size"));
-    g_assert_cmpint(json_object_get_int_member(inc, "buffer-pool-reused"), >, 0);
-    inc_path = test_vm_path(f->vm, "inc1.img");
-    if (snap_img_tool(&out, "check", inc_path, NULL) != 0) {
-        g_error("frostvm-img check %s: %s", inc_path, out);
-    }
-    (void)snap_progress_healthy(f->vm, K_TIMEOUT_MS);
-    snap_assert_serial_clean(f->vm);
-}
-
 /* Out of range: refused with the range, the value unchanged. */
 static void test_keep_bounds(KeepFixture *f, gconstpointer data)
 {
@@ -197,8 +136,6 @@ static void test_keep_bounds(KeepFixture *f, gconstpointer data)
 
 static const KeepCase keep_test = { "test", "mem=64M" };
 static const KeepCase keep_kvm = { "kvm", "mem=64M" };
-/* After its first sweep the payload writes 8 MiB over and over: an increment needs 16 MiB. */
-static const KeepCase hot_test = { "test", "mem=64M hot=8M report_ms=200" };
 
 int main(int argc, char **argv)
 {
@@ -207,8 +144,6 @@ int main(int argc, char **argv)
                test_kept_between_snapshots, k_teardown);
     g_test_add("/snapshot-pool-keep/kvm/kept", KeepFixture, &keep_kvm, k_setup,
                test_kept_between_snapshots, k_teardown);
-    g_test_add("/snapshot-pool-keep/test/increment", KeepFixture, &hot_test, k_setup,
-               test_increment_reuses, k_teardown);
     g_test_add("/snapshot-pool-keep/test/bounds", KeepFixture, &keep_test, k_setup,
                test_keep_bounds, k_teardown);
     return g_test_run();
