@@ -28,6 +28,19 @@ static void k_teardown(KeepFixture *f, gconstpointer data)
     g_clear_pointer(&f->vm, test_vm_free);
 }
 
+/* The guest booted, past its first report; its QMP client. */
+static QmpClient *guest_start(KeepFixture *f, const KeepCase *c)
+{
+    g_autoptr(GError) err = NULL;
+
+    f->vm = snap_guest_new(c->accel, K_RAM_MB, c->append, true);
+    test_vm_launch_or_fail(f->vm);
+    test_vm_wait_serial(f->vm, "PAYLOAD READY", K_TIMEOUT_MS, NULL, &err);
+    g_assert_no_error(err);
+    (void)snap_progress_healthy(f->vm, K_TIMEOUT_MS);
+    return test_vm_qmp(f->vm);
+}
+
 static JsonObject *parameters(QmpClient *qmp)
 {
     g_autoptr(JsonNode) node = snap_qmp_ok(qmp, "query-migrate-parameters", NULL);
@@ -71,19 +84,13 @@ static gint64 snapshot(TestVm *vm, const char *name)
 static void test_kept_between_snapshots(KeepFixture *f, gconstpointer data)
 {
     const KeepCase *c = data;
-    g_autoptr(GError) err = NULL;
     g_autoptr(JsonObject) params = NULL;
     QmpClient *qmp;
 
     if (!strcmp(c->accel, "kvm") && test_vm_skip_without_kvm()) {
         return;
     }
-    f->vm = snap_guest_new(c->accel, K_RAM_MB, c->append, true);
-    test_vm_launch_or_fail(f->vm);
-    test_vm_wait_serial(f->vm, "PAYLOAD READY", K_TIMEOUT_MS, NULL, &err);
-    g_assert_no_error(err);
-    (void)snap_progress_healthy(f->vm, K_TIMEOUT_MS);
-    qmp = test_vm_qmp(f->vm);
+    qmp = guest_start(f, c);
     snap_enable(qmp);
 
     params = parameters(qmp);
@@ -119,11 +126,7 @@ static void test_keep_bounds(KeepFixture *f, gconstpointer data)
     g_autoptr(JsonObject) params = NULL;
     QmpClient *qmp;
 
-    f->vm = snap_guest_new(c->accel, K_RAM_MB, c->append, true);
-    test_vm_launch_or_fail(f->vm);
-    test_vm_wait_serial(f->vm, "PAYLOAD READY", K_TIMEOUT_MS, NULL, &err);
-    g_assert_no_error(err);
-    qmp = test_vm_qmp(f->vm);
+    qmp = guest_start(f, c);
     g_autoptr(JsonNode) reply = NULL;
     reply = qmp_client_execute_json(qmp, "migrate-set-parameters",
                                     "{\"background-snapshot-buffer-keep\": 86400001}", &err);
