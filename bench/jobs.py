@@ -7,7 +7,7 @@ import time
 
 from metrics import after_figures, guest_clock_offset, line_stall_ms, window_figures
 from vm import (BenchError, HarnessPlacement, QMPError, RssSampler, ThreadCpuSampler, Vm,
-                is_migration_thread, read_cpu, read_status_kib)
+                is_migration_thread, read_cpu, read_host_steal_ms, read_status_kib)
 
 TERMINAL = ('completed', 'failed', 'cancelled')
 MAX_BANDWIDTH = 4294967296   # QEMU 7.2 throttles migration to 32 MiB/s by default
@@ -247,6 +247,7 @@ def run_migration(vm, job, rep, ctx):
     uri = sink_uri(job.sink, path)
     serial_mark = len(vm.serial.lines)
     cpu0, vcpu0 = read_cpu(vm.pid)
+    steal0 = read_host_steal_ms()
     rss0 = read_status_kib(vm.pid, 'VmRSS')
     hwm0 = read_status_kib(vm.pid, 'VmHWM')
     placement = HarnessPlacement(vm.pid)
@@ -290,6 +291,7 @@ def run_migration(vm, job, rep, ctx):
         thread_ms = threads.stop()
         placement.restore()
     cpu1, vcpu1 = read_cpu(vm.pid)
+    res['host_steal_ms'] = read_host_steal_ms() - steal0
     if job.after_s and status == 'completed':
         res['thp_before_kib'], res['rss_before_kib'] = thp_before
         res['thp_after'] = watch_after(vm, t1, job.after_s)

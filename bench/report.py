@@ -84,6 +84,8 @@ ROWS = [
     ('reports with a stall over 10 ms', lambda r: r['stalls_over_10ms'], lambda v: f'{v:.0f}',
      False),
     ('worst guest stall in the 2 s before (ms)', lambda r: r['stall_before_ms'], ms_us, False),
+    ('time the host took from this machine\'s CPUs during it (steal, ms, all CPUs)',
+     lambda r: r.get('host_steal_ms', 0), lambda v: f'{v:,.0f}', False),
     ('VMM CPU time, all threads (ms)', lambda r: r['cpu_ms'], num, False),
     ('VMM CPU time, not vCPU threads (ms)', lambda r: r['cpu_other_ms'], num, False),
     ('VMM peak RSS growth (MiB)', lambda r: r['rss_delta_mib'], num, False),
@@ -339,7 +341,13 @@ How each figure is measured (bench/jobs.py, bench/metrics.py):
   median rate in the 2 s before. The guest is fresh (no earlier snapshot) for the first
   run; later runs start from what the previous ones left.
 - Peak RSS growth: VmRSS sampled every 10 ms during the run, peak minus the value at the
-  start (the memory the snapshot costs beyond guest RAM).
+  start (the memory the snapshot costs beyond guest RAM), plus frostvm's
+  `buffer-pool-reused` (a pool kept from the last snapshot is in the RSS at the start).
+- Host steal: the steal column of /proc/stat (all CPUs, 10 ms ticks) over the same window
+  as the CPU time. On a machine that is itself a guest, the host takes its CPUs now and
+  then (here 20-30 ms at a time, while this kernel reports freed memory): a stall of
+  that size in the same run is the host's, not the VMM's (`bench/host-steal.py` shows
+  it every 5 ms).
 - Restore: a new VMM process with `-incoming "exec:cat IMAGE"` (tmpfs); to running = the
   process start to `query-status` saying running (polled every 10 ms); to first PROGRESS
   = to the first report of the restored guest (up to 50 ms later by design). The restored

@@ -199,6 +199,15 @@ def read_cpu(pid):
     return total, vcpus
 
 
+def read_host_steal_ms():
+    """Time the host took from this machine's CPUs so far (steal in /proc/stat, all CPUs,
+    in ticks of 10 ms): on a machine that is itself a guest, stalls no thread here explains
+    (bench/host-steal.py shows them beside free page reports)."""
+    with open('/proc/stat') as f:
+        fields = f.readline().split()
+    return int(fields[8]) * 1000 // CLK_TCK if len(fields) > 8 else 0
+
+
 class HarnessPlacement:
     """Keeps this process's threads (the QMP loop, the serial reader, the samplers) off the
     CPUs the VM's vCPU threads are on while a run lasts, for either VMM alike.
