@@ -53,20 +53,27 @@ class QMP:
         self.greeting = self._recv()
         self.cmd('qmp_capabilities')
 
-    def _recv(self):
+    def _recv_line(self):
+        """The next line from the VMM, as it sent it (scripts/qmp-transcript.py records it)."""
         while b'\n' not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise QMPError('QMP connection closed')
             self.buf += chunk
         line, self.buf = self.buf.split(b'\n', 1)
-        return json.loads(line)
+        return line
+
+    def _recv(self):
+        return json.loads(self._recv_line())
+
+    def _send(self, text):
+        self.sock.sendall(text.encode() + b'\n')
 
     def cmd_raw(self, name, **args):
         msg = {'execute': name}
         if args:
             msg['arguments'] = args
-        self.sock.sendall(json.dumps(msg).encode() + b'\n')
+        self._send(json.dumps(msg))
         while True:
             r = self._recv()
             if 'event' in r:

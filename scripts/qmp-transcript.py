@@ -10,79 +10,62 @@ reads it. Two background snapshots in a row show the event stream and what
 query-migrate reports, including the buffer pool the second one reused.
 """
 import argparse
-import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from frostvm_qmp import kvm_usable  # noqa: E402
+from frostvm_qmp import QMP, QMPError, kvm_usable  # noqa: E402
 
 COMMANDS = [
-    {'execute': 'query-status', 'id': 1},
-    {'execute': 'stop'},
-    {'execute': 'cont'},
-    {'execute': 'human-monitor-command', 'arguments': {'command-line': 'info status'}},
-    {'execute': 'migrate-set-capabilities',
-     'arguments': {'capabilities': [{'capability': 'background-snapshot', 'state': True}]}},
-    {'execute': 'query-migrate-parameters'},
-    {'execute': 'migrate', 'arguments': {'uri': 'exec:cat > ./vm_state'}},
+    ('query-status', {}),
+    ('stop', {}),
+    ('cont', {}),
+    ('human-monitor-command', {'command-line': 'info status'}),
+    ('migrate-set-capabilities',
+     {'capabilities': [{'capability': 'background-snapshot', 'state': True}]}),
+    ('query-migrate-parameters', {}),
+    ('migrate', {'uri': 'exec:cat > ./vm_state'}),
     'wait',
-    {'execute': 'query-migrate'},
-    {'execute': 'migrate', 'arguments': {'uri': 'file:./vm_state2'}},
+    ('query-migrate', {}),
+    ('migrate', {'uri': 'file:./vm_state2'}),
     'wait',
-    {'execute': 'human-monitor-command', 'arguments': {'command-line': 'info migrate'}},
-    {'execute': 'migrate-set-parameters', 'arguments': {'background-snapshot-buffer-keep': 86400001}},
-    {'execute': 'frobnicate'},
-    {'execute': 'quit'},
+    ('human-monitor-command', {'command-line': 'info migrate'}),
+    ('migrate-set-parameters', {'background-snapshot-buffer-keep': 86400001}),
+    ('frobnicate', {}),
+    ('quit', {}),
 ]
 
 
-class Session:
+class Session(QMP):
+    """The scripts' QMP client, recording every line it sends and reads, in order."""
+
     def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                self.sock.connect(path)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        self.sock.settimeout(60)
-        self.buf = b''
         self.lines = []
+        super().__init__(path, timeout=60)
 
-    def read(self):
-        while b'\n' not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError('frostvm closed the QMP socket')
-            self.buf += chunk
-        line, self.buf = self.buf.split(b'\n', 1)
-        text = line.decode().rstrip('\r')
-        self.lines.append('<- ' + text)
-        return json.loads(text)
-
-    def send(self, cmd):
-        text = json.dumps(cmd)
+    def _send(self, text):
         self.lines.append('-> ' + text)
-        self.sock.sendall(text.encode() + b'\n')
-        while True:
-            msg = self.read()
-            if 'return' in msg or 'error' in msg:
-                return msg
+        super()._send(text)
 
-    def wait_completed(self):
-        while True:
-            msg = self.read()
-            if msg.get('event') == 'MIGRATION' and \
-                    msg['data']['status'] in ('completed', 'failed', 'cancelled'):
-                return
+    def _recv_line(self):
+        line = super()._recv_line()
+        self.lines.append('<- ' + line.decode().rstrip('\r'))
+        return line
+
+    def drain(self):
+        """Read to the end (after quit: the SHUTDOWN event, then the socket closes)."""
+        try:
+            while True:
+                self._recv()
+        except (QMPError, OSError):
+            pass
+
+
+def completed(event):
+    return event['data']['status'] in ('completed', 'failed', 'cancelled')
 
 
 def main():
@@ -101,19 +84,13 @@ def main():
         vm = subprocess.Popen(argv, cwd=d)
         try:
             s = Session(os.path.join(d, 'qmp.sock'))
-            s.read()    # the greeting
-            s.send({'execute': 'qmp_capabilities'})
             time.sleep(1)   # the payload's first sweep
             for cmd in COMMANDS:
                 if cmd == 'wait':
-                    s.wait_completed()
+                    s.wait_event('MIGRATION', pred=completed)
                 else:
-                    s.send(cmd)
-            try:
-                while True:
-                    s.read()
-            except (EOFError, OSError):
-                pass
+                    s.cmd_raw(cmd[0], **cmd[1])
+            s.drain()
         finally:
             vm.wait(timeout=30)
     shown = ' '.join(a if ' ' not in a else f"'{a}'" for a in argv[1:])
