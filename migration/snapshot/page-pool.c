@@ -56,6 +56,11 @@ struct PagePool {
     PagePoolStats stats;
 };
 
+uint64_t page_pool_bytes(PagePool *p)
+{
+    return (uint64_t)p->capacity * PAGE_POOL_PAGE_SIZE;
+}
+
 /*
  * Fill the free stacks (every slot free) and populate the first
  * @prefault_bytes: the lowest slots go on top of each stack, so the
@@ -64,8 +69,7 @@ struct PagePool {
  */
 static void arrange(PagePool *p, uint64_t reserve_bytes, uint64_t prefault_bytes)
 {
-    uint64_t len = (uint64_t)p->capacity * PAGE_POOL_PAGE_SIZE;
-    uint64_t prefault = MIN(prefault_bytes, len);
+    uint64_t prefault = MIN(prefault_bytes, page_pool_bytes(p));
     uint32_t nr_prefault = prefault / PAGE_POOL_PAGE_SIZE;
 
     p->reserve = (uint32_t)MIN(reserve_bytes / PAGE_POOL_PAGE_SIZE, p->capacity - 1);
@@ -141,11 +145,6 @@ PagePool *page_pool_new(uint64_t bytes, uint64_t reserve_bytes, uint64_t prefaul
     return p;
 }
 
-uint64_t page_pool_bytes(PagePool *p)
-{
-    return (uint64_t)p->capacity * PAGE_POOL_PAGE_SIZE;
-}
-
 bool page_pool_fits(PagePool *p, uint64_t bytes)
 {
     return p->capacity == MAX(bytes / PAGE_POOL_PAGE_SIZE, (uint64_t)MIN_PAGES);
@@ -182,7 +181,7 @@ void page_pool_free(PagePool *p)
         return;
     }
     g_assert(p->nr_free == p->capacity);
-    munmap(p->memory, (uint64_t)p->capacity * PAGE_POOL_PAGE_SIZE);
+    munmap(p->memory, page_pool_bytes(p));
     g_free(p->warm_slots);
     g_free(p->cold_slots);
     g_free(p->chunk_used);
